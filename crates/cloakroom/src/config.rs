@@ -1,0 +1,428 @@
+//! Settings, with Django's names and defaults.
+//!
+//! Build them in code (`Settings::default().with_cookie_secure(true)`), read them from a TOML
+//! file ([`Settings::from_toml_file`]), or let the `cloakroom` command fill them from flags and
+//! `CLOAKROOM_*` environment variables.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
+pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    /// Sent on same-site requests only.
+    Strict,
+    /// Sent on same-site requests and top-level navigations (Django's default).
+    #[default]
+    Lax,
+    /// Sent on every request; browsers require `Secure` with it.
+    None,
+}
+
+impl std::str::FromStr for SameSite {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "strict" => Ok(Self::Strict),
+            "lax" => Ok(Self::Lax),
+            "none" => Ok(Self::None),
+            _ => Err(ConfigError::Invalid {
+                setting: "cookie_samesite",
+                reason: format!("`{s}` is not one of Strict, Lax, None"),
+            }),
+        }
+    }
+}
+
+/// Where sessions are kept, with Django's engine names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// A database table: SQLite (the default), PostgreSQL or MySQL/MariaDB.
+    #[default]
+    Db,
+    /// A cache: in-process, or Redis/Valkey (single server or cluster).
+    Cache,
+    /// A write-through cache in front of a database table.
+    CachedDb,
+    /// One file per session in a folder.
+    File,
+    /// The data itself, signed, in the cookie.
+    SignedCookies,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "db" => Ok(Self::Db),
+            "cache" => Ok(Self::Cache),
+            "cached_db" => Ok(Self::CachedDb),
+            "file" => Ok(Self::File),
+            "signed_cookies" => Ok(Self::SignedCookies),
+            _ => Err(ConfigError::Invalid {
+                setting: "engine",
+                reason: format!(
+                    "`{s}` is not an engine; use db, cache, cached_db, file or signed_cookies"
+                ),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Db => "db",
+            Self::Cache => "cache",
+            Self::CachedDb => "cached_db",
+            Self::File => "file",
+            Self::SignedCookies => "signed_cookies",
+        })
+    }
+}
+
+/// What a request gets when the store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Answer 503 with `Retry-After` and a clear body (the default).
+    #[default]
+    FailClosed,
+    /// Go on as an anonymous visitor with an empty session that is not saved.
+    FailOpen,
+}
+
+/// A secret that `Debug` never prints.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for signing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Every cloakroom setting. Field names are Django's without the `SESSION_` prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Settings {
+    /// `SESSION_COOKIE_NAME`: the cookie that carries the session key.
+    pub cookie_name: String,
+    /// `SESSION_COOKIE_AGE`: session lifetime in seconds, counted from the last save.
+    pub cookie_age: u64,
+    /// `SESSION_COOKIE_DOMAIN`: `None` for a host-only cookie.
+    pub cookie_domain: Option<String>,
+    /// `SESSION_COOKIE_PATH`.
+    pub cookie_path: String,
+    /// `SESSION_COOKIE_SECURE`: send the cookie over HTTPS only.
+    pub cookie_secure: bool,
+    /// `SESSION_COOKIE_HTTPONLY`: hide the cookie from JavaScript.
+    pub cookie_httponly: bool,
+    /// `SESSION_COOKIE_SAMESITE`.
+    pub cookie_samesite: SameSite,
+    /// The CHIPS `Partitioned` attribute (Django lacks it).
+    pub cookie_partitioned: bool,
+    /// `SESSION_EXPIRE_AT_BROWSER_CLOSE`: a cookie without Max-Age/Expires.
+    pub expire_at_browser_close: bool,
+    /// `SESSION_SAVE_EVERY_REQUEST`: save (and so extend) non-empty sessions on every request.
+    pub save_every_request: bool,
+    /// `SESSION_ENGINE`.
+    pub engine: Engine,
+    /// The database URL of the `db` and `cached_db` engines (`sqlite://…`, `postgres://…`, `mysql://…`).
+    pub database_url: Option<String>,
+    /// The session table.
+    pub table: String,
+    /// The cache URL of the `cache` and `cached_db` engines (`redis://…`, `redis-cluster://…`);
+    /// none means the in-process cache.
+    pub cache_url: Option<String>,
+    /// `SESSION_FILE_PATH`: the folder of the `file` engine (default: the OS temp dir).
+    pub file_path: Option<PathBuf>,
+    /// `SECRET_KEY`: signs cookies (and data in Django's format).
+    pub secret_key: Option<Secret>,
+    /// `SECRET_KEY_FALLBACKS`: older keys still accepted when reading.
+    pub secret_key_fallbacks: Vec<Secret>,
+    /// The bound on every store call, in milliseconds.
+    pub store_timeout_ms: u64,
+    /// What a request gets when the store fails.
+    pub on_store_error: OnStoreError,
+    /// How long a request waits for another request of the same visitor to finish with the
+    /// session, in milliseconds, before it goes ahead (its save still merges safely).
+    pub lock_timeout_ms: u64,
+    /// The largest number of sessions the in-process cache holds.
+    pub cache_capacity: u64,
+}
+
+/// The default session table (Django's own is `django_session`; same columns).
+pub const DEFAULT_TABLE: &str = "cloakroom_session";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cookie_name: "sessionid".into(),
+            cookie_age: DEFAULT_COOKIE_AGE,
+            cookie_domain: None,
+            cookie_path: "/".into(),
+            cookie_secure: false,
+            cookie_httponly: true,
+            cookie_samesite: SameSite::Lax,
+            cookie_partitioned: false,
+            expire_at_browser_close: false,
+            save_every_request: false,
+            engine: Engine::Db,
+            database_url: None,
+            table: DEFAULT_TABLE.into(),
+            cache_url: None,
+            file_path: None,
+            secret_key: None,
+            secret_key_fallbacks: Vec::new(),
+            store_timeout_ms: 3_000,
+            on_store_error: OnStoreError::FailClosed,
+            lock_timeout_ms: 5_000,
+            cache_capacity: 1_000_000,
+        }
+    }
+}
+
+macro_rules! with {
+    ($(#[$doc:meta] $name:ident: $field:ident: $ty:ty;)*) => {
+        $(
+            #[$doc]
+            #[must_use]
+            pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+                self.$field = value.into();
+                self
+            }
+        )*
+    };
+}
+
+impl Settings {
+    with! {
+        /// Sets `cookie_name`.
+        with_cookie_name: cookie_name: String;
+        /// Sets `cookie_age` in seconds.
+        with_cookie_age: cookie_age: u64;
+        /// Sets `cookie_domain`.
+        with_cookie_domain: cookie_domain: Option<String>;
+        /// Sets `cookie_path`.
+        with_cookie_path: cookie_path: String;
+        /// Sets `cookie_secure`.
+        with_cookie_secure: cookie_secure: bool;
+        /// Sets `cookie_httponly`.
+        with_cookie_httponly: cookie_httponly: bool;
+        /// Sets `cookie_samesite`.
+        with_cookie_samesite: cookie_samesite: SameSite;
+        /// Sets `cookie_partitioned`.
+        with_cookie_partitioned: cookie_partitioned: bool;
+        /// Sets `expire_at_browser_close`.
+        with_expire_at_browser_close: expire_at_browser_close: bool;
+        /// Sets `save_every_request`.
+        with_save_every_request: save_every_request: bool;
+        /// Sets `engine`.
+        with_engine: engine: Engine;
+        /// Sets `database_url`.
+        with_database_url: database_url: Option<String>;
+        /// Sets `table`.
+        with_table: table: String;
+        /// Sets `cache_url`.
+        with_cache_url: cache_url: Option<String>;
+        /// Sets `file_path`.
+        with_file_path: file_path: Option<PathBuf>;
+        /// Sets `secret_key`.
+        with_secret_key: secret_key: Option<Secret>;
+        /// Sets `store_timeout_ms`.
+        with_store_timeout_ms: store_timeout_ms: u64;
+        /// Sets `on_store_error`.
+        with_on_store_error: on_store_error: OnStoreError;
+        /// Sets `lock_timeout_ms`.
+        with_lock_timeout_ms: lock_timeout_ms: u64;
+        /// Sets `cache_capacity`.
+        with_cache_capacity: cache_capacity: u64;
+    }
+
+    /// Reads settings from a TOML file; keys missing from the file keep their defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::File`] when the file cannot be read, has unknown keys or wrong types.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml_str(&text).map_err(|e| match e {
+            ConfigError::File { reason, .. } => ConfigError::File {
+                path: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Reads settings from TOML text.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the text is not valid TOML for these settings, or a value cannot work.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let settings: Self = toml::from_str(text).map_err(|e| ConfigError::File {
+            path: "<toml>".into(),
+            reason: e.to_string(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The bound on every store call.
+    pub fn store_timeout(&self) -> Duration {
+        Duration::from_millis(self.store_timeout_ms)
+    }
+
+    /// Checks settings that cannot work together, naming the setting to change.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for the first setting found wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        let name = &self.cookie_name;
+        // RFC 6265 cookie-name is an RFC 7230 token.
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return invalid(
+                "cookie_name",
+                "must be a non-empty token (letters, digits and !#$%&'*+-.^_`|~)",
+            );
+        }
+        if name.starts_with("__Secure-") && !self.cookie_secure {
+            return invalid(
+                "cookie_secure",
+                "a `__Secure-` cookie name needs cookie_secure = true",
+            );
+        }
+        if name.starts_with("__Host-")
+            && (!self.cookie_secure || self.cookie_path != "/" || self.cookie_domain.is_some())
+        {
+            return invalid(
+                "cookie_name",
+                "a `__Host-` cookie needs cookie_secure = true, cookie_path = \"/\" and no cookie_domain",
+            );
+        }
+        if self.cookie_samesite == SameSite::None && !self.cookie_secure {
+            return invalid(
+                "cookie_samesite",
+                "browsers reject SameSite=None without Secure; set cookie_secure = true",
+            );
+        }
+        if self.cookie_partitioned && !self.cookie_secure {
+            return invalid(
+                "cookie_partitioned",
+                "browsers reject Partitioned cookies without Secure; set cookie_secure = true",
+            );
+        }
+        if !self.cookie_path.starts_with('/') {
+            return invalid("cookie_path", "must start with `/`");
+        }
+        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > 400 * 86_400 * 100 {
+            return invalid("cookie_age", "is unreasonably large");
+        }
+        if self.table.is_empty()
+            || !self
+                .table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return invalid("table", "must be letters, digits and `_` only");
+        }
+        if self.store_timeout_ms == 0 {
+            return invalid("store_timeout_ms", "must be above 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_djangos() {
+        let s = Settings::default();
+        assert_eq!(s.cookie_name, "sessionid");
+        assert_eq!(s.cookie_age, 1_209_600);
+        assert_eq!(s.cookie_domain, None);
+        assert_eq!(s.cookie_path, "/");
+        assert!(!s.cookie_secure);
+        assert!(s.cookie_httponly);
+        assert_eq!(s.cookie_samesite, SameSite::Lax);
+        assert!(!s.cookie_partitioned);
+        assert!(!s.expire_at_browser_close);
+        assert!(!s.save_every_request);
+        assert_eq!(s.engine, Engine::Db);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_overrides_and_rejects_unknown_keys() {
+        let s = Settings::from_toml_str(
+            "cookie_name = \"sid\"\ncookie_age = 60\ncookie_samesite = \"strict\"\nengine = \"cache\"",
+        )
+        .unwrap();
+        assert_eq!(s.cookie_name, "sid");
+        assert_eq!(s.cookie_age, 60);
+        assert_eq!(s.cookie_samesite, SameSite::Strict);
+        assert_eq!(s.engine, Engine::Cache);
+        let err = Settings::from_toml_str("cookie_nam = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("cookie_nam"), "{err}");
+    }
+
+    #[test]
+    fn host_prefix_requires_secure_root_path_and_no_domain() {
+        let host = Settings::default().with_cookie_name("__Host-sid");
+        assert!(host.validate().is_err());
+        let host = host.with_cookie_secure(true);
+        host.validate().unwrap();
+        assert!(host
+            .clone()
+            .with_cookie_domain(Some("example.com".to_owned()))
+            .validate()
+            .is_err());
+        assert!(host.with_cookie_path("/app").validate().is_err());
+        let secure = Settings::default().with_cookie_name("__Secure-sid");
+        assert!(secure.validate().is_err());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Settings::default().with_secret_key(Some(Secret::new("hunter2")));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,129 @@
+//! The engines, one module each, behind cargo features. Each only moves records: the core
+//! does keys, encoding, expiry rules and merging.
+
+#[cfg(feature = "memory")]
+pub mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod sql;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{Engine, Settings};
+use crate::error::{ConfigError, StoreError};
+use crate::store::{ClearExpired, SessionStore};
+
+/// An optional ability: creating the session table (`cloakroom migrate`).
+#[async_trait]
+pub trait Migrate: Send + Sync {
+    /// Creates the table and its index unless they exist; running it twice is harmless.
+    async fn migrate(&self) -> Result<(), StoreError>;
+}
+
+/// An engine opened from settings, with the optional abilities it has.
+#[derive(Clone)]
+pub struct Opened {
+    /// The store itself.
+    pub store: Arc<dyn SessionStore>,
+    /// Deleting expired sessions, where the engine needs it.
+    pub clear: Option<Arc<dyn ClearExpired>>,
+    /// Creating the table, where the engine has one.
+    pub migrate: Option<Arc<dyn Migrate>>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("engine", &self.store.engine())
+            .finish()
+    }
+}
+
+/// Why an engine could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The settings do not name a usable engine.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn unsupported(what: &str, feature: &str) -> OpenError {
+    OpenError::Config(ConfigError::Invalid {
+        setting: "engine",
+        reason: format!("{what} needs cloakroom built with the `{feature}` feature"),
+    })
+}
+
+#[cfg(feature = "sqlite")]
+#[async_trait]
+impl Migrate for sqlite::SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlite::SqliteStore::migrate(self).await
+    }
+}
+
+/// The database URL the `db` engine uses when none is given: a SQLite file in the working
+/// folder, created on first use.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://cloakroom.sqlite3";
+
+async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
+    let url = settings
+        .database_url
+        .as_deref()
+        .unwrap_or(DEFAULT_DATABASE_URL);
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let store = sqlite::SqliteStore::connect(url)
+                .await?
+                .with_table(&settings.table)?;
+            let store = Arc::new(store);
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store.clone()),
+                migrate: Some(store),
+            })
+        }
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(unsupported("a sqlite:// database", "sqlite")),
+        _ => Err(OpenError::Config(ConfigError::Invalid {
+            setting: "database_url",
+            reason: format!(
+                "`{scheme}` is not a supported database; use sqlite://, postgres:// or mysql://"
+            ),
+        })),
+    }
+}
+
+/// Opens the engine the settings name, connected and ready (but not migrated).
+///
+/// # Errors
+/// [`OpenError::Config`] when the settings name an engine or URL this build cannot use,
+/// [`OpenError::Store`] when the server cannot be reached.
+pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
+    settings.validate()?;
+    match settings.engine {
+        Engine::Db => open_db(settings).await,
+        #[cfg(feature = "memory")]
+        Engine::Cache if settings.cache_url.is_none() => {
+            let store = Arc::new(memory::MemoryStore::new(settings.cache_capacity));
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store),
+                migrate: None,
+            })
+        }
+        other => Err(unsupported(
+            &format!("the `{other}` engine"),
+            &other.to_string(),
+        )),
+    }
+}

@@ -1,0 +1,314 @@
+//! The `db` engine on embedded SQLite, the default: a file beside the app, no server.
+//!
+//! Tuned for many concurrent readers and one writer: WAL journal, `synchronous = NORMAL`
+//! (durable across app crashes; a power cut can lose the last commits, never corrupt), a busy
+//! timeout instead of "database is locked" errors.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+
+use super::sql::{Table, CLEAR_BATCH};
+use crate::error::{ConfigError, StoreError};
+use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+
+const ENGINE: &str = "sqlite";
+
+/// Sessions in a SQLite table.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    table: Table,
+    q: Queries,
+}
+
+#[derive(Clone, Debug)]
+struct Queries {
+    load: String,
+    create: String,
+    update: String,
+    delete: String,
+    exists: String,
+    clear: String,
+    count: String,
+}
+
+impl Queries {
+    fn new(t: &str) -> Self {
+        Self {
+            load: format!(
+                r#"SELECT session_data, expire_date FROM "{t}" WHERE session_key = ?1 AND expire_date > ?2"#
+            ),
+            create: format!(
+                r#"INSERT INTO "{t}" (session_key, session_data, expire_date) VALUES (?1, ?2, ?3)"#
+            ),
+            update: format!(
+                r#"UPDATE "{t}" SET session_data = ?1, expire_date = ?2 WHERE session_key = ?3 AND session_data = ?4 AND expire_date > ?5"#
+            ),
+            delete: format!(r#"DELETE FROM "{t}" WHERE session_key = ?1"#),
+            exists: format!(r#"SELECT 1 FROM "{t}" WHERE session_key = ?1"#),
+            clear: format!(
+                r#"DELETE FROM "{t}" WHERE session_key IN (SELECT session_key FROM "{t}" WHERE expire_date < ?1 LIMIT {CLEAR_BATCH})"#
+            ),
+            count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE expire_date > ?1"#),
+        }
+    }
+}
+
+/// Formats an instant as Django stores `expire_date` in SQLite: the UTC wall clock as text,
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, fraction omitted when zero. Expiry filters compare this text.
+pub fn django_datetime(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let base = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    match at.microsecond() {
+        0 => base,
+        us => format!("{base}.{us:06}"),
+    }
+}
+
+fn parse_django_datetime(text: &str) -> Option<OffsetDateTime> {
+    let format = time::macros::format_description!(
+        version = 2,
+        "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    time::PrimitiveDateTime::parse(text, format)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
+fn store_error(table: &Table, e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        // SQLite reports a missing table only as a generic error with this message.
+        if db.message().starts_with("no such table") {
+            return StoreError::MissingTable {
+                table: table.name().to_owned(),
+            };
+        }
+    }
+    StoreError::backend(ENGINE, e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path` or
+    /// `sqlite::memory:`), with WAL, `synchronous = NORMAL` and a 5 s busy timeout, and keeps
+    /// sessions in the default table.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the file cannot be opened.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::backend(ENGINE, e))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .statement_cache_capacity(32);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives as long as one connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        Ok(Self::new(pool, crate::config::DEFAULT_TABLE)
+            .map_err(|e| StoreError::backend(ENGINE, e))?)
+    }
+
+    /// Sessions in `table` of an existing pool.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
+    pub fn new(pool: SqlitePool, table: &str) -> Result<Self, ConfigError> {
+        let table = Table::new(table)?;
+        Ok(Self {
+            q: Queries::new(table.name()),
+            pool,
+            table,
+        })
+    }
+
+    /// The same database, another table.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
+    pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
+        Self::new(self.pool, table)
+    }
+
+    /// The pool, for the application's own queries.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Creates the table and its expiry index unless they exist (idempotent).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database refuses.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let t = self.table.name();
+        let index = self.table.expiry_index();
+        let ddl = format!(
+            r#"CREATE TABLE IF NOT EXISTS "{t}" ("session_key" varchar(40) NOT NULL PRIMARY KEY, "session_data" text NOT NULL, "expire_date" datetime NOT NULL);
+CREATE INDEX IF NOT EXISTS "{index}" ON "{t}" ("expire_date");"#
+        );
+        sqlx::raw_sql(&ddl)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(())
+    }
+
+    /// How many live sessions the table holds.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub async fn count_live(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&self.q.count)
+            .bind(django_datetime(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn record(&self, row: &sqlx::sqlite::SqliteRow) -> Result<Record, StoreError> {
+        let data: String = row.try_get(0).map_err(|e| store_error(&self.table, e))?;
+        let expire: String = row.try_get(1).map_err(|e| store_error(&self.table, e))?;
+        let expires_at = parse_django_datetime(&expire).ok_or_else(|| {
+            StoreError::backend(ENGINE, format!("unreadable expire_date `{expire}`"))
+        })?;
+        Ok(Record { data, expires_at })
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    fn engine(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&self.q.load)
+            .bind(key)
+            .bind(django_datetime(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        row.map(|row| self.record(&row)).transpose()
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        let result = sqlx::query(&self.q.create)
+            .bind(key)
+            .bind(&record.data)
+            .bind(django_datetime(record.expires_at))
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(Created::Stored),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Created::Taken),
+            Err(e) => Err(store_error(&self.table, e)),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let done = sqlx::query(&self.q.update)
+            .bind(&record.data)
+            .bind(django_datetime(record.expires_at))
+            .bind(key)
+            .bind(expected)
+            .bind(django_datetime(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        if done.rows_affected() == 1 {
+            return Ok(Updated::Stored);
+        }
+        // Lost the compare-and-swap: tell the core what is there now (one more round trip,
+        // paid only under contention).
+        Ok(match self.load(key, now).await? {
+            Some(current) => Updated::Conflict(current),
+            None => Updated::Missing,
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.q.delete)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(&self.q.exists)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(row.is_some())
+    }
+}
+
+#[async_trait]
+impl ClearExpired for SqliteStore {
+    async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let now = django_datetime(now);
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(&self.q.clear)
+                .bind(&now)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| store_error(&self.table, e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < CLEAR_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn datetimes_are_djangos_sqlite_text() {
+        assert_eq!(
+            django_datetime(datetime!(2025-01-15 00:00:00.25 UTC)),
+            "2025-01-15 00:00:00.250000"
+        );
+        assert_eq!(
+            django_datetime(datetime!(2099-01-01 00:00:00 UTC)),
+            "2099-01-01 00:00:00"
+        );
+        assert_eq!(
+            parse_django_datetime("2025-01-15 00:00:00.250000"),
+            Some(datetime!(2025-01-15 00:00:00.25 UTC))
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Typed errors: what went wrong, with the source kept, and a message that names the fix.
+
+use std::time::Duration;
+
+/// A boxed error from a driver or the operating system, kept as the source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure of a store: the session could not be loaded, saved or deleted.
+///
+/// The application can handle it (the layer turns it into a 503 by default); it never means a
+/// session was silently lost.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer within the configured timeout.
+    #[error("the {engine} session store did not answer within {after:?}; check that it is running, or raise `store_timeout`")]
+    Timeout {
+        /// The engine that timed out.
+        engine: &'static str,
+        /// The configured bound.
+        after: Duration,
+    },
+    /// The session table does not exist yet.
+    #[error("the session table `{table}` does not exist; create it with `cloakroom migrate --database-url URL --table {table}`")]
+    MissingTable {
+        /// The table that was looked for.
+        table: String,
+    },
+    /// The store could not be reached or failed while answering.
+    #[error("the {engine} session store failed: {source}")]
+    Backend {
+        /// The engine that failed.
+        engine: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A recent run of failures opened the circuit breaker: the store is not called for a while.
+    #[error("the {engine} session store is failing; calls are paused for {retry_after:?} (circuit breaker open)")]
+    CircuitOpen {
+        /// The engine whose circuit is open.
+        engine: &'static str,
+        /// How long until the next attempt.
+        retry_after: Duration,
+    },
+    /// The session would not fit where it must go (a cookie over 4 KB, for one).
+    #[error("the session is too large for the {engine} store: {detail}")]
+    TooLarge {
+        /// The engine that refused it.
+        engine: &'static str,
+        /// What the limit is and how far over it the session is.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Wraps a driver error as a backend failure of `engine`.
+    pub fn backend(engine: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            engine,
+            source: source.into(),
+        }
+    }
+
+    /// How long a client should wait before retrying, for a `Retry-After` header.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Self::CircuitOpen { retry_after, .. } => *retry_after,
+            _ => Duration::from_secs(1),
+        }
+    }
+}
+
+/// What can go wrong when a handler uses its session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed; see the source.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored value does not have the type the handler asked for.
+    #[error("session value `{key}` does not have the requested type: {source}")]
+    Type {
+        /// The session key (the dictionary key, never the session id).
+        key: String,
+        /// serde's explanation.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value could not be turned into JSON (a map with non-string keys, for one).
+    #[error("session value `{key}` cannot be stored as JSON: {source}")]
+    Encode {
+        /// The session key.
+        key: String,
+        /// serde's explanation.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another request deleted this session (a logout in another tab) while this one ran.
+    ///
+    /// As Django's `SessionInterrupted`, the layer answers 400 rather than resurrect it.
+    #[error("the session was deleted by another request while this one ran (for example a logout in another tab); sign in again")]
+    Interrupted,
+    /// Another request kept changing the session and this one's changes could not be merged
+    /// within the retry budget.
+    #[error("the session changed under this request {attempts} times in a row; retry the request")]
+    Contended {
+        /// How many times the save was retried.
+        attempts: u32,
+    },
+    /// The operating system could not supply randomness for a new key.
+    #[error("no randomness for a new session key: {0}")]
+    Random(#[from] getrandom::Error),
+}
+
+/// A setting that cannot be used, named so the message says which one to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting has a value that cannot work.
+    #[error("setting `{setting}`: {reason}")]
+    Invalid {
+        /// The setting's name, as in the TOML file.
+        setting: &'static str,
+        /// What is wrong and what would work.
+        reason: String,
+    },
+    /// The TOML file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,214 @@
+//! Per-session expiry, kept in the session data under `_session_expiry` exactly as Django keeps it.
+//!
+//! | `_session_expiry` | meaning |
+//! |---|---|
+//! | missing | the settings: `cookie_age`, `expire_at_browser_close` |
+//! | integer N > 0 | N seconds after each save (an idle timeout) |
+//! | 0 | at browser close (the store still keeps it `cookie_age` seconds) |
+//! | ISO 8601 string | at that instant |
+
+use std::time::Duration;
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+use crate::codec::Data;
+use crate::config::Settings;
+
+/// The key Django keeps per-session expiry under.
+pub const EXPIRY_KEY: &str = "_session_expiry";
+
+/// When a session should expire: the argument of [`Session::set_expiry`](crate::Session::set_expiry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Back to the settings (`cookie_age`, `expire_at_browser_close`).
+    Default,
+    /// When the browser closes (Django's `set_expiry(0)`).
+    BrowserClose,
+    /// This many seconds after each save (Django's `set_expiry(N)`); 0 means browser close.
+    Idle(Duration),
+    /// At this instant (Django's `set_expiry(datetime)`).
+    At(OffsetDateTime),
+    /// This long from now, fixed (Django's `set_expiry(timedelta)`).
+    In(Duration),
+}
+
+impl Expiry {
+    /// Django's integer form: 0 is browser close, N > 0 is N seconds after each save.
+    pub fn seconds(n: u64) -> Self {
+        if n == 0 {
+            Self::BrowserClose
+        } else {
+            Self::Idle(Duration::from_secs(n))
+        }
+    }
+
+    /// The value stored under `_session_expiry`, or `None` to remove the key.
+    pub(crate) fn to_value(self, now: OffsetDateTime) -> Option<Value> {
+        match self {
+            Self::Default => None,
+            Self::BrowserClose => Some(Value::from(0)),
+            Self::Idle(d) if d.as_secs() == 0 => Some(Value::from(0)),
+            Self::Idle(d) => Some(Value::from(d.as_secs())),
+            Self::At(at) => Some(Value::from(format_iso(at))),
+            Self::In(d) => Some(Value::from(format_iso(now + d))),
+        }
+    }
+}
+
+/// Formats an instant as Python's `datetime.isoformat()` does for an aware UTC datetime:
+/// `2030-01-01T12:00:00+00:00`, with `.ffffff` only when microseconds are not zero.
+pub fn format_iso(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    let micros = at.microsecond();
+    let base = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    if micros == 0 {
+        format!("{base}+00:00")
+    } else {
+        format!("{base}.{micros:06}+00:00")
+    }
+}
+
+/// Parses what Python's `datetime.isoformat()` writes (with or without an offset; a naive value
+/// is taken as UTC, as a `USE_TZ` Django app would mean it).
+pub fn parse_iso(text: &str) -> Option<OffsetDateTime> {
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(at);
+    }
+    let naive = time::macros::format_description!(
+        version = 2,
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    PrimitiveDateTime::parse(text, naive)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
+        .or_else(|| {
+            // Python also writes offsets without seconds but with fractions, e.g. "+05:30".
+            let with_offset = time::macros::format_description!(
+                version = 2,
+                "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]][offset_hour sign:mandatory]:[offset_minute]"
+            );
+            OffsetDateTime::parse(text, with_offset).ok()
+        })
+}
+
+/// The expiry rules of one session, derived from its data and the settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lifetime {
+    /// Whole seconds the cookie should live (Django's `get_expiry_age`).
+    pub age: i64,
+    /// When the stored record expires.
+    pub expires_at: OffsetDateTime,
+    /// The cookie has no Max-Age/Expires.
+    pub browser_close: bool,
+}
+
+impl Lifetime {
+    pub(crate) fn of(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
+        let cookie_age = i64::try_from(settings.cookie_age).unwrap_or(i64::MAX / 2);
+        let default = |browser_close| Self {
+            age: cookie_age,
+            expires_at: now + time::Duration::seconds(cookie_age),
+            browser_close,
+        };
+        match data.get(EXPIRY_KEY) {
+            None | Some(Value::Null) => default(settings.expire_at_browser_close),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(secs) if secs > 0 => Self {
+                    age: secs,
+                    expires_at: now + time::Duration::seconds(secs),
+                    browser_close: false,
+                },
+                // 0 (and anything Django would read as false) is browser close.
+                _ => default(true),
+            },
+            Some(Value::String(s)) => match parse_iso(s) {
+                Some(at) => Self {
+                    age: (at - now).whole_seconds(),
+                    expires_at: at,
+                    browser_close: false,
+                },
+                None => {
+                    tracing::warn!(
+                        "ignoring unreadable `_session_expiry`; using the default lifetime"
+                    );
+                    default(settings.expire_at_browser_close)
+                }
+            },
+            Some(_) => default(settings.expire_at_browser_close),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn iso_matches_pythons_isoformat() {
+        assert_eq!(
+            format_iso(datetime!(2030-01-01 12:00:00 UTC)),
+            "2030-01-01T12:00:00+00:00"
+        );
+        assert_eq!(
+            format_iso(datetime!(2025-01-02 00:00:00.25 UTC)),
+            "2025-01-02T00:00:00.250000+00:00"
+        );
+        assert_eq!(
+            parse_iso("2025-01-02T00:00:00.250000+00:00"),
+            Some(datetime!(2025-01-02 00:00:00.25 UTC))
+        );
+        assert_eq!(
+            parse_iso("2025-01-02T00:00:00"),
+            Some(datetime!(2025-01-02 00:00:00 UTC))
+        );
+        assert_eq!(
+            parse_iso("2025-01-02T05:30:00+05:30"),
+            Some(datetime!(2025-01-02 00:00:00 UTC))
+        );
+        assert_eq!(parse_iso("tomorrow"), None);
+    }
+
+    #[test]
+    fn lifetime_follows_djangos_rules() {
+        let now = datetime!(2025-01-01 00:00:00 UTC);
+        let s = Settings::default();
+        let mut data = Data::new();
+        let l = Lifetime::of(&data, &s, now);
+        assert_eq!(l.age, 1_209_600);
+        assert!(!l.browser_close);
+
+        data.insert(EXPIRY_KEY.into(), Value::from(300));
+        let l = Lifetime::of(&data, &s, now);
+        assert_eq!((l.age, l.browser_close), (300, false));
+        assert_eq!(l.expires_at, now + time::Duration::seconds(300));
+
+        data.insert(EXPIRY_KEY.into(), Value::from(0));
+        let l = Lifetime::of(&data, &s, now);
+        assert!(l.browser_close);
+        assert_eq!(l.age, 1_209_600, "the store keeps it for cookie_age");
+
+        data.insert(
+            EXPIRY_KEY.into(),
+            Value::from("2025-01-01T01:00:00.500000+00:00"),
+        );
+        let l = Lifetime::of(&data, &s, now);
+        assert_eq!(l.age, 3600, "fractions are truncated");
+
+        let global_close = Settings::default().with_expire_at_browser_close(true);
+        data.insert(EXPIRY_KEY.into(), Value::from(300));
+        assert!(!Lifetime::of(&data, &global_close, now).browser_close);
+        data.remove(EXPIRY_KEY);
+        assert!(Lifetime::of(&data, &global_close, now).browser_close);
+    }
+}

@@ -1,0 +1,63 @@
+//! The axum extractor: `Session` (and `Option<Session>`) as a handler argument.
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+
+use crate::error::Error;
+use crate::manager::LazySession;
+use crate::session::Session;
+
+/// Why a [`Session`] could not be extracted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionRejection {
+    /// The router has no [`SessionLayer`](crate::SessionLayer).
+    #[error(
+        "no session layer: add `.layer(cloakroom::SessionLayer::new(sessions))` to the router"
+    )]
+    MissingLayer,
+    /// The store failed (fail-closed policy).
+    #[error(transparent)]
+    Load(#[from] Error),
+}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::MissingLayer => {
+                tracing::error!("{self}");
+                (http::StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+            }
+            Self::Load(e) => crate::layer::error_response::<axum_core::body::Body>(&e),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let lazy = parts
+            .extensions
+            .get::<LazySession>()
+            .cloned()
+            .ok_or(SessionRejection::MissingLayer)?;
+        Ok(lazy.load().await?)
+    }
+}
+
+/// `Option<Session>` is `None` when the router has no session layer.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match parts.extensions.get::<LazySession>().cloned() {
+            Some(lazy) => Ok(Some(lazy.load().await?)),
+            None => Ok(None),
+        }
+    }
+}

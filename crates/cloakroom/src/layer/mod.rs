@@ -1,0 +1,11 @@
+//! The tower middleware: starts a lazy session per request and saves it after the response.
+//!
+//! It works with axum and with plain hyper: a handler finds a [`LazySession`](crate::LazySession)
+//! in the request extensions (or uses the axum extractor [`Session`](crate::Session)).
+
+#[allow(clippy::module_inception)]
+mod layer;
+mod service;
+
+pub use self::layer::SessionLayer;
+pub use self::service::{error_response, SessionService};

@@ -1,0 +1,107 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::header::{HeaderValue, COOKIE, RETRY_AFTER, SET_COOKIE, VARY};
+use http::{Request, Response, StatusCode};
+use tower_service::Service;
+
+use crate::cookies;
+use crate::error::Error;
+use crate::manager::{LazySession, Sessions};
+
+/// The service made by [`SessionLayer`](super::SessionLayer).
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    inner: S,
+    sessions: Sessions,
+}
+
+impl<S> SessionService<S> {
+    pub(crate) fn new(inner: S, sessions: Sessions) -> Self {
+        Self { inner, sessions }
+    }
+}
+
+/// The response for a session error, as the layer writes it.
+///
+/// A store failure is a 503 with `Retry-After` (the fail-closed policy); a session deleted by
+/// another request is a 400, as Django's `SessionInterrupted`; anything else is a 500. The body
+/// says what happened, never the session key.
+pub fn error_response<B: From<String>>(error: &Error) -> Response<B> {
+    let (status, retry) = match error {
+        Error::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, Some(e.retry_after())),
+        Error::Interrupted => (StatusCode::BAD_REQUEST, None),
+        Error::Contended { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+    };
+    let mut response = Response::new(B::from(format!("{error}\n")));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(after) = retry {
+        headers.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+    }
+    response
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let settings = self.sessions.settings();
+        let cookie = cookies::find(
+            request
+                .headers()
+                .get_all(COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            &settings.cookie_name,
+        );
+        let session: LazySession = self.sessions.start(cookie);
+        request.extensions_mut().insert(session.clone());
+
+        // The service that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let sessions = self.sessions.clone();
+        Box::pin(async move {
+            let mut response = inner.call(request).await?;
+            match session.commit(response.status().as_u16()).await {
+                Ok(outcome) => {
+                    let now = sessions.clock().now();
+                    let headers = response.headers_mut();
+                    if outcome.vary {
+                        headers.append(VARY, HeaderValue::from_static("Cookie"));
+                    }
+                    if let Some(value) =
+                        cookies::set_cookie_header(&outcome.cookie, sessions.settings(), now)
+                            .and_then(|v| HeaderValue::try_from(v).ok())
+                    {
+                        headers.append(SET_COOKIE, value);
+                    }
+                    Ok(response)
+                }
+                Err(error) => {
+                    tracing::warn!(engine = sessions.store().engine(), %error, "session save failed");
+                    Ok(error_response(&error))
+                }
+            }
+        })
+    }
+}

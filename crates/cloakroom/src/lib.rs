@@ -1,0 +1,72 @@
+//! # cloakroom
+//!
+//! Django's sessions framework for Rust web apps: server-side storage that remembers data about
+//! one visitor across requests, keyed by an opaque random key that the browser keeps in a cookie
+//! (the coat stays in the cloakroom; the visitor holds the ticket).
+//!
+//! - [`Session`]: a typed dictionary with Django's verbs (`get`, `insert`, `remove` = pop,
+//!   `update` in place, `flush`, `cycle_key`, `set_expiry`), usable as an axum extractor.
+//! - [`SessionLayer`]: a tower middleware that loads lazily and saves only what changed, with
+//!   Django's cookie and expiry rules.
+//! - [`SessionStore`]: the small contract every engine meets; [`engines`] has the built-in ones.
+//!
+//! Concurrent requests of one visitor never lose each other's changes: a session records what
+//! the request changed, and a save is a compare-and-swap that re-applies those changes to the
+//! newer record when another request saved first.
+//!
+//! ## Quick start
+//! ```no_run
+//! use axum::{routing::get, Json, Router};
+//! use cloakroom::{engines::sqlite::SqliteStore, Session, SessionLayer, Sessions, Settings};
+//!
+//! async fn visits(session: Session) -> Result<Json<u64>, cloakroom::Error> {
+//!     Ok(Json(session.update("visits", |n: &mut u64| *n += 1)?))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = SqliteStore::connect("sqlite://sessions.sqlite3").await?;
+//! store.migrate().await?;
+//! let sessions = Sessions::new(store, Settings::default())?;
+//! let app: Router = Router::new()
+//!     .route("/visits", get(visits))
+//!     .layer(SessionLayer::new(sessions));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod cookies;
+pub mod engines;
+mod error;
+pub mod expiry;
+#[cfg(feature = "axum")]
+mod extract;
+pub mod key;
+pub mod layer;
+mod manager;
+mod session;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{Engine, OnStoreError, SameSite, Secret, Settings};
+pub use error::{BoxError, ConfigError, Error, StoreError};
+pub use expiry::Expiry;
+#[cfg(feature = "axum")]
+pub use extract::SessionRejection;
+pub use layer::SessionLayer;
+pub use manager::{CookieAction, LazySession, Outcome, Sessions};
+pub use session::{Session, TypedKey};
+pub use store::{ClearExpired, Created, Record, SessionStore, Updated};
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Error {
+    fn into_response(self) -> axum_core::response::Response {
+        layer::error_response::<axum_core::body::Body>(&self)
+    }
+}

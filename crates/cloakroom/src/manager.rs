@@ -1,0 +1,405 @@
+//! The framework-free core of a request's session: lazy load, and the save at the end with
+//! Django's rules. The tower layer is a thin adapter over [`Sessions`] and [`LazySession`].
+
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::codec::Codec;
+use crate::config::{OnStoreError, Settings};
+use crate::error::{ConfigError, Error, StoreError};
+use crate::expiry::Lifetime;
+use crate::key;
+use crate::session::{Inner, Session, State};
+use crate::store::{Created, Record, SessionStore, Updated};
+
+/// How many times a save re-applies its changes to a newer record before giving up.
+const MAX_MERGES: u32 = 64;
+/// How many fresh keys a create draws before giving up (Django's cache backend uses 10,000;
+/// with 165 bits per key a second draw is already astronomically unlikely).
+const MAX_KEY_DRAWS: u32 = 16;
+/// Lock stripes: requests of one visitor in one process wait for each other, so their saves
+/// rarely need merging; unrelated visitors share a stripe once in 4096.
+const STRIPES: usize = 4096;
+
+/// Everything the sessions of one app share: the store, the settings, the codec and the clock.
+pub(crate) struct Shared {
+    pub store: Arc<dyn SessionStore>,
+    pub settings: Settings,
+    pub codec: Codec,
+    pub clock: Arc<dyn Clock>,
+    stripes: Box<[Arc<tokio::sync::Mutex<()>>]>,
+    hasher: RandomState,
+}
+
+impl Shared {
+    /// Runs one store call under the configured timeout.
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let after = self.settings.store_timeout();
+        match tokio::time::timeout(after, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout {
+                engine: self.store.engine(),
+                after,
+            }),
+        }
+    }
+
+    async fn lock(&self, key: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let stripe = usize::try_from(self.hasher.hash_one(key) % STRIPES as u64).unwrap_or(0);
+        let mutex = Arc::clone(&self.stripes[stripe]);
+        let wait = Duration::from_millis(self.settings.lock_timeout_ms);
+        match tokio::time::timeout(wait, mutex.lock_owned()).await {
+            Ok(guard) => Some(guard),
+            Err(_) => {
+                // Go ahead unlocked: the save is a compare-and-swap, so nothing is lost, it
+                // may only need a merge.
+                tracing::debug!("session lock wait timed out; continuing without it");
+                None
+            }
+        }
+    }
+}
+
+/// The session machinery of one app: build it once from a store and settings, then start a
+/// [`LazySession`] per request. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("engine", &self.shared.store.engine())
+            .field("settings", &self.shared.settings)
+            .finish()
+    }
+}
+
+impl Sessions {
+    /// Sessions kept in `store`, with the given settings.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the settings cannot work (see [`Settings::validate`]).
+    pub fn new(store: impl SessionStore, settings: Settings) -> Result<Self, ConfigError> {
+        Self::from_arc(Arc::new(store), settings)
+    }
+
+    /// As [`new`](Self::new), for a store that is already shared.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the settings cannot work.
+    pub fn from_arc(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
+        settings.validate()?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store,
+                settings,
+                codec: Codec::default(),
+                clock: Arc::new(SystemClock),
+                stripes: (0..STRIPES)
+                    .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                    .collect(),
+                hasher: RandomState::new(),
+            }),
+        })
+    }
+
+    fn map_shared(self, f: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| Shared {
+            store: Arc::clone(&arc.store),
+            settings: arc.settings.clone(),
+            codec: arc.codec.clone(),
+            clock: Arc::clone(&arc.clock),
+            stripes: arc.stripes.clone(),
+            hasher: arc.hasher.clone(),
+        });
+        f(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Uses another clock (tests use [`ManualClock`](crate::clock::ManualClock)).
+    #[must_use]
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        self.map_shared(|s| s.clock = Arc::new(clock))
+    }
+
+    /// Uses another codec for the stored data.
+    #[must_use]
+    pub fn with_codec(self, codec: Codec) -> Self {
+        self.map_shared(|s| s.codec = codec)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.shared.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    /// Starts the session of one request from its session cookie value, without touching the
+    /// store: the store is read only when the session is first used.
+    pub fn start(&self, cookie: Option<&str>) -> LazySession {
+        LazySession {
+            session: Session {
+                inner: Arc::new(Inner {
+                    shared: Arc::clone(&self.shared),
+                    cookie: cookie.map(str::to_owned),
+                    loaded: tokio::sync::OnceCell::new(),
+                    state: Mutex::new(State::default()),
+                }),
+            },
+        }
+    }
+}
+
+/// What the response must do with the session cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CookieAction {
+    /// Leave the cookie alone.
+    Keep,
+    /// Set it.
+    Set {
+        /// The cookie value (the session key, or the signed data).
+        value: String,
+        /// `Max-Age` in seconds; `None` for a browser-session cookie.
+        max_age: Option<i64>,
+    },
+    /// Delete it.
+    Delete,
+}
+
+/// The end of a request's session: what to put in the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// What to do with the cookie.
+    pub cookie: CookieAction,
+    /// Whether to add `Vary: Cookie` (the session was accessed).
+    pub vary: bool,
+}
+
+/// A request's session before it is loaded. The layer puts one in the request extensions;
+/// [`load`](Self::load) reads the store at most once per request.
+#[derive(Clone, Debug)]
+pub struct LazySession {
+    session: Session,
+}
+
+impl LazySession {
+    /// Loads the session (one store round trip, the first time only) and returns it.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails and the policy is fail-closed. Under fail-open the
+    /// request gets an empty session that is never saved instead.
+    pub async fn load(&self) -> Result<Session, Error> {
+        let inner = &self.session.inner;
+        inner.loaded.get_or_try_init(|| self.fetch()).await?;
+        Ok(self.session.clone())
+    }
+
+    /// Whether the session was loaded in this request.
+    pub fn is_loaded(&self) -> bool {
+        self.session.inner.loaded.initialized()
+    }
+
+    async fn fetch(&self) -> Result<(), Error> {
+        let inner = &self.session.inner;
+        let shared = &inner.shared;
+        let Some(candidate) = inner.cookie.as_deref() else {
+            return Ok(());
+        };
+        let in_cookie = shared.store.keeps_data_in_cookie();
+        if !in_cookie && !key::is_well_formed(candidate) {
+            return Ok(());
+        }
+        let guard = if in_cookie {
+            None
+        } else {
+            shared.lock(candidate).await
+        };
+        let now = shared.clock.now();
+        let record = match shared.call(shared.store.load(candidate, now)).await {
+            Ok(record) => record,
+            Err(e) if shared.settings.on_store_error == OnStoreError::FailOpen => {
+                tracing::warn!(engine = shared.store.engine(), error = %e,
+                    "session store failed; continuing with an anonymous session (fail-open)");
+                self.session.state().detached = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut st = self.session.state();
+        st.guard = guard;
+        if let Some(record) = record {
+            match shared.codec.decode(&record.data) {
+                Ok(data) => {
+                    st.data = data;
+                    st.key = Some(candidate.to_owned());
+                    st.loaded = Some(record.data);
+                }
+                Err(e) => {
+                    // Never adopted and never overwritten: the visitor gets a new key.
+                    tracing::warn!(engine = shared.store.engine(), error = %e,
+                        "stored session data is corrupt; starting a fresh session");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the request's session after the handler ran: deletes, creates or saves the record
+    /// with Django's rules, and says what to do with the cookie.
+    ///
+    /// `status` is the response status: nothing is saved on a 5xx.
+    ///
+    /// # Errors
+    /// [`Error::Interrupted`] when another request deleted the session meanwhile,
+    /// [`Error::Store`] when the store fails.
+    pub async fn commit(&self, status: u16) -> Result<Outcome, Error> {
+        let inner = &self.session.inner;
+        let shared = &inner.shared;
+        let settings = &shared.settings;
+        let had_cookie = inner.cookie.is_some();
+        if !self.is_loaded() {
+            if !(settings.save_every_request && had_cookie) {
+                return Ok(Outcome {
+                    cookie: CookieAction::Keep,
+                    vary: false,
+                });
+            }
+            self.load().await?;
+        }
+        let mut st = std::mem::take(&mut *self.session.state());
+        // Put back what a handler that kept a clone may still look at.
+        let result = self.finish(&mut st, status, had_cookie).await;
+        let guard = st.guard.take();
+        *self.session.state() = st;
+        drop(guard);
+        result
+    }
+
+    async fn finish(
+        &self,
+        st: &mut State,
+        status: u16,
+        had_cookie: bool,
+    ) -> Result<Outcome, Error> {
+        let shared = &self.session.inner.shared;
+        let settings = &shared.settings;
+        let store = &shared.store;
+        let keep = |vary| Outcome {
+            cookie: CookieAction::Keep,
+            vary,
+        };
+        if st.detached {
+            return Ok(keep(st.accessed));
+        }
+        for doomed in std::mem::take(&mut st.doomed) {
+            shared.call(store.delete(&doomed)).await?;
+        }
+        if st.data.is_empty() {
+            if st.modified {
+                if let Some(key) = st.key.take() {
+                    shared.call(store.delete(&key)).await?;
+                }
+            }
+            return Ok(if had_cookie {
+                Outcome {
+                    cookie: CookieAction::Delete,
+                    vary: true,
+                }
+            } else {
+                keep(st.accessed)
+            });
+        }
+        if !(st.modified || settings.save_every_request) || status >= 500 {
+            return Ok(keep(st.accessed));
+        }
+
+        let now = shared.clock.now();
+        let lifetime = Lifetime::of(&st.data, settings, now);
+        let mut record = Record {
+            data: shared.codec.encode(&st.data),
+            expires_at: lifetime.expires_at,
+        };
+        let key = match (st.key.clone(), st.loaded.take()) {
+            (Some(key), Some(mut expected)) => {
+                let mut merges = 0;
+                loop {
+                    match shared
+                        .call(store.update(&key, &expected, &record, now))
+                        .await?
+                    {
+                        Updated::Stored => break,
+                        Updated::Missing => return Err(Error::Interrupted),
+                        Updated::Conflict(current) => {
+                            merges += 1;
+                            if merges > MAX_MERGES {
+                                return Err(Error::Contended { attempts: merges });
+                            }
+                            let mut data = shared.codec.decode(&current.data).map_err(|e| {
+                                tracing::warn!(error = %e, "a concurrent save left corrupt data");
+                                Error::Interrupted
+                            })?;
+                            for op in &st.ops {
+                                op.replay(&mut data)?;
+                            }
+                            let lifetime = Lifetime::of(&data, settings, now);
+                            record = Record {
+                                data: shared.codec.encode(&data),
+                                expires_at: lifetime.expires_at,
+                            };
+                            st.data = data;
+                            expected = current.data;
+                        }
+                    }
+                }
+                key
+            }
+            _ => self.create(&record).await?,
+        };
+        let lifetime = Lifetime::of(&st.data, settings, now);
+        let value = store.cookie_value(&key, &record)?.into_owned();
+        st.loaded = Some(record.data);
+        st.key = Some(key);
+        Ok(Outcome {
+            cookie: CookieAction::Set {
+                value,
+                max_age: (!lifetime.browser_close).then_some(lifetime.age),
+            },
+            vary: true,
+        })
+    }
+
+    async fn create(&self, record: &Record) -> Result<String, Error> {
+        let shared = &self.session.inner.shared;
+        for _ in 0..MAX_KEY_DRAWS {
+            let key = key::generate()?;
+            match shared.call(shared.store.create(&key, record)).await? {
+                Created::Stored => return Ok(key),
+                Created::Taken => continue,
+            }
+        }
+        Err(Error::Contended {
+            attempts: MAX_KEY_DRAWS,
+        })
+    }
+}

@@ -1,0 +1,461 @@
+//! The handle a handler holds: a typed dictionary with Django's verbs, which records what the
+//! request changed so that a save can be merged with what other requests saved meanwhile.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::codec::Data;
+use crate::error::Error;
+use crate::expiry::{Expiry, Lifetime, EXPIRY_KEY};
+use crate::manager::Shared;
+
+/// A change that re-runs against whatever the store holds now.
+pub(crate) type Change = Arc<dyn Fn(&mut Data) -> Result<(), Error> + Send + Sync>;
+
+/// One thing a request did to the data, replayed in order when its save meets a newer record.
+#[derive(Clone)]
+pub(crate) enum Op {
+    Set(String, Value),
+    Remove(String),
+    Clear,
+    Apply(Change),
+}
+
+impl Op {
+    pub(crate) fn replay(&self, data: &mut Data) -> Result<(), Error> {
+        match self {
+            Self::Set(k, v) => {
+                data.insert(k.clone(), v.clone());
+            }
+            Self::Remove(k) => {
+                data.shift_remove(k);
+            }
+            Self::Clear => data.clear(),
+            Self::Apply(f) => f(data)?,
+        }
+        Ok(())
+    }
+}
+
+/// The mutable state of one request's session.
+#[derive(Default)]
+pub(crate) struct State {
+    /// The live key this session was loaded under, if any.
+    pub key: Option<String>,
+    /// The stored text as loaded: the compare-and-swap token for the save.
+    pub loaded: Option<String>,
+    pub data: Data,
+    pub ops: Vec<Op>,
+    /// Keys whose records go at the end of the request (flush, cycle_key).
+    pub doomed: Vec<String>,
+    pub accessed: bool,
+    pub modified: bool,
+    /// The store failed and the policy is fail-open: nothing is saved.
+    pub detached: bool,
+    /// Serialises this visitor's requests in this process; dropped after the save.
+    pub guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+pub(crate) struct Inner {
+    pub shared: Arc<Shared>,
+    /// The session cookie as the request carried it.
+    pub cookie: Option<String>,
+    pub loaded: tokio::sync::OnceCell<()>,
+    pub state: Mutex<State>,
+}
+
+/// A loaded session: read and change it like a dictionary; the layer saves it after the
+/// response if it changed.
+///
+/// Values go through serde, so anything `Serialize + DeserializeOwned` can be stored. Clones
+/// share one session.
+///
+/// # Examples
+/// ```
+/// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+/// let visits: u64 = session.get_or("visits", 0)?;
+/// session.insert("visits", visits + 1)?;
+/// // One-time data: read and remove in one step.
+/// let flash: Option<String> = session.remove("flash")?;
+/// // Change a stored list in place; the session knows it changed.
+/// session.update("cart", |cart: &mut Vec<String>| cart.push("apple".into()))?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Neither the key nor the data belongs in a log.
+        let st = self.state();
+        f.debug_struct("Session")
+            .field("key", &st.key.as_ref().map(|_| "<redacted>"))
+            .field("len", &st.data.len())
+            .field("accessed", &st.accessed)
+            .field("modified", &st.modified)
+            .finish()
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &str, value: &Value) -> Result<T, Error> {
+    T::deserialize(value).map_err(|source| Error::Type {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|source| Error::Encode {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+impl Session {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves data that is still consistent (every
+        // change is a single insert or remove), so a poisoned lock is taken over.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read(&self) -> MutexGuard<'_, State> {
+        let mut st = self.state();
+        st.accessed = true;
+        st
+    }
+
+    fn write(&self, op: Op) -> Result<(), Error> {
+        let mut st = self.read();
+        op.replay(&mut st.data)?;
+        st.ops.push(op);
+        st.modified = true;
+        Ok(())
+    }
+
+    /// The value under `key`, or `None` when it is absent.
+    ///
+    /// # Errors
+    /// [`Error::Type`] when the stored value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let st = self.read();
+        st.data.get(key).map(|v| decode(key, v)).transpose()
+    }
+
+    /// The value under `key`, or `default` when it is absent (Django's `get(key, default)`).
+    ///
+    /// # Errors
+    /// [`Error::Type`] when the stored value is not a `T`.
+    pub fn get_or<T: DeserializeOwned>(&self, key: &str, default: T) -> Result<T, Error> {
+        Ok(self.get(key)?.unwrap_or(default))
+    }
+
+    /// The raw JSON value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.read().data.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] when the value cannot be written as JSON.
+    pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<(), Error> {
+        let key = key.into();
+        let value = encode(&key, &value)?;
+        self.write(Op::Set(key, value))
+    }
+
+    /// Stores a raw JSON value under `key`.
+    pub fn insert_value(&self, key: impl Into<String>, value: Value) {
+        // Set never fails.
+        let _ = self.write(Op::Set(key.into(), value));
+    }
+
+    /// Removes `key` and returns what it held (Django's `pop`): one-time data such as a flash
+    /// message is read and gone in one step.
+    ///
+    /// # Errors
+    /// [`Error::Type`] when the stored value is not a `T`; the key is removed all the same.
+    pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.remove_value(key).map(|v| decode(key, &v)).transpose()
+    }
+
+    /// Removes `key` and returns its raw JSON value.
+    pub fn remove_value(&self, key: &str) -> Option<Value> {
+        let mut st = self.read();
+        let old = st.data.shift_remove(key)?;
+        st.ops.push(Op::Remove(key.to_owned()));
+        st.modified = true;
+        Some(old)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.read().data.contains_key(key)
+    }
+
+    /// The keys, in insertion order.
+    pub fn keys(&self) -> Vec<String> {
+        self.read().data.keys().cloned().collect()
+    }
+
+    /// How many keys the session holds.
+    pub fn len(&self) -> usize {
+        self.read().data.len()
+    }
+
+    /// Whether the session holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.read().data.is_empty()
+    }
+
+    /// A copy of all the data.
+    pub fn data(&self) -> Data {
+        self.read().data.clone()
+    }
+
+    /// Removes every key but keeps the session key; an emptied session's record and cookie are
+    /// deleted at the end of the request.
+    pub fn clear(&self) {
+        // Clear never fails.
+        let _ = self.write(Op::Clear);
+    }
+
+    /// Stores many pairs at once (Django's `update(dict)`).
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for the first value that cannot be written as JSON; earlier pairs stay.
+    pub fn extend<K, V, I>(&self, pairs: I) -> Result<(), Error>
+    where
+        K: Into<String>,
+        V: Serialize,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        for (k, v) in pairs {
+            self.insert(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// The value under `key`; when absent, stores `default` first (Django's `setdefault`).
+    ///
+    /// # Errors
+    /// [`Error::Type`] / [`Error::Encode`] as for [`get`](Self::get) and [`insert`](Self::insert).
+    pub fn setdefault<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        default: T,
+    ) -> Result<T, Error> {
+        if let Some(v) = self.get(key)? {
+            return Ok(v);
+        }
+        self.insert(key, &default)?;
+        Ok(default)
+    }
+
+    /// Changes the value under `key` in place (starting from `T::default()` when absent) and
+    /// returns the new value. The session knows it changed, so the change is always saved.
+    ///
+    /// If another request of the same visitor saved first, `change` runs again on the value
+    /// that request stored, so neither request's change is lost: keep it free of side effects
+    /// and clone what it needs (`|cart: &mut Vec<String>| cart.push(item.clone())`).
+    ///
+    /// # Errors
+    /// [`Error::Type`] when the stored value is not a `T`, [`Error::Encode`] when the new value
+    /// cannot be written as JSON.
+    pub fn update<T, F>(&self, key: &str, change: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Default,
+        F: Fn(&mut T) + Send + Sync + 'static,
+    {
+        let owned = key.to_owned();
+        let apply: Change = Arc::new(move |data: &mut Data| {
+            let mut value: T = match data.get(&owned) {
+                Some(v) => decode(&owned, v)?,
+                None => T::default(),
+            };
+            change(&mut value);
+            let value = encode(&owned, &value)?;
+            data.insert(owned.clone(), value);
+            Ok(())
+        });
+        self.write(Op::Apply(apply))?;
+        match self.state().data.get(key) {
+            Some(v) => decode(key, v),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// Changes the raw data in place with a closure that may run again on a newer copy (see
+    /// [`update`](Self::update)); marks the session modified.
+    ///
+    /// # Errors
+    /// Whatever `change` returns.
+    pub fn update_data<F>(&self, change: F) -> Result<(), Error>
+    where
+        F: Fn(&mut Data) -> Result<(), Error> + Send + Sync + 'static,
+    {
+        self.write(Op::Apply(Arc::new(change)))
+    }
+
+    /// Whether the data changed in this request (and so will be saved).
+    pub fn is_modified(&self) -> bool {
+        self.state().modified
+    }
+
+    /// Forces a save at the end of the request, as Django's `session.modified = True` does
+    /// (for example to renew the expiry).
+    pub fn set_modified(&self) {
+        let mut st = self.state();
+        st.modified = true;
+    }
+
+    /// Whether the request read or wrote the data (the response then varies on `Cookie`).
+    pub fn is_accessed(&self) -> bool {
+        self.state().accessed
+    }
+
+    /// The session key; `None` until the session is first saved.
+    pub fn session_key(&self) -> Option<String> {
+        self.state().key.clone()
+    }
+
+    /// Logs out: the data goes, the stored record is deleted and the key is dropped, so the old
+    /// key is useless. Anything stored afterwards goes under a new key.
+    pub fn flush(&self) {
+        let mut st = self.read();
+        if let Some(old) = st.key.take() {
+            st.doomed.push(old);
+        }
+        st.data.clear();
+        st.ops.clear();
+        st.loaded = None;
+        st.modified = true;
+    }
+
+    /// Keeps the data under a new key and deletes the old record. Call it on login, against
+    /// session fixation.
+    pub fn cycle_key(&self) {
+        let mut st = self.read();
+        if let Some(old) = st.key.take() {
+            st.doomed.push(old);
+        }
+        st.loaded = None;
+        st.modified = true;
+    }
+
+    /// Sets this session's expiry (Django's `set_expiry`); see [`Expiry`].
+    pub fn set_expiry(&self, expiry: Expiry) {
+        let now = self.inner.shared.clock.now();
+        let _ = match expiry.to_value(now) {
+            Some(v) => self.write(Op::Set(EXPIRY_KEY.to_owned(), v)),
+            None => {
+                self.remove_value(EXPIRY_KEY);
+                Ok(())
+            }
+        };
+    }
+
+    fn lifetime(&self) -> Lifetime {
+        let st = self.state();
+        Lifetime::of(
+            &st.data,
+            &self.inner.shared.settings,
+            self.inner.shared.clock.now(),
+        )
+    }
+
+    /// Seconds until the session expires (Django's `get_expiry_age`).
+    pub fn expiry_age(&self) -> i64 {
+        self.lifetime().age
+    }
+
+    /// When the session expires if saved now (Django's `get_expiry_date`).
+    pub fn expiry_date(&self) -> OffsetDateTime {
+        self.lifetime().expires_at
+    }
+
+    /// Whether the cookie ends with the browser session (Django's
+    /// `get_expire_at_browser_close`).
+    pub fn expire_at_browser_close(&self) -> bool {
+        self.lifetime().browser_close
+    }
+}
+
+/// A session key with its value type, so that a misspelt key or a wrong type is a compile
+/// error rather than a silent `None`.
+///
+/// # Examples
+/// ```
+/// use cloakroom::TypedKey;
+/// const VISITS: TypedKey<u64> = TypedKey::new("visits");
+/// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+/// let n = VISITS.update(&session, |n| *n += 1)?;
+/// # Ok(()) }
+/// ```
+pub struct TypedKey<T> {
+    name: &'static str,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> TypedKey<T> {
+    /// Names a key whose values are `T`s.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _type: PhantomData,
+        }
+    }
+
+    /// The key's name in the session data.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> TypedKey<T> {
+    /// See [`Session::get`].
+    ///
+    /// # Errors
+    /// [`Error::Type`] when the stored value is not a `T` (written by other code or by Django).
+    pub fn get(&self, session: &Session) -> Result<Option<T>, Error> {
+        session.get(self.name)
+    }
+    /// See [`Session::insert`].
+    ///
+    /// # Errors
+    /// [`Error::Encode`] when the value cannot be written as JSON.
+    pub fn insert(&self, session: &Session, value: T) -> Result<(), Error> {
+        session.insert(self.name, value)
+    }
+    /// See [`Session::remove`].
+    ///
+    /// # Errors
+    /// [`Error::Type`] when the stored value is not a `T`.
+    pub fn remove(&self, session: &Session) -> Result<Option<T>, Error> {
+        session.remove(self.name)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Default> TypedKey<T> {
+    /// See [`Session::update`].
+    ///
+    /// # Errors
+    /// As [`Session::update`].
+    pub fn update<F>(&self, session: &Session, change: F) -> Result<T, Error>
+    where
+        F: Fn(&mut T) + Send + Sync + 'static,
+    {
+        session.update(self.name, change)
+    }
+}

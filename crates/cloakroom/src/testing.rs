@@ -1,0 +1,351 @@
+//! The conformance suite: every clause of the [store contract](crate::store), written once and
+//! run against every engine on its real server. A third-party store runs it with one line:
+//!
+//! ```ignore
+//! cloakroom::conformance_tests!(async { std::sync::Arc::new(MyStore::connect().await) }, clear);
+//! ```
+//!
+//! Each check panics with a message that names the clause it broke (this module is for tests).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::clock::{Clock, ManualClock};
+use crate::manager::{CookieAction, Sessions};
+use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::{key, Settings};
+
+fn record(data: &str, expires_at: OffsetDateTime) -> Record {
+    Record {
+        data: data.to_owned(),
+        expires_at,
+    }
+}
+
+fn fresh_key() -> String {
+    key::generate().expect("the OS has randomness")
+}
+
+/// Whole seconds only: some servers keep expiry at second precision.
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// `load` of a key that was never stored is `None`, and creates nothing.
+pub async fn load_missing_is_none(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    assert_eq!(store.load(&key, now()).await.unwrap(), None);
+    assert!(!store.exists(&key).await.unwrap(), "load created a record");
+}
+
+/// What `create` stores, `load` returns: data and expiry.
+pub async fn create_then_load(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let at = now() + Duration::from_secs(3600);
+    let rec = record(r#"{"a":1,"é":"😀"}"#, at);
+    assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
+    let loaded = store
+        .load(&key, now())
+        .await
+        .unwrap()
+        .expect("record stored");
+    assert_eq!(loaded.data, rec.data);
+    assert!((loaded.expires_at - at).abs() <= time::Duration::seconds(1));
+    assert!(store.exists(&key).await.unwrap());
+}
+
+/// `create` never overwrites: a taken key answers `Taken` and keeps its record.
+pub async fn create_never_overwrites(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let at = now() + Duration::from_secs(3600);
+    store.create(&key, &record(r#"{"a":1}"#, at)).await.unwrap();
+    assert_eq!(
+        store.create(&key, &record(r#"{"a":2}"#, at)).await.unwrap(),
+        Created::Taken
+    );
+    let loaded = store.load(&key, now()).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"a":1}"#);
+}
+
+/// A record past its expiry is not loaded, and cannot be updated.
+pub async fn expired_is_gone(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let at = now() + Duration::from_secs(2);
+    store.create(&key, &record(r#"{"a":1}"#, at)).await.unwrap();
+    let later = at + Duration::from_secs(1);
+    assert_eq!(
+        store.load(&key, later).await.unwrap(),
+        None,
+        "expired record loaded"
+    );
+    let out = store
+        .update(
+            &key,
+            r#"{"a":1}"#,
+            &record(r#"{"a":2}"#, later + Duration::from_secs(60)),
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, Updated::Missing, "an expired record was updated");
+}
+
+/// `update` with the stored data as `expected` writes the new data and expiry.
+pub async fn update_swaps_when_unchanged(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let at = now() + Duration::from_secs(60);
+    store.create(&key, &record(r#"{"a":1}"#, at)).await.unwrap();
+    let later = at + Duration::from_secs(3600);
+    let out = store
+        .update(&key, r#"{"a":1}"#, &record(r#"{"a":2}"#, later), now())
+        .await
+        .unwrap();
+    assert_eq!(out, Updated::Stored);
+    let loaded = store.load(&key, now()).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"a":2}"#);
+    assert!(
+        (loaded.expires_at - later).abs() <= time::Duration::seconds(1),
+        "expiry not moved"
+    );
+}
+
+/// `update` with stale `expected` writes nothing and returns what is stored now.
+pub async fn update_conflict_returns_current(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let at = now() + Duration::from_secs(3600);
+    store.create(&key, &record(r#"{"a":1}"#, at)).await.unwrap();
+    let out = store
+        .update(&key, r#"{"a":0}"#, &record(r#"{"a":2}"#, at), now())
+        .await
+        .unwrap();
+    match out {
+        Updated::Conflict(current) => assert_eq!(current.data, r#"{"a":1}"#),
+        other => panic!("stale update answered {other:?}, not Conflict"),
+    }
+    assert_eq!(
+        store.load(&key, now()).await.unwrap().unwrap().data,
+        r#"{"a":1}"#
+    );
+}
+
+/// `update` never brings back a deleted session.
+pub async fn update_never_resurrects(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let at = now() + Duration::from_secs(3600);
+    store.create(&key, &record(r#"{"a":1}"#, at)).await.unwrap();
+    store.delete(&key).await.unwrap();
+    let out = store
+        .update(&key, r#"{"a":1}"#, &record(r#"{"a":2}"#, at), now())
+        .await
+        .unwrap();
+    assert_eq!(out, Updated::Missing);
+    assert_eq!(
+        store.load(&key, now()).await.unwrap(),
+        None,
+        "deleted session came back"
+    );
+    assert!(!store.exists(&key).await.unwrap());
+}
+
+/// `delete` removes; deleting a missing key succeeds.
+pub async fn delete_is_idempotent(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    store.delete(&key).await.unwrap();
+    store
+        .create(&key, &record("{}", now() + Duration::from_secs(60)))
+        .await
+        .unwrap();
+    store.delete(&key).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert!(!store.exists(&key).await.unwrap());
+}
+
+/// Keys a client made up (SQL, paths, quotes, unicode) are just absent, never an error.
+pub async fn hostile_keys_are_absent(store: Arc<dyn SessionStore>) {
+    for key in [
+        "'; DROP TABLE sessions; --",
+        "../../../../etc/passwd",
+        "a\"b\\c",
+        "ключ-🔑",
+        "%00%2e%2e",
+    ] {
+        assert_eq!(store.load(key, now()).await.unwrap(), None, "{key}");
+        assert!(!store.exists(key).await.unwrap(), "{key}");
+        store.delete(key).await.unwrap();
+    }
+}
+
+/// `clear_expired` deletes expired records and only those.
+pub async fn clear_expired_keeps_live(store: Arc<dyn SessionStore>, clear: Arc<dyn ClearExpired>) {
+    let (dead, live) = (fresh_key(), fresh_key());
+    let at = now() + Duration::from_secs(2);
+    store.create(&dead, &record("{}", at)).await.unwrap();
+    store
+        .create(&live, &record("{}", at + Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    clear
+        .clear_expired(at + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(!store.exists(&dead).await.unwrap(), "expired record kept");
+    assert!(store.exists(&live).await.unwrap(), "live record cleared");
+}
+
+fn sessions(store: Arc<dyn SessionStore>) -> (Sessions, ManualClock) {
+    let clock = ManualClock::starting_now();
+    let sessions = Sessions::from_arc(store, Settings::default())
+        .expect("default settings are valid")
+        .with_clock(clock.clone());
+    (sessions, clock)
+}
+
+fn cookie_of(action: &CookieAction) -> String {
+    match action {
+        CookieAction::Set { value, .. } => value.clone(),
+        other => panic!("expected a cookie to be set, got {other:?}"),
+    }
+}
+
+/// Through the core: a new session is saved under a fresh key, loads back, `cycle_key` moves
+/// it to a new key and makes the old one useless, and `flush` deletes it.
+pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store.clone());
+    let lazy = sessions.start(None);
+    let s = lazy.load().await.unwrap();
+    assert_eq!(
+        s.session_key(),
+        None,
+        "a new session has no key before its save"
+    );
+    s.insert("visits", 1).unwrap();
+    let first = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+
+    let lazy = sessions.start(Some(&first));
+    let s = lazy.load().await.unwrap();
+    assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
+    s.cycle_key();
+    let second = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+    assert_ne!(first, second, "cycle_key kept the key");
+
+    if !store.keeps_data_in_cookie() {
+        let old = sessions.start(Some(&first)).load().await.unwrap();
+        assert!(old.is_empty(), "the key before cycle_key still works");
+    }
+    let lazy = sessions.start(Some(&second));
+    let s = lazy.load().await.unwrap();
+    assert_eq!(
+        s.get::<u32>("visits").unwrap(),
+        Some(1),
+        "cycle_key lost the data"
+    );
+    s.flush();
+    assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
+    if !store.keeps_data_in_cookie() {
+        let gone = sessions.start(Some(&second)).load().await.unwrap();
+        assert!(gone.is_empty(), "flush left the session readable");
+    }
+}
+
+/// Through the core: a key the store does not know, or a malformed one, is never adopted.
+pub async fn unknown_keys_are_not_adopted(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store);
+    for made_up in [fresh_key(), "short".to_owned(), "../../x".repeat(5)] {
+        let lazy = sessions.start(Some(&made_up));
+        let s = lazy.load().await.unwrap();
+        assert!(s.is_empty());
+        s.insert("x", 1).unwrap();
+        let issued = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+        assert_ne!(issued, made_up, "adopted a client-chosen key");
+    }
+}
+
+/// Through the core: a session saved with a 60 s expiry is gone once the clock passes it.
+pub async fn session_expiry_follows_the_clock(store: Arc<dyn SessionStore>) {
+    let (sessions, clock) = sessions(store.clone());
+    let lazy = sessions.start(None);
+    let s = lazy.load().await.unwrap();
+    s.insert("a", 1).unwrap();
+    s.set_expiry(crate::Expiry::seconds(60));
+    let key = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+    clock.advance(Duration::from_secs(30));
+    assert!(!sessions.start(Some(&key)).load().await.unwrap().is_empty());
+    clock.advance(Duration::from_secs(31));
+    assert!(
+        sessions.start(Some(&key)).load().await.unwrap().is_empty(),
+        "expired session still loads at {}",
+        clock.now()
+    );
+}
+
+/// Through the core: concurrent requests of one visitor, on one app server and on two, lose
+/// none of each other's changes.
+pub async fn no_lost_updates(store: Arc<dyn SessionStore>) {
+    if store.keeps_data_in_cookie() {
+        return;
+    }
+    let (one, _) = sessions(store.clone());
+    let (two, _) = sessions(store.clone());
+    let lazy = one.start(None);
+    lazy.load().await.unwrap().insert("n", 0).unwrap();
+    let key = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let server = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let key = key.clone();
+            tokio::spawn(async move {
+                let lazy = server.start(Some(&key));
+                let s = lazy.load().await.unwrap();
+                s.update("n", |n: &mut u64| *n += 1).unwrap();
+                s.update("items", move |v: &mut Vec<u32>| v.push(i))
+                    .unwrap();
+                lazy.commit(200).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = one.start(Some(&key)).load().await.unwrap();
+    assert_eq!(s.get::<u64>("n").unwrap(), Some(40), "lost increments");
+    let mut items: Vec<u32> = s.get("items").unwrap().unwrap();
+    items.sort_unstable();
+    assert_eq!(items, (0..40).collect::<Vec<_>>(), "lost items");
+}
+
+/// Expands to one `#[tokio::test]` per clause of the store contract, for the store that
+/// `$make` (an async block or future yielding `Arc<dyn SessionStore>`) builds.
+///
+/// `$make` yields an `Arc` of the store type; add `, clear` when it implements
+/// [`ClearExpired`] too.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@tests $make;
+            load_missing_is_none, create_then_load, create_never_overwrites, expired_is_gone,
+            update_swaps_when_unchanged, update_conflict_returns_current, update_never_resurrects,
+            delete_is_idempotent, hostile_keys_are_absent, session_lifecycle,
+            unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates);
+    };
+    ($make:expr, clear) => {
+        $crate::conformance_tests!($make);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn clear_expired_keeps_live() {
+            let store = $make.await;
+            let clear: ::std::sync::Arc<dyn $crate::ClearExpired> = store.clone();
+            $crate::testing::clear_expired_keeps_live(store, clear).await;
+        }
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn $crate::SessionStore> = $make.await;
+                $crate::testing::$name(store).await;
+            }
+        )*
+    };
+}
