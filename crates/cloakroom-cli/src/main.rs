@@ -1,1 +1,235 @@
-fn main() {}
+//! The `cloakroom` command: create the session table, clear expired sessions, run the demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cloakroom::{Engine, OnStoreError, SameSite, Secret, Settings};
+
+mod demo;
+
+/// Django's sessions for Rust: manage session stores and run the demo app.
+#[derive(Parser, Debug)]
+#[command(name = "cloakroom", version, about)]
+struct Cli {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the session table and its index (idempotent).
+    Migrate,
+    /// Delete expired sessions and say how many went.
+    Clearsessions,
+    /// Run the demo app (the lesson's examples) on the chosen engine.
+    Demo {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8000", env = "CLOAKROOM_ADDR")]
+        addr: String,
+    },
+}
+
+/// Every setting as a flag and a `CLOAKROOM_*` variable; a flag beats the variable, which beats
+/// the `--config` file, which beats the default.
+#[derive(Args, Debug)]
+struct SettingsArgs {
+    /// A TOML file of settings (same names as the flags, with `_`).
+    #[arg(long, global = true, env = "CLOAKROOM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where sessions live: db, cache, cached_db, file, signed_cookies.
+    #[arg(long, global = true, env = "CLOAKROOM_ENGINE")]
+    engine: Option<Engine>,
+    /// sqlite://FILE, postgres://…, mysql://… (db and cached_db).
+    #[arg(long, global = true, env = "CLOAKROOM_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The session table.
+    #[arg(long, global = true, env = "CLOAKROOM_TABLE")]
+    table: Option<String>,
+    /// redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT,… (cache, cached_db).
+    #[arg(long, global = true, env = "CLOAKROOM_CACHE_URL")]
+    cache_url: Option<String>,
+    /// The folder of the file engine.
+    #[arg(long, global = true, env = "CLOAKROOM_FILE_PATH")]
+    file_path: Option<PathBuf>,
+    /// The secret key that signs cookies and Django-format data.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOAKROOM_SECRET_KEY",
+        hide_env_values = true
+    )]
+    secret_key: Option<String>,
+    /// Older secret keys still accepted when reading, comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOAKROOM_SECRET_KEY_FALLBACKS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    secret_key_fallbacks: Option<Vec<String>>,
+    /// The session cookie's name.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_NAME")]
+    cookie_name: Option<String>,
+    /// Session lifetime in seconds.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_AGE")]
+    cookie_age: Option<u64>,
+    /// The cookie's Domain attribute.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_DOMAIN")]
+    cookie_domain: Option<String>,
+    /// The cookie's Path attribute.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_PATH")]
+    cookie_path: Option<String>,
+    /// Send the cookie over HTTPS only.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_SECURE", num_args = 0..=1, default_missing_value = "true")]
+    cookie_secure: Option<bool>,
+    /// Hide the cookie from JavaScript.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_HTTPONLY", num_args = 0..=1, default_missing_value = "true")]
+    cookie_httponly: Option<bool>,
+    /// Strict, Lax or None.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_SAMESITE")]
+    cookie_samesite: Option<SameSite>,
+    /// Add the CHIPS Partitioned attribute.
+    #[arg(long, global = true, env = "CLOAKROOM_COOKIE_PARTITIONED", num_args = 0..=1, default_missing_value = "true")]
+    cookie_partitioned: Option<bool>,
+    /// Sessions end when the browser closes.
+    #[arg(long, global = true, env = "CLOAKROOM_EXPIRE_AT_BROWSER_CLOSE", num_args = 0..=1, default_missing_value = "true")]
+    expire_at_browser_close: Option<bool>,
+    /// Save non-empty sessions on every request.
+    #[arg(long, global = true, env = "CLOAKROOM_SAVE_EVERY_REQUEST", num_args = 0..=1, default_missing_value = "true")]
+    save_every_request: Option<bool>,
+    /// The bound on every store call, in milliseconds.
+    #[arg(long, global = true, env = "CLOAKROOM_STORE_TIMEOUT_MS")]
+    store_timeout_ms: Option<u64>,
+    /// fail_closed (503) or fail_open (anonymous session) when the store fails.
+    #[arg(long, global = true, env = "CLOAKROOM_ON_STORE_ERROR", value_parser = parse_policy)]
+    on_store_error: Option<OnStoreError>,
+}
+
+fn parse_policy(s: &str) -> Result<OnStoreError, String> {
+    match s.replace('-', "_").as_str() {
+        "fail_closed" => Ok(OnStoreError::FailClosed),
+        "fail_open" => Ok(OnStoreError::FailOpen),
+        _ => Err(format!("`{s}` is not fail_closed or fail_open")),
+    }
+}
+
+impl SettingsArgs {
+    fn resolve(&self) -> Result<Settings, cloakroom::ConfigError> {
+        let mut s = match &self.config {
+            Some(path) => Settings::from_toml_file(path)?,
+            None => Settings::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { s.$field = v.clone().into(); } )* };
+        }
+        set!(
+            engine,
+            cookie_name,
+            cookie_age,
+            cookie_path,
+            cookie_secure,
+            cookie_httponly,
+            cookie_samesite,
+            cookie_partitioned,
+            expire_at_browser_close,
+            save_every_request,
+            table,
+            store_timeout_ms,
+            on_store_error
+        );
+        if let Some(v) = &self.database_url {
+            s.database_url = Some(v.clone());
+        }
+        if let Some(v) = &self.cache_url {
+            s.cache_url = Some(v.clone());
+        }
+        if let Some(v) = &self.cookie_domain {
+            s.cookie_domain = Some(v.clone());
+        }
+        if let Some(v) = &self.file_path {
+            s.file_path = Some(v.clone());
+        }
+        if let Some(v) = &self.secret_key {
+            s.secret_key = Some(Secret::new(v.clone()));
+        }
+        if let Some(v) = &self.secret_key_fallbacks {
+            s.secret_key_fallbacks = v.iter().cloned().map(Secret::new).collect();
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+/// A failure of a command, printed as one line that names the fix.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] cloakroom::ConfigError),
+    #[error(transparent)]
+    Open(#[from] cloakroom::engines::OpenError),
+    #[error(transparent)]
+    Store(#[from] cloakroom::StoreError),
+    #[error(
+        "the `{0}` engine has no table to create; `migrate` is for the db and cached_db engines"
+    )]
+    NothingToMigrate(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let settings = cli.settings.resolve()?;
+    match cli.command {
+        Command::Migrate => {
+            let opened = cloakroom::engines::open(&settings).await?;
+            let migrate = opened
+                .migrate
+                .ok_or_else(|| CliError::NothingToMigrate(settings.engine.to_string()))?;
+            migrate.migrate().await?;
+            println!(
+                "the session table `{}` is ready ({})",
+                settings.table,
+                opened.store.engine()
+            );
+        }
+        Command::Clearsessions => {
+            let opened = cloakroom::engines::open(&settings).await?;
+            let cleared = match &opened.clear {
+                Some(clear) => clear.clear_expired(time::OffsetDateTime::now_utc()).await?,
+                None => 0,
+            };
+            println!("deleted {cleared} expired sessions");
+        }
+        Command::Demo { addr } => demo::run(settings, &addr).await?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -116,6 +116,18 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .statement_cache_capacity(32);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            // Switching a new file to WAL needs an exclusive lock, and SQLite answers "database
+            // is locked" at once (without the busy timeout) when two new connections race to do
+            // it; so one connection does it before the pool opens the others.
+            use sqlx::Connection as _;
+            let conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .map_err(|e| StoreError::backend(ENGINE, e))?;
+            conn.close()
+                .await
+                .map_err(|e| StoreError::backend(ENGINE, e))?;
+        }
         let pool = SqlitePoolOptions::new()
             // An in-memory database lives as long as one connection: keep exactly one.
             .max_connections(if in_memory { 1 } else { 8 })
@@ -125,8 +137,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))?;
-        Ok(Self::new(pool, crate::config::DEFAULT_TABLE)
-            .map_err(|e| StoreError::backend(ENGINE, e))?)
+        Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
     }
 
     /// Sessions in `table` of an existing pool.

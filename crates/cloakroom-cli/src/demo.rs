@@ -1,0 +1,307 @@
+//! The demo app: the lesson's examples (visit counter, flash message, cart, login/logout,
+//! per-session expiry) as an HTML page for people and a JSON API for scripts.
+
+use std::path::Path;
+
+use axum::extract::Form;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloakroom::{Engine, Expiry, Secret, Session, SessionLayer, Sessions, Settings, TypedKey};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::CliError;
+
+const VISITS: TypedKey<u64> = TypedKey::new("visits");
+const FLASH: TypedKey<String> = TypedKey::new("flash");
+const CART: TypedKey<Vec<String>> = TypedKey::new("cart");
+const USERNAME: TypedKey<String> = TypedKey::new("username");
+
+/// Where the demo keeps the secret key it generates when none is given.
+const SECRET_FILE: &str = "cloakroom-secret.key";
+
+type Result<T> = std::result::Result<T, cloakroom::Error>;
+
+/// Runs the demo until the process is stopped.
+pub async fn run(mut settings: Settings, addr: &str) -> std::result::Result<(), CliError> {
+    if settings.secret_key.is_none() {
+        settings.secret_key = Some(secret_beside_data()?);
+    }
+    let opened = cloakroom::engines::open(&settings).await?;
+    if embedded_sqlite(&settings) {
+        if let Some(migrate) = &opened.migrate {
+            migrate.migrate().await?;
+        }
+    }
+    let sessions = Sessions::from_arc(opened.store.clone(), settings)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        engine = opened.store.engine(),
+        "cloakroom demo listening on http://{local}/"
+    );
+    println!(
+        "cloakroom demo on http://{local}/ (engine {})",
+        opened.store.engine()
+    );
+    axum::serve(listener, app(sessions)).await?;
+    Ok(())
+}
+
+/// The embedded default needs no set-up step: the demo creates its own SQLite table.
+fn embedded_sqlite(settings: &Settings) -> bool {
+    matches!(settings.engine, Engine::Db | Engine::CachedDb)
+        && settings
+            .database_url
+            .as_deref()
+            .is_none_or(|url| url.starts_with("sqlite:"))
+}
+
+/// Reads the secret key kept beside the data, generating it on first run.
+fn secret_beside_data() -> std::io::Result<Secret> {
+    let path = Path::new(SECRET_FILE);
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 48];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789!@#%^&*(-_=+)";
+    let secret: String = bytes
+        .iter()
+        .map(|b| alphabet[usize::from(*b) % alphabet.len()] as char)
+        .collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    use std::io::Write as _;
+    options.open(path)?.write_all(secret.as_bytes())?;
+    Ok(Secret::new(secret))
+}
+
+/// The demo's routes under the session layer.
+pub fn app(sessions: Sessions) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/flash", post(form_flash))
+        .route("/cart", post(form_cart))
+        .route("/checkout", post(form_checkout))
+        .route("/login", post(form_login))
+        .route("/logout", post(form_logout))
+        .route("/expiry", post(form_expiry))
+        .route("/api/visits", get(api_visits))
+        .route("/api/flash", get(api_flash_get).post(api_flash_post))
+        .route("/api/cart", get(api_cart_get).post(api_cart_post))
+        .route("/api/checkout", post(api_checkout))
+        .route("/api/login", post(api_login))
+        .route("/api/whoami", get(api_whoami))
+        .route("/api/logout", post(api_logout))
+        .route("/api/expiry", post(api_expiry))
+        .route("/health", get(|| async { "ok" }))
+        .layer(SessionLayer::new(sessions))
+}
+
+#[derive(Serialize)]
+struct CartView {
+    count: usize,
+    items: Vec<String>,
+}
+
+impl CartView {
+    fn of(items: Vec<String>) -> Json<Self> {
+        Json(Self {
+            count: items.len(),
+            items,
+        })
+    }
+}
+
+async fn api_visits(session: Session) -> Result<Json<serde_json::Value>> {
+    let visits = VISITS.update(&session, |n| *n += 1)?;
+    Ok(Json(json!({ "visits": visits })))
+}
+
+#[derive(Deserialize)]
+struct Message {
+    message: String,
+}
+
+async fn api_flash_post(session: Session, Json(m): Json<Message>) -> Result<StatusCode> {
+    FLASH.insert(&session, m.message)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn api_flash_get(session: Session) -> Result<Json<serde_json::Value>> {
+    let message = FLASH.remove(&session)?;
+    Ok(Json(json!({ "message": message })))
+}
+
+#[derive(Deserialize)]
+struct Item {
+    item: String,
+}
+
+async fn api_cart_post(
+    session: Session,
+    Json(Item { item }): Json<Item>,
+) -> Result<Json<CartView>> {
+    let items = CART.update(&session, move |cart| cart.push(item.clone()))?;
+    Ok(CartView::of(items))
+}
+
+async fn api_cart_get(session: Session) -> Result<Json<CartView>> {
+    Ok(CartView::of(CART.get(&session)?.unwrap_or_default()))
+}
+
+async fn api_checkout(session: Session) -> Result<Json<CartView>> {
+    CART.remove(&session)?;
+    Ok(CartView::of(Vec::new()))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+}
+
+async fn api_login(session: Session, Json(login): Json<Login>) -> Result<Json<serde_json::Value>> {
+    session.cycle_key();
+    USERNAME.insert(&session, login.username.clone())?;
+    Ok(Json(json!({ "username": login.username })))
+}
+
+async fn api_whoami(session: Session) -> Result<Json<serde_json::Value>> {
+    Ok(Json(json!({ "username": USERNAME.get(&session)? })))
+}
+
+async fn api_logout(session: Session) -> StatusCode {
+    session.flush();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Seconds {
+    seconds: u64,
+}
+
+async fn api_expiry(session: Session, Json(s): Json<Seconds>) -> Json<serde_json::Value> {
+    session.set_expiry(Expiry::seconds(s.seconds));
+    Json(json!({
+        "expiry_age": session.expiry_age(),
+        "expire_at_browser_close": session.expire_at_browser_close(),
+    }))
+}
+
+// The HTML page: plain forms that post and redirect back, so it works without JavaScript.
+
+fn back() -> Redirect {
+    Redirect::to("/")
+}
+
+async fn form_flash(session: Session, Form(m): Form<Message>) -> Result<Redirect> {
+    FLASH.insert(&session, m.message)?;
+    Ok(back())
+}
+
+async fn form_cart(session: Session, Form(Item { item }): Form<Item>) -> Result<Redirect> {
+    CART.update(&session, move |cart| cart.push(item.clone()))?;
+    FLASH.insert(&session, "Added to your cart.".to_owned())?;
+    Ok(back())
+}
+
+async fn form_checkout(session: Session) -> Result<Redirect> {
+    CART.remove(&session)?;
+    FLASH.insert(&session, "Thank you for your order!".to_owned())?;
+    Ok(back())
+}
+
+async fn form_login(session: Session, Form(login): Form<Login>) -> Result<Redirect> {
+    session.cycle_key();
+    USERNAME.insert(&session, login.username)?;
+    Ok(back())
+}
+
+async fn form_logout(session: Session) -> Redirect {
+    session.flush();
+    back()
+}
+
+async fn form_expiry(session: Session, Form(s): Form<Seconds>) -> Redirect {
+    session.set_expiry(Expiry::seconds(s.seconds));
+    back()
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+async fn page(session: Session) -> Result<Response> {
+    let visits = VISITS.update(&session, |n| *n += 1)?;
+    let flash = FLASH.remove(&session)?;
+    let cart = CART.get(&session)?.unwrap_or_default();
+    let user = USERNAME.get(&session)?;
+    let flash_html = flash
+        .map(|m| format!(r#"<p id="flash" class="flash">{}</p>"#, escape(&m)))
+        .unwrap_or_default();
+    let items: String = cart
+        .iter()
+        .map(|i| format!("<li>{}</li>", escape(i)))
+        .collect();
+    let account = match &user {
+        Some(name) => format!(
+            r#"<p id="user">Signed in as <b>{}</b></p>
+<form method="post" action="/logout"><button id="logout" type="submit">Log out</button></form>"#,
+            escape(name)
+        ),
+        None => r#"<p id="user">Not signed in</p>
+<form method="post" action="/login"><input id="username" name="username" placeholder="name" required>
+<button id="login" type="submit">Log in</button></form>"#
+            .to_owned(),
+    };
+    let lifetime = if session.expire_at_browser_close() {
+        "until you close the browser".to_owned()
+    } else {
+        format!("{} more seconds", session.expiry_age())
+    };
+    let body = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cloakroom demo</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}
+.flash{{background:#e7f6e7;border:1px solid #9c9;padding:.5rem}}section{{margin:1.5rem 0}}</style></head>
+<body>
+<h1>cloakroom demo</h1>
+{flash_html}
+<section><h2>Visits</h2><p>You have visited this page <b id="visits">{visits}</b> times.</p></section>
+<section><h2>Flash message</h2>
+<form method="post" action="/flash"><input id="message" name="message" placeholder="Saved!" required>
+<button id="send-flash" type="submit">Show once</button></form></section>
+<section><h2>Cart (<span id="count">{count}</span>)</h2><ul id="cart">{items}</ul>
+<form method="post" action="/cart"><input id="item" name="item" placeholder="apple" required>
+<button id="add" type="submit">Add</button></form>
+<form method="post" action="/checkout"><button id="checkout" type="submit">Check out</button></form></section>
+<section><h2>Account</h2>{account}</section>
+<section><h2>Session lifetime</h2><p id="lifetime">This session lasts {lifetime}.</p>
+<form method="post" action="/expiry"><input type="hidden" name="seconds" value="0">
+<button id="browser-close" type="submit">End at browser close</button></form>
+<form method="post" action="/expiry"><input type="hidden" name="seconds" value="1209600">
+<button id="two-weeks" type="submit">Remember me for two weeks</button></form></section>
+</body></html>"#,
+        count = cart.len(),
+    );
+    Ok(Html(body).into_response())
+}
