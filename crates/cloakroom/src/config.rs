@@ -173,6 +173,11 @@ pub struct Settings {
     pub lock_timeout_ms: u64,
     /// The largest number of sessions the in-process cache holds.
     pub cache_capacity: u64,
+    /// After this many store failures in a row the circuit breaker opens: the store is not
+    /// called for `breaker_cooldown_ms`, and requests fail fast under the store-error policy.
+    pub breaker_threshold: u32,
+    /// How long an open circuit breaker waits before letting one trial call through.
+    pub breaker_cooldown_ms: u64,
 }
 
 /// The default session table (Django's own is `django_session`; same columns).
@@ -202,6 +207,8 @@ impl Default for Settings {
             on_store_error: OnStoreError::FailClosed,
             lock_timeout_ms: 5_000,
             cache_capacity: 1_000_000,
+            breaker_threshold: 5,
+            breaker_cooldown_ms: 1_000,
         }
     }
 }
@@ -261,6 +268,10 @@ impl Settings {
         with_lock_timeout_ms: lock_timeout_ms: u64;
         /// Sets `cache_capacity`.
         with_cache_capacity: cache_capacity: u64;
+        /// Sets `breaker_threshold` (0 turns the breaker off).
+        with_breaker_threshold: breaker_threshold: u32;
+        /// Sets `breaker_cooldown_ms`.
+        with_breaker_cooldown_ms: breaker_cooldown_ms: u64;
     }
 
     /// Reads settings from a TOML file; keys missing from the file keep their defaults.

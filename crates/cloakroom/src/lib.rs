@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod breaker;
 pub mod clock;
 pub mod codec;
 pub mod config;

@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
@@ -33,6 +34,7 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     stripes: Box<[Arc<tokio::sync::Mutex<()>>]>,
     hasher: RandomState,
+    breaker: Arc<Breaker>,
 }
 
 impl Shared {
@@ -41,14 +43,22 @@ impl Shared {
         &self,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let engine = self.store.engine();
+        self.breaker.admit(engine)?;
         let after = self.settings.store_timeout();
-        match tokio::time::timeout(after, fut).await {
+        let result = match tokio::time::timeout(after, fut).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout {
-                engine: self.store.engine(),
-                after,
-            }),
-        }
+            Err(_) => Err(StoreError::Timeout { engine, after }),
+        };
+        // A session too large for its store is the app's problem, not the store's health.
+        let healthy = !matches!(
+            result,
+            Err(StoreError::Timeout { .. }
+                | StoreError::Backend { .. }
+                | StoreError::MissingTable { .. })
+        );
+        self.breaker.record(healthy);
+        result
     }
 
     async fn lock(&self, key: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
@@ -98,6 +108,10 @@ impl Sessions {
     /// [`ConfigError`] when the settings cannot work.
     pub fn from_arc(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
+        let breaker = Arc::new(Breaker::new(
+            settings.breaker_threshold,
+            Duration::from_millis(settings.breaker_cooldown_ms),
+        ));
         Ok(Self {
             shared: Arc::new(Shared {
                 store,
@@ -108,6 +122,7 @@ impl Sessions {
                     .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                     .collect(),
                 hasher: RandomState::new(),
+                breaker,
             }),
         })
     }
@@ -120,6 +135,7 @@ impl Sessions {
             clock: Arc::clone(&arc.clock),
             stripes: arc.stripes.clone(),
             hasher: arc.hasher.clone(),
+            breaker: Arc::clone(&arc.breaker),
         });
         f(&mut shared);
         Self {
@@ -164,6 +180,7 @@ impl Sessions {
                     cookie: cookie.map(str::to_owned),
                     loaded: tokio::sync::OnceCell::new(),
                     state: Mutex::new(State::default()),
+                    policy: std::sync::OnceLock::new(),
                 }),
             },
         }
@@ -215,6 +232,23 @@ impl LazySession {
         Ok(self.session.clone())
     }
 
+    /// Overrides the store-error policy for this request (the [`OnStoreErrorLayer`] does this
+    /// per route). Has no effect once set, or once the session is loaded.
+    ///
+    /// [`OnStoreErrorLayer`]: crate::layer::OnStoreErrorLayer
+    pub fn set_on_store_error(&self, policy: OnStoreError) {
+        let _ = self.session.inner.policy.set(policy);
+    }
+
+    fn policy(&self) -> OnStoreError {
+        let inner = &self.session.inner;
+        inner
+            .policy
+            .get()
+            .copied()
+            .unwrap_or(inner.shared.settings.on_store_error)
+    }
+
     /// Whether the session was loaded in this request.
     pub fn is_loaded(&self) -> bool {
         self.session.inner.loaded.initialized()
@@ -238,7 +272,7 @@ impl LazySession {
         let now = shared.clock.now();
         let record = match shared.call(shared.store.load(candidate, now)).await {
             Ok(record) => record,
-            Err(e) if shared.settings.on_store_error == OnStoreError::FailOpen => {
+            Err(e) if self.policy() == OnStoreError::FailOpen => {
                 tracing::warn!(engine = shared.store.engine(), error = %e,
                     "session store failed; continuing with an anonymous session (fail-open)");
                 self.session.state().detached = true;
@@ -289,7 +323,17 @@ impl LazySession {
         }
         let mut st = std::mem::take(&mut *self.session.state());
         // Put back what a handler that kept a clone may still look at.
-        let result = self.finish(&mut st, status, had_cookie).await;
+        let result = match self.finish(&mut st, status, had_cookie).await {
+            Err(Error::Store(e)) if self.policy() == OnStoreError::FailOpen => {
+                tracing::warn!(engine = shared.store.engine(), error = %e,
+                    "session store failed; the response goes out unsaved (fail-open)");
+                Ok(Outcome {
+                    cookie: CookieAction::Keep,
+                    vary: st.accessed,
+                })
+            }
+            other => other,
+        };
         let guard = st.guard.take();
         *self.session.state() = st;
         drop(guard);

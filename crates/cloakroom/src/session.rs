@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub cookie: Option<String>,
     pub loaded: tokio::sync::OnceCell<()>,
     pub state: Mutex<State>,
+    /// This route's store-error policy, when it overrides the settings.
+    pub policy: std::sync::OnceLock<crate::config::OnStoreError>,
 }
 
 /// A loaded session: read and change it like a dictionary; the layer saves it after the

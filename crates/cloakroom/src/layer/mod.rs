@@ -5,7 +5,9 @@
 
 #[allow(clippy::module_inception)]
 mod layer;
+mod policy;
 mod service;
 
 pub use self::layer::SessionLayer;
+pub use self::policy::{OnStoreErrorLayer, OnStoreErrorService};
 pub use self::service::{error_response, SessionService};
