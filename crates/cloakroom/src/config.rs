@@ -178,6 +178,21 @@ pub struct Settings {
     pub breaker_threshold: u32,
     /// How long an open circuit breaker waits before letting one trial call through.
     pub breaker_cooldown_ms: u64,
+    /// An idle timeout in seconds: the session ends after this long without a request, and a
+    /// request that only reads extends it (see `refresh_threshold`). `None`: Django's model,
+    /// where the lifetime counts from the last save.
+    pub idle_timeout: Option<u64>,
+    /// An absolute lifetime in seconds: the session ends this long after it was created or
+    /// its key was cycled (login), however active it is.
+    pub absolute_lifetime: Option<u64>,
+    /// With an idle timeout, a read-only request writes the new expiry to the store only once
+    /// this fraction of the idle timeout has passed since the last write (0.2: after 20%).
+    pub refresh_threshold: f64,
+    /// After `cycle_key()`, requests still in flight with the old key reach the new session for
+    /// this many seconds (0: off, the default; at most 60). `flush()` has no grace.
+    pub rotation_grace: u64,
+    /// The lifetime `remember_me(true)` gives a session, in seconds (30 days).
+    pub remember_me_age: u64,
 }
 
 /// The default session table (Django's own is `django_session`; same columns).
@@ -209,6 +224,11 @@ impl Default for Settings {
             cache_capacity: 1_000_000,
             breaker_threshold: 5,
             breaker_cooldown_ms: 1_000,
+            idle_timeout: None,
+            absolute_lifetime: None,
+            refresh_threshold: 0.2,
+            rotation_grace: 0,
+            remember_me_age: 30 * 86_400,
         }
     }
 }
@@ -272,6 +292,16 @@ impl Settings {
         with_breaker_threshold: breaker_threshold: u32;
         /// Sets `breaker_cooldown_ms`.
         with_breaker_cooldown_ms: breaker_cooldown_ms: u64;
+        /// Sets `idle_timeout` in seconds.
+        with_idle_timeout: idle_timeout: Option<u64>;
+        /// Sets `absolute_lifetime` in seconds.
+        with_absolute_lifetime: absolute_lifetime: Option<u64>;
+        /// Sets `refresh_threshold` (a fraction between 0 and 1).
+        with_refresh_threshold: refresh_threshold: f64;
+        /// Sets `rotation_grace` in seconds (at most 60).
+        with_rotation_grace: rotation_grace: u64;
+        /// Sets `remember_me_age` in seconds.
+        with_remember_me_age: remember_me_age: u64;
     }
 
     /// Reads settings from a TOML file; keys missing from the file keep their defaults.
@@ -372,6 +402,21 @@ impl Settings {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return invalid("table", "must be letters, digits and `_` only");
+        }
+        if !(0.0..=1.0).contains(&self.refresh_threshold) {
+            return invalid("refresh_threshold", "must be a fraction between 0 and 1");
+        }
+        if self.rotation_grace > 60 {
+            return invalid(
+                "rotation_grace",
+                "is bounded to 60 seconds: the old key stays usable for that long",
+            );
+        }
+        if self.idle_timeout == Some(0) || self.absolute_lifetime == Some(0) {
+            return invalid(
+                "idle_timeout",
+                "idle_timeout and absolute_lifetime must be above 0 (leave them unset for none)",
+            );
         }
         if self.store_timeout_ms == 0 {
             return invalid("store_timeout_ms", "must be above 0");

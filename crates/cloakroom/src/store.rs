@@ -85,6 +85,21 @@ pub trait SessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError>;
 
+    /// Moves the expiry of the live record under `key` to `record.expires_at`, where
+    /// `record.data` is the data the caller loaded (a TTL-only write where the engine has one:
+    /// Redis `PEXPIREAT`, an `UPDATE` of the expiry column, a file's mtime).
+    ///
+    /// The default is an [`update`](Self::update) that writes the same data back, which is
+    /// always correct; engines override it when they have something cheaper.
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.update(key, &record.data, record, now).await
+    }
+
     /// Deletes the record under `key`; a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 

@@ -196,11 +196,29 @@ pub async fn clear_expired_keeps_live(store: Arc<dyn SessionStore>, clear: Arc<d
 }
 
 fn sessions(store: Arc<dyn SessionStore>) -> (Sessions, ManualClock) {
+    sessions_with(store, Settings::default())
+}
+
+fn sessions_with(store: Arc<dyn SessionStore>, settings: Settings) -> (Sessions, ManualClock) {
     let clock = ManualClock::starting_now();
-    let sessions = Sessions::from_arc(store, Settings::default())
-        .expect("default settings are valid")
+    let sessions = Sessions::from_arc(store, settings)
+        .expect("test settings are valid")
         .with_clock(clock.clone());
     (sessions, clock)
+}
+
+/// Starts a session holding `visits = 1` and returns its cookie value.
+async fn new_session(sessions: &Sessions) -> String {
+    let lazy = sessions.start(None);
+    lazy.load().await.unwrap().insert("visits", 1).unwrap();
+    cookie_of(&lazy.commit(200).await.unwrap().cookie)
+}
+
+/// One read-only request; returns what it did to the cookie and whether the session was live.
+async fn read_only(sessions: &Sessions, cookie: &str) -> (CookieAction, bool) {
+    let lazy = sessions.start(Some(cookie));
+    let live = !lazy.load().await.unwrap().is_empty();
+    (lazy.commit(200).await.unwrap().cookie, live)
 }
 
 fn cookie_of(action: &CookieAction) -> String {
@@ -316,6 +334,148 @@ pub async fn no_lost_updates(store: Arc<dyn SessionStore>) {
     assert_eq!(items, (0..40).collect::<Vec<_>>(), "lost items");
 }
 
+/// Idle timeout: a read-only request extends the session, but the store is written (and the
+/// cookie re-sent) only once `refresh_threshold` of the timeout has passed since the last write.
+pub async fn idle_timeout_rolls_without_write_storm(store: Arc<dyn SessionStore>) {
+    let settings = Settings::default().with_idle_timeout(Some(600));
+    let (sessions, clock) = sessions_with(store, settings);
+    let key = new_session(&sessions).await;
+    clock.advance(Duration::from_secs(60));
+    let (cookie, live) = read_only(&sessions, &key).await;
+    assert!(live);
+    assert_eq!(
+        cookie,
+        CookieAction::Keep,
+        "refreshed after only 10% of the idle timeout"
+    );
+    clock.advance(Duration::from_secs(70));
+    let (cookie, _) = read_only(&sessions, &key).await;
+    match cookie {
+        CookieAction::Set { max_age, .. } => assert_eq!(max_age, Some(600)),
+        other => panic!("no refresh after 22% of the idle timeout: {other:?}"),
+    }
+    // The refresh moved the expiry: 590 s after it the session is still there…
+    clock.advance(Duration::from_secs(590));
+    assert!(
+        read_only(&sessions, &key).await.1,
+        "the refresh did not reach the store"
+    );
+    // …and 600 s without any request ends it.
+    clock.advance(Duration::from_secs(601));
+    assert!(
+        !read_only(&sessions, &key).await.1,
+        "idle session still alive"
+    );
+}
+
+/// Absolute lifetime: however active, the session ends this long after creation.
+pub async fn absolute_lifetime_caps_an_active_session(store: Arc<dyn SessionStore>) {
+    let settings = Settings::default()
+        .with_idle_timeout(Some(600))
+        .with_absolute_lifetime(Some(1000));
+    let (sessions, clock) = sessions_with(store, settings);
+    let key = new_session(&sessions).await;
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(300));
+        assert!(
+            read_only(&sessions, &key).await.1,
+            "active session ended early"
+        );
+    }
+    clock.advance(Duration::from_secs(101));
+    assert!(
+        !read_only(&sessions, &key).await.1,
+        "session outlived its absolute lifetime"
+    );
+}
+
+/// Rotation grace: requests in flight with the old key reach the new session for a few
+/// seconds (their changes land there, and they get the new cookie); then the old key is useless.
+pub async fn rotation_grace_forwards_the_old_key(store: Arc<dyn SessionStore>) {
+    if store.keeps_data_in_cookie() {
+        return;
+    }
+    let settings = Settings::default().with_rotation_grace(5_u64);
+    let (sessions, clock) = sessions_with(store, settings);
+    let old = new_session(&sessions).await;
+
+    // A request of the same page load reads the session with the old key…
+    let in_flight = sessions.start(Some(&old));
+    in_flight.load().await.unwrap();
+    // …meanwhile another one logs in (the in-flight one holds this server's lock, so the
+    // login runs as if on a second app server).
+    let (other_server, _) = sessions_with(
+        sessions.store().clone(),
+        Settings::default().with_rotation_grace(5_u64),
+    );
+    let login = other_server.start(Some(&old));
+    let s = login.load().await.unwrap();
+    s.cycle_key();
+    s.insert("user", "ana").unwrap();
+    let new = cookie_of(&login.commit(200).await.unwrap().cookie);
+    assert_ne!(new, old);
+
+    let s = in_flight.load().await.unwrap();
+    s.update("cart", |c: &mut Vec<String>| c.push("apple".into()))
+        .unwrap();
+    let cookie = cookie_of(&in_flight.commit(200).await.unwrap().cookie);
+    assert_eq!(cookie, new, "the in-flight request forked a session");
+
+    let late = sessions.start(Some(&old));
+    let s = late.load().await.unwrap();
+    assert_eq!(s.get::<String>("user").unwrap().as_deref(), Some("ana"));
+    assert_eq!(
+        s.get::<Vec<String>>("cart").unwrap(),
+        Some(vec!["apple".to_owned()])
+    );
+    assert_eq!(cookie_of(&late.commit(200).await.unwrap().cookie), new);
+
+    clock.advance(Duration::from_secs(6));
+    assert!(
+        !read_only(&sessions, &old).await.1,
+        "old key still works after the grace window"
+    );
+    assert!(read_only(&sessions, &new).await.1);
+}
+
+/// Flush has no grace: logout makes the old key useless at once, window or not.
+pub async fn flush_has_no_grace(store: Arc<dyn SessionStore>) {
+    if store.keeps_data_in_cookie() {
+        return;
+    }
+    let (sessions, _) = sessions_with(store, Settings::default().with_rotation_grace(5_u64));
+    let key = new_session(&sessions).await;
+    let lazy = sessions.start(Some(&key));
+    let s = lazy.load().await.unwrap();
+    s.cycle_key();
+    s.flush();
+    lazy.commit(200).await.unwrap();
+    assert!(
+        !read_only(&sessions, &key).await.1,
+        "flushed key still works"
+    );
+}
+
+/// "Remember me" switches between a browser-close cookie and a long fixed lifetime.
+pub async fn remember_me_switches_the_cookie(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store);
+    let key = new_session(&sessions).await;
+    let lazy = sessions.start(Some(&key));
+    lazy.load().await.unwrap().remember_me(false);
+    let CookieAction::Set { value, max_age } = lazy.commit(200).await.unwrap().cookie else {
+        panic!("remember_me(false) sent no cookie");
+    };
+    assert_eq!(max_age, None, "a browser-close cookie has no Max-Age");
+    let lazy = sessions.start(Some(&value));
+    lazy.load().await.unwrap().remember_me(true);
+    let CookieAction::Set { max_age, .. } = lazy.commit(200).await.unwrap().cookie else {
+        panic!("remember_me(true) sent no cookie");
+    };
+    // Whole seconds, truncated as Django's get_expiry_age does.
+    let age = max_age.expect("a remembered session has a Max-Age");
+    assert!((30 * 86_400 - 1..=30 * 86_400).contains(&age), "{age}");
+}
+
 /// Expands to one `#[tokio::test]` per clause of the store contract, for the store that
 /// `$make` (an async block or future yielding `Arc<dyn SessionStore>`) builds.
 ///
@@ -328,7 +488,10 @@ macro_rules! conformance_tests {
             load_missing_is_none, create_then_load, create_never_overwrites, expired_is_gone,
             update_swaps_when_unchanged, update_conflict_returns_current, update_never_resurrects,
             delete_is_idempotent, hostile_keys_are_absent, session_lifecycle,
-            unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates);
+            unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
+            idle_timeout_rolls_without_write_storm, absolute_lifetime_caps_an_active_session,
+            rotation_grace_forwards_the_old_key, flush_has_no_grace,
+            remember_me_switches_the_cookie);
     };
     ($make:expr, clear) => {
         $crate::conformance_tests!($make);
