@@ -103,7 +103,10 @@ async fn migrate_twice_is_harmless() {
     assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
-    assert!(store.exists(&key).await.unwrap(), "a second migrate lost data");
+    assert!(
+        store.exists(&key).await.unwrap(),
+        "a second migrate lost data"
+    );
     drop_table(&store, &unique("_twice")).await;
 }
 
@@ -313,9 +316,17 @@ async fn settings_open_postgres_and_postgresql_urls() {
             .with_table(unique("_open"));
         let opened = cloakroom::engines::open(&settings).await.unwrap();
         assert_eq!(opened.store.engine(), "postgres");
-        opened.migrate.expect("postgres migrates").migrate().await.unwrap();
+        opened
+            .migrate
+            .expect("postgres migrates")
+            .migrate()
+            .await
+            .unwrap();
         let clear = opened.clear.expect("postgres clears expired sessions");
-        clear.clear_expired(OffsetDateTime::now_utc()).await.unwrap();
+        clear
+            .clear_expired(OffsetDateTime::now_utc())
+            .await
+            .unwrap();
     }
     drop_table(&connect().await, &unique("_open")).await;
 }

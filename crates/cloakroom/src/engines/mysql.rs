@@ -33,7 +33,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlRow};
 use sqlx::{MySqlPool, Row};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::sql::{server_pool_options, Table, CLEAR_BATCH};
+use super::sql::{connect_pool, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
@@ -125,10 +125,7 @@ impl MySqlStore {
         // sqlx reads host, user and options from the URL and ignores its scheme.
         let options =
             MySqlConnectOptions::from_str(url).map_err(|e| StoreError::backend(ENGINE, e))?;
-        let pool = server_pool_options()
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        let pool = connect_pool(ENGINE, options).await?;
         Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
     }
 

@@ -27,7 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
-use super::sql::{server_pool_options, Table, CLEAR_BATCH};
+use super::sql::{connect_pool, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
@@ -116,10 +116,7 @@ impl PostgresStore {
         if options.get_application_name().is_none() {
             options = options.application_name("cloakroom");
         }
-        let pool = server_pool_options()
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        let pool = connect_pool(ENGINE, options).await?;
         Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
     }
 

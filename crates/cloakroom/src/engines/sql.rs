@@ -89,6 +89,38 @@ pub(crate) fn server_pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptio
         })
 }
 
+/// Opens a server pool with [`server_pool_options`], keeping the reason when it cannot.
+///
+/// sqlx's pool retries until its acquire timeout and then reports only "pool timed out"; one
+/// direct attempt (itself bounded by that timeout) tells "connection refused" from "password
+/// authentication failed" or "unknown database".
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) async fn connect_pool<DB: sqlx::Database>(
+    engine: &'static str,
+    options: <DB::Connection as sqlx::Connection>::Options,
+) -> Result<sqlx::Pool<DB>, crate::error::StoreError> {
+    use crate::error::StoreError;
+    use sqlx::{ConnectOptions as _, Connection as _};
+    match server_pool_options::<DB>()
+        .connect_with(options.clone())
+        .await
+    {
+        Ok(pool) => Ok(pool),
+        Err(sqlx::Error::PoolTimedOut) => {
+            match tokio::time::timeout(POOL_ACQUIRE_TIMEOUT, options.connect()).await {
+                Ok(Err(reason)) => Err(StoreError::backend(engine, reason)),
+                Ok(Ok(conn)) => {
+                    // It answers now: report the timeout that really happened.
+                    let _ = conn.close().await;
+                    Err(StoreError::backend(engine, sqlx::Error::PoolTimedOut))
+                }
+                Err(_) => Err(StoreError::backend(engine, sqlx::Error::PoolTimedOut)),
+            }
+        }
+        Err(e) => Err(StoreError::backend(engine, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
