@@ -3,6 +3,10 @@
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod sql;
 #[cfg(feature = "sqlite")]
@@ -69,6 +73,22 @@ impl Migrate for sqlite::SqliteStore {
     }
 }
 
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl Migrate for postgres::PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        postgres::PostgresStore::migrate(self).await
+    }
+}
+
+#[cfg(feature = "mysql")]
+#[async_trait]
+impl Migrate for mysql::MySqlStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        mysql::MySqlStore::migrate(self).await
+    }
+}
+
 /// The database URL the `db` engine uses when none is given: a SQLite file in the working
 /// folder, created on first use.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://cloakroom.sqlite3";
@@ -94,10 +114,38 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
         }
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => Err(unsupported("a sqlite:// database", "sqlite")),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let store = postgres::PostgresStore::connect(url)
+                .await?
+                .with_table(&settings.table)?;
+            let store = Arc::new(store);
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store.clone()),
+                migrate: Some(store),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(unsupported("a postgres:// database", "postgres")),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => {
+            let store = mysql::MySqlStore::connect(url)
+                .await?
+                .with_table(&settings.table)?;
+            let store = Arc::new(store);
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store.clone()),
+                migrate: Some(store),
+            })
+        }
+        #[cfg(not(feature = "mysql"))]
+        "mysql" | "mariadb" => Err(unsupported("a mysql:// or mariadb:// database", "mysql")),
         _ => Err(OpenError::Config(ConfigError::Invalid {
             setting: "database_url",
             reason: format!(
-                "`{scheme}` is not a supported database; use sqlite://, postgres:// or mysql://"
+                "`{scheme}` is not a supported database; use sqlite://, postgres:// or mysql:// (mariadb://)"
             ),
         })),
     }
