@@ -122,3 +122,17 @@ async fn two_servers_on_one_database_lose_no_updates() {
         .unwrap();
     assert_eq!(cart["count"], json!(N), "lost cart items across servers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_loses_no_updates() {
+    let (url, table) = (support::postgres_url(), support::unique_table("race"));
+    support::migrate(&url, &table);
+    race(&Demo::start(&["--database-url", &url, "--table", &table])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_loses_no_updates() {
+    let (url, table) = (support::mysql_url(), support::unique_table("race"));
+    support::migrate(&url, &table);
+    race(&Demo::start(&["--database-url", &url, "--table", &table])).await;
+}

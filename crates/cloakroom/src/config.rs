@@ -220,7 +220,7 @@ impl Default for Settings {
             secret_key_fallbacks: Vec::new(),
             store_timeout_ms: 3_000,
             on_store_error: OnStoreError::FailClosed,
-            lock_timeout_ms: 5_000,
+            lock_timeout_ms: 30_000,
             cache_capacity: 1_000_000,
             breaker_threshold: 5,
             breaker_cooldown_ms: 1_000,

@@ -450,6 +450,7 @@ impl LazySession {
                             if merges > MAX_MERGES {
                                 return Err(Error::Contended { attempts: merges });
                             }
+                            backoff(merges).await;
                             let mut data = self.decode_current(&current)?;
                             if let Some(next) = moved_to(&data) {
                                 // Another request rotated the key while this one ran: inside
@@ -624,4 +625,17 @@ impl LazySession {
 /// The successor key a rotated record points to, if this record is such a pointer.
 fn moved_to(data: &crate::codec::Data) -> Option<&str> {
     data.get(MOVED_KEY).and_then(serde_json::Value::as_str)
+}
+
+/// A short random pause before the next merge attempt, growing with each conflict, so that
+/// many requests racing for one record (several app servers, or a lock wait that timed out)
+/// spread out instead of colliding again in lockstep.
+async fn backoff(attempt: u32) {
+    let ceiling_us = 500u64 << attempt.min(6); // 0.5 ms … 32 ms
+    let mut bytes = [0u8; 8];
+    let jitter = match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) % ceiling_us,
+        Err(_) => ceiling_us / 2,
+    };
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
 }

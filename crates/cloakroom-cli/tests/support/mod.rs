@@ -127,3 +127,40 @@ pub fn visitor() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// The PostgreSQL the tests use (the machine's, unless `CLOAKROOM_TEST_POSTGRES_URL` says).
+pub fn postgres_url() -> String {
+    std::env::var("CLOAKROOM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The MariaDB/MySQL the tests use (`CLOAKROOM_TEST_MYSQL_URL`).
+pub fn mysql_url() -> String {
+    std::env::var("CLOAKROOM_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+/// The Redis the tests use (`CLOAKROOM_TEST_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("CLOAKROOM_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// A table name of its own for one test, so parallel tests never share rows.
+pub fn unique_table(tag: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("t_{tag}_{suffix}")
+}
+
+/// Migrates `table` on `url` with the real CLI, failing loudly (naming the server) if it
+/// cannot be reached.
+pub fn migrate(url: &str, table: &str) {
+    let dir = temp_dir("migrate");
+    let (ok, out, err) = cli(&dir, &["migrate", "--database-url", url, "--table", table]);
+    assert!(
+        ok,
+        "cloakroom migrate on {url} failed (is the server running?): {out}{err}"
+    );
+}
