@@ -125,8 +125,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))?;
-        Ok(Self::new(pool, crate::config::DEFAULT_TABLE)
-            .map_err(|e| StoreError::backend(ENGINE, e))?)
+        Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
     }
 
     /// Sessions in `table` of an existing pool.
