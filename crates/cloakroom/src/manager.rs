@@ -377,7 +377,7 @@ impl LazySession {
             _ => self.create(&record).await?,
         };
         let lifetime = Lifetime::of(&st.data, settings, now);
-        let value = store.cookie_value(&key, &record)?.into_owned();
+        let value = store.cookie_value(&key, &record, now)?.into_owned();
         st.loaded = Some(record.data);
         st.key = Some(key);
         Ok(Outcome {

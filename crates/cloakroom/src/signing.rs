@@ -166,7 +166,10 @@ pub struct Signer {
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signer")
-            .field("keys", &format_args!("<{} redacted>", 1 + self.fallbacks.len()))
+            .field(
+                "keys",
+                &format_args!("<{} redacted>", 1 + self.fallbacks.len()),
+            )
             .field("max_decompressed", &self.max_decompressed)
             .finish()
     }
@@ -239,9 +242,7 @@ impl Signer {
         max_age: Option<Duration>,
         now: OffsetDateTime,
     ) -> Result<Verified<'a>, SignatureError> {
-        let (message, signature) = signed
-            .rsplit_once(':')
-            .ok_or(SignatureError::NoSeparator)?;
+        let (message, signature) = signed.rsplit_once(':').ok_or(SignatureError::NoSeparator)?;
         // Django compares the base64 text, so a non-canonical encoding of the right bytes fails
         // there too. Which key matched is not secret; the comparison itself is constant time.
         let matches = std::iter::once(&self.current)
@@ -711,16 +712,28 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_735_689_600).unwrap();
         let small = signer.dumps(&data(r#"{"a":1}"#), true, now);
         assert!(!small.starts_with('.'));
-        let big = signer.dumps(&data(&format!(r#"{{"a":"{}"}}"#, "x".repeat(500))), true, now);
+        let big = signer.dumps(
+            &data(&format!(r#"{{"a":"{}"}}"#, "x".repeat(500))),
+            true,
+            now,
+        );
         assert!(big.starts_with(".eJ"), "{big}");
-        let plain = signer.dumps(&data(&format!(r#"{{"a":"{}"}}"#, "x".repeat(500))), false, now);
+        let plain = signer.dumps(
+            &data(&format!(r#"{{"a":"{}"}}"#, "x".repeat(500))),
+            false,
+            now,
+        );
         assert!(!plain.starts_with('.'));
-        assert_eq!(signer.loads(&big, None, now), signer.loads(&plain, None, now));
+        assert_eq!(
+            signer.loads(&big, None, now),
+            signer.loads(&plain, None, now)
+        );
     }
 
     #[test]
     fn a_zip_bomb_stops_at_the_cap() {
-        let signer = Signer::new(&Secret::new(SECRET), &[], COOKIE_SALT).with_max_decompressed(1 << 20);
+        let signer =
+            Signer::new(&Secret::new(SECRET), &[], COOKIE_SALT).with_max_decompressed(1 << 20);
         let now = OffsetDateTime::from_unix_timestamp(1_735_689_600).unwrap();
         // 8 MiB of `{"a":"000…"}` compresses to ~8 KiB (ratios of 1000:1 fit in a cookie);
         // even correctly signed, it is refused after inflating a little over the cap.
@@ -745,7 +758,10 @@ mod tests {
         for (payload, want) in [
             ("e30*", SignatureError::BadBase64),
             (".e30", SignatureError::BadZlib),
-            (&format!(".{}", URL_SAFE_NO_PAD.encode(truncated)), SignatureError::BadZlib),
+            (
+                &format!(".{}", URL_SAFE_NO_PAD.encode(truncated)),
+                SignatureError::BadZlib,
+            ),
             ("WzFd", SignatureError::NotJsonObject),
         ] {
             let value = signer.sign(payload, now);
@@ -754,9 +770,18 @@ mod tests {
         // A value signed with a timestamp that is not base62.
         let message = "e30:1t!m";
         let forged = format!("{message}:{}", Signer::signature(&signer.current, message));
-        assert_eq!(signer.loads(&forged, None, now), Err(SignatureError::BadTimestamp));
-        assert_eq!(signer.loads("", None, now), Err(SignatureError::NoSeparator));
-        assert_eq!(signer.loads(":", None, now), Err(SignatureError::BadSignature));
+        assert_eq!(
+            signer.loads(&forged, None, now),
+            Err(SignatureError::BadTimestamp)
+        );
+        assert_eq!(
+            signer.loads("", None, now),
+            Err(SignatureError::NoSeparator)
+        );
+        assert_eq!(
+            signer.loads(":", None, now),
+            Err(SignatureError::BadSignature)
+        );
     }
 
     #[test]
