@@ -13,14 +13,13 @@ use cloakroom::engines::file::FileStore;
 use cloakroom::{ClearExpired, Created, Record, SessionStore, Sessions, Settings, Updated};
 use time::OffsetDateTime;
 
-/// A new empty folder under the system temp folder, unique to this process and call.
+/// A new empty folder, unique to this call, in one folder per test process under the system
+/// temp folder.
 fn fresh_dir() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "cloakroom-file-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = std::env::temp_dir()
+        .join(format!("cloakroom-file-test-{}", std::process::id()))
+        .join(N.fetch_add(1, Ordering::Relaxed).to_string());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
