@@ -280,6 +280,8 @@ impl Settings {
         with_file_path: file_path: Option<PathBuf>;
         /// Sets `secret_key`.
         with_secret_key: secret_key: Option<Secret>;
+        /// Sets `secret_key_fallbacks` (older keys still accepted when reading, tried in order).
+        with_secret_key_fallbacks: secret_key_fallbacks: Vec<Secret>;
         /// Sets `store_timeout_ms`.
         with_store_timeout_ms: store_timeout_ms: u64;
         /// Sets `on_store_error`.

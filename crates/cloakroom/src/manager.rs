@@ -485,7 +485,7 @@ impl LazySession {
         if let Some((old, old_data)) = st.cycled_from.take() {
             self.forward(&old, old_data, &key, now).await?;
         }
-        let value = store.cookie_value(&key, &record)?.into_owned();
+        let value = store.cookie_value(&key, &record, now)?.into_owned();
         st.expires_at = Some(record.expires_at);
         st.loaded = Some(record.data);
         st.key = Some(key);
@@ -528,7 +528,7 @@ impl LazySession {
         let age = (record.expires_at - now).whole_seconds();
         Ok(Outcome {
             cookie: CookieAction::Set {
-                value: shared.store.cookie_value(key, &record)?.into_owned(),
+                value: shared.store.cookie_value(key, &record, now)?.into_owned(),
                 max_age: (!lifetime.browser_close).then_some(age),
             },
             vary: true,
@@ -565,7 +565,7 @@ impl LazySession {
                 st.expires_at = Some(record.expires_at);
                 Ok(Some(Outcome {
                     cookie: CookieAction::Set {
-                        value: shared.store.cookie_value(&key, &record)?.into_owned(),
+                        value: shared.store.cookie_value(&key, &record, now)?.into_owned(),
                         max_age: (!lifetime.browser_close).then_some(lifetime.age),
                     },
                     vary: true,

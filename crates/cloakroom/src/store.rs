@@ -109,8 +109,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The value the cookie carries for a record saved under `key`.
     ///
     /// Server-side stores send the key; a store that keeps the data in the cookie itself sends
-    /// the data, and then reads it back in [`load`](Self::load) from the cookie value.
-    fn cookie_value<'a>(&self, key: &'a str, _record: &Record) -> Result<Cow<'a, str>, StoreError> {
+    /// the data, and then reads it back in [`load`](Self::load) from the cookie value. `now` is
+    /// the core's clock at the save (a signed cookie carries it as its timestamp).
+    ///
+    /// # Errors
+    /// [`StoreError::TooLarge`] when the value cannot fit in a cookie.
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        _record: &Record,
+        _now: OffsetDateTime,
+    ) -> Result<Cow<'a, str>, StoreError> {
         Ok(Cow::Borrowed(key))
     }
 

@@ -1,6 +1,9 @@
 //! The engines, one module each, behind cargo features. Each only moves records: the core
 //! does keys, encoding, expiry rules and merging.
 
+pub mod cookie;
+#[cfg(feature = "file")]
+pub mod file;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "mysql")]
@@ -163,6 +166,42 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
         #[cfg(feature = "memory")]
         Engine::Cache if settings.cache_url.is_none() => {
             let store = Arc::new(memory::MemoryStore::new(settings.cache_capacity));
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store),
+                migrate: None,
+            })
+        }
+        #[cfg(feature = "file")]
+        Engine::File => {
+            let store = match &settings.file_path {
+                Some(dir) => file::FileStore::new(dir, &settings.cookie_name, settings.cookie_age),
+                None => file::FileStore::in_temp_dir(&settings.cookie_name, settings.cookie_age),
+            }?;
+            let store = Arc::new(store);
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store),
+                migrate: None,
+            })
+        }
+        Engine::SignedCookies => {
+            let secret = settings
+                .secret_key
+                .clone()
+                .ok_or_else(|| ConfigError::Invalid {
+                    setting: "secret_key",
+                    reason:
+                        "the signed_cookies engine signs the session into the cookie and needs a \
+                         secret key: set `secret_key` in the config file, or pass `--secret-key`"
+                            .into(),
+                })?;
+            let store = Arc::new(cookie::SignedCookieStore::new(
+                secret,
+                settings.secret_key_fallbacks.clone(),
+                settings.cookie_age,
+                settings.cookie_name.clone(),
+            )?);
             Ok(Opened {
                 store: store.clone(),
                 clear: Some(store),
