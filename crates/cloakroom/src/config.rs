@@ -15,6 +15,10 @@ use crate::error::ConfigError;
 /// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
 pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
 
+/// The longest session lifetime cloakroom accepts, in seconds (about 110 years): far beyond any
+/// real use, and small enough that "now + lifetime" is always a representable date.
+pub const MAX_COOKIE_AGE: u64 = 400 * 86_400 * 100;
+
 /// The `SameSite` attribute of the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -351,7 +355,7 @@ impl Settings {
         if !self.cookie_path.starts_with('/') {
             return invalid("cookie_path", "must start with `/`");
         }
-        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > 400 * 86_400 * 100 {
+        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > MAX_COOKIE_AGE {
             return invalid("cookie_age", "is unreasonably large");
         }
         if self.table.is_empty()
