@@ -23,12 +23,17 @@ pub const MAX_COOKIE_AGE: u64 = 400 * 86_400 * 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SameSite {
+    // The aliases accept Django's spelling (`SESSION_COOKIE_SAMESITE = "Strict"`) in a TOML
+    // file, as the flag and the environment variable do.
     /// Sent on same-site requests only.
+    #[serde(alias = "Strict")]
     Strict,
     /// Sent on same-site requests and top-level navigations (Django's default).
     #[default]
+    #[serde(alias = "Lax")]
     Lax,
     /// Sent on every request; browsers require `Secure` with it.
+    #[serde(alias = "None")]
     None,
 }
 
@@ -406,6 +411,20 @@ mod tests {
         assert_eq!(s.engine, Engine::Cache);
         let err = Settings::from_toml_str("cookie_nam = \"x\"").unwrap_err();
         assert!(err.to_string().contains("cookie_nam"), "{err}");
+    }
+
+    #[test]
+    fn toml_accepts_djangos_samesite_spelling() {
+        for (text, expected) in [
+            ("Strict", SameSite::Strict),
+            ("Lax", SameSite::Lax),
+            ("lax", SameSite::Lax),
+        ] {
+            let s = Settings::from_toml_str(&format!("cookie_samesite = \"{text}\"")).unwrap();
+            assert_eq!(s.cookie_samesite, expected, "{text}");
+        }
+        let none = Settings::from_toml_str("cookie_samesite = \"None\"\ncookie_secure = true");
+        assert_eq!(none.unwrap().cookie_samesite, SameSite::None);
     }
 
     #[test]
