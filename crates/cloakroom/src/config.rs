@@ -15,16 +15,25 @@ use crate::error::ConfigError;
 /// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
 pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
 
+/// The longest session lifetime cloakroom accepts, in seconds (about 110 years): far beyond any
+/// real use, and small enough that "now + lifetime" is always a representable date.
+pub const MAX_COOKIE_AGE: u64 = 400 * 86_400 * 100;
+
 /// The `SameSite` attribute of the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SameSite {
+    // The aliases accept Django's spelling (`SESSION_COOKIE_SAMESITE = "Strict"`) in a TOML
+    // file, as the flag and the environment variable do.
     /// Sent on same-site requests only.
+    #[serde(alias = "Strict")]
     Strict,
     /// Sent on same-site requests and top-level navigations (Django's default).
     #[default]
+    #[serde(alias = "Lax")]
     Lax,
     /// Sent on every request; browsers require `Secure` with it.
+    #[serde(alias = "None")]
     None,
 }
 
@@ -394,7 +403,7 @@ impl Settings {
         if !self.cookie_path.starts_with('/') {
             return invalid("cookie_path", "must start with `/`");
         }
-        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > 400 * 86_400 * 100 {
+        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > MAX_COOKIE_AGE {
             return invalid("cookie_age", "is unreasonably large");
         }
         if self.table.is_empty()
@@ -460,6 +469,20 @@ mod tests {
         assert_eq!(s.engine, Engine::Cache);
         let err = Settings::from_toml_str("cookie_nam = \"x\"").unwrap_err();
         assert!(err.to_string().contains("cookie_nam"), "{err}");
+    }
+
+    #[test]
+    fn toml_accepts_djangos_samesite_spelling() {
+        for (text, expected) in [
+            ("Strict", SameSite::Strict),
+            ("Lax", SameSite::Lax),
+            ("lax", SameSite::Lax),
+        ] {
+            let s = Settings::from_toml_str(&format!("cookie_samesite = \"{text}\"")).unwrap();
+            assert_eq!(s.cookie_samesite, expected, "{text}");
+        }
+        let none = Settings::from_toml_str("cookie_samesite = \"None\"\ncookie_secure = true");
+        assert_eq!(none.unwrap().cookie_samesite, SameSite::None);
     }
 
     #[test]

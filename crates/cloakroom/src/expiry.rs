@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use crate::codec::Data;
-use crate::config::Settings;
+use crate::config::{Settings, MAX_COOKIE_AGE};
 
 /// The key Django keeps per-session expiry under.
 pub const EXPIRY_KEY: &str = "_session_expiry";
@@ -160,13 +160,18 @@ impl Lifetime {
         };
         match data.get(EXPIRY_KEY) {
             None | Some(Value::Null) => default(settings.expire_at_browser_close),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(secs) if secs > 0 => Self {
-                    age: secs,
-                    expires_at: now + time::Duration::seconds(secs),
-                    browser_close: false,
-                    idle: None,
-                },
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(secs) if secs > 0 => {
+                    // The value may come from a form or from other code: clamp it so that the
+                    // expiry instant cannot overflow (which would panic).
+                    let secs = i64::try_from(secs.min(MAX_COOKIE_AGE)).unwrap_or(cookie_age);
+                    Self {
+                        age: secs,
+                        expires_at: now + time::Duration::seconds(secs),
+                        browser_close: false,
+                        idle: None,
+                    }
+                }
                 // 0 (and anything Django would read as false) is browser close.
                 _ => default(true),
             },
@@ -244,6 +249,12 @@ mod tests {
         );
         let l = Lifetime::of(&data, &s, now);
         assert_eq!(l.age, 3600, "fractions are truncated");
+
+        for huge in [Value::from(i64::MAX), Value::from(u64::MAX)] {
+            data.insert(EXPIRY_KEY.into(), huge);
+            let l = Lifetime::of(&data, &s, now);
+            assert_eq!((l.age, l.browser_close), (MAX_COOKIE_AGE as i64, false));
+        }
 
         let global_close = Settings::default().with_expire_at_browser_close(true);
         data.insert(EXPIRY_KEY.into(), Value::from(300));

@@ -330,7 +330,8 @@ impl LazySession {
     /// Ends the request's session after the handler ran: deletes, creates or saves the record
     /// with Django's rules, and says what to do with the cookie.
     ///
-    /// `status` is the response status: nothing is saved on a 5xx.
+    /// `status` is the response status: on a 5xx nothing is saved or deleted and the cookie is
+    /// left alone.
     ///
     /// # Errors
     /// [`Error::Interrupted`] when another request deleted the session meanwhile,
@@ -381,7 +382,10 @@ impl LazySession {
             cookie: CookieAction::Keep,
             vary,
         };
-        if st.detached {
+        // Django skips the save on a 5xx. The store is left alone entirely, doomed keys
+        // included: a login that failed after `cycle_key` must not delete the old record
+        // without storing its replacement (the browser keeps the old cookie).
+        if st.detached || status >= 500 {
             return Ok(keep(st.accessed));
         }
         for doomed in std::mem::take(&mut st.doomed) {
@@ -405,9 +409,6 @@ impl LazySession {
             } else {
                 keep(st.accessed)
             });
-        }
-        if status >= 500 {
-            return Ok(keep(st.accessed));
         }
         if !(st.modified || settings.save_every_request) {
             return Ok(match self.roll(st, now).await? {
