@@ -1,6 +1,7 @@
 //! The engines, one module each, behind cargo features. Each only moves records: the core
 //! does keys, encoding, expiry rules and merging.
 
+pub mod cached_db;
 pub mod cookie;
 #[cfg(feature = "file")]
 pub mod file;
@@ -10,6 +11,8 @@ pub mod memory;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod sql;
 #[cfg(feature = "sqlite")]
@@ -154,6 +157,72 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
     }
 }
 
+/// The `cache` engine on the server `cache_url` names, connected (a stopped server shows now).
+async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
+    let url = settings.cache_url.as_deref().unwrap_or_default();
+    #[cfg(feature = "redis")]
+    {
+        redis::check_url(url)?;
+        let store = redis::RedisStore::connect(url)
+            .await?
+            .with_command_timeout(settings.store_timeout());
+        let store = Arc::new(store);
+        Ok(Opened {
+            store: store.clone(),
+            clear: Some(store),
+            migrate: None,
+        })
+    }
+    #[cfg(not(feature = "redis"))]
+    Err(unsupported(&format!("cache_url `{url}`"), "redis"))
+}
+
+/// The cache of the `cached_db` engine: Redis when `cache_url` names it, else in-process.
+async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, OpenError> {
+    match settings.cache_url.as_deref() {
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            redis::check_url(url)?;
+            // Started in the background and failing fast while down: the database serves
+            // every request until the cache answers, and the app starts without it. A short
+            // timeout leaves the database most of the request's time when the cache hangs.
+            let store = redis::RedisStore::connect_lazy(url)
+                .await?
+                .with_session_prefix(redis::CACHED_DB_SESSION_PREFIX)
+                .with_fail_fast(true)
+                .with_command_timeout(
+                    (settings.store_timeout() / 4).max(std::time::Duration::from_millis(50)),
+                );
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(url) => Err(unsupported(&format!("cache_url `{url}`"), "redis")),
+        #[cfg(feature = "memory")]
+        None => Ok(Arc::new(memory::MemoryStore::new(settings.cache_capacity))),
+        #[cfg(not(feature = "memory"))]
+        None => Err(unsupported(
+            "the `cached_db` engine without a cache_url (the in-process cache)",
+            "memory",
+        )),
+    }
+}
+
+/// The `cached_db` engine: the `db` engine's database, with a cache in front.
+async fn open_cached_db(settings: &Settings) -> Result<Opened, OpenError> {
+    let db = open_db(settings).await?;
+    let cache = open_db_cache(settings).await?;
+    let mut store = cached_db::CachedDbStore::new(db.store, cache);
+    if let Some(clear) = db.clear.clone() {
+        store = store.with_clear_expired(clear);
+    }
+    let store = Arc::new(store);
+    Ok(Opened {
+        store: store.clone(),
+        clear: db.clear.map(|_| store as Arc<dyn ClearExpired>),
+        migrate: db.migrate,
+    })
+}
+
 /// Opens the engine the settings name, connected and ready (but not migrated).
 ///
 /// # Errors
@@ -163,6 +232,8 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
     settings.validate()?;
     match settings.engine {
         Engine::Db => open_db(settings).await,
+        Engine::Cache if settings.cache_url.is_some() => open_cache_server(settings).await,
+        Engine::CachedDb => open_cached_db(settings).await,
         #[cfg(feature = "memory")]
         Engine::Cache if settings.cache_url.is_none() => {
             let store = Arc::new(memory::MemoryStore::new(settings.cache_capacity));
