@@ -1,6 +1,5 @@
 //! The demo's Prometheus endpoint: the core's counters move with real requests.
 
-#[allow(dead_code)]
 mod support;
 
 use serde_json::json;

@@ -1,7 +1,6 @@
 //! The operator's commands against the real servers: `copy` between engines (twice, to show
 //! it is idempotent), `inspect`, `stats` and the batched `clearsessions`.
 
-#[allow(dead_code)]
 mod support;
 
 use serde_json::{json, Value};

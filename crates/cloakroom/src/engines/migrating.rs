@@ -73,7 +73,7 @@ impl MigratingStore {
                 }
             }
         }
-        Ok(self.new.load(key, now).await?)
+        self.new.load(key, now).await
     }
 }
 
