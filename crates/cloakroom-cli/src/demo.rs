@@ -2,13 +2,18 @@
 //! per-session expiry) as an HTML page for people and a JSON API for scripts.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::extract::Form;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cloakroom::{Engine, Expiry, Secret, Session, SessionLayer, Sessions, Settings, TypedKey};
+use cloakroom::engines::migrating::MigratingStore;
+use cloakroom::{
+    Engine, Expiry, Secret, Session, SessionLayer, SessionStore, Sessions, Settings, TypedKey,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -25,7 +30,14 @@ const SECRET_FILE: &str = "cloakroom-secret.key";
 type Result<T> = std::result::Result<T, cloakroom::Error>;
 
 /// Runs the demo until the process is stopped.
-pub async fn run(mut settings: Settings, addr: &str) -> std::result::Result<(), CliError> {
+///
+/// With `migrate_from`, sessions are also read from that engine and moved to the configured
+/// one on first use (`MigratingStore`).
+pub async fn run(
+    mut settings: Settings,
+    addr: &str,
+    migrate_from: Option<Settings>,
+) -> std::result::Result<(), CliError> {
     if settings.secret_key.is_none() {
         settings.secret_key = Some(secret_beside_data()?);
     }
@@ -35,7 +47,15 @@ pub async fn run(mut settings: Settings, addr: &str) -> std::result::Result<(), 
             migrate.migrate().await?;
         }
     }
-    let sessions = Sessions::from_arc(opened.store.clone(), settings)?;
+    let store = match migrate_from {
+        Some(old) => {
+            let old = cloakroom::engines::open(&old).await?;
+            Arc::new(MigratingStore::new(opened.store.clone(), old.store)) as Arc<dyn SessionStore>
+        }
+        None => opened.store.clone(),
+    };
+    let sessions = Sessions::from_arc(store, settings)?;
+    let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(
@@ -46,8 +66,29 @@ pub async fn run(mut settings: Settings, addr: &str) -> std::result::Result<(), 
         "cloakroom demo on http://{local}/ (engine {})",
         opened.store.engine()
     );
-    axum::serve(listener, app(sessions)).await?;
+    let app = app(sessions).route(
+        "/metrics",
+        get(move || std::future::ready(metrics.render())),
+    );
+    axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Installs the Prometheus recorder that the core's metrics (`cloakroom::observe`) go to, and
+/// the background upkeep its histograms need; the returned handle renders `/metrics`.
+fn install_metrics() -> std::io::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| std::io::Error::other(format!("cannot install the metrics recorder: {e}")))?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// The embedded default needs no set-up step: the demo creates its own SQLite table.

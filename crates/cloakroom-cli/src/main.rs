@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use cloakroom::{Engine, OnStoreError, SameSite, Secret, Settings};
 
 mod demo;
+mod ops;
 
 /// Django's sessions for Rust: manage session stores and run the demo app.
 #[derive(Parser, Debug)]
@@ -22,13 +23,36 @@ struct Cli {
 enum Command {
     /// Create the session table and its index (idempotent).
     Migrate,
-    /// Delete expired sessions and say how many went.
+    /// Delete expired sessions in batches (with a progress bar) and say how many went.
     Clearsessions,
+    /// Copy every live session between engines, keeping keys, data and expiry (idempotent).
+    ///
+    /// Engines are URLs: sqlite://FILE, postgres://…, mysql://…, redis://…,
+    /// redis-cluster://…, file:///FOLDER, with `?table=NAME` for the SQL table.
+    Copy {
+        /// The engine to read from.
+        #[arg(long)]
+        from: String,
+        /// The engine to write to (its table must exist: `cloakroom migrate`).
+        #[arg(long)]
+        to: String,
+    },
+    /// Print one session's decoded data and expiry as JSON.
+    Inspect {
+        /// The session key (the session cookie's value).
+        key: String,
+    },
+    /// Print how many sessions are live and how many expired.
+    Stats,
     /// Run the demo app (the lesson's examples) on the chosen engine.
     Demo {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8000", env = "CLOAKROOM_ADDR")]
         addr: String,
+        /// Live migration: also read sessions from this engine URL (as `copy --from`), moving
+        /// each to the configured engine on first use; writes go to the configured engine only.
+        #[arg(long, env = "CLOAKROOM_MIGRATE_FROM")]
+        migrate_from: Option<String>,
     },
 }
 
@@ -199,6 +223,16 @@ enum CliError {
     NothingToMigrate(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("`{0}`: {1}")]
+    Url(String, &'static str),
+    #[error("the `{0}` engine cannot list its sessions (signed cookies live in browsers)")]
+    NoScan(String),
+    #[error("a session kept changing in the destination while it was copied; run copy again")]
+    Contended,
+    #[error("the session data cannot be decoded (set --secret-key for Django's format): {0}")]
+    Undecodable(String),
+    #[error("no live session has that key")]
+    NoSuchSession,
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -218,13 +252,36 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Clearsessions => {
             let opened = cloakroom::engines::open(&settings).await?;
-            let cleared = match &opened.clear {
-                Some(clear) => clear.clear_expired(time::OffsetDateTime::now_utc()).await?,
-                None => 0,
-            };
+            let cleared = ops::clear(&opened).await?;
             println!("deleted {cleared} expired sessions");
         }
-        Command::Demo { addr } => demo::run(settings, &addr).await?,
+        Command::Copy { from, to } => {
+            let source = ops::settings_for(&from, &settings)?;
+            let dest = ops::settings_for(&to, &settings)?;
+            let done = ops::copy(&source, &dest).await?;
+            println!(
+                "copied {} sessions ({} already there, {} kept: other data in the destination)",
+                done.copied, done.same, done.kept
+            );
+        }
+        Command::Inspect { key } => {
+            let opened = cloakroom::engines::open(&settings).await?;
+            let view = ops::inspect(&opened, &settings, &key)
+                .await?
+                .ok_or(CliError::NoSuchSession)?;
+            println!("{view}");
+        }
+        Command::Stats => {
+            let opened = cloakroom::engines::open(&settings).await?;
+            println!("{}", ops::stats(&opened, &settings).await?);
+        }
+        Command::Demo { addr, migrate_from } => {
+            let old = match migrate_from {
+                Some(url) => Some(ops::settings_for(&url, &settings)?),
+                None => None,
+            };
+            demo::run(settings, &addr, old).await?;
+        }
     }
     Ok(())
 }

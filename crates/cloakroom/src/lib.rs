@@ -50,6 +50,7 @@ mod extract;
 pub mod key;
 pub mod layer;
 mod manager;
+pub mod observe;
 mod session;
 pub mod signing;
 pub mod store;

@@ -46,7 +46,10 @@ impl Shared {
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let engine = self.store.engine();
-        self.breaker.admit(engine)?;
+        if let Err(e) = self.breaker.admit(engine) {
+            crate::observe::record_error(engine, &e);
+            return Err(e);
+        }
         let after = self.settings.store_timeout();
         let result = match tokio::time::timeout(after, fut).await {
             Ok(result) => result,
@@ -60,6 +63,9 @@ impl Shared {
                 | StoreError::MissingTable { .. })
         );
         self.breaker.record(healthy);
+        if let Err(e) = &result {
+            crate::observe::record_error(engine, e);
+        }
         result
     }
 
@@ -114,6 +120,8 @@ impl Sessions {
             settings.breaker_threshold,
             Duration::from_millis(settings.breaker_cooldown_ms),
         ));
+        // Every store call gets a span and metrics (see `observe`).
+        let store: Arc<dyn SessionStore> = Arc::new(crate::observe::Instrumented::new(store));
         Ok(Self {
             shared: Arc::new(Shared {
                 store,

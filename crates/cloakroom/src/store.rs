@@ -138,4 +138,50 @@ pub trait SessionStore: Send + Sync + 'static {
 pub trait ClearExpired: Send + Sync {
     /// Deletes every record that expired before `now`, returning how many went.
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Deletes one batch of records that expired before `now` (a few thousand at most, one
+    /// short statement where the engine has them), returning how many went; 0 means none are
+    /// left. Lets a command show progress on a large store. The default clears them all at once.
+    async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.clear_expired(now).await
+    }
+}
+
+/// One batch of sessions from [`Scan::scan`].
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Live sessions: their keys and records.
+    pub sessions: Vec<(String, Record)>,
+    /// The cursor of the next batch; `None` when this was the last one.
+    pub next: Option<String>,
+}
+
+/// How many records a store holds, from [`Scan::count`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records still live.
+    pub live: u64,
+    /// Records expired but still stored (0 where the server drops them by itself).
+    pub expired: u64,
+}
+
+/// An optional ability: walking every live session in batches (`cloakroom copy`, `stats`,
+/// admin listings).
+///
+/// A scan is not a snapshot: sessions created or deleted while it runs may or may not show up,
+/// but every session live from the first batch to the last shows up once at least.
+#[async_trait]
+pub trait Scan: Send + Sync {
+    /// Up to about `limit` live sessions after `cursor` (`None`: from the start), with the
+    /// cursor of the next batch. A batch may be shorter than `limit`, even empty, before the
+    /// end: only `next == None` ends the walk.
+    async fn scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Batch, StoreError>;
+
+    /// How many records are live and how many expired at `now`.
+    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError>;
 }

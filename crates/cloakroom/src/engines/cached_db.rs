@@ -183,4 +183,11 @@ impl ClearExpired for CachedDbStore {
             )),
         }
     }
+
+    async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        match &self.clear {
+            Some(clear) => clear.clear_expired_batch(now).await,
+            None => self.clear_expired(now).await,
+        }
+    }
 }

@@ -46,7 +46,7 @@ use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
 use crate::key;
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
 const ENGINE: &str = "file";
 /// Room for the key (40) within the usual 255-byte limit on file names.
@@ -580,5 +580,60 @@ impl ClearExpired for FileStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         self.run("clear expired", move |s| s.clear_expired(now))
             .await
+    }
+}
+
+impl Inner {
+    /// Every session file's key and record (live or not), skipping temp files and files this
+    /// store may not read.
+    fn all(&self) -> io::Result<Vec<(String, Record)>> {
+        let mut all = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(key) = name.to_str().and_then(|n| n.strip_prefix(&self.prefix)) else {
+                continue;
+            };
+            if !key::is_well_formed(key) {
+                continue;
+            }
+            let Some(file) = self.open(&entry.path())? else {
+                continue;
+            };
+            if let Some(record) = self.read(&file)? {
+                all.push((key.to_owned(), record));
+            }
+        }
+        Ok(all)
+    }
+}
+
+#[async_trait]
+impl Scan for FileStore {
+    async fn scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Batch, StoreError> {
+        let cursor = cursor.map(str::to_owned);
+        self.run("list", move |s| {
+            let mut live = s.all()?;
+            live.retain(|(_, record)| record.expires_at > now);
+            Ok(super::batch_after(live, cursor.as_deref(), limit))
+        })
+        .await
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
+        self.run("count", move |s| {
+            let all = s.all()?;
+            let live = all.iter().filter(|(_, r)| r.expires_at > now).count();
+            Ok(Counts {
+                live: live as u64,
+                expired: (all.len() - live) as u64,
+            })
+        })
+        .await
     }
 }

@@ -13,7 +13,7 @@ use moka::Expiry;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
 struct UntilExpiry;
 
@@ -166,5 +166,36 @@ impl ClearExpired for MemoryStore {
             }
         }
         Ok(cleared)
+    }
+}
+
+#[async_trait]
+impl Scan for MemoryStore {
+    async fn scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Batch, StoreError> {
+        let live = self
+            .cache
+            .iter()
+            .filter(|(_, record)| record.expires_at > now)
+            .map(|(key, record)| (key.to_string(), Record::clone(&record)))
+            .collect();
+        Ok(super::batch_after(live, cursor, limit))
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
+        let live = self
+            .cache
+            .iter()
+            .filter(|(_, record)| record.expires_at > now)
+            .count();
+        // The cache drops expired entries by itself.
+        Ok(Counts {
+            live: live as u64,
+            expired: 0,
+        })
     }
 }

@@ -7,6 +7,7 @@ pub mod cookie;
 pub mod file;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod migrating;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -24,7 +25,7 @@ use async_trait::async_trait;
 
 use crate::config::{Engine, Settings};
 use crate::error::{ConfigError, StoreError};
-use crate::store::{ClearExpired, SessionStore};
+use crate::store::{ClearExpired, Scan, SessionStore};
 
 /// An optional ability: creating the session table (`cloakroom migrate`).
 #[async_trait]
@@ -42,6 +43,8 @@ pub struct Opened {
     pub clear: Option<Arc<dyn ClearExpired>>,
     /// Creating the table, where the engine has one.
     pub migrate: Option<Arc<dyn Migrate>>,
+    /// Walking every session in batches, where the engine can (all but `signed_cookies`).
+    pub scan: Option<Arc<dyn Scan>>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -115,6 +118,7 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
             Ok(Opened {
                 store: store.clone(),
                 clear: Some(store.clone()),
+                scan: Some(store.clone()),
                 migrate: Some(store),
             })
         }
@@ -129,6 +133,7 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
             Ok(Opened {
                 store: store.clone(),
                 clear: Some(store.clone()),
+                scan: Some(store.clone()),
                 migrate: Some(store),
             })
         }
@@ -143,6 +148,7 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
             Ok(Opened {
                 store: store.clone(),
                 clear: Some(store.clone()),
+                scan: Some(store.clone()),
                 migrate: Some(store),
             })
         }
@@ -169,6 +175,7 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
         let store = Arc::new(store);
         Ok(Opened {
             store: store.clone(),
+            scan: Some(store.clone()),
             clear: Some(store),
             migrate: None,
         })
@@ -220,6 +227,8 @@ async fn open_cached_db(settings: &Settings) -> Result<Opened, OpenError> {
         store: store.clone(),
         clear: db.clear.map(|_| store as Arc<dyn ClearExpired>),
         migrate: db.migrate,
+        // The database holds every session; the cache only some.
+        scan: db.scan,
     })
 }
 
@@ -239,6 +248,7 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
             let store = Arc::new(memory::MemoryStore::new(settings.cache_capacity));
             Ok(Opened {
                 store: store.clone(),
+                scan: Some(store.clone()),
                 clear: Some(store),
                 migrate: None,
             })
@@ -252,6 +262,7 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
             let store = Arc::new(store);
             Ok(Opened {
                 store: store.clone(),
+                scan: Some(store.clone()),
                 clear: Some(store),
                 migrate: None,
             })
@@ -277,11 +288,36 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
                 store: store.clone(),
                 clear: Some(store),
                 migrate: None,
+                scan: None,
             })
         }
         other => Err(unsupported(
             &format!("the `{other}` engine"),
             &other.to_string(),
         )),
+    }
+}
+
+/// The batch of up to `limit` sessions with keys after `cursor`, from a store that lists all
+/// its sessions at once (a folder, the in-process cache): sorted by key, so the key is the
+/// cursor.
+#[cfg(any(feature = "file", feature = "memory"))]
+pub(crate) fn batch_after(
+    mut all: Vec<(String, crate::store::Record)>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> crate::store::Batch {
+    all.retain(|(key, _)| cursor.is_none_or(|after| key.as_str() > after));
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let more = all.len() > limit.max(1);
+    all.truncate(limit.max(1));
+    let next = if more {
+        all.last().map(|(key, _)| key.clone())
+    } else {
+        None
+    };
+    crate::store::Batch {
+        sessions: all,
+        next,
     }
 }

@@ -35,7 +35,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::sql::{connect_pool, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
 const ENGINE: &str = "mysql";
 
@@ -315,6 +315,65 @@ impl ClearExpired for MySqlStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.q.clear)
+            .bind(utc_wall_clock(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Scan for MySqlStore {
+    async fn scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Batch, StoreError> {
+        let t = self.table.name();
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            "SELECT session_data, expire_date, session_key FROM `{t}` WHERE session_key > ? AND expire_date > ? ORDER BY session_key LIMIT ?"
+        ))
+        .bind(cursor.unwrap_or(""))
+        .bind(utc_wall_clock(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error(&self.table, e))?;
+        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
+            sessions.push((key, self.record(row)?));
+        }
+        let next = if full {
+            sessions.last().map(|(key, _)| key.clone())
+        } else {
+            None
+        };
+        Ok(Batch { sessions, next })
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
+        let t = self.table.name();
+        let (live, expired): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT CAST(COALESCE(SUM(expire_date > ?), 0) AS SIGNED), CAST(COALESCE(SUM(expire_date <= ?), 0) AS SIGNED) FROM `{t}`"
+        ))
+        .bind(utc_wall_clock(now))
+        .bind(utc_wall_clock(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| store_error(&self.table, e))?;
+        Ok(Counts {
+            live: u64::try_from(live).unwrap_or(0),
+            expired: u64::try_from(expired).unwrap_or(0),
+        })
     }
 }
 

@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 
 use super::sql::{connect_pool, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
 const ENGINE: &str = "postgres";
 
@@ -283,5 +283,64 @@ impl ClearExpired for PostgresStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.q.clear)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Scan for PostgresStore {
+    async fn scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Batch, StoreError> {
+        let t = self.table.name();
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            r#"SELECT session_data, expire_date, session_key FROM "{t}" WHERE session_key > $1 AND expire_date > $2 ORDER BY session_key LIMIT $3"#
+        ))
+        .bind(cursor.unwrap_or(""))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error(&self.table, e))?;
+        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
+            sessions.push((key, self.record(row)?));
+        }
+        let next = if full {
+            sessions.last().map(|(key, _)| key.clone())
+        } else {
+            None
+        };
+        Ok(Batch { sessions, next })
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
+        let t = self.table.name();
+        let (live, expired): (i64, i64) = sqlx::query_as(&format!(
+            r#"SELECT COUNT(*) FILTER (WHERE expire_date > $1), COUNT(*) FILTER (WHERE expire_date <= $2) FROM "{t}""#
+        ))
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| store_error(&self.table, e))?;
+        Ok(Counts {
+            live: u64::try_from(live).unwrap_or(0),
+            expired: u64::try_from(expired).unwrap_or(0),
+        })
     }
 }

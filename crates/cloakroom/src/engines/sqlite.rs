@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::sql::{Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
 const ENGINE: &str = "sqlite";
 
@@ -299,6 +299,69 @@ impl ClearExpired for SqliteStore {
                 return Ok(total);
             }
         }
+    }
+
+    async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query(&self.q.clear)
+            .bind(django_datetime(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Scan for SqliteStore {
+    async fn scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Batch, StoreError> {
+        let t = self.table.name();
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&format!(
+            r#"SELECT session_key, session_data, expire_date FROM "{t}" WHERE session_key > ?1 AND expire_date > ?2 ORDER BY session_key LIMIT ?3"#
+        ))
+        .bind(cursor.unwrap_or(""))
+        .bind(django_datetime(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error(&self.table, e))?;
+        let full = rows.len() as i64 == limit;
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row.try_get(0).map_err(|e| store_error(&self.table, e))?;
+            let data: String = row.try_get(1).map_err(|e| store_error(&self.table, e))?;
+            let expire: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
+            let expires_at = parse_django_datetime(&expire).ok_or_else(|| {
+                StoreError::backend(ENGINE, format!("unreadable expire_date `{expire}`"))
+            })?;
+            sessions.push((key, Record { data, expires_at }));
+        }
+        let next = if full {
+            sessions.last().map(|(key, _)| key.clone())
+        } else {
+            None
+        };
+        Ok(Batch { sessions, next })
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
+        let t = self.table.name();
+        let (live, expired): (i64, i64) = sqlx::query_as(&format!(
+            r#"SELECT COALESCE(SUM(expire_date > ?1), 0), COALESCE(SUM(expire_date <= ?1), 0) FROM "{t}""#
+        ))
+        .bind(django_datetime(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| store_error(&self.table, e))?;
+        Ok(Counts {
+            live: u64::try_from(live).unwrap_or(0),
+            expired: u64::try_from(expired).unwrap_or(0),
+        })
     }
 }
 

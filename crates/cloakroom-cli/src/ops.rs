@@ -1,0 +1,320 @@
+//! The operator's commands: `copy` between engines, `inspect` one session, `stats`, and the
+//! batched `clearsessions`.
+//!
+//! `copy` names each side by one URL, its engine told by the scheme:
+//!
+//! | URL | engine |
+//! | --- | --- |
+//! | `sqlite://FILE?table=NAME` | `db` on SQLite |
+//! | `postgres://USER@HOST:PORT/DB?table=NAME` (or `postgresql://`) | `db` on PostgreSQL |
+//! | `mysql://USER@HOST:PORT/DB?table=NAME` (or `mariadb://`) | `db` on MySQL / MariaDB |
+//! | `redis://HOST:PORT/DB`, `rediss://…`, `redis-cluster://HOST:PORT,…` (`valkey…` too) | `cache` on Redis |
+//! | `file:///FOLDER` | `file` |
+//!
+//! `?table=` picks the session table (default: the `--table` setting, `django_session`
+//! unless set); any other query parameters go to the database driver unchanged. A `cached_db`
+//! store keeps every session in its database: copy to or from that database's URL (its cache
+//! fills itself on first use). Every other setting (cookie name and age for the file engine,
+//! the store timeout …) comes from the usual flags, variables and `--config` file.
+
+use std::time::Duration;
+
+use cloakroom::engines::Opened;
+use cloakroom::store::{Created, Record, Scan};
+use cloakroom::{Engine, Settings};
+use indicatif::{ProgressBar, ProgressStyle};
+use time::OffsetDateTime;
+
+use crate::CliError;
+
+/// How many sessions `copy` reads and writes per batch.
+pub const COPY_BATCH: usize = 500;
+
+/// The settings that open the engine `url` names, on top of `base`.
+///
+/// # Errors
+/// [`CliError::Url`] when the scheme names no engine.
+pub fn settings_for(url: &str, base: &Settings) -> Result<Settings, CliError> {
+    let mut s = base.clone();
+    let (scheme, _) = url
+        .split_once("://")
+        .ok_or_else(|| CliError::Url(url.to_owned(), "no scheme (`sqlite://`, `redis://` …)"))?;
+    let (without_table, table) = take_table(url);
+    if let Some(table) = table {
+        s.table = table;
+    }
+    match scheme {
+        "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => {
+            s.engine = Engine::Db;
+            s.database_url = Some(without_table);
+        }
+        "redis" | "rediss" | "redis-cluster" | "valkey" | "valkey-cluster" => {
+            s.engine = Engine::Cache;
+            s.cache_url = Some(without_table);
+        }
+        "file" => {
+            s.engine = Engine::File;
+            let path = without_table.trim_start_matches("file://");
+            if path.is_empty() {
+                return Err(CliError::Url(url.to_owned(), "no folder after `file://`"));
+            }
+            s.file_path = Some(path.into());
+        }
+        _ => {
+            return Err(CliError::Url(
+                url.to_owned(),
+                "not an engine URL: use sqlite://, postgres://, mysql://, redis://, redis-cluster:// or file://",
+            ))
+        }
+    }
+    s.validate()?;
+    Ok(s)
+}
+
+/// Splits `?table=NAME` off a URL, keeping the other query parameters.
+fn take_table(url: &str) -> (String, Option<String>) {
+    let Some((head, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut table = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("table=") {
+            Some(name) => {
+                table = Some(name.to_owned());
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    if rest.is_empty() {
+        (head.to_owned(), table)
+    } else {
+        (format!("{head}?{}", rest.join("&")), table)
+    }
+}
+
+/// A progress bar on stderr (drawn only on a terminal) counting `total` items.
+fn bar(total: u64, what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn scan_of(opened: &Opened, settings: &Settings) -> Result<std::sync::Arc<dyn Scan>, CliError> {
+    opened
+        .scan
+        .clone()
+        .ok_or_else(|| CliError::NoScan(settings.engine.to_string()))
+}
+
+/// What `copy` did with each session.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// Written to the destination.
+    pub copied: u64,
+    /// Already there with the same data and expiry (a second run).
+    pub same: u64,
+    /// Already there with other data, kept: the destination's is newer (live traffic wrote it).
+    pub kept: u64,
+}
+
+/// Copies every live session from `from` to `to`, keeping keys, data and expiry.
+///
+/// Idempotent: a session already in the destination is left alone, so a second run copies
+/// nothing and an interrupted run can be started again.
+///
+/// # Errors
+/// [`CliError`] when either engine cannot be opened or fails.
+pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
+    let source = cloakroom::engines::open(from).await?;
+    let dest = cloakroom::engines::open(to).await?;
+    let scan = scan_of(&source, from)?;
+    let now = OffsetDateTime::now_utc();
+    let total = scan.count(now).await?.live;
+    let progress = bar(total, "copying sessions");
+    let mut done = Copied::default();
+    let mut cursor: Option<String> = None;
+    loop {
+        let batch = scan.scan(cursor.as_deref(), COPY_BATCH, now).await?;
+        for (key, record) in &batch.sessions {
+            copy_one(&dest, key, record, &mut done).await?;
+            progress.inc(1);
+        }
+        match batch.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    progress.finish_and_clear();
+    Ok(done)
+}
+
+async fn copy_one(
+    dest: &Opened,
+    key: &str,
+    record: &Record,
+    done: &mut Copied,
+) -> Result<(), CliError> {
+    let store = &dest.store;
+    for _ in 0..3 {
+        match store.create(key, record).await? {
+            Created::Stored => {
+                done.copied += 1;
+                return Ok(());
+            }
+            Created::Taken => {}
+        }
+        match store.load(key, OffsetDateTime::now_utc()).await? {
+            // Engines keep expiry at different precisions (Redis: milliseconds, a file's
+            // mtime: what the file system holds): the same second is the same expiry.
+            Some(there)
+                if there.data == record.data
+                    && (there.expires_at - record.expires_at).abs() < time::Duration::SECOND =>
+            {
+                done.same += 1;
+                return Ok(());
+            }
+            Some(_) => {
+                done.kept += 1;
+                return Ok(());
+            }
+            // An expired record still holds the key: clear it and create again.
+            None => store.delete(key).await?,
+        }
+    }
+    Err(CliError::Contended)
+}
+
+/// Deletes expired sessions in batches with a progress bar, returning how many went.
+///
+/// # Errors
+/// [`CliError`] when the engine fails.
+pub async fn clear(opened: &Opened) -> Result<u64, CliError> {
+    let Some(clear) = &opened.clear else {
+        return Ok(0);
+    };
+    let now = OffsetDateTime::now_utc();
+    let expected = match &opened.scan {
+        Some(scan) => scan.count(now).await?.expired,
+        None => 0,
+    };
+    let progress = bar(expected, "deleting expired sessions");
+    let mut total = 0;
+    loop {
+        let went = clear.clear_expired_batch(now).await?;
+        if went == 0 {
+            break;
+        }
+        total += went;
+        progress.inc(went);
+    }
+    progress.finish_and_clear();
+    Ok(total)
+}
+
+/// One session's decoded data and expiry, as pretty JSON; `None` when no live session has
+/// `key`.
+///
+/// The data is read as JSON, or in Django's signed format with the secret key and its
+/// fallbacks from the settings.
+///
+/// # Errors
+/// [`CliError`] when the engine fails or the data cannot be decoded.
+pub async fn inspect(
+    opened: &Opened,
+    settings: &Settings,
+    key: &str,
+) -> Result<Option<String>, CliError> {
+    let now = OffsetDateTime::now_utc();
+    let Some(record) = opened.store.load(key, now).await? else {
+        return Ok(None);
+    };
+    let data = match cloakroom::codec::Codec::Json.decode(&record.data) {
+        Ok(data) => data,
+        Err(json) => match &settings.secret_key {
+            Some(secret) => cloakroom::codec::Codec::django(
+                secret.clone(),
+                settings.secret_key_fallbacks.clone(),
+            )
+            .decode(&record.data)
+            .map_err(|e| CliError::Undecodable(e.to_string()))?,
+            None => return Err(CliError::Undecodable(json.to_string())),
+        },
+    };
+    let expires = record
+        .expires_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| record.expires_at.to_string());
+    let view = serde_json::json!({
+        "engine": opened.store.engine(),
+        "expires_at": expires,
+        "expires_in_seconds": (record.expires_at - now).whole_seconds(),
+        "data": data,
+    });
+    Ok(Some(
+        serde_json::to_string_pretty(&view).unwrap_or_else(|_| view.to_string()),
+    ))
+}
+
+/// The live and expired counts of the engine, as one line.
+///
+/// # Errors
+/// [`CliError`] when the engine cannot count or fails.
+pub async fn stats(opened: &Opened, settings: &Settings) -> Result<String, CliError> {
+    let scan = scan_of(opened, settings)?;
+    let counts = scan.count(OffsetDateTime::now_utc()).await?;
+    Ok(format!(
+        "{} ({}): {} live, {} expired",
+        settings.engine,
+        opened.store.engine(),
+        counts.live,
+        counts.expired
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_comes_off_the_query() {
+        assert_eq!(
+            take_table("postgres://u@h/db?table=t1&sslmode=disable"),
+            (
+                "postgres://u@h/db?sslmode=disable".to_owned(),
+                Some("t1".to_owned())
+            )
+        );
+        assert_eq!(
+            take_table("sqlite://x.db?table=s"),
+            ("sqlite://x.db".to_owned(), Some("s".to_owned()))
+        );
+        assert_eq!(
+            take_table("redis://h:1/0"),
+            ("redis://h:1/0".to_owned(), None)
+        );
+    }
+
+    #[test]
+    fn schemes_pick_engines() {
+        let base = Settings::default();
+        let s = settings_for("file:///tmp/x", &base).unwrap();
+        assert_eq!(s.engine, Engine::File);
+        assert_eq!(s.file_path.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        let s = settings_for("redis-cluster://127.0.0.1:7000", &base).unwrap();
+        assert_eq!(s.engine, Engine::Cache);
+        let s = settings_for("mysql://root@127.0.0.1/test?table=abc", &base).unwrap();
+        assert_eq!(s.engine, Engine::Db);
+        assert_eq!(s.table, "abc");
+        assert!(settings_for("ftp://x", &base).is_err());
+        assert!(settings_for("nothing", &base).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Switching stores under live traffic: read the new store, fall back to the old one, write
+//! only to the new one.
+//!
+//! Deploy the app on a [`MigratingStore`] whose `new` is the store you are moving to and `old`
+//! the one you are leaving. A session found only in the old store is moved over on its first
+//! use (created in the new store with its key, data and expiry, then deleted from the old one),
+//! so nobody is logged out and no session is written to the old store again. Run
+//! `cloakroom copy` meanwhile to move the sessions nobody uses; once `cloakroom stats` on the
+//! old store says 0 live, deploy on the new store alone.
+//!
+//! A deletion (a logout) removes the key from both stores, so an old copy can never bring a
+//! revoked session back.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::store::{Created, Record, SessionStore, Updated};
+
+/// How many times a move is retried when another request races it.
+const MAX_MOVES: usize = 4;
+
+/// A store in the middle of a switch from `old` to `new` (see the module docs).
+#[derive(Clone)]
+pub struct MigratingStore {
+    new: Arc<dyn SessionStore>,
+    old: Arc<dyn SessionStore>,
+}
+
+impl std::fmt::Debug for MigratingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigratingStore")
+            .field("new", &self.new.engine())
+            .field("old", &self.old.engine())
+            .finish()
+    }
+}
+
+impl MigratingStore {
+    /// Reads `new` then `old`; writes only `new`.
+    pub fn new(new: Arc<dyn SessionStore>, old: Arc<dyn SessionStore>) -> Self {
+        Self { new, old }
+    }
+
+    /// Moves the live session under `key` from the old store to the new one, returning what the
+    /// new store holds afterwards (`None` when neither store has it).
+    async fn move_over(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
+        for _ in 0..MAX_MOVES {
+            if let Some(found) = self.new.load(key, now).await? {
+                return Ok(Some(found));
+            }
+            let Some(record) = self.old.load(key, now).await? else {
+                return Ok(None);
+            };
+            match self.new.create(key, &record).await? {
+                Created::Stored => {
+                    self.old.delete(key).await?;
+                    return Ok(Some(record));
+                }
+                // Another request moved it first, or an expired record holds the key in the
+                // new store: look again, clearing the dead one.
+                Created::Taken => {
+                    if self.new.load(key, now).await?.is_none() {
+                        self.new.delete(key).await?;
+                    }
+                }
+            }
+        }
+        self.new.load(key, now).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for MigratingStore {
+    fn engine(&self) -> &'static str {
+        self.new.engine()
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        match self.new.load(key, now).await? {
+            Some(found) => Ok(Some(found)),
+            None => self.move_over(key, now).await,
+        }
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        // A key the old store still holds is taken too: a new session must not shadow it.
+        if self.old.exists(key).await? {
+            return Ok(Created::Taken);
+        }
+        self.new.create(key, record).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        match self.new.update(key, expected, record, now).await? {
+            Updated::Missing => match self.move_over(key, now).await? {
+                Some(_) => self.new.update(key, expected, record, now).await,
+                None => Ok(Updated::Missing),
+            },
+            other => Ok(other),
+        }
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        match self.new.touch(key, record, now).await? {
+            Updated::Missing => match self.move_over(key, now).await? {
+                Some(_) => self.new.touch(key, record, now).await,
+                None => Ok(Updated::Missing),
+            },
+            other => Ok(other),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.old.delete(key).await?;
+        self.new.delete(key).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.new.exists(key).await? || self.old.exists(key).await?)
+    }
+
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Cow<'a, str>, StoreError> {
+        self.new.cookie_value(key, record, now)
+    }
+
+    fn keeps_data_in_cookie(&self) -> bool {
+        self.new.keeps_data_in_cookie()
+    }
+}

@@ -1,0 +1,129 @@
+//! The live-migration store: the whole contract holds, sessions of the old store move over on
+//! first use, and nothing is written to the old store again.
+#![cfg(all(feature = "memory", feature = "sqlite"))]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloakroom::engines::memory::MemoryStore;
+use cloakroom::engines::migrating::MigratingStore;
+use cloakroom::engines::sqlite::SqliteStore;
+use cloakroom::{Created, Record, SessionStore, Sessions, Settings, Updated};
+use time::OffsetDateTime;
+
+mod conformance {
+    use super::*;
+
+    async fn store() -> Arc<MigratingStore> {
+        let old = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        old.migrate().await.unwrap();
+        Arc::new(MigratingStore::new(
+            Arc::new(MemoryStore::new(10_000)),
+            Arc::new(old),
+        ))
+    }
+
+    cloakroom::conformance_tests!(store());
+}
+
+const KEY: &str = "oldsessionoldsessionoldsession01";
+
+fn record(data: &str) -> Record {
+    Record {
+        data: data.to_owned(),
+        expires_at: OffsetDateTime::now_utc() + Duration::from_secs(600),
+    }
+}
+
+/// (migrating, new, old) with `KEY` stored in the old store only.
+async fn stores() -> (MigratingStore, Arc<MemoryStore>, Arc<SqliteStore>) {
+    let old = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    old.migrate().await.unwrap();
+    let old = Arc::new(old);
+    assert_eq!(
+        old.create(KEY, &record(r#"{"cart":["socks"]}"#))
+            .await
+            .unwrap(),
+        Created::Stored
+    );
+    let new = Arc::new(MemoryStore::new(1_000));
+    let migrating = MigratingStore::new(new.clone(), old.clone());
+    (migrating, new, old)
+}
+
+#[tokio::test]
+async fn an_old_session_moves_over_on_first_load() {
+    let (migrating, new, old) = stores().await;
+    let now = OffsetDateTime::now_utc();
+    let loaded = migrating.load(KEY, now).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"cart":["socks"]}"#);
+    assert_eq!(new.load(KEY, now).await.unwrap(), Some(loaded.clone()));
+    assert!(!old.exists(KEY).await.unwrap(), "gone from the old store");
+    assert_eq!(migrating.load(KEY, now).await.unwrap(), Some(loaded));
+}
+
+#[tokio::test]
+async fn an_update_of_an_old_session_lands_in_the_new_store() {
+    let (migrating, new, old) = stores().await;
+    let now = OffsetDateTime::now_utc();
+    let changed = record(r#"{"cart":["socks","hat"]}"#);
+    assert_eq!(
+        migrating
+            .update(KEY, r#"{"cart":["socks"]}"#, &changed, now)
+            .await
+            .unwrap(),
+        Updated::Stored
+    );
+    assert_eq!(
+        new.load(KEY, now).await.unwrap().unwrap().data,
+        changed.data
+    );
+    assert!(!old.exists(KEY).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_logout_of_an_old_session_removes_it_everywhere() {
+    let (migrating, new, old) = stores().await;
+    migrating.delete(KEY).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(migrating.load(KEY, now).await.unwrap(), None);
+    assert!(!old.exists(KEY).await.unwrap() && !new.exists(KEY).await.unwrap());
+}
+
+#[tokio::test]
+async fn new_sessions_never_take_an_old_key_nor_go_to_the_old_store() {
+    let (migrating, _new, old) = stores().await;
+    assert_eq!(
+        migrating.create(KEY, &record("{}")).await.unwrap(),
+        Created::Taken
+    );
+    let fresh = "freshsessionfreshsessionfresh001";
+    assert_eq!(
+        migrating.create(fresh, &record("{}")).await.unwrap(),
+        Created::Stored
+    );
+    assert!(
+        !old.exists(fresh).await.unwrap(),
+        "writes go to the new store only"
+    );
+}
+
+#[tokio::test]
+async fn a_request_on_the_session_layer_keeps_the_visitor() {
+    let (migrating, new, old) = stores().await;
+    let sessions = Sessions::new(migrating, Settings::default()).unwrap();
+    let lazy = sessions.start(Some(KEY));
+    let session = lazy.load().await.unwrap();
+    let cart: Vec<String> = session.get("cart").unwrap().unwrap();
+    assert_eq!(cart, ["socks"]);
+    session
+        .update("cart", |c: &mut Vec<String>| c.push("hat".into()))
+        .unwrap();
+    lazy.commit(200).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        new.load(KEY, now).await.unwrap().unwrap().data,
+        r#"{"cart":["socks","hat"]}"#
+    );
+    assert!(!old.exists(KEY).await.unwrap());
+}
