@@ -45,6 +45,7 @@ pub mod cookies;
 pub mod engines;
 mod error;
 pub mod expiry;
+pub mod hashed;
 #[cfg(feature = "axum")]
 mod extract;
 pub mod key;
