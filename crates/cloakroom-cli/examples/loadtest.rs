@@ -102,7 +102,10 @@ fn migrate(bin: &str, url: &str, table: &str) {
         .args(["migrate", "--database-url", url, "--table", table])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "cloakroom migrate on {url} failed (is the server running?)");
+    assert!(
+        ok,
+        "cloakroom migrate on {url} failed (is the server running?)"
+    );
 }
 
 fn setup(o: &Options, dir: &Scratch) -> (Store, Vec<String>) {
@@ -130,12 +133,18 @@ fn setup(o: &Options, dir: &Scratch) -> (Store, Vec<String>) {
                 .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
             let table = unique_table();
             migrate(&o.bin, &url, &table);
-            (Store::Plain, s(&["--database-url", &url, "--table", &table]))
+            (
+                Store::Plain,
+                s(&["--database-url", &url, "--table", &table]),
+            )
         }
         "redis" => {
             let r = Redis::new();
             let url = r.url();
-            (Store::Redis(r), s(&["--engine", "cache", "--cache-url", &url]))
+            (
+                Store::Redis(r),
+                s(&["--engine", "cache", "--cache-url", &url]),
+            )
         }
         "cached_db" => {
             let r = Redis::new();
@@ -269,7 +278,9 @@ async fn main() {
     let dir = Scratch::new("loadtest");
     let (mut store, args) = setup(&o, &dir);
     if o.restart_store && store.server().is_none() {
-        eprintln!("--restart-store needs a store this program starts: postgres, redis or cached_db");
+        eprintln!(
+            "--restart-store needs a store this program starts: postgres, redis or cached_db"
+        );
         std::process::exit(2);
     }
     let (mut demo, base) = start_demo(&o, &dir, &args);

@@ -15,8 +15,17 @@ async fn with_hash_keys_the_store_holds_no_live_key() {
     let first = send(client.get(demo.url("/api/visits"))).await;
     assert_eq!(first.json(), json!({ "visits": 1 }));
     let key = first.new_key();
-    let again = send(client.get(demo.url("/api/visits")).header("cookie", session(&key))).await;
-    assert_eq!(again.json(), json!({ "visits": 2 }), "the cookie still works");
+    let again = send(
+        client
+            .get(demo.url("/api/visits"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(
+        again.json(),
+        json!({ "visits": 2 }),
+        "the cookie still works"
+    );
 
     let db = demo.db().await;
     let dumped: Vec<String> = sqlx::query_scalar("SELECT session_key FROM cloakroom_session")
@@ -27,9 +36,18 @@ async fn with_hash_keys_the_store_holds_no_live_key() {
     assert!(!dumped.contains(&key), "the raw key is in the store");
     // Every key in the dump, presented as a cookie, is a stranger's: a fresh session.
     for stolen in &dumped {
-        let r = send(client.get(demo.url("/api/visits")).header("cookie", session(stolen))).await;
+        let r = send(
+            client
+                .get(demo.url("/api/visits"))
+                .header("cookie", session(stolen)),
+        )
+        .await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.json(), json!({ "visits": 1 }), "a dumped key opened a session");
+        assert_eq!(
+            r.json(),
+            json!({ "visits": 1 }),
+            "a dumped key opened a session"
+        );
         assert_ne!(&r.new_key(), stolen);
     }
 }
@@ -39,10 +57,23 @@ fn hash_keys_refuses_rotation_grace() {
     let dir = Scratch::new("hashed-grace");
     let (ok, out, err) = support::cli(
         &dir,
-        &["demo", "--addr", "127.0.0.1:0", "--hash-keys", "--rotation-grace", "5"],
+        &[
+            "demo",
+            "--addr",
+            "127.0.0.1:0",
+            "--hash-keys",
+            "--rotation-grace",
+            "5",
+        ],
     );
-    assert!(!ok, "the demo started with hash_keys and rotation_grace: {out}");
-    assert!(err.contains("hash_keys"), "the error names the setting: {err}");
+    assert!(
+        !ok,
+        "the demo started with hash_keys and rotation_grace: {out}"
+    );
+    assert!(
+        err.contains("hash_keys"),
+        "the error names the setting: {err}"
+    );
 }
 
 #[tokio::test]
@@ -68,12 +99,19 @@ async fn the_key_is_never_in_logs_or_error_bodies() {
     let db = demo.db().await;
 
     // Corrupt data under the first key: a fresh session and a warning.
-    sqlx::query("UPDATE cloakroom_session SET session_data = 'not base64 {' WHERE session_key = ?1")
-        .bind(&keys[0])
-        .execute(&db)
-        .await
-        .unwrap();
-    let r = send(client.get(demo.url("/api/visits")).header("cookie", session(&keys[0]))).await;
+    sqlx::query(
+        "UPDATE cloakroom_session SET session_data = 'not base64 {' WHERE session_key = ?1",
+    )
+    .bind(&keys[0])
+    .execute(&db)
+    .await
+    .unwrap();
+    let r = send(
+        client
+            .get(demo.url("/api/visits"))
+            .header("cookie", session(&keys[0])),
+    )
+    .await;
     assert_eq!(r.status, 200);
     bodies.push(r.body);
     // A login, which cycles the key.
@@ -108,7 +146,10 @@ async fn the_key_is_never_in_logs_or_error_bodies() {
         "the log was not captured: {logged}"
     );
     for key in &keys {
-        assert!(!logged.contains(key.as_str()), "the key {key} is in the log");
+        assert!(
+            !logged.contains(key.as_str()),
+            "the key {key} is in the log"
+        );
         for body in &bodies {
             assert!(!body.contains(key.as_str()), "the key is in a body: {body}");
         }

@@ -52,11 +52,7 @@ fn load(
                                 Err(e) => seen.transport.push(format!("{path}: body: {e}")),
                             }
                         }
-                        Err(e) => seen
-                            .lock()
-                            .unwrap()
-                            .transport
-                            .push(format!("{path}: {e}")),
+                        Err(e) => seen.lock().unwrap().transport.push(format!("{path}: {e}")),
                     }
                 }
             })
@@ -74,7 +70,11 @@ async fn visits(client: &reqwest::Client, demo: &Demo) -> (u16, bool, Value) {
     let status = r.status().as_u16();
     let retry = r.headers().contains_key("retry-after");
     let body = r.text().await.unwrap();
-    (status, retry, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        retry,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 async fn health(demo: &Demo) -> u16 {

@@ -45,9 +45,9 @@ pub mod cookies;
 pub mod engines;
 mod error;
 pub mod expiry;
-pub mod hashed;
 #[cfg(feature = "axum")]
 mod extract;
+pub mod hashed;
 pub mod key;
 pub mod layer;
 mod manager;

@@ -125,7 +125,10 @@ impl Postgres {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).unwrap();
         for path in [&dir as &Path, &data] {
-            let _ = Command::new("chown").arg("postgres:postgres").arg(path).status();
+            let _ = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(path)
+                .status();
         }
         let out = as_postgres(Command::new(postgres_bin("initdb")).args([
             "--auth=trust",
@@ -185,7 +188,10 @@ impl Server for Postgres {
             if ok {
                 break;
             }
-            assert!(Instant::now() < deadline, "the test's PostgreSQL never got ready");
+            assert!(
+                Instant::now() < deadline,
+                "the test's PostgreSQL never got ready"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.child = Some(child);
@@ -257,4 +263,3 @@ impl Drop for Redis {
         self.kill();
     }
 }
-
