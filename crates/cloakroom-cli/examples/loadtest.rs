@@ -219,7 +219,7 @@ async fn worker(
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;
-        let cart = n % 2 == 0;
+        let cart = n.is_multiple_of(2);
         let request = if cart {
             client
                 .post(format!("{base}/api/cart"))
@@ -337,9 +337,10 @@ async fn main() {
     let mut lost_visits = 0i64;
     let mut unreadable = 0;
     for (client, confirmed) in &visitors {
-        let c = confirmed.lock().unwrap();
-        let (expected_carts, expected_visits) = (c.carts, c.visits);
-        drop(c);
+        let (expected_carts, expected_visits) = {
+            let c = confirmed.lock().unwrap();
+            (c.carts, c.visits)
+        };
         let mut cart = None;
         for _ in 0..50 {
             cart = read(client, format!("{base}/api/cart")).await;
