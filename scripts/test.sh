@@ -16,4 +16,6 @@ else
   cargo test --workspace --all-features --no-fail-fast
 fi
 cargo test --workspace --all-features --doc
+# Fuzz smoke run: every target in fuzz/ for a few seconds (nightly cargo-fuzz; installs it).
+FUZZ_SECONDS=${FUZZ_SECONDS:-10} bash scripts/fuzz-smoke.sh
 echo "all tests passed"

@@ -143,6 +143,9 @@ struct SettingsArgs {
     /// fail_closed (503) or fail_open (anonymous session) when the store fails.
     #[arg(long, global = true, env = "CLOAKROOM_ON_STORE_ERROR", value_parser = parse_policy)]
     on_store_error: Option<OnStoreError>,
+    /// Keep only a SHA-256 of each session key in the store (not shareable with Django).
+    #[arg(long, global = true, env = "CLOAKROOM_HASH_KEYS", num_args = 0..=1, default_missing_value = "true")]
+    hash_keys: Option<bool>,
 }
 
 fn parse_policy(s: &str) -> Result<OnStoreError, String> {
@@ -177,7 +180,8 @@ impl SettingsArgs {
             store_timeout_ms,
             on_store_error,
             refresh_threshold,
-            rotation_grace
+            rotation_grace,
+            hash_keys
         );
         if let Some(v) = self.idle_timeout {
             s.idle_timeout = Some(v);

@@ -136,3 +136,53 @@ async fn mysql_loses_no_updates() {
     support::migrate(&url, &table);
     race(&Demo::start(&["--database-url", &url, "--table", &table])).await;
 }
+
+/// The machine's Redis, keys isolated by being random session keys; a short cookie age makes
+/// whatever the test leaves behind expire within minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_loses_no_updates() {
+    let url = support::redis_url();
+    race(&Demo::start(&[
+        "--engine",
+        "cache",
+        "--cache-url",
+        &url,
+        "--cookie-age",
+        "600",
+    ]))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_loses_no_updates() {
+    let cluster = support::redis_cluster::RedisCluster::start();
+    race(&Demo::start(&[
+        "--engine",
+        "cache",
+        "--cache-url",
+        &cluster.url(),
+    ]))
+    .await;
+}
+
+/// cached_db: SQLite behind the machine's Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_db_loses_no_updates() {
+    let url = support::redis_url();
+    race(&Demo::start(&[
+        "--engine",
+        "cached_db",
+        "--cache-url",
+        &url,
+        "--cookie-age",
+        "600",
+    ]))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_loses_no_updates() {
+    let dir = support::Scratch::new("race-files");
+    let path = dir.display().to_string();
+    race(&Demo::start(&["--engine", "file", "--file-path", &path])).await;
+}

@@ -60,3 +60,12 @@ async fn two_servers_share_one_postgres_database() {
     let (a, b) = (Demo::start(&args), Demo::start(&args));
     one_session_across(&a, &b).await;
 }
+
+#[tokio::test]
+async fn two_servers_share_one_redis_cluster() {
+    let cluster = support::redis_cluster::RedisCluster::start();
+    let url = cluster.url();
+    let args = ["--engine", "cache", "--cache-url", url.as_str()];
+    let (a, b) = (Demo::start(&args), Demo::start(&args));
+    one_session_across(&a, &b).await;
+}

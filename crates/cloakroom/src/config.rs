@@ -202,6 +202,12 @@ pub struct Settings {
     pub rotation_grace: u64,
     /// The lifetime `remember_me(true)` gives a session, in seconds (30 days).
     pub remember_me_age: u64,
+    /// Store only a hash of each session key (the first 40 hex characters of its SHA-256), so
+    /// a dump of the store yields no cookie that works (see [`crate::hashed`]). Off by default:
+    /// a Django app sharing the store looks sessions up by the raw key and would find none.
+    /// Cannot be combined with `rotation_grace` (whose pointer to the new session would put a
+    /// live key in the store) nor with the `signed_cookies` engine (no key to hash).
+    pub hash_keys: bool,
 }
 
 /// The default session table (Django's own is `django_session`; same columns).
@@ -238,6 +244,7 @@ impl Default for Settings {
             refresh_threshold: 0.2,
             rotation_grace: 0,
             remember_me_age: 30 * 86_400,
+            hash_keys: false,
         }
     }
 }
@@ -313,6 +320,8 @@ impl Settings {
         with_rotation_grace: rotation_grace: u64;
         /// Sets `remember_me_age` in seconds.
         with_remember_me_age: remember_me_age: u64;
+        /// Sets `hash_keys` (the store keeps only a SHA-256 of each key).
+        with_hash_keys: hash_keys: bool;
     }
 
     /// Reads settings from a TOML file; keys missing from the file keep their defaults.
@@ -431,6 +440,19 @@ impl Settings {
         }
         if self.store_timeout_ms == 0 {
             return invalid("store_timeout_ms", "must be above 0");
+        }
+        if self.hash_keys && self.rotation_grace > 0 {
+            return invalid(
+                "hash_keys",
+                "cannot be combined with rotation_grace: the old record would point to the new \
+                 session by its raw key, a live key in the store",
+            );
+        }
+        if self.hash_keys && self.engine == Engine::SignedCookies {
+            return invalid(
+                "hash_keys",
+                "the signed_cookies engine keeps the data in the cookie: there is no key to hash",
+            );
         }
         Ok(())
     }

@@ -47,6 +47,7 @@ mod error;
 pub mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
+pub mod hashed;
 pub mod key;
 pub mod layer;
 mod manager;

@@ -116,6 +116,20 @@ impl Sessions {
     /// [`ConfigError`] when the settings cannot work.
     pub fn from_arc(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
+        let store: Arc<dyn SessionStore> = if settings.hash_keys {
+            if store.keeps_data_in_cookie() {
+                return Err(ConfigError::Invalid {
+                    setting: "hash_keys",
+                    reason: format!(
+                        "the {} engine keeps the data in the cookie: there is no key to hash",
+                        store.engine()
+                    ),
+                });
+            }
+            Arc::new(crate::hashed::HashedKeys::new(store))
+        } else {
+            store
+        };
         let breaker = Arc::new(Breaker::new(
             settings.breaker_threshold,
             Duration::from_millis(settings.breaker_cooldown_ms),

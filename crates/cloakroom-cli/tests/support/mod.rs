@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+/// The Redis Cluster of the core's tests (three masters of our own on free ports).
+#[path = "../../../cloakroom/tests/support/redis_cluster.rs"]
+pub mod redis_cluster;
+pub mod servers;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,6 +85,17 @@ impl Demo {
 
     /// As [`start_in`](Self::start_in), with extra environment variables.
     pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_logged(dir, args, env, None)
+    }
+
+    /// As [`start_with_env`](Self::start_with_env), appending the server's log (stderr) to
+    /// `log` when given.
+    pub fn start_logged(
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Self {
         for _ in 0..5 {
             let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -91,7 +107,16 @@ impl Demo {
                 .current_dir(dir)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit());
+                .stderr(match log {
+                    Some(path) => Stdio::from(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path)
+                            .unwrap(),
+                    ),
+                    None => Stdio::inherit(),
+                });
             for (k, v) in env {
                 cmd.env(k, v);
             }
@@ -456,4 +481,13 @@ pub async fn row(db: &SqlitePool, key: &str) -> Option<(String, String)> {
 /// The `Cookie` header a browser would send for the session `key`.
 pub fn session(key: &str) -> String {
     format!("sessionid={key}")
+}
+
+/// A name no other test run uses: `<what>-<pid>-<random>` (the cluster helper names its folder
+/// with it).
+pub fn unique(what: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{what}-{}-{hex}", std::process::id())
 }

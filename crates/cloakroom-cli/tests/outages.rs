@@ -1,0 +1,218 @@
+//! Store outages through the demo: a PostgreSQL and a redis-server of the test's own, on free
+//! loopback ports, killed (SIGKILL by pid) under load and started again on the same port and
+//! data folder. The machine's own servers are never touched.
+//!
+//! While the store is down, requests that touch the session answer 503 with `Retry-After`
+//! (fail closed) or 200 as an anonymous visitor (fail open): never a panic, never a dropped
+//! connection, and `/health` keeps answering. Once the store is back the demo recovers by itself,
+//! and on PostgreSQL the sessions written before the kill are still there.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::servers::{Postgres, Redis, Server};
+use support::{visitor, Demo};
+
+/// What the load saw, by kind.
+#[derive(Debug, Default)]
+struct Seen {
+    /// (path, status, had Retry-After)
+    replies: Vec<(&'static str, u16, bool)>,
+    /// Transport errors: a dropped connection or a timeout.
+    transport: Vec<String>,
+}
+
+/// Eight workers of one visitor hit `/api/visits` and `/health` until `stop`.
+fn load(
+    demo: &Demo,
+    client: &reqwest::Client,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Mutex<Seen>>, Vec<tokio::task::JoinHandle<()>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let tasks = (0..8)
+        .map(|i| {
+            let (client, seen, stop) = (client.clone(), seen.clone(), stop.clone());
+            let path: &'static str = if i % 4 == 3 { "/health" } else { "/api/visits" };
+            let url = demo.url(path);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = client.get(&url).timeout(Duration::from_secs(10)).send();
+                    match sent.await {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let retry = r.headers().contains_key("retry-after");
+                            let body = r.text().await;
+                            let mut seen = seen.lock().unwrap();
+                            match body {
+                                Ok(_) => seen.replies.push((path, status, retry)),
+                                Err(e) => seen.transport.push(format!("{path}: body: {e}")),
+                            }
+                        }
+                        Err(e) => seen.lock().unwrap().transport.push(format!("{path}: {e}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    (seen, tasks)
+}
+
+async fn visits(client: &reqwest::Client, demo: &Demo) -> (u16, bool, Value) {
+    let r = client
+        .get(demo.url("/api/visits"))
+        .send()
+        .await
+        .expect("the demo answers (a dropped connection means it panicked)");
+    let status = r.status().as_u16();
+    let retry = r.headers().contains_key("retry-after");
+    let body = r.text().await.unwrap();
+    (
+        status,
+        retry,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+async fn health(demo: &Demo) -> u16 {
+    reqwest::get(demo.url("/health"))
+        .await
+        .expect("/health answers")
+        .status()
+        .as_u16()
+}
+
+/// The whole scenario on one store: a session before the outage, load while it is killed,
+/// fail-closed answers while it is down (and fail-open ones on a second demo), then recovery.
+async fn outage(server: &mut impl Server, args: &[&str], durable: bool) {
+    let closed = Demo::start(&[args, &["--store-timeout-ms", "500"]].concat());
+    let open = Demo::start(
+        &[
+            args,
+            &["--store-timeout-ms", "500", "--on-store-error", "fail_open"],
+        ]
+        .concat(),
+    );
+    let client = visitor();
+    let (status, _, body) = visits(&client, &closed).await;
+    assert_eq!((status, body), (200, json!({ "visits": 1 })));
+    let r = client
+        .post(closed.url("/api/cart"))
+        .json(&json!({ "item": "before-the-kill" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Load, then the kill in the middle of it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, tasks) = load(&closed, &client, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("a load worker panicked");
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        seen.transport.is_empty(),
+        "dropped connections or timeouts under the outage: {:?}",
+        &seen.transport[..seen.transport.len().min(5)]
+    );
+    for &(path, status, retry) in &seen.replies {
+        match (path, status) {
+            ("/health", 200) | ("/api/visits", 200) => {}
+            ("/api/visits", 503) => assert!(retry, "a 503 without Retry-After"),
+            _ => panic!("{path} answered {status} under the outage"),
+        }
+    }
+    let refused = seen.replies.iter().filter(|r| r.1 == 503).count();
+    assert!(refused > 0, "no 503 while the store was down: {seen:?}");
+    let healthy = seen.replies.iter().filter(|r| r.0 == "/health").count();
+    assert!(healthy > 0, "/health was never asked");
+
+    // Down: fail closed is a 503 with Retry-After and a clear body; fail open is an anonymous
+    // visitor with an empty session.
+    let (status, retry, body) = visits(&client, &closed).await;
+    assert_eq!(status, 503, "fail closed while down: {body}");
+    assert!(retry, "a 503 without Retry-After");
+    assert_eq!(health(&closed).await, 200);
+    let stranger = visitor();
+    for _ in 0..3 {
+        let (status, _, body) = visits(&stranger, &open).await;
+        assert_eq!(
+            (status, body),
+            (200, json!({ "visits": 1 })),
+            "fail open while down"
+        );
+    }
+    assert_eq!(health(&open).await, 200);
+
+    // Back: the same demo process recovers by itself.
+    server.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, _, body) = visits(&client, &closed).await;
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 503, "while recovering: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not recover within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let count = body["visits"].as_u64().expect("a count");
+    if durable {
+        assert!(count > 1, "the session was lost in the outage: {body}");
+        let cart: Value = client
+            .get(closed.url("/api/cart"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            cart["items"]
+                .as_array()
+                .is_some_and(|items| items.contains(&json!("before-the-kill"))),
+            "the cart written before the kill is gone: {cart}"
+        );
+    }
+    // And new sessions work again on both demos.
+    for demo in [&closed, &open] {
+        let (status, _, body) = visits(&visitor(), demo).await;
+        assert_eq!((status, body), (200, json!({ "visits": 1 })));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_killed_under_load() {
+    let mut pg = Postgres::new();
+    let (url, table) = (pg.url(), support::unique_table("outage"));
+    support::migrate(&url, &table);
+    outage(
+        &mut pg,
+        &["--database-url", url.as_str(), "--table", table.as_str()],
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load() {
+    let mut redis = Redis::new();
+    let url = redis.url();
+    outage(
+        &mut redis,
+        &["--engine", "cache", "--cache-url", url.as_str()],
+        false,
+    )
+    .await;
+}

@@ -1,0 +1,265 @@
+//! Store servers of a test's own (a PostgreSQL cluster in a temp folder, a redis-server), on
+//! free loopback ports, that can be killed with SIGKILL and started again on the same port and
+//! data folder. They never touch the machine's own services. Used by `tests/outages.rs` and the
+//! `loadtest` example, so this file stands alone.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fresh folder under the system temp dir, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// A new folder named after `tag`.
+    pub fn new(tag: &str) -> Self {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("cloakroom-{tag}-{suffix}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A store server of the test's own.
+pub trait Server {
+    /// Starts the server (again) on its port and data folder, and waits until it answers.
+    fn start(&mut self);
+    /// Kills the server with SIGKILL (its whole process group, so no child outlives it).
+    fn kill(&mut self);
+}
+
+/// Runs `cmd` as the `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn as_postgres(cmd: &mut Command) -> &mut Command {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .expect("`id` runs");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("running as root needs a `postgres` user to run PostgreSQL")
+        };
+        cmd.gid(id("-g")).uid(id("-u"));
+    }
+    cmd
+}
+
+fn postgres_bin(name: &str) -> String {
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed under /usr/lib/postgresql")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no {name} under /usr/lib/postgresql/*/bin"))
+        .display()
+        .to_string()
+}
+
+/// Kills a process group with SIGKILL and reaps its leader.
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} on port {port} exited at start: {status}");
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port}");
+}
+
+/// A PostgreSQL cluster of our own in a temp folder.
+pub struct Postgres {
+    dir: Scratch,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Postgres {
+    pub fn new() -> Self {
+        let dir = Scratch::new("pg");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for path in [&dir as &Path, &data] {
+            let _ = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(path)
+                .status();
+        }
+        let out = as_postgres(Command::new(postgres_bin("initdb")).args([
+            "--auth=trust",
+            "--username=postgres",
+            "--no-sync",
+            "--encoding=UTF8",
+            "-D",
+        ]))
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb of the test's own PostgreSQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Self {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        pg.start();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Server for Postgres {
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("log")).unwrap();
+        let mut child = as_postgres(Command::new(postgres_bin("postgres")).arg("-D"))
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.dir.display()))
+            .args(["-c", "max_connections=50"])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("postgres starts");
+        wait_for_port(self.port, &mut child, "the test's PostgreSQL");
+        // Listening is not yet accepting queries while it recovers: wait for a real query.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new(postgres_bin("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the test's PostgreSQL never got ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&mut child);
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A redis-server of our own, in memory only (a restart loses its data, as Redis without
+/// persistence does).
+pub struct Redis {
+    dir: Scratch,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn new() -> Self {
+        let mut redis = Self {
+            dir: Scratch::new("redis"),
+            port: free_port(),
+            child: None,
+        };
+        redis.start();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Server for Redis {
+    fn start(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&*self.dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (is it installed?)");
+        wait_for_port(self.port, &mut child, "the test's redis-server");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&mut child);
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,138 @@
+//! The `hash_keys` setting: the store holds a SHA-256 of each session key, never the key.
+//!
+//! The cookie still carries the key itself; every key the core hands the store (`load`,
+//! `create`, `update`, `touch`, `delete`, `exists`) goes through [`stored_key`] first. A dump of
+//! the session table, a listing of Redis keys or of the session folder then yields nothing a
+//! browser could present as a cookie: finding a key from its hash means inverting SHA-256 over
+//! 32 characters drawn from the OS CSPRNG (about 165 bits).
+//!
+//! A Django app looks sessions up by the raw key, so it cannot share a store written this way.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::store::{Created, Record, SessionStore, Updated};
+
+/// How many hex characters of the digest are kept: Django's `session_key` is a
+/// `varchar(40)`, and 160 bits is far beyond any guessing.
+pub const STORED_KEY_LEN: usize = 40;
+
+/// The name under which the store keeps the session `key`: the first 40 hex characters
+/// (lowercase) of SHA-256 of the key. It is still a well-formed key (`[a-z0-9]`, 40 long), so
+/// every engine accepts it.
+pub fn stored_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut hex = String::with_capacity(STORED_KEY_LEN);
+    for byte in digest.iter() {
+        if hex.len() >= STORED_KEY_LEN {
+            break;
+        }
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A server-side store seen through [`stored_key`]: what the core uses when `hash_keys` is on.
+#[derive(Clone)]
+pub struct HashedKeys {
+    inner: Arc<dyn SessionStore>,
+}
+
+impl HashedKeys {
+    /// Wraps `inner`, which must keep its data on the server (a signed-cookie store has no key
+    /// to hash; [`crate::Sessions`] refuses that pairing).
+    pub fn new(inner: Arc<dyn SessionStore>) -> Self {
+        Self { inner }
+    }
+}
+
+impl std::fmt::Debug for HashedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashedKeys")
+            .field("engine", &self.inner.engine())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl SessionStore for HashedKeys {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        self.inner.load(&stored_key(key), now).await
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        self.inner.create(&stored_key(key), record).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.inner
+            .update(&stored_key(key), expected, record, now)
+            .await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.inner.touch(&stored_key(key), record, now).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(&stored_key(key)).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(&stored_key(key)).await
+    }
+
+    /// The cookie carries the key itself (the store only knows its hash).
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        _record: &Record,
+        _now: OffsetDateTime,
+    ) -> Result<Cow<'a, str>, StoreError> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn keeps_data_in_cookie(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_keys_are_40_hex_of_sha256() {
+        // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+        assert_eq!(
+            stored_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a3"
+        );
+        let k = stored_key("abcdefghijklmnopqrstuvwxyz012345");
+        assert_eq!(k.len(), STORED_KEY_LEN);
+        assert!(crate::key::is_well_formed(&k));
+    }
+}

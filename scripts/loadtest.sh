@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Load and fault run against the demo: N visitors (each with C requests in flight) for a
+# bounded time on one engine, optionally killing and restarting the store mid-run.
+#
+#   scripts/loadtest.sh ENGINE [--visitors N] [--concurrency C] [--seconds S] [--restart-store]
+#
+# ENGINE: sqlite | cache | postgres | mysql | redis | file | cached_db
+# postgres, redis and cached_db (SQLite + Redis) start a store of their own on a free loopback
+# port (never the machine's services), which --restart-store kills with SIGKILL and starts again.
+# mysql uses CLOAKROOM_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test), in a table of
+# its own. Prints requests, outcomes by kind, lost updates and p50/p99 latency.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 1 ]; then
+  sed -n '2,11p' "$0"
+  exit 2
+fi
+engine=$1
+shift
+cargo build --quiet -p cloakroom-cli --bin cloakroom --example loadtest
+exec target/debug/examples/loadtest --bin target/debug/cloakroom --engine "$engine" "$@"
