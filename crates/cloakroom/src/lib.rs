@@ -50,13 +50,14 @@ mod extract;
 pub mod key;
 pub mod layer;
 mod manager;
+pub mod pickle;
 mod session;
 pub mod signing;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Engine, OnStoreError, SameSite, Secret, Settings};
+pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, StoreError};
 pub use expiry::Expiry;
 #[cfg(feature = "axum")]
