@@ -148,7 +148,7 @@ impl<'a> Reader<'a> {
     }
 
     fn set_items(&mut self, target: usize, items: &[usize]) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(PickleError::Malformed("odd number of dict items"));
         }
         let Obj::Dict(dict) = &mut self.arena[target] else {
