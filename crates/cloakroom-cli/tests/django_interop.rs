@@ -556,3 +556,66 @@ async fn cached_db_on_redis_and_sqlite_is_shared_with_django_both_ways() {
     .await;
     expired_refused(&django, &demo).await;
 }
+
+/// A database of its own on the server at `admin_url` for one test (Django's table name is
+/// fixed, so tests cannot share a database); its URL.
+fn fresh_database(admin_url: &str, engine: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let name: String = format!(
+        "dj_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let code = match engine {
+        "postgres" => "import psycopg,sys\nc=psycopg.connect(sys.argv[1],autocommit=True)\nc.execute('CREATE DATABASE '+sys.argv[2])",
+        _ => "import pymysql,sys\nfrom urllib.parse import urlsplit\nu=urlsplit(sys.argv[1])\nc=pymysql.connect(host=u.hostname,port=u.port or 3306,user=u.username,password=u.password or '')\nc.cursor().execute('CREATE DATABASE '+sys.argv[2])",
+    };
+    let out = Command::new(python())
+        .args(["-c", code, admin_url, &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cannot create a database on {admin_url} (is the server running?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+async fn db_server_both_ways(url: &str) {
+    let django = Django::new("db", SECRET).with("DJANGO_DATABASE_URL", url);
+    django.migrate();
+    let demo = db_demo(url, &[]);
+    both_ways(&django, &demo).await;
+    expired_refused(&django, &demo).await;
+    // (Tampered data is covered on SQLite: the format and the code path are the same.)
+}
+
+/// Drops the database `fresh_database` made (its clients must be gone).
+fn drop_database(admin_url: &str, url: &str, engine: &str) {
+    let name = url.rsplit_once('/').unwrap().1;
+    let code = match engine {
+        "postgres" => "import psycopg,sys\nc=psycopg.connect(sys.argv[1],autocommit=True)\nc.execute('DROP DATABASE IF EXISTS '+sys.argv[2]+' WITH (FORCE)')",
+        _ => "import pymysql,sys\nfrom urllib.parse import urlsplit\nu=urlsplit(sys.argv[1])\nc=pymysql.connect(host=u.hostname,port=u.port or 3306,user=u.username,password=u.password or '')\nc.cursor().execute('DROP DATABASE IF EXISTS '+sys.argv[2])",
+    };
+    let _ = Command::new(python())
+        .args(["-c", code, admin_url, name])
+        .output();
+}
+
+#[tokio::test]
+async fn db_on_postgres_is_shared_with_django_both_ways() {
+    let admin = support::postgres_url();
+    let url = fresh_database(&admin, "postgres");
+    db_server_both_ways(&url).await;
+    drop_database(&admin, &url, "postgres");
+}
+
+#[tokio::test]
+async fn db_on_mariadb_is_shared_with_django_both_ways() {
+    let admin = support::mysql_url();
+    let url = fresh_database(&admin, "mysql");
+    db_server_both_ways(&url).await;
+    drop_database(&admin, &url, "mysql");
+}
