@@ -141,6 +141,7 @@ pub fn app(sessions: Sessions) -> Router {
         .route("/api/checkout", post(api_checkout))
         .route("/api/login", post(api_login))
         .route("/api/whoami", get(api_whoami))
+        .route("/api/django-user", get(api_django_user))
         .route("/api/logout", post(api_logout))
         .route("/api/expiry", post(api_expiry))
         .route("/api/remember", post(api_remember))
@@ -218,6 +219,11 @@ async fn api_login(session: Session, Json(login): Json<Login>) -> Result<Json<se
 
 async fn api_whoami(session: Session) -> Result<Json<serde_json::Value>> {
     Ok(Json(json!({ "username": USERNAME.get(&session)? })))
+}
+
+/// The user a Django app beside this one logged in (`django.contrib.auth`'s session keys).
+async fn api_django_user(session: Session) -> Json<serde_json::Value> {
+    Json(json!({ "user_id": session.user_id(), "backend": session.auth_user_backend() }))
 }
 
 async fn api_logout(session: Session) -> StatusCode {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use cloakroom::{Engine, OnStoreError, SameSite, Secret, Settings};
+use cloakroom::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 
 mod demo;
 mod ops;
@@ -95,6 +95,9 @@ struct SettingsArgs {
         hide_env_values = true
     )]
     secret_key_fallbacks: Option<Vec<String>>,
+    /// json (default) or django: Django's signed session_data in db, cached_db and file.
+    #[arg(long, global = true, env = "CLOAKROOM_DATA_FORMAT")]
+    data_format: Option<DataFormat>,
     /// The session cookie's name.
     #[arg(long, global = true, env = "CLOAKROOM_COOKIE_NAME")]
     cookie_name: Option<String>,
@@ -177,6 +180,7 @@ impl SettingsArgs {
             expire_at_browser_close,
             save_every_request,
             table,
+            data_format,
             store_timeout_ms,
             on_store_error,
             refresh_threshold,

@@ -5,6 +5,8 @@
 //! `SessionStore.encode` does (signed, maybe compressed; see [`crate::signing`]), so a Django
 //! app and a cloakroom app can share one `db`, `cached_db` or `file` store.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
@@ -24,6 +26,12 @@ pub enum DecodeError {
     /// A signed value failed verification or is malformed.
     #[error("stored session data failed signature checks: {0}")]
     Signature(&'static str),
+    /// A cached value is not a safe pickle of a session dict.
+    #[error("cached session data is not a session pickle: {0}")]
+    Pickle(#[from] crate::pickle::PickleError),
+    /// A cached value's record text is not base64.
+    #[error("cached session record is not base64")]
+    Base64,
 }
 
 /// How session data is written into a store.
@@ -45,6 +53,13 @@ pub enum Codec {
         /// Older keys still accepted when reading.
         fallbacks: Vec<Secret>,
     },
+    /// Django's cache value: the session dict pickled (what Django's `RedisCache` stores under
+    /// the `cache` and `cached_db` session keys; not signed, as in Django). The record text is
+    /// the standard base64 of the pickle, and a Redis store
+    /// [`with_binary_values`](crate::engines::redis::RedisStore::with_binary_values) stores the
+    /// pickle bytes themselves. Reads pickles of protocols 0 to 5, writes protocol 2; never
+    /// reads an opcode that builds a Python object (see [`crate::pickle`]).
+    DjangoCache,
 }
 
 impl Codec {
@@ -60,6 +75,7 @@ impl Codec {
             Self::Json => serde_json::to_string(data).unwrap_or_else(|_| String::from("{}")),
             Self::Django { secret, fallbacks } => Signer::new(secret, fallbacks, SESSION_SALT)
                 .dumps(data, true, OffsetDateTime::now_utc()),
+            Self::DjangoCache => STANDARD.encode(crate::pickle::dumps(data)),
         }
     }
 
@@ -75,6 +91,10 @@ impl Codec {
             Self::Django { secret, fallbacks } => Signer::new(secret, fallbacks, SESSION_SALT)
                 .loads(text, None, OffsetDateTime::now_utc())
                 .map_err(|e| DecodeError::Signature(e.reason())),
+            Self::DjangoCache => {
+                let bytes = STANDARD.decode(text).map_err(|_| DecodeError::Base64)?;
+                Ok(crate::pickle::loads(&bytes)?)
+            }
         }
     }
 }

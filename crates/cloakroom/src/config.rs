@@ -100,6 +100,34 @@ impl fmt::Display for Engine {
     }
 }
 
+/// How server-side stores keep the session data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// Plain JSON: the fastest form, for stores only cloakroom reads.
+    #[default]
+    Json,
+    /// Django's own `session_data` format (signed with `secret_key`, see
+    /// [`Codec::Django`](crate::codec::Codec::Django)) in the `db`, `cached_db` and `file`
+    /// engines, so a Django app with the same `SECRET_KEY` shares the store. The
+    /// `signed_cookies` engine always writes Django's cookie format, whatever this says.
+    Django,
+}
+
+impl std::str::FromStr for DataFormat {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "django" => Ok(Self::Django),
+            _ => Err(ConfigError::Invalid {
+                setting: "data_format",
+                reason: format!("`{s}` is not a data format; use json or django"),
+            }),
+        }
+    }
+}
+
 /// What a request gets when the store fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -173,6 +201,9 @@ pub struct Settings {
     pub secret_key: Option<Secret>,
     /// `SECRET_KEY_FALLBACKS`: older keys still accepted when reading.
     pub secret_key_fallbacks: Vec<Secret>,
+    /// How server-side stores keep the data: `json` (the default) or `django` (Django's
+    /// signed `session_data`, to share a store with a Django app; needs `secret_key`).
+    pub data_format: DataFormat,
     /// The bound on every store call, in milliseconds.
     pub store_timeout_ms: u64,
     /// What a request gets when the store fails.
@@ -233,6 +264,7 @@ impl Default for Settings {
             file_path: None,
             secret_key: None,
             secret_key_fallbacks: Vec::new(),
+            data_format: DataFormat::Json,
             store_timeout_ms: 3_000,
             on_store_error: OnStoreError::FailClosed,
             lock_timeout_ms: 30_000,
@@ -298,6 +330,8 @@ impl Settings {
         with_secret_key: secret_key: Option<Secret>;
         /// Sets `secret_key_fallbacks` (older keys still accepted when reading, tried in order).
         with_secret_key_fallbacks: secret_key_fallbacks: Vec<Secret>;
+        /// Sets `data_format`.
+        with_data_format: data_format: DataFormat;
         /// Sets `store_timeout_ms`.
         with_store_timeout_ms: store_timeout_ms: u64;
         /// Sets `on_store_error`.
@@ -353,6 +387,23 @@ impl Settings {
         })?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The codec the data format asks for on this engine. Under `data_format = "django"`:
+    /// Django's signed `session_data` for the `db`, `cached_db` and `file` engines, and Django's
+    /// pickled cache value for the `cache` engine. Otherwise, and always for `signed_cookies`
+    /// (which signs the cookie itself), plain JSON.
+    ///
+    /// With `cached_db`, the cache in front of the database holds the database's text (so a
+    /// Django app's cache entries are not shared, only its table).
+    pub fn codec(&self) -> crate::codec::Codec {
+        match (self.data_format, &self.secret_key, self.engine) {
+            (DataFormat::Django, Some(secret), Engine::Db | Engine::CachedDb | Engine::File) => {
+                crate::codec::Codec::django(secret.clone(), self.secret_key_fallbacks.clone())
+            }
+            (DataFormat::Django, _, Engine::Cache) => crate::codec::Codec::DjangoCache,
+            _ => crate::codec::Codec::Json,
+        }
     }
 
     /// The bound on every store call.
@@ -438,6 +489,16 @@ impl Settings {
                 "idle_timeout and absolute_lifetime must be above 0 (leave them unset for none)",
             );
         }
+        if self.data_format == DataFormat::Django
+            && self.secret_key.is_none()
+            && matches!(self.engine, Engine::Db | Engine::CachedDb | Engine::File)
+        {
+            return invalid(
+                "secret_key",
+                "data_format = \"django\" signs the data with Django's SECRET_KEY; set `secret_key` \
+                 (`--secret-key`) to the Django app's SECRET_KEY",
+            );
+        }
         if self.store_timeout_ms == 0 {
             return invalid("store_timeout_ms", "must be above 0");
         }
@@ -521,6 +582,24 @@ mod tests {
         assert!(host.with_cookie_path("/app").validate().is_err());
         let secure = Settings::default().with_cookie_name("__Secure-sid");
         assert!(secure.validate().is_err());
+    }
+
+    #[test]
+    fn the_django_data_format_picks_djangos_codec_per_engine() {
+        use crate::codec::Codec;
+        let s = Settings::from_toml_str("data_format = \"django\"\nsecret_key = \"k\"").unwrap();
+        assert!(matches!(s.codec(), Codec::Django { .. }));
+        let file = s.clone().with_engine(Engine::File);
+        assert!(matches!(file.codec(), Codec::Django { .. }));
+        let cache = s.clone().with_engine(Engine::Cache);
+        assert!(matches!(cache.codec(), Codec::DjangoCache));
+        let cookies = s.with_engine(Engine::SignedCookies);
+        assert!(matches!(cookies.codec(), Codec::Json));
+        assert!(matches!(Settings::default().codec(), Codec::Json));
+
+        let err = Settings::from_toml_str("data_format = \"django\"").unwrap_err();
+        assert!(err.to_string().contains("secret_key"), "{err}");
+        assert!("pickle".parse::<DataFormat>().is_err());
     }
 
     #[test]

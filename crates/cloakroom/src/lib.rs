@@ -52,13 +52,14 @@ pub mod key;
 pub mod layer;
 mod manager;
 pub mod observe;
+pub mod pickle;
 mod session;
 pub mod signing;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{Engine, OnStoreError, SameSite, Secret, Settings};
+pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, StoreError};
 pub use expiry::Expiry;
 #[cfg(feature = "axum")]

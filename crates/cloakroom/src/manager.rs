@@ -102,7 +102,15 @@ impl fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    /// Sessions kept in `store`, with the given settings.
+    /// Sessions kept in `store`, with the given settings. The codec follows
+    /// [`Settings::data_format`] (see [`Settings::codec`]); [`with_codec`](Self::with_codec)
+    /// overrides it.
+    ///
+    /// Under Django's format, data signed with a `secret_key_fallbacks` key is accepted, and is
+    /// written back signed with `secret_key` at the session's next save, as Django does: a
+    /// request that changes the session, or any request under `save_every_request`. A request
+    /// that only reads leaves the stored text as it is (an idle-timeout refresh moves only the
+    /// expiry).
     ///
     /// # Errors
     /// [`ConfigError`] when the settings cannot work (see [`Settings::validate`]).
@@ -139,8 +147,8 @@ impl Sessions {
         Ok(Self {
             shared: Arc::new(Shared {
                 store,
+                codec: settings.codec(),
                 settings,
-                codec: Codec::default(),
                 clock: Arc::new(SystemClock),
                 stripes: (0..STRIPES)
                     .map(|_| Arc::new(tokio::sync::Mutex::new(())))
@@ -338,6 +346,12 @@ impl LazySession {
                     return Ok(None);
                 }
             };
+            if !shared.store.keeps_data_in_cookie() && expiry_passed(&data, now) {
+                // Django's file backend ends a session whose `_session_expiry` instant has
+                // passed, whatever the file's mtime says; the other stores already agree (their
+                // expiry is that instant). Signed cookies keep Django's rule: the cookie age only.
+                return Ok(None);
+            }
             match moved_to(&data) {
                 None => return Ok(Some((key, record, data))),
                 Some(next) if shared.settings.rotation_grace > 0 && key::is_well_formed(next) => {
@@ -646,6 +660,14 @@ impl LazySession {
 }
 
 /// The successor key a rotated record points to, if this record is such a pointer.
+/// Whether the data's `_session_expiry` is an instant at or before `now`.
+fn expiry_passed(data: &crate::codec::Data, now: OffsetDateTime) -> bool {
+    data.get(crate::expiry::EXPIRY_KEY)
+        .and_then(serde_json::Value::as_str)
+        .and_then(crate::expiry::parse_iso)
+        .is_some_and(|at| at <= now)
+}
+
 fn moved_to(data: &crate::codec::Data) -> Option<&str> {
     data.get(MOVED_KEY).and_then(serde_json::Value::as_str)
 }

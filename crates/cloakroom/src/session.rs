@@ -12,6 +12,13 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::codec::Data;
+
+/// Django's `SESSION_KEY`: the logged-in user's primary key, as a string.
+const AUTH_USER_ID: &str = "_auth_user_id";
+/// Django's `BACKEND_SESSION_KEY`: the dotted path of the backend that authenticated the user.
+const AUTH_USER_BACKEND: &str = "_auth_user_backend";
+/// Django's `HASH_SESSION_KEY`: the session auth hash derived from the user's password.
+const AUTH_USER_HASH: &str = "_auth_user_hash";
 use crate::error::Error;
 use crate::expiry::{Expiry, Lifetime, DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
 use crate::manager::Shared;
@@ -382,6 +389,56 @@ impl Session {
         if let Some(life) = shared.settings.absolute_lifetime {
             self.set_absolute_lifetime(Duration::from_secs(life));
         }
+    }
+
+    /// The logged-in user's id as Django's `django.contrib.auth` keeps it: the
+    /// `_auth_user_id` key, the user's primary key as a string (`"42"`, or a UUID's text).
+    /// A number there (not what Django writes) is read as its decimal text.
+    ///
+    /// This does not check `_auth_user_hash` against the user's password: an app that must
+    /// log out sessions after a password change compares [`auth_user_hash`](Self::auth_user_hash)
+    /// with [`crate::signing::session_auth_hash`] of the user's stored password.
+    pub fn user_id(&self) -> Option<String> {
+        match self.get_value(AUTH_USER_ID)? {
+            Value::String(id) => Some(id),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The authentication backend that logged the user in (`_auth_user_backend`).
+    pub fn auth_user_backend(&self) -> Option<String> {
+        self.get_value(AUTH_USER_BACKEND)?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// The session auth hash stored at login (`_auth_user_hash`).
+    pub fn auth_user_hash(&self) -> Option<String> {
+        self.get_value(AUTH_USER_HASH)?.as_str().map(str::to_owned)
+    }
+
+    /// Logs `user_id` in as Django's `login()` does, so a Django app beside this one sees the
+    /// same user: a session holding another user (or the same user with another `hash`) is
+    /// flushed; otherwise the key is cycled and the data kept. Then `_auth_user_id`,
+    /// `_auth_user_backend` (a dotted path in the Django app's `AUTHENTICATION_BACKENDS`) and
+    /// `_auth_user_hash` (see [`crate::signing::session_auth_hash`]) are stored.
+    pub fn login_as(&self, user_id: &str, backend: &str, hash: &str) {
+        let same_user = self.user_id().as_deref() == Some(user_id)
+            && self.auth_user_hash().as_deref().is_none_or(|h| h == hash);
+        if self.user_id().is_some() && !same_user {
+            self.flush();
+        } else {
+            self.cycle_key();
+        }
+        self.insert_value(AUTH_USER_ID, Value::from(user_id));
+        self.insert_value(AUTH_USER_BACKEND, Value::from(backend));
+        self.insert_value(AUTH_USER_HASH, Value::from(hash));
+    }
+
+    /// Logs out as Django's `logout()` does: [`flush`](Self::flush).
+    pub fn logout(&self) {
+        self.flush();
     }
 
     /// Ends this session `lifetime` from now however active it is (per session; the

@@ -185,6 +185,27 @@ fn derive_key(salt: &str, secret: &str) -> [u8; 32] {
         .into()
 }
 
+/// Django's session auth hash (`AbstractBaseUser.get_session_auth_hash`): 64 lowercase hex
+/// digits of HMAC-SHA256 keyed with SHA-256 of its salt and `secret`, over the user's
+/// `password` column text. `login()` stores it as `_auth_user_hash`; Django logs a session out
+/// when it no longer matches (the password changed).
+pub fn session_auth_hash(secret: &Secret, password: &str) -> String {
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(b"django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash")
+        .chain_update(secret.expose().as_bytes())
+        .finalize()
+        .into();
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(&key);
+    let mut mac = HmacSha256::new(&block.into());
+    mac.update(password.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl Signer {
     /// A signer for `salt` that signs with `secret` and also accepts `fallbacks` (Django's
     /// `SECRET_KEY_FALLBACKS`, tried in order) when verifying.
@@ -578,6 +599,16 @@ mod tests {
     }
 
     const SECRET: &str = "test-vector-secret-key-0123456789";
+
+    #[test]
+    fn session_auth_hash_matches_django() {
+        // vectors.json `auth_hash`.
+        let password = "pbkdf2_sha256$1000000$vectorsalt0123456789$q3rPzJ0+Xw1oN6k9dJmW3b2yQkGvFh8sT4uLcA5eR7I=";
+        assert_eq!(
+            session_auth_hash(&Secret::new("test-vector-secret-key-0123456789"), password),
+            "c6aeee1fbff984d3e3b47b6d233458c7c9a45c2a704b748c3dfdc5da25db6c7a"
+        );
+    }
 
     #[test]
     fn derived_keys_match_djangos_salted_hmac() {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::codec::Codec;
 use crate::error::StoreError;
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
@@ -189,5 +190,95 @@ impl ClearExpired for CachedDbStore {
             Some(clear) => clear.clear_expired_batch(now).await,
             None => self.clear_expired(now).await,
         }
+    }
+}
+
+/// The cache of a `cached_db` store shared with Django: it keeps each session as Django's
+/// `RedisCache` does (the dict pickled, [`Codec::DjangoCache`]), while the database keeps
+/// Django's signed text.
+///
+/// Writes translate the database's text into the pickle, so Django's cache stays coherent with
+/// the table (a copy Django wrote differently is dropped, never left stale). Reads always go
+/// to the database: the pickle cannot be turned back into the exact signed text the table
+/// holds, which the compare-and-swap on the table needs.
+#[derive(Clone)]
+pub struct DjangoCacheCopy {
+    inner: Arc<dyn SessionStore>,
+    codec: Codec,
+}
+
+impl std::fmt::Debug for DjangoCacheCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The codec holds the secret key: leave it out.
+        f.debug_struct("DjangoCacheCopy")
+            .field("inner", &self.inner.engine())
+            .finish()
+    }
+}
+
+impl DjangoCacheCopy {
+    /// Pickled copies in `inner` (a Redis store
+    /// [`with_binary_values`](crate::engines::redis::RedisStore::with_binary_values)) of the
+    /// records `codec` (Django's signed format) encoded.
+    pub fn new(inner: Arc<dyn SessionStore>, codec: Codec) -> Self {
+        Self { inner, codec }
+    }
+
+    fn pickled(&self, text: &str) -> Option<String> {
+        self.codec
+            .decode(text)
+            .ok()
+            .map(|data| Codec::DjangoCache.encode(&data))
+    }
+}
+
+#[async_trait]
+impl SessionStore for DjangoCacheCopy {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+
+    async fn load(&self, _key: &str, _now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        Ok(None)
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        match self.pickled(&record.data) {
+            Some(data) => {
+                let copy = Record {
+                    data,
+                    expires_at: record.expires_at,
+                };
+                self.inner.create(key, &copy).await
+            }
+            // Not ours to copy; an existing entry under the key is dropped by the caller.
+            None => Ok(Created::Taken),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let (Some(expected), Some(data)) = (self.pickled(expected), self.pickled(&record.data))
+        else {
+            return Ok(Updated::Conflict(record.clone()));
+        };
+        let copy = Record {
+            data,
+            expires_at: record.expires_at,
+        };
+        self.inner.update(key, &expected, &copy, now).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(key).await
     }
 }

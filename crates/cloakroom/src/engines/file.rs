@@ -31,9 +31,11 @@
 //! regular file owned by the user the app runs as: a symlink or a file planted by another user
 //! can neither inject a session nor hang a read. A private folder (`file_path`) is still best.
 //!
-//! A Django-written file whose `_session_expiry` is an instant or an integer is judged here by
-//! its mtime plus `cookie_age` (the store does not decode data); files this store writes carry
-//! their real expiry in the mtime, so Django and cloakroom agree on them.
+//! A Django-written file is judged here by its mtime plus `cookie_age` (the store does not
+//! decode data); the core then also ends a session whose `_session_expiry` instant has passed,
+//! as Django does. Files this store writes carry their real expiry in the mtime, so Django and
+//! cloakroom agree on them. (A Django file with an integer `_session_expiry`, which Django
+//! never expires server-side, ends here at mtime plus `cookie_age`.)
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

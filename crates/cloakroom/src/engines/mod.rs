@@ -171,7 +171,9 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
         redis::check_url(url)?;
         let store = redis::RedisStore::connect(url)
             .await?
-            .with_command_timeout(settings.store_timeout());
+            .with_command_timeout(settings.store_timeout())
+            // Django's pickles, carried as base64 by `Codec::DjangoCache` (see Settings::codec).
+            .with_binary_values(settings.data_format == crate::config::DataFormat::Django);
         let store = Arc::new(store);
         Ok(Opened {
             store: store.clone(),
@@ -193,13 +195,22 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
             // Started in the background and failing fast while down: the database serves
             // every request until the cache answers, and the app starts without it. A short
             // timeout leaves the database most of the request's time when the cache hangs.
+            let django = settings.data_format == crate::config::DataFormat::Django;
             let store = redis::RedisStore::connect_lazy(url)
                 .await?
                 .with_session_prefix(redis::CACHED_DB_SESSION_PREFIX)
                 .with_fail_fast(true)
+                .with_binary_values(django)
                 .with_command_timeout(
                     (settings.store_timeout() / 4).max(std::time::Duration::from_millis(50)),
                 );
+            if django {
+                // Django's own cache entries are pickles of the dict (see DjangoCacheCopy).
+                return Ok(Arc::new(cached_db::DjangoCacheCopy::new(
+                    Arc::new(store),
+                    settings.codec(),
+                )));
+            }
             Ok(Arc::new(store))
         }
         #[cfg(not(feature = "redis"))]

@@ -24,6 +24,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::Bytes;
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
@@ -105,16 +107,29 @@ impl Script {
 static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(LOAD_LUA));
 static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(UPDATE_LUA));
 
-/// How session data is kept in a Redis value: its UTF-8 text, as is.
+/// How session data is kept in a Redis value.
 ///
-/// The one place that knows the value encoding, so another (Django's pickle) can replace it.
-/// The compare-and-swap compares encoded values, so the encoding must be deterministic.
-fn encode_value(data: &str) -> Bytes {
+/// The one place that knows the value encoding. By default the record's text is the value, as
+/// is. With [`RedisStore::with_binary_values`] the record's text is the standard base64 of
+/// the value's bytes (what [`Codec::DjangoCache`](crate::codec::Codec::DjangoCache) writes: a
+/// pickle), so Redis holds exactly the bytes Django's `RedisCache` reads and writes. The
+/// compare-and-swap compares encoded values, which are then the bytes as stored.
+fn encode_value(binary: bool, data: &str) -> Bytes {
+    if binary {
+        // Text that is not base64 cannot come from the binary codec; storing it as is keeps it
+        // visible to a reader instead of losing the write.
+        if let Ok(bytes) = STANDARD.decode(data) {
+            return Bytes::from(bytes);
+        }
+    }
     Bytes::copy_from_slice(data.as_bytes())
 }
 
-/// The session data text of a Redis value, or `None` when the value is not one we wrote.
-fn decode_value(raw: &[u8]) -> Option<String> {
+/// The record text of a Redis value, or `None` when the value is not one we could have written.
+fn decode_value(binary: bool, raw: &[u8]) -> Option<String> {
+    if binary {
+        return Some(STANDARD.encode(raw));
+    }
     std::str::from_utf8(raw).ok().map(str::to_owned)
 }
 
@@ -249,6 +264,8 @@ pub struct RedisStore {
     /// `<prefix>:<version>:<session prefix>`, what every key starts with.
     head: String,
     options: Options,
+    /// Values are bytes carried as base64 in the record (Django's pickled sessions).
+    binary: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -332,9 +349,19 @@ impl RedisStore {
                 timeout: Some(DEFAULT_COMMAND_TIMEOUT),
                 ..Options::default()
             },
+            binary: false,
         };
         store.head = store.head();
         Ok(store)
+    }
+
+    /// Stores the bytes a record's text carries as base64, instead of the text: for
+    /// [`Codec::DjangoCache`](crate::codec::Codec::DjangoCache), whose records are base64
+    /// pickles, so Django's `RedisCache` finds its own pickle format under its own keys.
+    #[must_use]
+    pub fn with_binary_values(mut self, binary: bool) -> Self {
+        self.binary = binary;
+        self
     }
 
     fn head(&self) -> String {
@@ -473,7 +500,7 @@ impl SessionStore for RedisStore {
                 ) else {
                     return Err(unexpected("load", &reply));
                 };
-                let Some(data) = decode_value(raw) else {
+                let Some(data) = decode_value(self.binary, raw) else {
                     tracing::warn!(
                         engine = ENGINE,
                         "a session key holds a value that is not session data; treating it as absent"
@@ -511,7 +538,7 @@ impl SessionStore for RedisStore {
             .with_options(&self.options)
             .set(
                 self.redis_key(key),
-                encode_value(&record.data),
+                encode_value(self.binary, &record.data),
                 Some(Expiration::PX(ttl)),
                 Some(SetOptions::NX),
                 false,
@@ -537,8 +564,8 @@ impl SessionStore for RedisStore {
         let ttl = ttl_ms(record.expires_at, wall).unwrap_or(0);
         let ahead = i64::try_from((now - wall).whole_milliseconds()).unwrap_or(i64::MAX);
         let args = vec![
-            Value::Bytes(encode_value(expected)),
-            Value::Bytes(encode_value(&record.data)),
+            Value::Bytes(encode_value(self.binary, expected)),
+            Value::Bytes(encode_value(self.binary, &record.data)),
             Value::Integer(ttl),
             Value::Integer(ahead),
         ];
@@ -553,7 +580,7 @@ impl SessionStore for RedisStore {
                 ) else {
                     return Err(unexpected("update", &reply));
                 };
-                match decode_value(raw) {
+                match decode_value(self.binary, raw) {
                     Some(data) => Ok(Updated::Conflict(Record {
                         data,
                         expires_at: expiry_of(pttl, OffsetDateTime::now_utc()),
