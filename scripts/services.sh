@@ -16,8 +16,6 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server redis-tools)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-venv)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
-command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "services: installing ${need_pkgs[*]}"
   $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq

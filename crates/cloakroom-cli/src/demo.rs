@@ -102,6 +102,7 @@ pub fn app(sessions: Sessions) -> Router {
         .route("/api/whoami", get(api_whoami))
         .route("/api/logout", post(api_logout))
         .route("/api/expiry", post(api_expiry))
+        .route("/api/remember", post(api_remember))
         .route("/health", get(|| async { "ok" }))
         .layer(SessionLayer::new(sessions))
 }
@@ -190,6 +191,19 @@ struct Seconds {
 
 async fn api_expiry(session: Session, Json(s): Json<Seconds>) -> Json<serde_json::Value> {
     session.set_expiry(Expiry::seconds(s.seconds));
+    Json(json!({
+        "expiry_age": session.expiry_age(),
+        "expire_at_browser_close": session.expire_at_browser_close(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct Remember {
+    remember: bool,
+}
+
+async fn api_remember(session: Session, Json(r): Json<Remember>) -> Json<serde_json::Value> {
+    session.remember_me(r.remember);
     Json(json!({
         "expiry_age": session.expiry_age(),
         "expire_at_browser_close": session.expire_at_browser_close(),

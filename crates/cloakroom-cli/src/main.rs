@@ -104,6 +104,18 @@ struct SettingsArgs {
     /// The bound on every store call, in milliseconds.
     #[arg(long, global = true, env = "CLOAKROOM_STORE_TIMEOUT_MS")]
     store_timeout_ms: Option<u64>,
+    /// End a session after this many seconds without a request (rolling).
+    #[arg(long, global = true, env = "CLOAKROOM_IDLE_TIMEOUT")]
+    idle_timeout: Option<u64>,
+    /// End a session this many seconds after creation or login, however active.
+    #[arg(long, global = true, env = "CLOAKROOM_ABSOLUTE_LIFETIME")]
+    absolute_lifetime: Option<u64>,
+    /// With an idle timeout, refresh the store once this fraction of it has passed (0.2).
+    #[arg(long, global = true, env = "CLOAKROOM_REFRESH_THRESHOLD")]
+    refresh_threshold: Option<f64>,
+    /// Seconds the old key still leads to the session after cycle_key (0: off; max 60).
+    #[arg(long, global = true, env = "CLOAKROOM_ROTATION_GRACE")]
+    rotation_grace: Option<u64>,
     /// fail_closed (503) or fail_open (anonymous session) when the store fails.
     #[arg(long, global = true, env = "CLOAKROOM_ON_STORE_ERROR", value_parser = parse_policy)]
     on_store_error: Option<OnStoreError>,
@@ -139,8 +151,16 @@ impl SettingsArgs {
             save_every_request,
             table,
             store_timeout_ms,
-            on_store_error
+            on_store_error,
+            refresh_threshold,
+            rotation_grace
         );
+        if let Some(v) = self.idle_timeout {
+            s.idle_timeout = Some(v);
+        }
+        if let Some(v) = self.absolute_lifetime {
+            s.absolute_lifetime = Some(v);
+        }
         if let Some(v) = &self.database_url {
             s.database_url = Some(v.clone());
         }

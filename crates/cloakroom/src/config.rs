@@ -15,16 +15,25 @@ use crate::error::ConfigError;
 /// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
 pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
 
+/// The longest session lifetime cloakroom accepts, in seconds (about 110 years): far beyond any
+/// real use, and small enough that "now + lifetime" is always a representable date.
+pub const MAX_COOKIE_AGE: u64 = 400 * 86_400 * 100;
+
 /// The `SameSite` attribute of the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SameSite {
+    // The aliases accept Django's spelling (`SESSION_COOKIE_SAMESITE = "Strict"`) in a TOML
+    // file, as the flag and the environment variable do.
     /// Sent on same-site requests only.
+    #[serde(alias = "Strict")]
     Strict,
     /// Sent on same-site requests and top-level navigations (Django's default).
     #[default]
+    #[serde(alias = "Lax")]
     Lax,
     /// Sent on every request; browsers require `Secure` with it.
+    #[serde(alias = "None")]
     None,
 }
 
@@ -178,6 +187,21 @@ pub struct Settings {
     pub breaker_threshold: u32,
     /// How long an open circuit breaker waits before letting one trial call through.
     pub breaker_cooldown_ms: u64,
+    /// An idle timeout in seconds: the session ends after this long without a request, and a
+    /// request that only reads extends it (see `refresh_threshold`). `None`: Django's model,
+    /// where the lifetime counts from the last save.
+    pub idle_timeout: Option<u64>,
+    /// An absolute lifetime in seconds: the session ends this long after it was created or
+    /// its key was cycled (login), however active it is.
+    pub absolute_lifetime: Option<u64>,
+    /// With an idle timeout, a read-only request writes the new expiry to the store only once
+    /// this fraction of the idle timeout has passed since the last write (0.2: after 20%).
+    pub refresh_threshold: f64,
+    /// After `cycle_key()`, requests still in flight with the old key reach the new session for
+    /// this many seconds (0: off, the default; at most 60). `flush()` has no grace.
+    pub rotation_grace: u64,
+    /// The lifetime `remember_me(true)` gives a session, in seconds (30 days).
+    pub remember_me_age: u64,
 }
 
 /// The default session table (Django's own is `django_session`; same columns).
@@ -205,10 +229,15 @@ impl Default for Settings {
             secret_key_fallbacks: Vec::new(),
             store_timeout_ms: 3_000,
             on_store_error: OnStoreError::FailClosed,
-            lock_timeout_ms: 5_000,
+            lock_timeout_ms: 30_000,
             cache_capacity: 1_000_000,
             breaker_threshold: 5,
             breaker_cooldown_ms: 1_000,
+            idle_timeout: None,
+            absolute_lifetime: None,
+            refresh_threshold: 0.2,
+            rotation_grace: 0,
+            remember_me_age: 30 * 86_400,
         }
     }
 }
@@ -260,6 +289,8 @@ impl Settings {
         with_file_path: file_path: Option<PathBuf>;
         /// Sets `secret_key`.
         with_secret_key: secret_key: Option<Secret>;
+        /// Sets `secret_key_fallbacks` (older keys still accepted when reading, tried in order).
+        with_secret_key_fallbacks: secret_key_fallbacks: Vec<Secret>;
         /// Sets `store_timeout_ms`.
         with_store_timeout_ms: store_timeout_ms: u64;
         /// Sets `on_store_error`.
@@ -272,6 +303,16 @@ impl Settings {
         with_breaker_threshold: breaker_threshold: u32;
         /// Sets `breaker_cooldown_ms`.
         with_breaker_cooldown_ms: breaker_cooldown_ms: u64;
+        /// Sets `idle_timeout` in seconds.
+        with_idle_timeout: idle_timeout: Option<u64>;
+        /// Sets `absolute_lifetime` in seconds.
+        with_absolute_lifetime: absolute_lifetime: Option<u64>;
+        /// Sets `refresh_threshold` (a fraction between 0 and 1).
+        with_refresh_threshold: refresh_threshold: f64;
+        /// Sets `rotation_grace` in seconds (at most 60).
+        with_rotation_grace: rotation_grace: u64;
+        /// Sets `remember_me_age` in seconds.
+        with_remember_me_age: remember_me_age: u64;
     }
 
     /// Reads settings from a TOML file; keys missing from the file keep their defaults.
@@ -362,7 +403,7 @@ impl Settings {
         if !self.cookie_path.starts_with('/') {
             return invalid("cookie_path", "must start with `/`");
         }
-        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > 400 * 86_400 * 100 {
+        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > MAX_COOKIE_AGE {
             return invalid("cookie_age", "is unreasonably large");
         }
         if self.table.is_empty()
@@ -372,6 +413,21 @@ impl Settings {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return invalid("table", "must be letters, digits and `_` only");
+        }
+        if !(0.0..=1.0).contains(&self.refresh_threshold) {
+            return invalid("refresh_threshold", "must be a fraction between 0 and 1");
+        }
+        if self.rotation_grace > 60 {
+            return invalid(
+                "rotation_grace",
+                "is bounded to 60 seconds: the old key stays usable for that long",
+            );
+        }
+        if self.idle_timeout == Some(0) || self.absolute_lifetime == Some(0) {
+            return invalid(
+                "idle_timeout",
+                "idle_timeout and absolute_lifetime must be above 0 (leave them unset for none)",
+            );
         }
         if self.store_timeout_ms == 0 {
             return invalid("store_timeout_ms", "must be above 0");
@@ -413,6 +469,20 @@ mod tests {
         assert_eq!(s.engine, Engine::Cache);
         let err = Settings::from_toml_str("cookie_nam = \"x\"").unwrap_err();
         assert!(err.to_string().contains("cookie_nam"), "{err}");
+    }
+
+    #[test]
+    fn toml_accepts_djangos_samesite_spelling() {
+        for (text, expected) in [
+            ("Strict", SameSite::Strict),
+            ("Lax", SameSite::Lax),
+            ("lax", SameSite::Lax),
+        ] {
+            let s = Settings::from_toml_str(&format!("cookie_samesite = \"{text}\"")).unwrap();
+            assert_eq!(s.cookie_samesite, expected, "{text}");
+        }
+        let none = Settings::from_toml_str("cookie_samesite = \"None\"\ncookie_secure = true");
+        assert_eq!(none.unwrap().cookie_samesite, SameSite::None);
     }
 
     #[test]

@@ -14,10 +14,16 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use crate::codec::Data;
-use crate::config::Settings;
+use crate::config::{Settings, MAX_COOKIE_AGE};
 
 /// The key Django keeps per-session expiry under.
 pub const EXPIRY_KEY: &str = "_session_expiry";
+/// A per-session idle timeout in seconds (overrides the `idle_timeout` setting).
+pub const IDLE_KEY: &str = "_cloakroom_idle";
+/// The instant (ISO 8601) at which the session ends however active it is.
+pub const DEADLINE_KEY: &str = "_cloakroom_deadline";
+/// In a record left behind by `cycle_key()` under a rotation grace window: the new key.
+pub const MOVED_KEY: &str = "_cloakroom_moved_to";
 
 /// When a session should expire: the argument of [`Session::set_expiry`](crate::Session::set_expiry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,24 +116,62 @@ pub(crate) struct Lifetime {
     pub expires_at: OffsetDateTime,
     /// The cookie has no Max-Age/Expires.
     pub browser_close: bool,
+    /// The idle timeout in force, in seconds, when the session rolls.
+    pub idle: Option<i64>,
 }
 
 impl Lifetime {
+    /// Django's rules, then an idle timeout (when no `_session_expiry` overrides it), then
+    /// the absolute deadline: the effective expiry is the earliest.
     pub(crate) fn of(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
+        let mut lifetime = Self::django(data, settings, now);
+        let explicit = !matches!(data.get(EXPIRY_KEY), None | Some(Value::Null));
+        let idle = data
+            .get(IDLE_KEY)
+            .and_then(Value::as_u64)
+            .or(settings.idle_timeout)
+            .and_then(|s| i64::try_from(s).ok())
+            .filter(|s| *s > 0);
+        if let (false, Some(idle)) = (explicit, idle) {
+            lifetime.age = idle;
+            lifetime.expires_at = now + time::Duration::seconds(idle);
+            lifetime.idle = Some(idle);
+        }
+        if let Some(deadline) = data
+            .get(DEADLINE_KEY)
+            .and_then(Value::as_str)
+            .and_then(parse_iso)
+        {
+            if deadline < lifetime.expires_at {
+                lifetime.expires_at = deadline;
+                lifetime.age = (deadline - now).whole_seconds();
+            }
+        }
+        lifetime
+    }
+
+    fn django(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
         let cookie_age = i64::try_from(settings.cookie_age).unwrap_or(i64::MAX / 2);
         let default = |browser_close| Self {
             age: cookie_age,
             expires_at: now + time::Duration::seconds(cookie_age),
             browser_close,
+            idle: None,
         };
         match data.get(EXPIRY_KEY) {
             None | Some(Value::Null) => default(settings.expire_at_browser_close),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(secs) if secs > 0 => Self {
-                    age: secs,
-                    expires_at: now + time::Duration::seconds(secs),
-                    browser_close: false,
-                },
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(secs) if secs > 0 => {
+                    // The value may come from a form or from other code: clamp it so that the
+                    // expiry instant cannot overflow (which would panic).
+                    let secs = i64::try_from(secs.min(MAX_COOKIE_AGE)).unwrap_or(cookie_age);
+                    Self {
+                        age: secs,
+                        expires_at: now + time::Duration::seconds(secs),
+                        browser_close: false,
+                        idle: None,
+                    }
+                }
                 // 0 (and anything Django would read as false) is browser close.
                 _ => default(true),
             },
@@ -136,6 +180,7 @@ impl Lifetime {
                     age: (at - now).whole_seconds(),
                     expires_at: at,
                     browser_close: false,
+                    idle: None,
                 },
                 None => {
                     tracing::warn!(
@@ -204,6 +249,12 @@ mod tests {
         );
         let l = Lifetime::of(&data, &s, now);
         assert_eq!(l.age, 3600, "fractions are truncated");
+
+        for huge in [Value::from(i64::MAX), Value::from(u64::MAX)] {
+            data.insert(EXPIRY_KEY.into(), huge);
+            let l = Lifetime::of(&data, &s, now);
+            assert_eq!((l.age, l.browser_close), (MAX_COOKIE_AGE as i64, false));
+        }
 
         let global_close = Settings::default().with_expire_at_browser_close(true);
         data.insert(EXPIRY_KEY.into(), Value::from(300));

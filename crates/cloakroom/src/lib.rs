@@ -51,6 +51,7 @@ pub mod key;
 pub mod layer;
 mod manager;
 mod session;
+pub mod signing;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -9,12 +9,14 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
-use crate::expiry::Lifetime;
+use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
 use crate::key;
 use crate::session::{Inner, Session, State};
 use crate::store::{Created, Record, SessionStore, Updated};
@@ -313,9 +315,8 @@ impl LazySession {
         } else {
             shared.lock(candidate).await
         };
-        let now = shared.clock.now();
-        let record = match shared.call(shared.store.load(candidate, now)).await {
-            Ok(record) => record,
+        let found = match self.read_record(candidate).await {
+            Ok(found) => found,
             Err(e) if self.policy() == OnStoreError::FailOpen => {
                 tracing::warn!(engine = shared.store.engine(), error = %e,
                     "session store failed; continuing with an anonymous session (fail-open)");
@@ -326,27 +327,55 @@ impl LazySession {
         };
         let mut st = self.session.state();
         st.guard = guard;
-        if let Some(record) = record {
-            match shared.codec.decode(&record.data) {
-                Ok(data) => {
-                    st.data = data;
-                    st.key = Some(candidate.to_owned());
-                    st.loaded = Some(record.data);
-                }
+        if let Some((key, record, data)) = found {
+            st.resend = key != candidate;
+            st.data = data;
+            st.key = Some(key);
+            st.expires_at = Some(record.expires_at);
+            st.loaded = Some(record.data);
+        }
+        Ok(())
+    }
+
+    /// Loads and decodes the live record under `key`, following the pointer that a key
+    /// rotation leaves behind while its grace window lasts. Corrupt data is never adopted.
+    async fn read_record(
+        &self,
+        key: &str,
+    ) -> Result<Option<(String, Record, crate::codec::Data)>, StoreError> {
+        let shared = &self.session.inner.shared;
+        let now = shared.clock.now();
+        let mut key = key.to_owned();
+        // One hop at most: a pointer to a pointer is not followed.
+        for _hop in 0..2 {
+            let Some(record) = shared.call(shared.store.load(&key, now)).await? else {
+                return Ok(None);
+            };
+            let data = match shared.codec.decode(&record.data) {
+                Ok(data) => data,
                 Err(e) => {
                     // Never adopted and never overwritten: the visitor gets a new key.
                     tracing::warn!(engine = shared.store.engine(), error = %e,
                         "stored session data is corrupt; starting a fresh session");
+                    return Ok(None);
                 }
+            };
+            match moved_to(&data) {
+                None => return Ok(Some((key, record, data))),
+                Some(next) if shared.settings.rotation_grace > 0 && key::is_well_formed(next) => {
+                    key = next.to_owned();
+                }
+                Some(_) => return Ok(None),
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Ends the request's session after the handler ran: deletes, creates or saves the record
     /// with Django's rules, and says what to do with the cookie.
     ///
-    /// `status` is the response status: nothing is saved on a 5xx.
+    /// `status` is the response status: on a 5xx nothing is saved or deleted and the cookie is
+    /// left alone.
     ///
     /// # Errors
     /// [`Error::Interrupted`] when another request deleted the session meanwhile,
@@ -397,16 +426,23 @@ impl LazySession {
             cookie: CookieAction::Keep,
             vary,
         };
-        if st.detached {
+        // Django skips the save on a 5xx. The store is left alone entirely, doomed keys
+        // included: a login that failed after `cycle_key` must not delete the old record
+        // without storing its replacement (the browser keeps the old cookie).
+        if st.detached || status >= 500 {
             return Ok(keep(st.accessed));
         }
         for doomed in std::mem::take(&mut st.doomed) {
             shared.call(store.delete(&doomed)).await?;
         }
+        let now = shared.clock.now();
         if st.data.is_empty() {
             if st.modified {
                 if let Some(key) = st.key.take() {
                     shared.call(store.delete(&key)).await?;
+                }
+                if let Some((old, _)) = st.cycled_from.take() {
+                    shared.call(store.delete(&old)).await?;
                 }
             }
             return Ok(if had_cookie {
@@ -418,18 +454,34 @@ impl LazySession {
                 keep(st.accessed)
             });
         }
-        if !(st.modified || settings.save_every_request) || status >= 500 {
-            return Ok(keep(st.accessed));
+        if !(st.modified || settings.save_every_request) {
+            return Ok(match self.roll(st, now).await? {
+                Some(outcome) => outcome,
+                None if st.resend => self.cookie_for(st, now)?,
+                None => keep(st.accessed),
+            });
+        }
+        if st.key.is_none() {
+            // A new session (or a cycled key) starts its absolute lifetime now.
+            if let (Some(life), false) = (
+                settings.absolute_lifetime,
+                st.data.contains_key(DEADLINE_KEY),
+            ) {
+                let deadline = now + Duration::from_secs(life);
+                st.data.insert(
+                    DEADLINE_KEY.to_owned(),
+                    serde_json::Value::from(crate::expiry::format_iso(deadline)),
+                );
+            }
         }
 
-        let now = shared.clock.now();
         let lifetime = Lifetime::of(&st.data, settings, now);
         let mut record = Record {
             data: shared.codec.encode(&st.data),
             expires_at: lifetime.expires_at,
         };
         let key = match (st.key.clone(), st.loaded.take()) {
-            (Some(key), Some(mut expected)) => {
+            (Some(mut key), Some(mut expected)) => {
                 let mut merges = 0;
                 loop {
                     match shared
@@ -438,15 +490,26 @@ impl LazySession {
                     {
                         Updated::Stored => break,
                         Updated::Missing => return Err(Error::Interrupted),
-                        Updated::Conflict(current) => {
+                        Updated::Conflict(mut current) => {
                             merges += 1;
                             if merges > MAX_MERGES {
                                 return Err(Error::Contended { attempts: merges });
                             }
-                            let mut data = shared.codec.decode(&current.data).map_err(|e| {
-                                tracing::warn!(error = %e, "a concurrent save left corrupt data");
-                                Error::Interrupted
-                            })?;
+                            backoff(merges).await;
+                            let mut data = self.decode_current(&current)?;
+                            if let Some(next) = moved_to(&data) {
+                                // Another request rotated the key while this one ran: inside
+                                // the grace window the changes go to the new session.
+                                let Some((next, next_record, next_data)) =
+                                    self.read_record(next).await?
+                                else {
+                                    return Err(Error::Interrupted);
+                                };
+                                key = next;
+                                current = next_record;
+                                data = next_data;
+                                st.resend = true;
+                            }
                             for op in &st.ops {
                                 op.replay(&mut data)?;
                             }
@@ -464,10 +527,14 @@ impl LazySession {
             }
             _ => self.create(&record).await?,
         };
-        let lifetime = Lifetime::of(&st.data, settings, now);
-        let value = store.cookie_value(&key, &record)?.into_owned();
+        if let Some((old, old_data)) = st.cycled_from.take() {
+            self.forward(&old, old_data, &key, now).await?;
+        }
+        let value = store.cookie_value(&key, &record, now)?.into_owned();
+        st.expires_at = Some(record.expires_at);
         st.loaded = Some(record.data);
         st.key = Some(key);
+        let lifetime = Lifetime::of(&st.data, settings, now);
         Ok(Outcome {
             cookie: CookieAction::Set {
                 value,
@@ -475,6 +542,114 @@ impl LazySession {
             },
             vary: true,
         })
+    }
+
+    fn decode_current(&self, current: &Record) -> Result<crate::codec::Data, Error> {
+        self.session
+            .inner
+            .shared
+            .codec
+            .decode(&current.data)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "a concurrent save left corrupt data");
+                Error::Interrupted
+            })
+    }
+
+    /// The cookie for the session as it stands, without writing to the store.
+    fn cookie_for(&self, st: &State, now: OffsetDateTime) -> Result<Outcome, Error> {
+        let shared = &self.session.inner.shared;
+        let (Some(key), Some(data)) = (&st.key, &st.loaded) else {
+            return Ok(Outcome {
+                cookie: CookieAction::Keep,
+                vary: st.accessed,
+            });
+        };
+        let lifetime = Lifetime::of(&st.data, &shared.settings, now);
+        let record = Record {
+            data: data.clone(),
+            expires_at: st.expires_at.unwrap_or(lifetime.expires_at),
+        };
+        let age = (record.expires_at - now).whole_seconds();
+        Ok(Outcome {
+            cookie: CookieAction::Set {
+                value: shared.store.cookie_value(key, &record, now)?.into_owned(),
+                max_age: (!lifetime.browser_close).then_some(age),
+            },
+            vary: true,
+        })
+    }
+
+    /// A rolling session on a read-only request: moves the expiry forward with a TTL-only
+    /// write, but only once `refresh_threshold` of the idle timeout has passed since the last
+    /// write, so 1,000 reads do not make 1,000 writes.
+    async fn roll(&self, st: &mut State, now: OffsetDateTime) -> Result<Option<Outcome>, Error> {
+        let shared = &self.session.inner.shared;
+        let settings = &shared.settings;
+        let (Some(key), Some(loaded), Some(stored_expiry)) =
+            (st.key.clone(), st.loaded.clone(), st.expires_at)
+        else {
+            return Ok(None);
+        };
+        let lifetime = Lifetime::of(&st.data, settings, now);
+        let Some(idle) = lifetime.idle else {
+            return Ok(None);
+        };
+        let remaining = (stored_expiry - now).as_seconds_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let fresh_enough = remaining > idle as f64 * (1.0 - settings.refresh_threshold);
+        if fresh_enough || lifetime.expires_at <= stored_expiry {
+            return Ok(None);
+        }
+        let record = Record {
+            data: loaded,
+            expires_at: lifetime.expires_at,
+        };
+        match shared.call(shared.store.touch(&key, &record, now)).await? {
+            Updated::Stored => {
+                st.expires_at = Some(record.expires_at);
+                Ok(Some(Outcome {
+                    cookie: CookieAction::Set {
+                        value: shared.store.cookie_value(&key, &record, now)?.into_owned(),
+                        max_age: (!lifetime.browser_close).then_some(lifetime.age),
+                    },
+                    vary: true,
+                }))
+            }
+            // Another request saved meanwhile, and so moved the expiry itself; or the session
+            // is gone, which the next request will find out.
+            Updated::Conflict(_) | Updated::Missing => Ok(None),
+        }
+    }
+
+    /// Leaves a pointer from a rotated key to its successor for the grace window.
+    async fn forward(
+        &self,
+        old: &str,
+        mut expected: String,
+        new: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        let shared = &self.session.inner.shared;
+        let grace = Duration::from_secs(shared.settings.rotation_grace);
+        let mut pointer = crate::codec::Data::new();
+        pointer.insert(MOVED_KEY.to_owned(), serde_json::Value::from(new));
+        let record = Record {
+            data: shared.codec.encode(&pointer),
+            expires_at: now + grace,
+        };
+        for _ in 0..MAX_MERGES {
+            match shared
+                .call(shared.store.update(old, &expected, &record, now))
+                .await?
+            {
+                Updated::Stored | Updated::Missing => return Ok(()),
+                Updated::Conflict(current) => expected = current.data,
+            }
+        }
+        // Could not park the pointer: fall back to no grace rather than leave the old key live.
+        shared.call(shared.store.delete(old)).await?;
+        Ok(())
     }
 
     async fn create(&self, record: &Record) -> Result<String, Error> {
@@ -490,4 +665,22 @@ impl LazySession {
             attempts: MAX_KEY_DRAWS,
         })
     }
+}
+
+/// The successor key a rotated record points to, if this record is such a pointer.
+fn moved_to(data: &crate::codec::Data) -> Option<&str> {
+    data.get(MOVED_KEY).and_then(serde_json::Value::as_str)
+}
+
+/// A short random pause before the next merge attempt, growing with each conflict, so that
+/// many requests racing for one record (several app servers, or a lock wait that timed out)
+/// spread out instead of colliding again in lockstep.
+async fn backoff(attempt: u32) {
+    let ceiling_us = 500u64 << attempt.min(6); // 0.5 ms … 32 ms
+    let mut bytes = [0u8; 8];
+    let jitter = match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) % ceiling_us,
+        Err(_) => ceiling_us / 2,
+    };
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
 }

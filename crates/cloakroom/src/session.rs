@@ -4,6 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::codec::Data;
 use crate::error::Error;
-use crate::expiry::{Expiry, Lifetime, EXPIRY_KEY};
+use crate::expiry::{Expiry, Lifetime, DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
 use crate::manager::Shared;
 
 /// A change that re-runs against whatever the store holds now.
@@ -58,6 +59,14 @@ pub(crate) struct State {
     pub modified: bool,
     /// The store failed and the policy is fail-open: nothing is saved.
     pub detached: bool,
+    /// When the loaded record expires (for rolling idle timeouts).
+    pub expires_at: Option<OffsetDateTime>,
+    /// The key and data this session had before `cycle_key()`, when a rotation grace window
+    /// keeps the old key pointing here for a few seconds.
+    pub cycled_from: Option<(String, String)>,
+    /// The cookie must be sent again even if nothing changed (the request came with a key
+    /// that was rotated, inside the grace window).
+    pub resend: bool,
     /// Serialises this visitor's requests in this process; dropped after the save.
     pub guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -339,6 +348,10 @@ impl Session {
         if let Some(old) = st.key.take() {
             st.doomed.push(old);
         }
+        // Logout has no grace window: a key rotated earlier in this request goes too.
+        if let Some((old, _)) = st.cycled_from.take() {
+            st.doomed.push(old);
+        }
         st.data.clear();
         st.ops.clear();
         st.loaded = None;
@@ -347,13 +360,60 @@ impl Session {
 
     /// Keeps the data under a new key and deletes the old record. Call it on login, against
     /// session fixation.
+    ///
+    /// With an `absolute_lifetime`, the lifetime starts again here: it counts from login.
+    /// With a `rotation_grace`, the old key keeps leading to this session for that many
+    /// seconds, so parallel requests of the same page load do not fail or fork a session.
     pub fn cycle_key(&self) {
-        let mut st = self.read();
-        if let Some(old) = st.key.take() {
-            st.doomed.push(old);
+        let shared = &self.inner.shared;
+        {
+            let mut st = self.read();
+            let loaded = st.loaded.take();
+            if let Some(old) = st.key.take() {
+                match loaded {
+                    Some(data) if shared.settings.rotation_grace > 0 => {
+                        st.cycled_from = Some((old, data));
+                    }
+                    _ => st.doomed.push(old),
+                }
+            }
+            st.modified = true;
         }
-        st.loaded = None;
-        st.modified = true;
+        if let Some(life) = shared.settings.absolute_lifetime {
+            self.set_absolute_lifetime(Duration::from_secs(life));
+        }
+    }
+
+    /// Ends this session `lifetime` from now however active it is (per session; the
+    /// `absolute_lifetime` setting does this on creation and on `cycle_key`).
+    pub fn set_absolute_lifetime(&self, lifetime: Duration) {
+        let deadline = self.inner.shared.clock.now() + lifetime;
+        self.insert_value(
+            DEADLINE_KEY,
+            Value::from(crate::expiry::format_iso(deadline)),
+        );
+    }
+
+    /// Sets this session's idle timeout (per session, overriding the `idle_timeout` setting):
+    /// it ends after `timeout` without a request. `None` goes back to the setting.
+    pub fn set_idle_timeout(&self, timeout: Option<Duration>) {
+        match timeout {
+            Some(t) => self.insert_value(IDLE_KEY, Value::from(t.as_secs().max(1))),
+            None => {
+                self.remove_value(IDLE_KEY);
+            }
+        }
+    }
+
+    /// "Remember me": `true` keeps the session for `remember_me_age` (30 days by default) from
+    /// now, whatever the browser does; `false` makes it end when the browser closes.
+    pub fn remember_me(&self, remember: bool) {
+        if remember {
+            let age = self.inner.shared.settings.remember_me_age;
+            self.set_expiry(Expiry::In(Duration::from_secs(age)));
+        } else {
+            self.set_expiry(Expiry::BrowserClose);
+        }
     }
 
     /// Sets this session's expiry (Django's `set_expiry`); see [`Expiry`].

@@ -85,6 +85,21 @@ pub trait SessionStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError>;
 
+    /// Moves the expiry of the live record under `key` to `record.expires_at`, where
+    /// `record.data` is the data the caller loaded (a TTL-only write where the engine has one:
+    /// Redis `PEXPIREAT`, an `UPDATE` of the expiry column, a file's mtime).
+    ///
+    /// The default is an [`update`](Self::update) that writes the same data back, which is
+    /// always correct; engines override it when they have something cheaper.
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.update(key, &record.data, record, now).await
+    }
+
     /// Deletes the record under `key`; a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
@@ -94,8 +109,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The value the cookie carries for a record saved under `key`.
     ///
     /// Server-side stores send the key; a store that keeps the data in the cookie itself sends
-    /// the data, and then reads it back in [`load`](Self::load) from the cookie value.
-    fn cookie_value<'a>(&self, key: &'a str, _record: &Record) -> Result<Cow<'a, str>, StoreError> {
+    /// the data, and then reads it back in [`load`](Self::load) from the cookie value. `now` is
+    /// the core's clock at the save (a signed cookie carries it as its timestamp).
+    ///
+    /// # Errors
+    /// [`StoreError::TooLarge`] when the value cannot fit in a cookie.
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        _record: &Record,
+        _now: OffsetDateTime,
+    ) -> Result<Cow<'a, str>, StoreError> {
         Ok(Cow::Borrowed(key))
     }
 

@@ -196,11 +196,29 @@ pub async fn clear_expired_keeps_live(store: Arc<dyn SessionStore>, clear: Arc<d
 }
 
 fn sessions(store: Arc<dyn SessionStore>) -> (Sessions, ManualClock) {
+    sessions_with(store, Settings::default())
+}
+
+fn sessions_with(store: Arc<dyn SessionStore>, settings: Settings) -> (Sessions, ManualClock) {
     let clock = ManualClock::starting_now();
-    let sessions = Sessions::from_arc(store, Settings::default())
-        .expect("default settings are valid")
+    let sessions = Sessions::from_arc(store, settings)
+        .expect("test settings are valid")
         .with_clock(clock.clone());
     (sessions, clock)
+}
+
+/// Starts a session holding `visits = 1` and returns its cookie value.
+async fn new_session(sessions: &Sessions) -> String {
+    let lazy = sessions.start(None);
+    lazy.load().await.unwrap().insert("visits", 1).unwrap();
+    cookie_of(&lazy.commit(200).await.unwrap().cookie)
+}
+
+/// One read-only request; returns what it did to the cookie and whether the session was live.
+async fn read_only(sessions: &Sessions, cookie: &str) -> (CookieAction, bool) {
+    let lazy = sessions.start(Some(cookie));
+    let live = !lazy.load().await.unwrap().is_empty();
+    (lazy.commit(200).await.unwrap().cookie, live)
 }
 
 fn cookie_of(action: &CookieAction) -> String {
@@ -213,7 +231,7 @@ fn cookie_of(action: &CookieAction) -> String {
 /// Through the core: a new session is saved under a fresh key, loads back, `cycle_key` moves
 /// it to a new key and makes the old one useless, and `flush` deletes it.
 pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store.clone());
+    let (sessions, clock) = sessions(store.clone());
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     assert_eq!(
@@ -224,6 +242,8 @@ pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
     s.insert("visits", 1).unwrap();
     let first = cookie_of(&lazy.commit(200).await.unwrap().cookie);
 
+    // A second later, so that a signed cookie re-signed by `cycle_key` differs too.
+    clock.advance(Duration::from_secs(1));
     let lazy = sessions.start(Some(&first));
     let s = lazy.load().await.unwrap();
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
@@ -316,6 +336,345 @@ pub async fn no_lost_updates(store: Arc<dyn SessionStore>) {
     assert_eq!(items, (0..40).collect::<Vec<_>>(), "lost items");
 }
 
+/// Idle timeout: a read-only request extends the session, but the store is written (and the
+/// cookie re-sent) only once `refresh_threshold` of the timeout has passed since the last write.
+pub async fn idle_timeout_rolls_without_write_storm(store: Arc<dyn SessionStore>) {
+    let settings = Settings::default().with_idle_timeout(Some(600));
+    let (sessions, clock) = sessions_with(store, settings);
+    let key = new_session(&sessions).await;
+    clock.advance(Duration::from_secs(60));
+    let (cookie, live) = read_only(&sessions, &key).await;
+    assert!(live);
+    assert_eq!(
+        cookie,
+        CookieAction::Keep,
+        "refreshed after only 10% of the idle timeout"
+    );
+    clock.advance(Duration::from_secs(70));
+    let (cookie, _) = read_only(&sessions, &key).await;
+    match cookie {
+        CookieAction::Set { max_age, .. } => assert_eq!(max_age, Some(600)),
+        other => panic!("no refresh after 22% of the idle timeout: {other:?}"),
+    }
+    // The refresh moved the expiry: 590 s after it the session is still there…
+    clock.advance(Duration::from_secs(590));
+    assert!(
+        read_only(&sessions, &key).await.1,
+        "the refresh did not reach the store"
+    );
+    // …and 600 s without any request ends it.
+    clock.advance(Duration::from_secs(601));
+    assert!(
+        !read_only(&sessions, &key).await.1,
+        "idle session still alive"
+    );
+}
+
+/// Absolute lifetime: however active, the session ends this long after creation.
+pub async fn absolute_lifetime_caps_an_active_session(store: Arc<dyn SessionStore>) {
+    let settings = Settings::default()
+        .with_idle_timeout(Some(600))
+        .with_absolute_lifetime(Some(1000));
+    let (sessions, clock) = sessions_with(store, settings);
+    let key = new_session(&sessions).await;
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(300));
+        assert!(
+            read_only(&sessions, &key).await.1,
+            "active session ended early"
+        );
+    }
+    clock.advance(Duration::from_secs(101));
+    assert!(
+        !read_only(&sessions, &key).await.1,
+        "session outlived its absolute lifetime"
+    );
+}
+
+/// Rotation grace: requests in flight with the old key reach the new session for a few
+/// seconds (their changes land there, and they get the new cookie); then the old key is useless.
+pub async fn rotation_grace_forwards_the_old_key(store: Arc<dyn SessionStore>) {
+    if store.keeps_data_in_cookie() {
+        return;
+    }
+    let settings = Settings::default().with_rotation_grace(5_u64);
+    let (sessions, clock) = sessions_with(store, settings);
+    let old = new_session(&sessions).await;
+
+    // A request of the same page load reads the session with the old key…
+    let in_flight = sessions.start(Some(&old));
+    in_flight.load().await.unwrap();
+    // …meanwhile another one logs in (the in-flight one holds this server's lock, so the
+    // login runs as if on a second app server).
+    let (other_server, _) = sessions_with(
+        sessions.store().clone(),
+        Settings::default().with_rotation_grace(5_u64),
+    );
+    let login = other_server.start(Some(&old));
+    let s = login.load().await.unwrap();
+    s.cycle_key();
+    s.insert("user", "ana").unwrap();
+    let new = cookie_of(&login.commit(200).await.unwrap().cookie);
+    assert_ne!(new, old);
+
+    let s = in_flight.load().await.unwrap();
+    s.update("cart", |c: &mut Vec<String>| c.push("apple".into()))
+        .unwrap();
+    let cookie = cookie_of(&in_flight.commit(200).await.unwrap().cookie);
+    assert_eq!(cookie, new, "the in-flight request forked a session");
+
+    let late = sessions.start(Some(&old));
+    let s = late.load().await.unwrap();
+    assert_eq!(s.get::<String>("user").unwrap().as_deref(), Some("ana"));
+    assert_eq!(
+        s.get::<Vec<String>>("cart").unwrap(),
+        Some(vec!["apple".to_owned()])
+    );
+    assert_eq!(cookie_of(&late.commit(200).await.unwrap().cookie), new);
+
+    clock.advance(Duration::from_secs(6));
+    assert!(
+        !read_only(&sessions, &old).await.1,
+        "old key still works after the grace window"
+    );
+    assert!(read_only(&sessions, &new).await.1);
+}
+
+/// Flush has no grace: logout makes the old key useless at once, window or not.
+pub async fn flush_has_no_grace(store: Arc<dyn SessionStore>) {
+    if store.keeps_data_in_cookie() {
+        return;
+    }
+    let (sessions, _) = sessions_with(store, Settings::default().with_rotation_grace(5_u64));
+    let key = new_session(&sessions).await;
+    let lazy = sessions.start(Some(&key));
+    let s = lazy.load().await.unwrap();
+    s.cycle_key();
+    s.flush();
+    lazy.commit(200).await.unwrap();
+    assert!(
+        !read_only(&sessions, &key).await.1,
+        "flushed key still works"
+    );
+}
+
+/// "Remember me" switches between a browser-close cookie and a long fixed lifetime.
+pub async fn remember_me_switches_the_cookie(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store);
+    let key = new_session(&sessions).await;
+    let lazy = sessions.start(Some(&key));
+    lazy.load().await.unwrap().remember_me(false);
+    let CookieAction::Set { value, max_age } = lazy.commit(200).await.unwrap().cookie else {
+        panic!("remember_me(false) sent no cookie");
+    };
+    assert_eq!(max_age, None, "a browser-close cookie has no Max-Age");
+    let lazy = sessions.start(Some(&value));
+    lazy.load().await.unwrap().remember_me(true);
+    let CookieAction::Set { max_age, .. } = lazy.commit(200).await.unwrap().cookie else {
+        panic!("remember_me(true) sent no cookie");
+    };
+    // Whole seconds, truncated as Django's get_expiry_age does.
+    let age = max_age.expect("a remembered session has a Max-Age");
+    assert!((30 * 86_400 - 1..=30 * 86_400).contains(&age), "{age}");
+}
+
+/// The secret the cookie clauses sign with.
+pub const COOKIE_SECRET: &str = "cloakroom-conformance-secret";
+/// The retired secret the cookie clauses rotate away from.
+pub const OLD_COOKIE_SECRET: &str = "cloakroom-conformance-old-secret";
+
+fn set_whole_second(clock: &ManualClock) {
+    let t = clock.now();
+    clock.set(t.replace_nanosecond(0).unwrap_or(t));
+}
+
+async fn save_new(sessions: &Sessions, pairs: &[(&str, serde_json::Value)]) -> String {
+    let lazy = sessions.start(None);
+    let s = lazy.load().await.unwrap();
+    for (k, v) in pairs {
+        s.insert_value(*k, v.clone());
+    }
+    cookie_of(&lazy.commit(200).await.unwrap().cookie)
+}
+
+/// Cookie store: what a session saves comes back from its cookie alone, and the cookie is
+/// Django's signed-cookie value (so Django reads it too).
+pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
+    let stored = [
+        ("name", serde_json::json!("Jürgen 😀")),
+        ("n", serde_json::json!(1.5)),
+        (
+            "cart",
+            serde_json::json!({"items": [{"sku": "A-1", "qty": 2}]}),
+        ),
+    ];
+    let cookie = save_new(&sessions, &stored).await;
+    assert!(
+        cookie
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)),
+        "the cookie value needs quoting: {cookie}"
+    );
+    let s = sessions.start(Some(&cookie)).load().await.unwrap();
+    for (k, v) in &stored {
+        assert_eq!(
+            s.get_value(k).as_ref(),
+            Some(v),
+            "{k} did not survive the cookie"
+        );
+    }
+    let django = crate::signing::Signer::new(
+        &crate::Secret::new(COOKIE_SECRET),
+        &[],
+        crate::signing::COOKIE_SALT,
+    );
+    let data = django
+        .loads(
+            &cookie,
+            Some(Duration::from_secs(crate::config::DEFAULT_COOKIE_AGE)),
+            clock.now(),
+        )
+        .expect("the cookie is not a Django signed_cookies value");
+    assert_eq!(data, s.data());
+}
+
+/// Cookie store: a changed, truncated, re-salted or made-up cookie gives an empty session, and
+/// the response deletes it.
+pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
+    let cookie = save_new(&sessions, &[("user", serde_json::json!("42"))]).await;
+    let flip = |at: usize| {
+        let mut bytes = cookie.clone().into_bytes();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
+    };
+    let ts = cookie.find(':').unwrap() + 1;
+    let other_salt = crate::signing::Signer::new(
+        &crate::Secret::new(COOKIE_SECRET),
+        &[],
+        crate::signing::SESSION_SALT,
+    )
+    .dumps(
+        &serde_json::from_str(r#"{"user":"1"}"#).unwrap(),
+        true,
+        clock.now(),
+    );
+    for forged in [
+        flip(0),
+        flip(ts),
+        flip(cookie.len() - 1),
+        cookie[..cookie.len() - 1].to_owned(),
+        format!("{cookie}A"),
+        cookie.replace(':', ""),
+        other_salt,
+        "e30".to_owned(),
+        String::new(),
+        "x".repeat(10_000),
+    ] {
+        let lazy = sessions.start(Some(&forged));
+        let s = lazy.load().await.unwrap();
+        assert!(s.is_empty(), "a forged cookie loaded: {forged}");
+        assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
+    }
+}
+
+/// Cookie store: a cookie exactly `cookie_age` old still loads (Django's `age > max_age`
+/// rule); one second older it is empty.
+pub async fn cookie_expired_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
+    set_whole_second(&clock);
+    let cookie = save_new(&sessions, &[("a", serde_json::json!(1))]).await;
+    clock.advance(Duration::from_secs(crate::config::DEFAULT_COOKIE_AGE));
+    assert!(
+        !sessions
+            .start(Some(&cookie))
+            .load()
+            .await
+            .unwrap()
+            .is_empty(),
+        "a cookie exactly cookie_age old is still valid"
+    );
+    clock.advance(Duration::from_secs(1));
+    let lazy = sessions.start(Some(&cookie));
+    assert!(
+        lazy.load().await.unwrap().is_empty(),
+        "an expired cookie loaded"
+    );
+    assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
+}
+
+/// Cookie store: after a key rotation, cookies signed with the old key still load (it is a
+/// fallback), are re-signed with the new key on the next save, and the old key alone no longer
+/// verifies them.
+pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+    let (before, _) = sessions(make(OLD_COOKIE_SECRET, &[]));
+    let old_cookie = save_new(&before, &[("user", serde_json::json!("7"))]).await;
+
+    let (rotated, _) = sessions(make(COOKIE_SECRET, &[OLD_COOKIE_SECRET]));
+    let lazy = rotated.start(Some(&old_cookie));
+    let s = lazy.load().await.unwrap();
+    assert_eq!(
+        s.get::<String>("user").unwrap().as_deref(),
+        Some("7"),
+        "fallback refused"
+    );
+    s.insert("seen", true).unwrap();
+    let new_cookie = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+
+    let (only_new, _) = sessions(make(COOKIE_SECRET, &[]));
+    assert!(only_new
+        .start(Some(&old_cookie))
+        .load()
+        .await
+        .unwrap()
+        .is_empty());
+    let s = only_new.start(Some(&new_cookie)).load().await.unwrap();
+    assert_eq!(
+        s.get::<bool>("seen").unwrap(),
+        Some(true),
+        "not re-signed with the new key"
+    );
+    let (only_old, _) = sessions(make(OLD_COOKIE_SECRET, &[]));
+    assert!(only_old
+        .start(Some(&new_cookie))
+        .load()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Cookie store: a session too large for a browser cookie fails with `TooLarge` (saying the size
+/// and the limit) instead of being silently dropped by the browser.
+pub async fn cookie_oversized_is_too_large(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(make(COOKIE_SECRET, &[]));
+    // Random text barely compresses.
+    let noise: String = (0..200).map(|_| fresh_key()).collect();
+    let lazy = sessions.start(None);
+    lazy.load().await.unwrap().insert("blob", &noise).unwrap();
+    match lazy.commit(200).await {
+        Err(crate::Error::Store(e @ crate::StoreError::TooLarge { .. })) => {
+            let msg = e.to_string();
+            assert!(msg.contains("4096"), "the message lacks the limit: {msg}");
+            assert!(msg.contains("bytes"), "the message lacks the size: {msg}");
+        }
+        other => panic!("a {}-byte session was answered {other:?}", noise.len()),
+    }
+}
+
+/// Cookie store: `flush` deletes the cookie.
+pub async fn cookie_flush_deletes_the_cookie(
+    make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>,
+) {
+    let (sessions, _) = sessions(make(COOKIE_SECRET, &[]));
+    let cookie = save_new(&sessions, &[("user", serde_json::json!("42"))]).await;
+    let lazy = sessions.start(Some(&cookie));
+    lazy.load().await.unwrap().flush();
+    let outcome = lazy.commit(200).await.unwrap();
+    assert_eq!(outcome.cookie, CookieAction::Delete);
+    assert!(outcome.vary);
+}
+
 /// Expands to one `#[tokio::test]` per clause of the store contract, for the store that
 /// `$make` (an async block or future yielding `Arc<dyn SessionStore>`) builds.
 ///
@@ -328,7 +687,10 @@ macro_rules! conformance_tests {
             load_missing_is_none, create_then_load, create_never_overwrites, expired_is_gone,
             update_swaps_when_unchanged, update_conflict_returns_current, update_never_resurrects,
             delete_is_idempotent, hostile_keys_are_absent, session_lifecycle,
-            unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates);
+            unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
+            idle_timeout_rolls_without_write_storm, absolute_lifetime_caps_an_active_session,
+            rotation_grace_forwards_the_old_key, flush_has_no_grace,
+            remember_me_switches_the_cookie);
     };
     ($make:expr, clear) => {
         $crate::conformance_tests!($make);
@@ -345,6 +707,51 @@ macro_rules! conformance_tests {
             async fn $name() {
                 let store: ::std::sync::Arc<dyn $crate::SessionStore> = $make.await;
                 $crate::testing::$name(store).await;
+            }
+        )*
+    };
+}
+
+/// Expands to one `#[tokio::test]` per clause that applies to a store keeping the session in a
+/// signed cookie (nothing on the server: no compare-and-swap, no revocation).
+///
+/// `$make` is a closure or function `Fn(&str, &[&str]) -> Arc<dyn SessionStore>` that builds
+/// the store signing with the first argument and accepting the fallbacks in the second, with
+/// Django's default `cookie_age` and cookie name.
+///
+/// ```ignore
+/// cloakroom::cookie_conformance_tests!(|secret: &str, fallbacks: &[&str]| -> Arc<dyn SessionStore> {
+///     Arc::new(MyCookieStore::new(secret, fallbacks))
+/// });
+/// ```
+#[macro_export]
+macro_rules! cookie_conformance_tests {
+    ($make:expr) => {
+        $crate::cookie_conformance_tests!(@store $make;
+            load_missing_is_none, hostile_keys_are_absent, session_lifecycle,
+            unknown_keys_are_not_adopted, session_expiry_follows_the_clock,
+            remember_me_switches_the_cookie);
+        $crate::cookie_conformance_tests!(@make $make;
+            cookie_round_trip, cookie_tampered_is_empty, cookie_expired_is_empty,
+            cookie_fallback_key_accepted, cookie_oversized_is_too_large,
+            cookie_flush_deletes_the_cookie);
+    };
+    (@store $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn $crate::SessionStore> =
+                    ($make)($crate::testing::COOKIE_SECRET, &[]);
+                assert!(store.keeps_data_in_cookie(), "not a cookie store");
+                $crate::testing::$name(store).await;
+            }
+        )*
+    };
+    (@make $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::testing::$name($make).await;
             }
         )*
     };

@@ -1,8 +1,18 @@
 //! The engines, one module each, behind cargo features. Each only moves records: the core
 //! does keys, encoding, expiry rules and merging.
 
+pub mod cached_db;
+pub mod cookie;
+#[cfg(feature = "file")]
+pub mod file;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod sql;
 #[cfg(feature = "sqlite")]
@@ -69,6 +79,22 @@ impl Migrate for sqlite::SqliteStore {
     }
 }
 
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl Migrate for postgres::PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        postgres::PostgresStore::migrate(self).await
+    }
+}
+
+#[cfg(feature = "mysql")]
+#[async_trait]
+impl Migrate for mysql::MySqlStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        mysql::MySqlStore::migrate(self).await
+    }
+}
+
 /// The database URL the `db` engine uses when none is given: a SQLite file in the working
 /// folder, created on first use.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://cloakroom.sqlite3";
@@ -94,13 +120,107 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
         }
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => Err(unsupported("a sqlite:// database", "sqlite")),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let store = postgres::PostgresStore::connect(url)
+                .await?
+                .with_table(&settings.table)?;
+            let store = Arc::new(store);
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store.clone()),
+                migrate: Some(store),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(unsupported("a postgres:// database", "postgres")),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => {
+            let store = mysql::MySqlStore::connect(url)
+                .await?
+                .with_table(&settings.table)?;
+            let store = Arc::new(store);
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store.clone()),
+                migrate: Some(store),
+            })
+        }
+        #[cfg(not(feature = "mysql"))]
+        "mysql" | "mariadb" => Err(unsupported("a mysql:// or mariadb:// database", "mysql")),
         _ => Err(OpenError::Config(ConfigError::Invalid {
             setting: "database_url",
             reason: format!(
-                "`{scheme}` is not a supported database; use sqlite://, postgres:// or mysql://"
+                "`{scheme}` is not a supported database; use sqlite://, postgres:// or mysql:// (mariadb://)"
             ),
         })),
     }
+}
+
+/// The `cache` engine on the server `cache_url` names, connected (a stopped server shows now).
+async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
+    let url = settings.cache_url.as_deref().unwrap_or_default();
+    #[cfg(feature = "redis")]
+    {
+        redis::check_url(url)?;
+        let store = redis::RedisStore::connect(url)
+            .await?
+            .with_command_timeout(settings.store_timeout());
+        let store = Arc::new(store);
+        Ok(Opened {
+            store: store.clone(),
+            clear: Some(store),
+            migrate: None,
+        })
+    }
+    #[cfg(not(feature = "redis"))]
+    Err(unsupported(&format!("cache_url `{url}`"), "redis"))
+}
+
+/// The cache of the `cached_db` engine: Redis when `cache_url` names it, else in-process.
+async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, OpenError> {
+    match settings.cache_url.as_deref() {
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            redis::check_url(url)?;
+            // Started in the background and failing fast while down: the database serves
+            // every request until the cache answers, and the app starts without it. A short
+            // timeout leaves the database most of the request's time when the cache hangs.
+            let store = redis::RedisStore::connect_lazy(url)
+                .await?
+                .with_session_prefix(redis::CACHED_DB_SESSION_PREFIX)
+                .with_fail_fast(true)
+                .with_command_timeout(
+                    (settings.store_timeout() / 4).max(std::time::Duration::from_millis(50)),
+                );
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(url) => Err(unsupported(&format!("cache_url `{url}`"), "redis")),
+        #[cfg(feature = "memory")]
+        None => Ok(Arc::new(memory::MemoryStore::new(settings.cache_capacity))),
+        #[cfg(not(feature = "memory"))]
+        None => Err(unsupported(
+            "the `cached_db` engine without a cache_url (the in-process cache)",
+            "memory",
+        )),
+    }
+}
+
+/// The `cached_db` engine: the `db` engine's database, with a cache in front.
+async fn open_cached_db(settings: &Settings) -> Result<Opened, OpenError> {
+    let db = open_db(settings).await?;
+    let cache = open_db_cache(settings).await?;
+    let mut store = cached_db::CachedDbStore::new(db.store, cache);
+    if let Some(clear) = db.clear.clone() {
+        store = store.with_clear_expired(clear);
+    }
+    let store = Arc::new(store);
+    Ok(Opened {
+        store: store.clone(),
+        clear: db.clear.map(|_| store as Arc<dyn ClearExpired>),
+        migrate: db.migrate,
+    })
 }
 
 /// Opens the engine the settings name, connected and ready (but not migrated).
@@ -112,9 +232,47 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
     settings.validate()?;
     match settings.engine {
         Engine::Db => open_db(settings).await,
+        Engine::Cache if settings.cache_url.is_some() => open_cache_server(settings).await,
+        Engine::CachedDb => open_cached_db(settings).await,
         #[cfg(feature = "memory")]
         Engine::Cache if settings.cache_url.is_none() => {
             let store = Arc::new(memory::MemoryStore::new(settings.cache_capacity));
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store),
+                migrate: None,
+            })
+        }
+        #[cfg(feature = "file")]
+        Engine::File => {
+            let store = match &settings.file_path {
+                Some(dir) => file::FileStore::new(dir, &settings.cookie_name, settings.cookie_age),
+                None => file::FileStore::in_temp_dir(&settings.cookie_name, settings.cookie_age),
+            }?;
+            let store = Arc::new(store);
+            Ok(Opened {
+                store: store.clone(),
+                clear: Some(store),
+                migrate: None,
+            })
+        }
+        Engine::SignedCookies => {
+            let secret = settings
+                .secret_key
+                .clone()
+                .ok_or_else(|| ConfigError::Invalid {
+                    setting: "secret_key",
+                    reason:
+                        "the signed_cookies engine signs the session into the cookie and needs a \
+                         secret key: set `secret_key` in the config file, or pass `--secret-key`"
+                            .into(),
+                })?;
+            let store = Arc::new(cookie::SignedCookieStore::new(
+                secret,
+                settings.secret_key_fallbacks.clone(),
+                settings.cookie_age,
+                settings.cookie_name.clone(),
+            )?);
             Ok(Opened {
                 store: store.clone(),
                 clear: Some(store),

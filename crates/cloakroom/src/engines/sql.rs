@@ -50,6 +50,77 @@ impl Table {
 /// How many rows `clearsessions` deletes per statement, so a large purge never holds a long lock.
 pub const CLEAR_BATCH: i64 = 5_000;
 
+/// The most connections a server pool opens: enough for a busy app server, few enough that a
+/// fleet of them stays under the database's `max_connections`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) const POOL_MAX_CONNECTIONS: u32 = 10;
+
+/// How long a request waits for a free connection before failing. sqlx waits 30 s by default;
+/// a session load is on every request's path, so fail within the core's default
+/// `store_timeout` (3 s) instead of queueing.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) const POOL_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A pooled connection idle for longer than this is pinged before use; a busier one is not,
+/// which saves sqlx's default ping round trip on every query.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pool settings the server engines share (see their module docs for the why of each).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn server_pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    use sqlx::Connection as _;
+    sqlx::pool::PoolOptions::new()
+        .max_connections(POOL_MAX_CONNECTIONS)
+        .min_connections(1)
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .idle_timeout(Some(std::time::Duration::from_secs(10 * 60)))
+        // Recycling connections follows failovers and load-balancer changes.
+        .max_lifetime(Some(std::time::Duration::from_secs(30 * 60)))
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    // A failed ping discards this connection; the pool hands out another.
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// Opens a server pool with [`server_pool_options`], keeping the reason when it cannot.
+///
+/// sqlx's pool retries until its acquire timeout and then reports only "pool timed out"; one
+/// direct attempt (itself bounded by that timeout) tells "connection refused" from "password
+/// authentication failed" or "unknown database".
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) async fn connect_pool<DB: sqlx::Database>(
+    engine: &'static str,
+    options: <DB::Connection as sqlx::Connection>::Options,
+) -> Result<sqlx::Pool<DB>, crate::error::StoreError> {
+    use crate::error::StoreError;
+    use sqlx::{ConnectOptions as _, Connection as _};
+    match server_pool_options::<DB>()
+        .connect_with(options.clone())
+        .await
+    {
+        Ok(pool) => Ok(pool),
+        Err(sqlx::Error::PoolTimedOut) => {
+            match tokio::time::timeout(POOL_ACQUIRE_TIMEOUT, options.connect()).await {
+                Ok(Err(reason)) => Err(StoreError::backend(engine, reason)),
+                Ok(Ok(conn)) => {
+                    // It answers now: report the timeout that really happened.
+                    let _ = conn.close().await;
+                    Err(StoreError::backend(engine, sqlx::Error::PoolTimedOut))
+                }
+                Err(_) => Err(StoreError::backend(engine, sqlx::Error::PoolTimedOut)),
+            }
+        }
+        Err(e) => Err(StoreError::backend(engine, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

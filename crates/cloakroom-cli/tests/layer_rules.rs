@@ -1,0 +1,428 @@
+//! Rules the demo cannot show on its own, pinned on small axum apps built here against the
+//! `cloakroom` library and served over real HTTP on loopback: nothing is saved on a 5xx, a
+//! session deleted meanwhile is not resurrected, `clear` deletes, and loading is lazy.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use cloakroom::engines::memory::MemoryStore;
+use cloakroom::engines::sqlite::SqliteStore;
+use cloakroom::{
+    Created, Record, Session, SessionLayer, SessionStore, Sessions, Settings, StoreError, Updated,
+};
+use support::{bare, send, session, Scratch};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+/// Serves `app` on a free loopback port for the rest of the test.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+// ---- Nothing is saved on a 5xx ----
+
+async fn write(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.insert("a", 1)?;
+    Ok(StatusCode::OK)
+}
+
+async fn write_then_fail(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.insert("b", 2)?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn write_then_unavailable(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.insert("b", 2)?;
+    Ok(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+async fn write_then_refuse(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.insert("c", 3)?;
+    Ok(StatusCode::BAD_REQUEST)
+}
+
+async fn cycle_then_fail(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.cycle_key();
+    session.insert("user", "ana")?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn flush_then_fail(session: Session) -> StatusCode {
+    session.flush();
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+async fn clear_then_fail(session: Session) -> StatusCode {
+    session.clear();
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+async fn clear(session: Session) -> StatusCode {
+    session.clear();
+    StatusCode::NO_CONTENT
+}
+
+fn saving_app(store: MemoryStore) -> Router {
+    let sessions = Sessions::new(store, Settings::default()).unwrap();
+    Router::new()
+        .route("/write", post(write))
+        .route("/write-then-fail", post(write_then_fail))
+        .route("/write-then-unavailable", post(write_then_unavailable))
+        .route("/write-then-refuse", post(write_then_refuse))
+        .route("/cycle-then-fail", post(cycle_then_fail))
+        .route("/flush-then-fail", post(flush_then_fail))
+        .route("/clear-then-fail", post(clear_then_fail))
+        .route("/clear", post(clear))
+        .layer(SessionLayer::new(sessions))
+}
+
+async fn stored(store: &MemoryStore, key: &str) -> Option<Record> {
+    store.load(key, OffsetDateTime::now_utc()).await.unwrap()
+}
+
+#[tokio::test]
+async fn nothing_is_saved_on_a_5xx() {
+    let store = MemoryStore::new(1_000);
+    let addr = serve(saving_app(store.clone())).await;
+    let client = bare();
+
+    // A new visitor whose request fails gets no session.
+    let failed = send(client.post(url(addr, "/write-then-fail"))).await;
+    assert_eq!(failed.status, 500);
+    assert!(failed.set_cookies().is_empty(), "{:?}", failed.headers);
+    assert!(store.is_empty(), "a failed request created a record");
+
+    let key = send(client.post(url(addr, "/write"))).await.new_key();
+    let before = stored(&store, &key).await.expect("saved on a 200");
+
+    for path in [
+        "/write-then-fail",
+        "/write-then-unavailable",
+        "/cycle-then-fail",
+        "/flush-then-fail",
+        "/clear-then-fail",
+    ] {
+        let reply = send(client.post(url(addr, path)).header("cookie", session(&key))).await;
+        assert!(reply.status >= 500, "{path}: {}", reply.status);
+        assert!(
+            reply.set_cookies().is_empty(),
+            "{path}: a 5xx must leave the cookie alone: {:?}",
+            reply.headers
+        );
+        assert_eq!(
+            stored(&store, &key).await,
+            Some(before.clone()),
+            "{path}: a 5xx must leave the store unchanged"
+        );
+        assert_eq!(store.len(), 1, "{path}: a 5xx must create no record");
+    }
+
+    // The boundary: a 4xx is not a server error, so its changes are saved (Django: `< 500`).
+    let refused = send(
+        client
+            .post(url(addr, "/write-then-refuse"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.session_cookie().value, key);
+    let after = stored(&store, &key).await.unwrap();
+    assert_eq!(after.data, r#"{"a":1,"c":3}"#);
+}
+
+#[tokio::test]
+async fn clear_deletes_the_record_and_the_cookie() {
+    let store = MemoryStore::new(1_000);
+    let addr = serve(saving_app(store.clone())).await;
+    let client = bare();
+    let key = send(client.post(url(addr, "/write"))).await.new_key();
+    assert!(stored(&store, &key).await.is_some());
+
+    let reply = send(
+        client
+            .post(url(addr, "/clear"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+    assert!(
+        reply.session_cookie().is_deletion(),
+        "clear deletes the cookie: {:?}",
+        reply.headers
+    );
+    assert!(
+        !store.exists(&key).await.unwrap(),
+        "clear deletes the record"
+    );
+    assert!(store.is_empty());
+}
+
+// ---- Logout in another tab ----
+
+/// Lets the test hold request A between its load and its save.
+#[derive(Clone, Default)]
+struct Gate {
+    loaded: Arc<Notify>,
+    go: Arc<Notify>,
+}
+
+async fn slow_write(
+    State(gate): State<Gate>,
+    session: Session,
+) -> Result<StatusCode, cloakroom::Error> {
+    // The session is loaded: let the other tab log out, then change it.
+    gate.loaded.notify_one();
+    gate.go.notified().await;
+    session.insert("cart", vec!["apple"])?;
+    Ok(StatusCode::OK)
+}
+
+async fn login(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.cycle_key();
+    session.insert("user", "ana")?;
+    Ok(StatusCode::OK)
+}
+
+async fn logout(session: Session) -> StatusCode {
+    session.flush();
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::test]
+async fn a_session_deleted_by_another_request_is_not_resurrected() {
+    let dir = Scratch::new("interrupted");
+    let store = SqliteStore::connect(&format!("sqlite://{}/s.sqlite3", dir.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    // A short lock wait: the logout does not queue behind the slow request, as it would not
+    // on another app server.
+    let settings = Settings::default().with_lock_timeout_ms(20u64);
+    let sessions = Sessions::new(store.clone(), settings).unwrap();
+    let gate = Gate::default();
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/slow", post(slow_write))
+        .with_state(gate.clone())
+        .layer(SessionLayer::new(sessions));
+    let addr = serve(app).await;
+    let client = bare();
+    let key = send(client.post(url(addr, "/login"))).await.new_key();
+
+    let tab_a = tokio::spawn(send(
+        client
+            .post(url(addr, "/slow"))
+            .header("cookie", session(&key)),
+    ));
+    gate.loaded.notified().await;
+
+    let tab_b = send(
+        client
+            .post(url(addr, "/logout"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(tab_b.status, 204);
+    assert!(tab_b.session_cookie().is_deletion());
+    assert!(!store.exists(&key).await.unwrap());
+
+    gate.go.notify_one();
+    let a = tab_a.await.unwrap();
+    assert_eq!(
+        a.status, 400,
+        "a save after another request's logout is Django's SessionInterrupted: {a:?}"
+    );
+    assert!(
+        a.body.contains("deleted by another request"),
+        "the body says what happened: {:?}",
+        a.body
+    );
+    assert!(a.set_cookies().is_empty(), "{:?}", a.headers);
+    assert!(
+        !store.exists(&key).await.unwrap(),
+        "the logged-out session was resurrected"
+    );
+    assert_eq!(
+        store.count_live(OffsetDateTime::now_utc()).await.unwrap(),
+        0,
+        "nor saved under another key"
+    );
+}
+
+// ---- Lazy loading ----
+
+#[derive(Default, Debug)]
+struct Counts {
+    loads: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+impl Counts {
+    fn take(&self) -> (usize, usize) {
+        (
+            self.loads.swap(0, Ordering::SeqCst),
+            self.writes.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+/// The in-process store, counting the round trips the core makes to it.
+#[derive(Clone)]
+struct Counting {
+    inner: MemoryStore,
+    counts: Arc<Counts>,
+}
+
+#[async_trait]
+impl SessionStore for Counting {
+    fn engine(&self) -> &'static str {
+        "counting"
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(key, now).await
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        self.counts.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(key, record).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.counts.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.update(key, expected, record, now).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.counts.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(key).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.counts.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.exists(key).await
+    }
+}
+
+async fn untouched() -> &'static str {
+    "ok"
+}
+
+async fn read(session: Session) -> Result<String, cloakroom::Error> {
+    Ok(session.get::<u64>("n")?.unwrap_or(0).to_string())
+}
+
+async fn read_twice(a: Session, b: Session) -> Result<String, cloakroom::Error> {
+    let n = a.get::<u64>("n")?.unwrap_or(0) + b.get::<u64>("n")?.unwrap_or(0);
+    Ok(n.to_string())
+}
+
+async fn bump(session: Session) -> Result<String, cloakroom::Error> {
+    Ok(session.update("n", |n: &mut u64| *n += 1)?.to_string())
+}
+
+#[tokio::test]
+async fn the_store_is_called_only_as_much_as_the_handler_needs() {
+    let counts = Arc::new(Counts::default());
+    let store = Counting {
+        inner: MemoryStore::new(1_000),
+        counts: counts.clone(),
+    };
+    let sessions = Sessions::new(store, Settings::default()).unwrap();
+    let app = Router::new()
+        .route("/untouched", get(untouched))
+        .route("/read", get(read))
+        .route("/read-twice", get(read_twice))
+        .route("/bump", post(bump))
+        .layer(SessionLayer::new(sessions));
+    let addr = serve(app).await;
+    let client = bare();
+
+    // A new visitor: nothing to load, one create.
+    let key = send(client.post(url(addr, "/bump"))).await.new_key();
+    assert_eq!(
+        counts.take(),
+        (0, 1),
+        "new visitor writing: (loads, writes)"
+    );
+    let cookie = session(&key);
+
+    let reply = send(
+        client
+            .get(url(addr, "/untouched"))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(reply.body, "ok");
+    assert_eq!(
+        counts.take(),
+        (0, 0),
+        "a handler that never extracts Session costs no round trip"
+    );
+    assert!(reply.set_cookies().is_empty() && !reply.varies_on_cookie());
+
+    let reply = send(client.get(url(addr, "/read")).header("cookie", &cookie)).await;
+    assert_eq!(reply.body, "1");
+    assert_eq!(counts.take(), (1, 0), "reading: exactly one load, no write");
+
+    let reply = send(
+        client
+            .get(url(addr, "/read-twice"))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(reply.body, "2");
+    assert_eq!(counts.take(), (1, 0), "two extractors share one load");
+
+    let reply = send(client.post(url(addr, "/bump")).header("cookie", &cookie)).await;
+    assert_eq!(reply.body, "2");
+    assert_eq!(counts.take(), (1, 1), "writing: one load and one write");
+
+    let reply = send(client.get(url(addr, "/untouched"))).await;
+    assert_eq!(reply.body, "ok");
+    assert_eq!(counts.take(), (0, 0));
+
+    // A value that cannot be a key is not even looked up.
+    for foreign in [
+        "../../etc/passwd",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+        "x'OR'1'='1",
+        "abc",
+    ] {
+        let reply = send(
+            client
+                .get(url(addr, "/read"))
+                .header("cookie", session(foreign)),
+        )
+        .await;
+        assert_eq!(reply.body, "0");
+        assert_eq!(
+            counts.take(),
+            (0, 0),
+            "the malformed key {foreign:?} reached the store"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The `cached_db` engine: a database table, with a write-through cache in front of it.
+//!
+//! As Django's `cached_db`, the database holds the truth and the cache a copy: reads hit the
+//! cache and fall back to the database, writes go to the database first and then to the cache.
+//! The cache can fail or vanish without losing or refusing a session: its errors are logged and
+//! the database answers instead.
+//!
+//! The cache never serves data older than the database holds after a write of this store:
+//! every cache write is itself a compare-and-swap on what the database held before, and when
+//! that does not hold (a database conflict, a deleted session, another writer's copy in the
+//! cache) the cache entry is dropped, so the next read refills it from the database.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+
+const ENGINE: &str = "cached_db";
+
+/// A database store with a cache store in front of it (Redis, or the in-process cache).
+#[derive(Clone)]
+pub struct CachedDbStore {
+    db: Arc<dyn SessionStore>,
+    cache: Arc<dyn SessionStore>,
+    clear: Option<Arc<dyn ClearExpired>>,
+}
+
+impl std::fmt::Debug for CachedDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedDbStore")
+            .field("db", &self.db.engine())
+            .field("cache", &self.cache.engine())
+            .finish()
+    }
+}
+
+impl CachedDbStore {
+    /// Sessions in `db`, with copies in `cache`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn run() -> Result<(), cloakroom::StoreError> {
+    /// use std::sync::Arc;
+    /// use cloakroom::engines::{cached_db::CachedDbStore, memory::MemoryStore, sqlite::SqliteStore};
+    /// let db = Arc::new(SqliteStore::connect("sqlite://sessions.sqlite3").await?);
+    /// db.migrate().await?;
+    /// let store = CachedDbStore::new(db.clone(), Arc::new(MemoryStore::default()))
+    ///     .with_clear_expired(db);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(db: Arc<dyn SessionStore>, cache: Arc<dyn SessionStore>) -> Self {
+        Self {
+            db,
+            cache,
+            clear: None,
+        }
+    }
+
+    /// Lets [`ClearExpired`] delete expired rows through `clear` (usually the database store
+    /// itself); without it `clear_expired` fails with a message saying so.
+    #[must_use]
+    pub fn with_clear_expired(mut self, clear: Arc<dyn ClearExpired>) -> Self {
+        self.clear = Some(clear);
+        self
+    }
+
+    /// The database store, which holds the truth.
+    pub fn db(&self) -> &Arc<dyn SessionStore> {
+        &self.db
+    }
+
+    /// The cache store, which holds copies.
+    pub fn cache(&self) -> &Arc<dyn SessionStore> {
+        &self.cache
+    }
+
+    fn cache_failed(&self, step: &'static str, e: &StoreError) {
+        tracing::warn!(engine = ENGINE, cache = self.cache.engine(), step, error = %e,
+            "session cache failed; the database still answers");
+    }
+
+    /// Drops the cache's copy, so the next read refills it from the database.
+    async fn drop_copy(&self, key: &str) {
+        if let Err(e) = self.cache.delete(key).await {
+            self.cache_failed("drop", &e);
+        }
+    }
+
+    /// Puts a record the database holds into the cache unless the cache holds something under
+    /// the key already; that something is dropped rather than overwritten, since it may be a
+    /// newer copy written meanwhile.
+    async fn fill(&self, key: &str, record: &Record) {
+        match self.cache.create(key, record).await {
+            Ok(Created::Stored) => {}
+            Ok(Created::Taken) => self.drop_copy(key).await,
+            Err(e) => self.cache_failed("fill", &e),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for CachedDbStore {
+    fn engine(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        match self.cache.load(key, now).await {
+            Ok(Some(record)) => return Ok(Some(record)),
+            Ok(None) => {}
+            Err(e) => self.cache_failed("load", &e),
+        }
+        let record = self.db.load(key, now).await?;
+        if let Some(record) = &record {
+            self.fill(key, record).await;
+        }
+        Ok(record)
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        let created = self.db.create(key, record).await?;
+        if created == Created::Stored {
+            self.fill(key, record).await;
+        }
+        Ok(created)
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let updated = self.db.update(key, expected, record, now).await?;
+        match &updated {
+            // The cache's copy moves only from the same data the database moved from; any
+            // other copy is stale or another writer's, and goes. A missing copy stays missing.
+            Updated::Stored => match self.cache.update(key, expected, record, now).await {
+                Ok(Updated::Stored | Updated::Missing) => {}
+                Ok(Updated::Conflict(_)) => self.drop_copy(key).await,
+                Err(e) => {
+                    self.cache_failed("update", &e);
+                    self.drop_copy(key).await;
+                }
+            },
+            // The caller read a stale copy (perhaps from this cache), or the session is gone:
+            // drop it so the cache cannot serve it again.
+            Updated::Conflict(_) | Updated::Missing => self.drop_copy(key).await,
+        }
+        Ok(updated)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.db.delete(key).await?;
+        self.drop_copy(key).await;
+        Ok(())
+    }
+
+    /// The database alone answers: a copy left in the cache by a failed drop must not make a
+    /// deleted session look present.
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.db.exists(key).await
+    }
+}
+
+/// Clears the database's expired rows; the cache's copies expire by themselves.
+#[async_trait]
+impl ClearExpired for CachedDbStore {
+    async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        match &self.clear {
+            Some(clear) => clear.clear_expired(now).await,
+            None => Err(StoreError::backend(
+                ENGINE,
+                format!(
+                    "this cached_db store cannot clear expired sessions: build it with \
+                     `with_clear_expired` (its {} database store)",
+                    self.db.engine()
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The `db` engine on PostgreSQL, in Django's `django_session` layout so that a Django app and
+//! a cloakroom app can share one table.
+//!
+//! `expire_date` is `timestamp with time zone`, so instants round-trip whatever the server's or
+//! the connection's `TimeZone` is. The compare-and-swap compares `session_data` with `=`, which
+//! is byte-for-byte under PostgreSQL's (deterministic) collations.
+//!
+//! Pool defaults, chosen for a store that sits on every request's path:
+//! - at most 10 connections, one kept open;
+//! - a 3 s acquire timeout (sqlx's is 30 s), so an exhausted pool fails within the core's
+//!   default `store_timeout` instead of queueing requests;
+//! - a connection idle for more than 10 s is pinged before use (sqlx pings before *every* use
+//!   by default, a round trip per query); idle connections close after 10 min and every
+//!   connection is recycled after 30 min, to follow failovers;
+//! - sqlx's prepared-statement cache (100 statements per connection; set
+//!   `?statement-cache-capacity=` in the URL to change it), so each query is parsed once per
+//!   connection;
+//! - `application_name = cloakroom` unless the URL or `PGAPPNAME` names one, so the sessions'
+//!   connections are recognisable in `pg_stat_activity`.
+//!
+//! Build your own pool and pass it to [`PostgresStore::new`] to choose otherwise.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+use super::sql::{connect_pool, Table, CLEAR_BATCH};
+use crate::error::{ConfigError, StoreError};
+use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+
+const ENGINE: &str = "postgres";
+
+/// PostgreSQL's SQLSTATE for "relation does not exist" (`undefined_table`).
+const UNDEFINED_TABLE: &str = "42P01";
+
+/// The advisory lock `migrate` holds, so that app servers migrating at once do not race on
+/// `CREATE TABLE IF NOT EXISTS` (which is not safe under concurrency in PostgreSQL).
+/// The bytes spell "cloakroo".
+const MIGRATE_LOCK: i64 = 0x636c_6f61_6b72_6f6f;
+
+/// Sessions in a PostgreSQL table.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    table: Table,
+    q: Queries,
+}
+
+#[derive(Clone, Debug)]
+struct Queries {
+    load: String,
+    create: String,
+    update: String,
+    delete: String,
+    exists: String,
+    clear: String,
+    count: String,
+}
+
+impl Queries {
+    fn new(t: &str) -> Self {
+        Self {
+            load: format!(
+                r#"SELECT session_data, expire_date FROM "{t}" WHERE session_key = $1 AND expire_date > $2"#
+            ),
+            create: format!(
+                r#"INSERT INTO "{t}" (session_key, session_data, expire_date) VALUES ($1, $2, $3)"#
+            ),
+            update: format!(
+                r#"UPDATE "{t}" SET session_data = $1, expire_date = $2 WHERE session_key = $3 AND session_data = $4 AND expire_date > $5"#
+            ),
+            delete: format!(r#"DELETE FROM "{t}" WHERE session_key = $1"#),
+            exists: format!(r#"SELECT 1 FROM "{t}" WHERE session_key = $1"#),
+            clear: format!(
+                r#"DELETE FROM "{t}" WHERE session_key IN (SELECT session_key FROM "{t}" WHERE expire_date < $1 LIMIT {CLEAR_BATCH})"#
+            ),
+            count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE expire_date > $1"#),
+        }
+    }
+}
+
+/// The name of the `varchar_pattern_ops` index PostgreSQL gets for a varchar primary key:
+/// Django's own for `django_session` (so both `migrate`s make the same table), a readable one
+/// otherwise.
+pub fn like_index(table: &Table) -> String {
+    if table.name() == "django_session" {
+        "django_session_session_key_c0390e0f_like".to_owned()
+    } else {
+        format!("{}_session_key_like", table.name())
+    }
+}
+
+fn store_error(table: &Table, e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.code().as_deref() == Some(UNDEFINED_TABLE) {
+            return StoreError::MissingTable {
+                table: table.name().to_owned(),
+            };
+        }
+    }
+    StoreError::backend(ENGINE, e)
+}
+
+impl PostgresStore {
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host/db`) with the pool
+    /// defaults in the [module docs](self), and keeps sessions in the default table.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is malformed or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+        if options.get_application_name().is_none() {
+            options = options.application_name("cloakroom");
+        }
+        let pool = connect_pool(ENGINE, options).await?;
+        Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
+    }
+
+    /// Sessions in `table` of an existing pool.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
+    pub fn new(pool: PgPool, table: &str) -> Result<Self, ConfigError> {
+        let table = Table::new(table)?;
+        Ok(Self {
+            q: Queries::new(table.name()),
+            pool,
+            table,
+        })
+    }
+
+    /// The same database, another table.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
+    pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
+        Self::new(self.pool, table)
+    }
+
+    /// The pool, for the application's own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the table and its indexes unless they exist, exactly as Django's
+    /// `sessions.0001_initial` does (idempotent, and safe to run from several servers at once).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database refuses.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let t = self.table.name();
+        let like = like_index(&self.table);
+        let expiry = self.table.expiry_index();
+        let ddl = format!(
+            r#"SELECT pg_advisory_xact_lock({MIGRATE_LOCK});
+CREATE TABLE IF NOT EXISTS "{t}" ("session_key" varchar(40) NOT NULL PRIMARY KEY, "session_data" text NOT NULL, "expire_date" timestamp with time zone NOT NULL);
+CREATE INDEX IF NOT EXISTS "{like}" ON "{t}" ("session_key" varchar_pattern_ops);
+CREATE INDEX IF NOT EXISTS "{expiry}" ON "{t}" ("expire_date");"#
+        );
+        // One simple-query string runs as one implicit transaction: the advisory lock is held
+        // until all of it has committed, and a failure leaves nothing half made.
+        sqlx::raw_sql(&ddl)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(())
+    }
+
+    /// How many live sessions the table holds.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub async fn count_live(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&self.q.count)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn record(&self, row: &PgRow) -> Result<Record, StoreError> {
+        let data: String = row.try_get(0).map_err(|e| store_error(&self.table, e))?;
+        let expires_at: OffsetDateTime = row.try_get(1).map_err(|e| store_error(&self.table, e))?;
+        Ok(Record { data, expires_at })
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    fn engine(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(&self.q.load)
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        row.map(|row| self.record(&row)).transpose()
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        let result = sqlx::query(&self.q.create)
+            .bind(key)
+            .bind(&record.data)
+            .bind(record.expires_at)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(Created::Stored),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Created::Taken),
+            Err(e) => Err(store_error(&self.table, e)),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let done = sqlx::query(&self.q.update)
+            .bind(&record.data)
+            .bind(record.expires_at)
+            .bind(key)
+            .bind(expected)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        if done.rows_affected() == 1 {
+            return Ok(Updated::Stored);
+        }
+        // Lost the compare-and-swap: tell the core what is there now (one more round trip,
+        // paid only under contention).
+        Ok(match self.load(key, now).await? {
+            Some(current) => Updated::Conflict(current),
+            None => Updated::Missing,
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.q.delete)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(&self.q.exists)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        Ok(row.is_some())
+    }
+}
+
+#[async_trait]
+impl ClearExpired for PostgresStore {
+    async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            // One short statement per batch, each its own transaction, so a large purge never
+            // holds many row locks or a long transaction.
+            let done = sqlx::query(&self.q.clear)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| store_error(&self.table, e))?;
+            total += done.rows_affected();
+            if done.rows_affected() < CLEAR_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}

@@ -1,0 +1,684 @@
+//! The `cache` engine on Redis or Valkey: one server, or a Redis Cluster.
+//!
+//! - **URLs**: `redis://[user:password@]host:port[/db]` for one server, and
+//!   `redis-cluster://[user:password@]host:port,host:port,...` for a cluster (any reachable
+//!   node will do; the client learns the rest of the topology, follows `MOVED`/`ASK` redirects
+//!   and reconnects after a failover). `valkey://` and `valkey-cluster://` are the same.
+//!   `rediss://` (TLS) needs the `redis-tls` feature.
+//! - **Keys** are Django's (`FORMAT.md` §5): `<prefix>:<version>:django.contrib.sessions.cache<key>`,
+//!   with prefix `""` and version `1` unless set, so a Django app with the same cache settings
+//!   sees the same keys.
+//! - **Expiry** is the server's own TTL, set from the record's expiry on every write, so the
+//!   server drops dead sessions by itself and [`ClearExpired`] has nothing to do.
+//! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically, and
+//!   `load` reads the value and its TTL in one script too. Each script touches one key, so it
+//!   runs on whichever cluster node owns that key's slot.
+//!
+//! The store keeps **one multiplexed connection** per server (fred pipelines every request
+//! over it) rather than a pool: Redis serves each connection from one thread, and one busy
+//! connection costs it far less CPU in reads, writes and wake-ups than the same traffic spread
+//! over many idle-then-busy sockets, while a single socket already carries tens of thousands
+//! of requests a second.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::clients::Client;
+use fred::error::{Error as FredError, ErrorKind};
+use fred::interfaces::{ClientLike, KeysInterface};
+use fred::types::config::{Config, Options, ReconnectPolicy};
+use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, SetOptions, Value};
+use sha1::{Digest, Sha1};
+use time::OffsetDateTime;
+
+use crate::error::{ConfigError, StoreError};
+use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+
+const ENGINE: &str = "redis";
+
+/// The part of the key Django's `cache` session engine puts before the session key.
+pub const CACHE_SESSION_PREFIX: &str = "django.contrib.sessions.cache";
+/// The part of the key Django's `cached_db` session engine puts before the session key.
+pub const CACHED_DB_SESSION_PREFIX: &str = "django.contrib.sessions.cached_db";
+
+/// How long a command may take unless [`RedisStore::with_command_timeout`] says otherwise.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long opening a connection (and the cluster handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a key without a TTL expires at: never, as far as a session can tell.
+const NO_EXPIRY: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+/// The longest TTL sent: Redis refuses one that overflows its clock (a thousand years is far
+/// past any `cookie_age` the settings accept).
+const MAX_TTL_MS: i64 = 1_000 * 365 * 86_400 * 1_000;
+
+/// Reads the value and its remaining TTL in one round trip.
+///
+/// Replies `{0}` when the key is absent, `{1, value, pttl}` when it holds a string (`pttl` is
+/// -1 without a TTL), and `{2, type}` when it holds another Redis type, which a session never is.
+const LOAD_LUA: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return {0} end
+if kind ~= 'string' then return {2, kind} end
+return {1, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+";
+
+/// The compare-and-swap: writes ARGV[2] with a TTL of ARGV[3] ms (deletes when that is 0) only
+/// if the key still holds ARGV[1].
+///
+/// ARGV[4] is how many ms the caller's clock runs ahead of the wall clock, so a key whose TTL
+/// ends before the caller's "now" counts as gone, as it does in `load` (tests move the clock).
+/// Replies `{0}` missing, `{1}` stored, `{2, current, pttl}` conflict, `{3}` not a string.
+const UPDATE_LUA: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return {0} end
+if kind ~= 'string' then return {3} end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl >= 0 and ttl <= tonumber(ARGV[4]) then return {0} end
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then return {2, current, ttl} end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+return {1}
+";
+
+/// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
+struct Script {
+    lua: &'static str,
+    sha1: String,
+}
+
+impl Script {
+    fn new(lua: &'static str) -> Self {
+        let sha1 = Sha1::digest(lua.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self { lua, sha1 }
+    }
+}
+
+static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(LOAD_LUA));
+static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(UPDATE_LUA));
+
+/// How session data is kept in a Redis value: its UTF-8 text, as is.
+///
+/// The one place that knows the value encoding, so another (Django's pickle) can replace it.
+/// The compare-and-swap compares encoded values, so the encoding must be deterministic.
+fn encode_value(data: &str) -> Bytes {
+    Bytes::copy_from_slice(data.as_bytes())
+}
+
+/// The session data text of a Redis value, or `None` when the value is not one we wrote.
+fn decode_value(raw: &[u8]) -> Option<String> {
+    std::str::from_utf8(raw).ok().map(str::to_owned)
+}
+
+/// The TTL in ms for a record expiring at `expires_at`, counted on the wall clock; `None` when
+/// that instant has passed.
+fn ttl_ms(expires_at: OffsetDateTime, wall: OffsetDateTime) -> Option<i64> {
+    let ms = (expires_at - wall).whole_milliseconds();
+    (ms > 0).then(|| i64::try_from(ms).unwrap_or(MAX_TTL_MS).min(MAX_TTL_MS))
+}
+
+/// The instant a key with `pttl` ms left (as `PTTL` answers; negative for no TTL) expires.
+fn expiry_of(pttl: i64, wall: OffsetDateTime) -> OffsetDateTime {
+    if pttl < 0 {
+        return NO_EXPIRY;
+    }
+    wall.checked_add(time::Duration::milliseconds(pttl))
+        .unwrap_or(NO_EXPIRY)
+}
+
+/// The Redis error code: the first word of an error reply (`NOSCRIPT`, `WRONGTYPE` …).
+fn error_code(e: &FredError) -> &str {
+    e.details().split_whitespace().next().unwrap_or_default()
+}
+
+/// A URL with its password replaced, for logs and error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable URL>".to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn bad_url(reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: "cache_url",
+        reason: reason.into(),
+    }
+}
+
+/// Rewrites `redis-cluster://[auth@]h1:p1,h2:p2,...` into fred's `...://[auth@]h1:p1?node=h2:p2&...`.
+fn cluster_url(scheme: &str, rest: &str) -> Result<String, ConfigError> {
+    let (before_query, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.split_once('/') {
+        Some((authority, path)) => (authority, path),
+        None => (before_query, ""),
+    };
+    if !path.is_empty() && path != "0" {
+        return Err(bad_url(
+            "a Redis Cluster has only database 0; remove the `/db` from the URL",
+        ));
+    }
+    let (auth, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let mut hosts = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
+    let first = hosts
+        .next()
+        .ok_or_else(|| bad_url("a cluster URL needs at least one `host:port`"))?;
+    let mut url = format!("{scheme}://{auth}{first}");
+    let mut params: Vec<String> = hosts.map(|h| format!("node={h}")).collect();
+    params.extend(query.map(str::to_owned));
+    if !params.is_empty() {
+        url.push('?');
+        url.push_str(&params.join("&"));
+    }
+    Ok(url)
+}
+
+/// Turns a `cache_url` into a client configuration.
+fn config_of(url: &str) -> Result<Config, ConfigError> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        bad_url("expected `redis://host:port` or `redis-cluster://host:port,...`")
+    })?;
+    let scheme = scheme.to_ascii_lowercase();
+    let tls = matches!(
+        scheme.as_str(),
+        "rediss" | "valkeys" | "rediss-cluster" | "valkeys-cluster"
+    );
+    if tls && !cfg!(feature = "redis-tls") {
+        return Err(bad_url(format!(
+            "`{scheme}://` is Redis over TLS, which needs cloakroom built with the `redis-tls` feature"
+        )));
+    }
+    let fred_url = match scheme.as_str() {
+        "redis" | "valkey" | "rediss" | "valkeys" => url.to_owned(),
+        "redis-cluster" | "valkey-cluster" | "rediss-cluster" | "valkeys-cluster" => {
+            cluster_url(&scheme, rest)?
+        }
+        other => {
+            return Err(bad_url(format!(
+                "`{other}://` is not a Redis URL; use redis://, rediss://, redis-cluster:// or valkey://"
+            )))
+        }
+    };
+    Config::from_url(&fred_url).map_err(|e| bad_url(format!("{}: {}", redact(url), e.details())))
+}
+
+/// Checks that `url` is a Redis URL this build can use, without connecting.
+pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
+    config_of(url).map(drop)
+}
+
+/// Sessions in Redis or Valkey (one server or a cluster), expired by the server's TTL.
+///
+/// # Examples
+/// ```no_run
+/// # async fn run() -> Result<(), cloakroom::StoreError> {
+/// use cloakroom::engines::redis::RedisStore;
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/0")
+///     .await?
+///     .with_key_prefix("myapp");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    target: String,
+    key_prefix: String,
+    version: i64,
+    session_prefix: String,
+    /// `<prefix>:<version>:<session prefix>`, what every key starts with.
+    head: String,
+    options: Options,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.target)
+            .field("keys", &format_args!("{}<session key>", self.head))
+            .field("timeout", &self.options.timeout)
+            .field("fail_fast", &self.options.fail_fast)
+            .finish()
+    }
+}
+
+/// The first connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {target}")]
+struct Unreachable {
+    target: String,
+    #[source]
+    source: FredError,
+}
+
+impl RedisStore {
+    /// Connects to the server or cluster at `url` and waits until it answers, so a wrong URL
+    /// or a stopped server shows at startup. Later disconnections are retried in the background.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is not a Redis URL (the source is a
+    /// [`ConfigError`] naming `cache_url`) or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::build(url, true)?;
+        store.client.init().await.map_err(|source| {
+            StoreError::backend(
+                ENGINE,
+                Unreachable {
+                    target: store.target.clone(),
+                    source,
+                },
+            )
+        })?;
+        Ok(store)
+    }
+
+    /// Connects to `url` in the background, without waiting: the store is usable at once, and
+    /// commands fail (or wait, see [`with_fail_fast`](Self::with_fail_fast)) until the server
+    /// answers. For a cache in front of a database, so the app starts while the cache is down.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is not a Redis URL.
+    pub async fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        let store = Self::build(url, false)?;
+        // The task retries with the reconnect policy until the server answers; dropping its
+        // handle only detaches it.
+        drop(store.client.connect());
+        Ok(store)
+    }
+
+    fn build(url: &str, fail_at_first_connection: bool) -> Result<Self, StoreError> {
+        let mut config = config_of(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+        config.fail_fast = fail_at_first_connection;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = CONNECT_TIMEOUT;
+                c.internal_command_timeout = CONNECT_TIMEOUT;
+            })
+            // Unlimited attempts, 100 ms doubling to 5 s: a restarted server or a promoted
+            // replica is picked up without restarting the app.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+        let client = builder
+            .build()
+            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        let mut store = Self {
+            client,
+            target: redact(url),
+            key_prefix: String::new(),
+            version: 1,
+            session_prefix: CACHE_SESSION_PREFIX.to_owned(),
+            head: String::new(),
+            options: Options {
+                timeout: Some(DEFAULT_COMMAND_TIMEOUT),
+                ..Options::default()
+            },
+        };
+        store.head = store.head();
+        Ok(store)
+    }
+
+    fn head(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.key_prefix, self.version, self.session_prefix
+        )
+    }
+
+    /// Uses Django's cache `KEY_PREFIX` (default `""`).
+    #[must_use]
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self.head = self.head();
+        self
+    }
+
+    /// Uses Django's cache `VERSION` (default `1`).
+    #[must_use]
+    pub fn with_version(mut self, version: i64) -> Self {
+        self.version = version;
+        self.head = self.head();
+        self
+    }
+
+    /// Uses another session engine's part of the key, such as [`CACHED_DB_SESSION_PREFIX`]
+    /// when this store is the cache of a `cached_db` engine (default [`CACHE_SESSION_PREFIX`]).
+    #[must_use]
+    pub fn with_session_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.session_prefix = prefix.into();
+        self.head = self.head();
+        self
+    }
+
+    /// Bounds every command (default [`DEFAULT_COMMAND_TIMEOUT`]).
+    #[must_use]
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether commands fail at once while the connection is down (`true`), or wait for the
+    /// reconnection up to the command timeout (`false`, the default). A cache in front of a
+    /// database wants `true`: the database answers sooner than a reconnection.
+    #[must_use]
+    pub fn with_fail_fast(mut self, fail_fast: bool) -> Self {
+        self.options.fail_fast = fail_fast;
+        self
+    }
+
+    /// The Redis key the session `session_key` is kept under.
+    pub fn redis_key(&self, session_key: &str) -> String {
+        format!("{}{session_key}", self.head)
+    }
+
+    /// The client, for the application's own commands over the same connection.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Closes the connection after the commands in flight (the store is unusable after).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the client was already closed.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.client.quit().await.map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: FredError) -> StoreError {
+        match (e.kind(), self.options.timeout) {
+            (ErrorKind::Timeout, Some(after)) => StoreError::Timeout {
+                engine: ENGINE,
+                after,
+            },
+            _ => StoreError::backend(ENGINE, e),
+        }
+    }
+
+    /// Runs a script by its SHA-1, sending the source only when the server does not have it
+    /// yet (after a restart, or on a node that never ran it); `EVAL` then caches it there.
+    ///
+    /// Sent as custom commands routed by the key's slot: fred 10.1's own `evalsha`/`eval`
+    /// ignore the command timeout and fail-fast while the connection is down, and would hang.
+    async fn run(
+        &self,
+        script: &Script,
+        key: String,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let client = self.client.with_options(&self.options);
+        let call = |command: &'static str, script: &str| {
+            let mut values = vec![
+                Value::from(script.to_owned()),
+                Value::Integer(1),
+                Value::from(key.clone()),
+            ];
+            values.extend(args.iter().cloned());
+            // Route by the key (the third argument), so a cluster sends it to its slot's node.
+            let command = CustomCommand::new_static(command, ClusterHash::Offset(2), false);
+            client.custom::<Value, Value>(command, values)
+        };
+        let reply = match call("EVALSHA", &script.sha1).await {
+            Err(e) if error_code(&e) == "NOSCRIPT" => call("EVAL", script.lua).await,
+            other => other,
+        };
+        Ok(reply.map_err(|e| self.error(e))?.into_array())
+    }
+}
+
+fn unexpected(script: &str, reply: &[Value]) -> StoreError {
+    StoreError::backend(
+        ENGINE,
+        format!("unexpected reply to the {script} script: {reply:?}"),
+    )
+}
+
+fn status(reply: &[Value]) -> Option<i64> {
+    reply.first().and_then(Value::as_i64)
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    fn engine(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        let reply = self.run(&LOAD, self.redis_key(key), Vec::new()).await?;
+        let wall = OffsetDateTime::now_utc();
+        match status(&reply) {
+            Some(0) => Ok(None),
+            Some(1) => {
+                let (Some(raw), Some(pttl)) = (
+                    reply.get(1).and_then(Value::as_bytes),
+                    reply.get(2).and_then(Value::as_i64),
+                ) else {
+                    return Err(unexpected("load", &reply));
+                };
+                let Some(data) = decode_value(raw) else {
+                    tracing::warn!(
+                        engine = ENGINE,
+                        "a session key holds a value that is not session data; treating it as absent"
+                    );
+                    return Ok(None);
+                };
+                let expires_at = expiry_of(pttl, wall);
+                Ok((expires_at > now).then_some(Record { data, expires_at }))
+            }
+            Some(2) => {
+                let kind = reply.get(1).and_then(Value::as_str).unwrap_or_default();
+                tracing::warn!(
+                    engine = ENGINE,
+                    redis_type = %kind,
+                    "a session key holds another Redis type, not a string; treating it as absent"
+                );
+                Ok(None)
+            }
+            _ => Err(unexpected("load", &reply)),
+        }
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        let Some(ttl) = ttl_ms(record.expires_at, OffsetDateTime::now_utc()) else {
+            // Already expired: nothing to write (Django's cache backend writes nothing for a
+            // timeout of 0 either), but a key in use is still taken.
+            return Ok(if self.exists(key).await? {
+                Created::Taken
+            } else {
+                Created::Stored
+            });
+        };
+        let reply: Value = self
+            .client
+            .with_options(&self.options)
+            .set(
+                self.redis_key(key),
+                encode_value(&record.data),
+                Some(Expiration::PX(ttl)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        // `SET … NX` answers nil when the key exists.
+        Ok(if reply.is_null() {
+            Created::Taken
+        } else {
+            Created::Stored
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let wall = OffsetDateTime::now_utc();
+        let ttl = ttl_ms(record.expires_at, wall).unwrap_or(0);
+        let ahead = i64::try_from((now - wall).whole_milliseconds()).unwrap_or(i64::MAX);
+        let args = vec![
+            Value::Bytes(encode_value(expected)),
+            Value::Bytes(encode_value(&record.data)),
+            Value::Integer(ttl),
+            Value::Integer(ahead),
+        ];
+        let reply = self.run(&UPDATE, self.redis_key(key), args).await?;
+        match status(&reply) {
+            Some(0) => Ok(Updated::Missing),
+            Some(1) => Ok(Updated::Stored),
+            Some(2) => {
+                let (Some(raw), Some(pttl)) = (
+                    reply.get(1).and_then(Value::as_bytes),
+                    reply.get(2).and_then(Value::as_i64),
+                ) else {
+                    return Err(unexpected("update", &reply));
+                };
+                match decode_value(raw) {
+                    Some(data) => Ok(Updated::Conflict(Record {
+                        data,
+                        expires_at: expiry_of(pttl, OffsetDateTime::now_utc()),
+                    })),
+                    None => {
+                        tracing::warn!(
+                            engine = ENGINE,
+                            "a session key holds a value that is not session data; not updating it"
+                        );
+                        Ok(Updated::Missing)
+                    }
+                }
+            }
+            Some(3) => {
+                tracing::warn!(
+                    engine = ENGINE,
+                    "a session key holds another Redis type, not a string; not updating it"
+                );
+                Ok(Updated::Missing)
+            }
+            _ => Err(unexpected("update", &reply)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .client
+            .with_options(&self.options)
+            .del(self.redis_key(key))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .client
+            .with_options(&self.options)
+            .exists(self.redis_key(key))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(n > 0)
+    }
+}
+
+/// Nothing to do: every key carries its TTL and the server deletes it when that ends
+/// (Django's cache backend has no `clear_expired` either). Answers 0 so that
+/// `cloakroom clearsessions` works on every engine.
+#[async_trait]
+impl ClearExpired for RedisStore {
+    async fn clear_expired(&self, _now: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn cluster_urls_list_their_nodes() {
+        assert_eq!(
+            cluster_url("redis-cluster", "a:1,b:2, c:3").unwrap(),
+            "redis-cluster://a:1?node=b:2&node=c:3"
+        );
+        assert_eq!(
+            cluster_url("redis-cluster", "u:pw@a:1,b:2/0?x=y").unwrap(),
+            "redis-cluster://u:pw@a:1?node=b:2&x=y"
+        );
+        assert!(cluster_url("redis-cluster", "a:1/3").is_err());
+        assert!(cluster_url("redis-cluster", "").is_err());
+    }
+
+    #[test]
+    fn urls_pick_the_topology() {
+        use fred::types::config::ServerConfig;
+        let single = config_of("redis://127.0.0.1:6379/2").unwrap();
+        assert_eq!(single.database, Some(2));
+        assert!(matches!(single.server, ServerConfig::Centralized { .. }));
+        let cluster = config_of("redis-cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap();
+        match cluster.server {
+            ServerConfig::Clustered { hosts, .. } => assert_eq!(hosts.len(), 2),
+            other => panic!("not a cluster: {other:?}"),
+        }
+        let err = config_of("memcached://x").unwrap_err();
+        assert!(err.to_string().contains("cache_url"), "{err}");
+        if !cfg!(feature = "redis-tls") {
+            let err = config_of("rediss://127.0.0.1:6380").unwrap_err();
+            assert!(err.to_string().contains("redis-tls"), "{err}");
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        let err = config_of("redis://user:secret@host:notaport").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn ttls_follow_the_wall_clock() {
+        let wall = datetime!(2025-01-01 00:00:00 UTC);
+        assert_eq!(ttl_ms(wall + Duration::from_millis(1500), wall), Some(1500));
+        assert_eq!(ttl_ms(wall, wall), None);
+        assert_eq!(ttl_ms(wall - Duration::from_secs(1), wall), None);
+        assert_eq!(
+            ttl_ms(NO_EXPIRY, OffsetDateTime::UNIX_EPOCH),
+            Some(MAX_TTL_MS)
+        );
+        assert_eq!(expiry_of(1500, wall), wall + Duration::from_millis(1500));
+        assert_eq!(expiry_of(-1, wall), NO_EXPIRY);
+        assert_eq!(expiry_of(i64::MAX, wall), NO_EXPIRY);
+    }
+
+    #[test]
+    fn script_names_are_their_sha1() {
+        // SHA-1 of "return 1", as `SCRIPT LOAD` answers it.
+        assert_eq!(
+            Script::new("return 1").sha1,
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The store contract, as far as it applies, on the `signed_cookies` engine, plus the
+//! signed-cookie clauses, all through the core; and Django's real signed-cookie flows.
+
+use std::sync::Arc;
+
+use cloakroom::clock::ManualClock;
+use cloakroom::config::DEFAULT_COOKIE_AGE;
+use cloakroom::engines::cookie::SignedCookieStore;
+use cloakroom::{CookieAction, Secret, SessionStore, Sessions, Settings};
+
+fn make(secret: &str, fallbacks: &[&str]) -> Arc<dyn SessionStore> {
+    Arc::new(
+        SignedCookieStore::new(
+            Secret::new(secret),
+            fallbacks.iter().map(|f| Secret::new(*f)).collect(),
+            DEFAULT_COOKIE_AGE,
+            "sessionid",
+        )
+        .unwrap(),
+    )
+}
+
+cloakroom::cookie_conformance_tests!(make);
+
+mod django_flows {
+    use super::*;
+    use serde_json::Value;
+
+    fn vectors() -> Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/django-vectors.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn flow<'a>(v: &'a Value, note_start: &str) -> &'a Value {
+        v["middleware_flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["note"].as_str().unwrap().starts_with(note_start))
+            .unwrap()
+    }
+
+    fn cookie_value(header: &str) -> &str {
+        header
+            .strip_prefix("sessionid=")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+    }
+
+    fn sessions(v: &Value) -> Sessions {
+        let secret = v["settings"]["SECRET_KEY"].as_str().unwrap();
+        let at = v["fixed_time"].as_f64().unwrap();
+        let clock = ManualClock::at_unix(at.floor() as i64);
+        clock.advance(std::time::Duration::from_millis(250));
+        Sessions::from_arc(make(secret, &[]), Settings::default())
+            .unwrap()
+            .with_clock(clock)
+    }
+
+    #[tokio::test]
+    async fn a_new_session_gets_djangos_exact_cookie() {
+        let v = vectors();
+        let f = flow(&v, "signed_cookies: data in the cookie");
+        let want = cookie_value(f["set_cookie"][0].as_str().unwrap());
+        let sessions = sessions(&v);
+        let lazy = sessions.start(None);
+        let s = lazy.load().await.unwrap();
+        s.insert_value(
+            "cart",
+            serde_json::json!({"items": [{"sku": "A-1", "qty": 2}], "currency": "EUR"}),
+        );
+        s.insert("visits", 1).unwrap();
+        match lazy.commit(200).await.unwrap().cookie {
+            CookieAction::Set { value, max_age } => {
+                assert_eq!(value, want, "the cookie Django set in this flow");
+                assert_eq!(max_age, Some(1_209_600));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn djangos_cookie_loads_and_flush_deletes_it() {
+        let v = vectors();
+        let f = flow(&v, "signed_cookies: flush");
+        let cookie = cookie_value(f["request_cookie"].as_str().unwrap());
+        let sessions = sessions(&v);
+        let lazy = sessions.start(Some(cookie));
+        let s = lazy.load().await.unwrap();
+        assert_eq!(s.get::<i64>("count").unwrap(), Some(42));
+        assert_eq!(s.get::<f64>("huge_float").unwrap(), Some(1e100));
+        s.flush();
+        assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
+    }
+
+    #[tokio::test]
+    async fn a_bad_cookie_reads_as_an_empty_session() {
+        // Django re-issues a signed `{}` here; cloakroom's core deletes the cookie instead
+        // (an empty session that came with a cookie), which leaves the browser in the same
+        // state: no session data.
+        let v = vectors();
+        let f = flow(&v, "signed_cookies: bad cookie read");
+        let cookie = cookie_value(f["request_cookie"].as_str().unwrap());
+        let sessions = sessions(&v);
+        let lazy = sessions.start(Some(cookie));
+        assert!(lazy.load().await.unwrap().is_empty());
+        assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
+    }
+}
+
+mod open {
+    use cloakroom::engines::{open, OpenError};
+    use cloakroom::{Engine, Secret, Settings};
+
+    #[tokio::test]
+    async fn signed_cookies_needs_a_secret_key_and_says_so() {
+        let settings = Settings::default().with_engine(Engine::SignedCookies);
+        let err = open(&settings).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, OpenError::Config(_)), "{msg}");
+        assert!(
+            msg.contains("secret_key") && msg.contains("--secret-key"),
+            "{msg}"
+        );
+
+        let empty = settings.clone().with_secret_key(Some(Secret::new("")));
+        assert!(open(&empty)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("secret_key"));
+    }
+
+    #[tokio::test]
+    async fn signed_cookies_opens_with_its_fallbacks() {
+        let settings = Settings::default()
+            .with_engine(Engine::SignedCookies)
+            .with_secret_key(Some(Secret::new("new")))
+            .with_secret_key_fallbacks(vec![Secret::new("old")]);
+        let opened = open(&settings).await.unwrap();
+        assert_eq!(opened.store.engine(), "signed_cookies");
+        assert!(opened.store.keeps_data_in_cookie());
+        let old = super::make("old", &[]);
+        let now = time::OffsetDateTime::now_utc();
+        let record = cloakroom::Record {
+            data: r#"{"a":1}"#.into(),
+            expires_at: now,
+        };
+        let cookie = old.cookie_value("k", &record, now).unwrap();
+        let back = opened.store.load(&cookie, now).await.unwrap().unwrap();
+        assert_eq!(
+            back.data, r#"{"a":1}"#,
+            "the fallback from the settings is not used"
+        );
+    }
+}

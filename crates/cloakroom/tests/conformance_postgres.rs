@@ -1,0 +1,332 @@
+//! The store contract and PostgreSQL's specifics, on the machine's real server.
+//!
+//! The server is `CLOAKROOM_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
+//! when it cannot be reached every test fails, naming it. This binary keeps its sessions in a
+//! table of its own (`conf_pg_<pid>_<random>`), so it can run beside other test runs.
+
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cloakroom::engines::postgres::PostgresStore;
+use cloakroom::engines::sql::CLEAR_BATCH;
+use cloakroom::{ClearExpired, Created, Record, SessionStore, StoreError, Updated};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use time::OffsetDateTime;
+
+const PREFIX: &str = "conf_pg_";
+
+fn url() -> String {
+    std::env::var("CLOAKROOM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A name no other run uses: `conf_pg_<pid>_<random>`, plus `suffix`.
+fn unique(suffix: &str) -> String {
+    static RUN: OnceLock<String> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let random = cloakroom::key::generate().unwrap();
+        format!("{PREFIX}{}_{}", std::process::id(), &random[..8])
+    });
+    format!("{run}{suffix}")
+}
+
+async fn connect() -> PostgresStore {
+    let url = url();
+    let store = PostgresStore::connect(&url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {url} (CLOAKROOM_TEST_POSTGRES_URL) is unreachable: {e}")
+    });
+    drop_leftovers(store.pool()).await;
+    store
+}
+
+/// Drops tables and schemas that earlier runs of this binary left behind (their process is
+/// gone), so the test database does not fill up with them.
+async fn drop_leftovers(pool: &PgPool) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let names: Vec<(String, String)> = sqlx::query_as(
+            "SELECT 'TABLE', table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'conf\\_pg\\_%' \
+             UNION ALL SELECT 'SCHEMA', schema_name::text FROM information_schema.schemata WHERE schema_name LIKE 'conf\\_pg\\_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        for (kind, name) in names {
+            let pid = name[PREFIX.len()..].split('_').next().unwrap_or_default();
+            let alive = pid.parse::<u32>().map_or(true, |pid| {
+                pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if !alive {
+                // Another cleaner may race us; either one dropping it is enough.
+                let _ = sqlx::query(&format!(r#"DROP {kind} IF EXISTS "{name}" CASCADE"#))
+                    .execute(pool)
+                    .await;
+            }
+        }
+    })
+    .await;
+}
+
+/// A store on a table of this run, migrated.
+async fn store_on(suffix: &str) -> PostgresStore {
+    let store = connect().await.with_table(&unique(suffix)).unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+async fn store() -> Arc<PostgresStore> {
+    Arc::new(store_on("").await)
+}
+
+cloakroom::conformance_tests!(store(), clear);
+
+fn record(data: &str, expires_at: OffsetDateTime) -> Record {
+    Record {
+        data: data.to_owned(),
+        expires_at,
+    }
+}
+
+async fn drop_table(store: &PostgresStore, table: &str) {
+    sqlx::query(&format!(r#"DROP TABLE IF EXISTS "{table}""#))
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn migrate_twice_is_harmless() {
+    let store = store_on("_twice").await;
+    let key = cloakroom::key::generate().unwrap();
+    let rec = record("{}", OffsetDateTime::now_utc() + Duration::from_secs(60));
+    assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(
+        store.exists(&key).await.unwrap(),
+        "a second migrate lost data"
+    );
+    drop_table(&store, &unique("_twice")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_do_not_race() {
+    let store = connect().await.with_table(&unique("_race")).unwrap();
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    drop_table(&store, &unique("_race")).await;
+}
+
+/// Columns and indexes of `django_session` in `schema`, as the catalog describes them, with
+/// the schema name taken out.
+async fn describe(pool: &PgPool, schema: &str) -> Vec<String> {
+    let columns: Vec<(String, String, Option<i32>, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text, character_maximum_length, is_nullable::text \
+         FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'django_session' \
+         ORDER BY ordinal_position",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'django_session' \
+         ORDER BY indexname",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    columns
+        .into_iter()
+        .map(|(name, ty, len, null)| format!("{name} {ty}({len:?}) nullable={null}"))
+        .chain(
+            indexes
+                .into_iter()
+                .map(|(def,)| def.replace(&format!("{schema}."), "")),
+        )
+        .collect()
+}
+
+#[tokio::test]
+async fn migrating_django_session_makes_djangos_table() {
+    let admin = connect().await;
+    let (ours, djangos) = (unique("_ours"), unique("_django"));
+    for schema in [&ours, &djangos] {
+        sqlx::query(&format!(r#"CREATE SCHEMA "{schema}""#))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+    }
+    // Django's DDL, verbatim from `sqlmigrate sessions 0001` on PostgreSQL (FORMAT.md §3).
+    sqlx::raw_sql(&format!(
+        r#"SET LOCAL search_path TO "{djangos}";
+CREATE TABLE "django_session" ("session_key" varchar(40) NOT NULL PRIMARY KEY, "session_data" text NOT NULL, "expire_date" timestamp with time zone NOT NULL);
+CREATE INDEX "django_session_session_key_c0390e0f_like" ON "django_session" ("session_key" varchar_pattern_ops);
+CREATE INDEX "django_session_expire_date_a5c62663" ON "django_session" ("expire_date");"#
+    ))
+    .execute(admin.pool())
+    .await
+    .unwrap();
+    let options = PgConnectOptions::from_str(&url())
+        .unwrap()
+        .options([("search_path", ours.as_str())]);
+    let pool = PgPool::connect_with(options).await.unwrap();
+    let store = PostgresStore::new(pool.clone(), "django_session").unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+
+    let made = describe(&pool, &ours).await;
+    assert_eq!(made, describe(&pool, &djangos).await);
+    assert_eq!(
+        made,
+        [
+            "session_key character varying(Some(40)) nullable=NO",
+            "session_data text(None) nullable=NO",
+            "expire_date timestamp with time zone(None) nullable=NO",
+            "CREATE INDEX django_session_expire_date_a5c62663 ON django_session USING btree (expire_date)",
+            "CREATE UNIQUE INDEX django_session_pkey ON django_session USING btree (session_key)",
+            "CREATE INDEX django_session_session_key_c0390e0f_like ON django_session USING btree (session_key varchar_pattern_ops)",
+        ]
+    );
+    for schema in [&ours, &djangos] {
+        sqlx::query(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn other_tables_get_readable_index_names() {
+    let table = unique("_names");
+    let store = store_on("_names").await;
+    let names: Vec<(String,)> = sqlx::query_as(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1 ORDER BY indexname",
+    )
+    .bind(&table)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let names: Vec<String> = names.into_iter().map(|(n,)| n).collect();
+    assert_eq!(
+        names,
+        [
+            format!("{table}_expire_date_idx"),
+            format!("{table}_pkey"),
+            format!("{table}_session_key_like"),
+        ]
+    );
+    drop_table(&store, &table).await;
+}
+
+fn assert_missing_table<T: std::fmt::Debug>(result: Result<T, StoreError>, table: &str) {
+    match result {
+        Err(e @ StoreError::MissingTable { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("cloakroom migrate"), "{message}");
+            assert!(message.contains(table), "{message}");
+        }
+        other => panic!("expected MissingTable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_table_says_to_run_migrate() {
+    let table = unique("_never_migrated");
+    let store = connect().await.with_table(&table).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let rec = record("{}", now + Duration::from_secs(60));
+    let key = cloakroom::key::generate().unwrap();
+    assert_missing_table(store.load(&key, now).await, &table);
+    assert_missing_table(store.create(&key, &rec).await, &table);
+    assert_missing_table(store.update(&key, "{}", &rec, now).await, &table);
+    assert_missing_table(store.delete(&key).await, &table);
+    assert_missing_table(store.exists(&key).await, &table);
+    assert_missing_table(store.clear_expired(now).await, &table);
+    assert_missing_table(store.count_live(now).await, &table);
+}
+
+#[tokio::test]
+async fn rewriting_identical_data_and_expiry_is_stored() {
+    let store = store().await;
+    let key = cloakroom::key::generate().unwrap();
+    // Nanoseconds the column cannot keep: the stored value is what a rewrite writes again.
+    let at = OffsetDateTime::now_utc() + Duration::from_nanos(3_600_000_000_123);
+    let rec = record(r#"{"a":1}"#, at);
+    store.create(&key, &rec).await.unwrap();
+    for _ in 0..3 {
+        let out = store
+            .update(&key, &rec.data, &rec, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(out, Updated::Stored);
+    }
+}
+
+#[tokio::test]
+async fn clear_expired_deletes_in_batches() {
+    let table = unique("_clear");
+    let store = store_on("_clear").await;
+    let expired = 2 * CLEAR_BATCH + 7;
+    sqlx::query(&format!(
+        r#"INSERT INTO "{table}" (session_key, session_data, expire_date)
+           SELECT 'expired' || g, '{{}}', now() - interval '1 day' FROM generate_series(1, $1) g"#
+    ))
+    .bind(expired)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let now = OffsetDateTime::now_utc();
+    for _ in 0..3 {
+        let key = cloakroom::key::generate().unwrap();
+        store
+            .create(&key, &record("{}", now + Duration::from_secs(3600)))
+            .await
+            .unwrap();
+    }
+    let cleared = store.clear_expired(now).await.unwrap();
+    assert_eq!(cleared, u64::try_from(expired).unwrap());
+    let left: i64 = sqlx::query_scalar(&format!(r#"SELECT COUNT(*) FROM "{table}""#))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 3, "live sessions were cleared");
+    assert_eq!(store.count_live(now).await.unwrap(), 3);
+    assert_eq!(store.clear_expired(now).await.unwrap(), 0);
+    drop_table(&store, &table).await;
+}
+
+#[tokio::test]
+async fn settings_open_postgres_and_postgresql_urls() {
+    for scheme in ["postgres", "postgresql"] {
+        let url = url();
+        let (_, rest) = url.split_once("://").unwrap();
+        let url = format!("{scheme}://{rest}");
+        let settings = cloakroom::Settings::default()
+            .with_database_url(Some(url))
+            .with_table(unique("_open"));
+        let opened = cloakroom::engines::open(&settings).await.unwrap();
+        assert_eq!(opened.store.engine(), "postgres");
+        opened
+            .migrate
+            .expect("postgres migrates")
+            .migrate()
+            .await
+            .unwrap();
+        let clear = opened.clear.expect("postgres clears expired sessions");
+        clear
+            .clear_expired(OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    }
+    drop_table(&connect().await, &unique("_open")).await;
+}

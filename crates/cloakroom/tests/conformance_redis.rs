@@ -1,0 +1,248 @@
+//! The store contract on the machine's Redis (`CLOAKROOM_TEST_REDIS_URL`, default
+//! `redis://127.0.0.1:6379/0`), plus what is Redis's own: Django's key layout, the server's
+//! TTL, keys of another type, and an unreachable server.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Duration;
+
+use cloakroom::engines::redis::RedisStore;
+use cloakroom::{Created, Record, SessionStore, StoreError, Updated};
+use fred::interfaces::{ClientLike, KeysInterface};
+use fred::types::{ClusterHash, CustomCommand, Value};
+use time::OffsetDateTime;
+
+// Without `clear`: the server's TTL expires keys on the wall clock, so `clear_expired` has
+// nothing to do and is a no-op (pinned below), while the suite's clause moves a test clock.
+cloakroom::conformance_tests!(support::redis::scoped());
+
+fn record(data: &str, ttl: Duration) -> Record {
+    Record {
+        data: data.to_owned(),
+        expires_at: OffsetDateTime::now_utc() + ttl,
+    }
+}
+
+fn fresh_key() -> String {
+    cloakroom::key::generate().unwrap()
+}
+
+#[tokio::test]
+async fn keys_are_djangos_cache_keys() {
+    let store = support::redis::connect().await;
+    let key = fresh_key();
+    assert_eq!(
+        store.redis_key(&key),
+        format!(":1:django.contrib.sessions.cache{key}")
+    );
+    let custom = store.clone().with_key_prefix("myapp").with_version(3);
+    assert_eq!(
+        custom.redis_key(&key),
+        format!("myapp:3:django.contrib.sessions.cache{key}")
+    );
+
+    // What create writes sits under exactly that key, as plain data text, with a TTL.
+    let rec = record(r#"{"a":1}"#, Duration::from_secs(600));
+    assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
+    let raw: Option<String> = store.client().get(store.redis_key(&key)).await.unwrap();
+    let ttl: i64 = store.client().pttl(store.redis_key(&key)).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert_eq!(raw.as_deref(), Some(r#"{"a":1}"#));
+    assert!((590_000..=600_000).contains(&ttl), "TTL {ttl} ms");
+}
+
+#[tokio::test]
+async fn clear_expired_is_a_no_op() {
+    use cloakroom::ClearExpired;
+    let scoped = support::redis::scoped().await;
+    let store = scoped.store();
+    let key = fresh_key();
+    store
+        .create(&key, &record("{}", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    assert_eq!(store.clear_expired(later).await.unwrap(), 0);
+    assert!(
+        store.exists(&key).await.unwrap(),
+        "the server's TTL decides, not clear_expired"
+    );
+}
+
+#[tokio::test]
+async fn the_server_ttl_expires_sessions() {
+    let scoped = support::redis::scoped().await;
+    let store = scoped.store();
+    let key = fresh_key();
+    let rec = record("{}", Duration::from_millis(300));
+    store.create(&key, &rec).await.unwrap();
+    assert!(store.exists(&key).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!store.exists(&key).await.unwrap(), "the server kept it");
+}
+
+#[tokio::test]
+async fn records_already_expired_are_not_written() {
+    let scoped = support::redis::scoped().await;
+    let store = scoped.store();
+    let key = fresh_key();
+    let past = Record {
+        data: "{}".into(),
+        expires_at: OffsetDateTime::now_utc() - Duration::from_secs(1),
+    };
+    assert_eq!(store.create(&key, &past).await.unwrap(), Created::Stored);
+    assert!(!store.exists(&key).await.unwrap());
+
+    // An update to an already-past expiry deletes the record.
+    let live = record("{}", Duration::from_secs(60));
+    store.create(&key, &live).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        store.update(&key, "{}", &past, now).await.unwrap(),
+        Updated::Stored
+    );
+    assert!(!store.exists(&key).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_key_of_another_type_is_absent_not_a_crash() {
+    let scoped = support::redis::scoped().await;
+    let store = scoped.store();
+    let key = fresh_key();
+    let lpush = CustomCommand::new_static("LPUSH", ClusterHash::FirstKey, false);
+    let _: Value = store
+        .client()
+        .custom(lpush, vec![store.redis_key(&key), "x".to_owned()])
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.load(&key, now).await.unwrap(), None);
+    let rec = record("{}", Duration::from_secs(60));
+    assert_eq!(
+        store.update(&key, "[]", &rec, now).await.unwrap(),
+        Updated::Missing
+    );
+    assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Taken);
+    assert!(store.exists(&key).await.unwrap());
+    store.delete(&key).await.unwrap();
+    assert!(!store.exists(&key).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_value_that_is_not_text_is_absent() {
+    let scoped = support::redis::scoped().await;
+    let store = scoped.store();
+    let key = fresh_key();
+    let _: Value = store
+        .client()
+        .set(
+            store.redis_key(&key),
+            Value::Bytes(vec![0x80, 0x05, 0x95, 0xff].into()),
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(store.load(&key, now).await.unwrap(), None);
+    let rec = record("{}", Duration::from_secs(60));
+    assert_eq!(
+        store.update(&key, "{}", &rec, now).await.unwrap(),
+        Updated::Missing
+    );
+}
+
+#[tokio::test]
+async fn a_key_without_ttl_loads_as_long_lived() {
+    let scoped = support::redis::scoped().await;
+    let store = scoped.store();
+    let key = fresh_key();
+    let _: Value = store
+        .client()
+        .set(store.redis_key(&key), "{}", None, None, false)
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let loaded = store.load(&key, now).await.unwrap().expect("live");
+    assert!(loaded.expires_at > now + Duration::from_secs(86_400 * 365 * 100));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_backend_error_naming_it() {
+    let url = format!("redis://127.0.0.1:{}", support::closed_port());
+    let err = RedisStore::connect(&url).await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+    let message = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(message.contains(&url), "{message}");
+}
+
+#[tokio::test]
+async fn a_lost_server_fails_fast_when_asked_to() {
+    let url = format!("redis://127.0.0.1:{}", support::closed_port());
+    let store = RedisStore::connect_lazy(&url)
+        .await
+        .unwrap()
+        .with_fail_fast(true);
+    let started = std::time::Instant::now();
+    let err = store
+        .load(&fresh_key(), OffsetDateTime::now_utc())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Without fail-fast a command waits for the reconnection, up to the command timeout.
+    let waiting = RedisStore::connect_lazy(&url)
+        .await
+        .unwrap()
+        .with_command_timeout(Duration::from_millis(200));
+    let err = waiting
+        .load(&fresh_key(), OffsetDateTime::now_utc())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn bad_urls_name_the_setting() {
+    for url in [
+        "memcached://127.0.0.1:11211",
+        "redis-cluster://",
+        "nonsense",
+    ] {
+        let err = RedisStore::connect(url).await.unwrap_err();
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            source.as_deref().unwrap_or_default().contains("cache_url"),
+            "{url}: {err} / {source:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn open_builds_the_redis_cache_engine() {
+    use cloakroom::{engines, Engine, Settings};
+    let settings = Settings::default()
+        .with_engine(Engine::Cache)
+        .with_cache_url(Some(support::redis::url()));
+    let opened = engines::open(&settings).await.unwrap();
+    assert_eq!(opened.store.engine(), "redis");
+    let clear = opened.clear.expect("clear_expired answers");
+    assert_eq!(
+        clear
+            .clear_expired(OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+
+    let bad = settings.with_cache_url(Some("memcached://127.0.0.1:1".to_owned()));
+    let err = engines::open(&bad).await.unwrap_err();
+    assert!(matches!(err, engines::OpenError::Config(_)), "{err:?}");
+}

@@ -1,0 +1,128 @@
+//! The machine's Redis for single-server tests: each store gets a key prefix of its own, and its
+//! keys are deleted when the store is dropped, so test runs never see or leave each other's keys.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cloakroom::engines::redis::RedisStore;
+use cloakroom::{ClearExpired, Created, Record, SessionStore, StoreError, Updated};
+use fred::interfaces::{ClientLike, KeysInterface};
+use futures_util::StreamExt;
+use time::OffsetDateTime;
+
+/// The Redis the single-server tests use: `CLOAKROOM_TEST_REDIS_URL`, default the local one.
+pub fn url() -> String {
+    std::env::var("CLOAKROOM_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// Connects to the test Redis, failing loudly (never skipping) when it is not running.
+pub async fn connect() -> RedisStore {
+    let url = url();
+    match RedisStore::connect(&url).await {
+        Ok(store) => store,
+        Err(e) => panic!(
+            "the test Redis at {url} is unreachable ({e}); start it or set CLOAKROOM_TEST_REDIS_URL"
+        ),
+    }
+}
+
+/// A store on the test Redis whose keys all start with `prefix:` and are deleted on drop.
+pub struct Scoped {
+    store: RedisStore,
+    prefix: String,
+}
+
+impl Scoped {
+    /// `store` with the key prefix `prefix`.
+    pub fn new(store: RedisStore, prefix: String) -> Self {
+        Self {
+            store: store.with_key_prefix(prefix.clone()),
+            prefix,
+        }
+    }
+
+    /// The store itself.
+    pub fn store(&self) -> &RedisStore {
+        &self.store
+    }
+}
+
+/// A store on the test Redis with a prefix of its own (Django's `cache` key layout).
+pub async fn scoped() -> Arc<Scoped> {
+    Arc::new(Scoped::new(
+        connect().await,
+        super::unique("cloakroom-test"),
+    ))
+}
+
+/// Deletes every key under `prefix:` (SCAN, so the shared server is never blocked).
+pub async fn delete_prefixed(url: &str, prefix: &str) {
+    let client =
+        fred::types::Builder::from_config(fred::types::config::Config::from_url(url).unwrap())
+            .build()
+            .unwrap();
+    client.init().await.unwrap();
+    let mut keys = client.scan_buffered(format!("{prefix}:*"), Some(500), None);
+    let mut found = Vec::new();
+    while let Some(key) = keys.next().await {
+        found.push(key.unwrap());
+    }
+    for key in found {
+        let _: i64 = client.del(key).await.unwrap();
+    }
+    let _ = client.quit().await;
+}
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run inside or outside a runtime: clean up on a thread
+        // with a runtime of its own.
+        let (url, prefix) = (url(), self.prefix.clone());
+        let cleanup = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(delete_prefixed(&url, &prefix));
+        });
+        if cleanup.join().is_err() && !std::thread::panicking() {
+            panic!("could not delete the test keys under `{}:`", self.prefix);
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Scoped {
+    fn engine(&self) -> &'static str {
+        self.store.engine()
+    }
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        self.store.load(key, now).await
+    }
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        self.store.create(key, record).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.store.update(key, expected, record, now).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.store.exists(key).await
+    }
+}
+
+#[async_trait]
+impl ClearExpired for Scoped {
+    async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.store.clear_expired(now).await
+    }
+}
