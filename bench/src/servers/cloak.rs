@@ -175,12 +175,22 @@ impl SessionStore for Counting {
         LOADS.fetch_add(1, Ordering::Relaxed);
         self.0.exists(key).await
     }
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> std::result::Result<Updated, StoreError> {
+        WRITES.fetch_add(1, Ordering::Relaxed);
+        self.0.touch(key, record, now).await
+    }
     fn cookie_value<'a>(
         &self,
         key: &'a str,
         record: &Record,
+        now: OffsetDateTime,
     ) -> std::result::Result<std::borrow::Cow<'a, str>, StoreError> {
-        self.0.cookie_value(key, record)
+        self.0.cookie_value(key, record, now)
     }
     fn keeps_data_in_cookie(&self) -> bool {
         self.0.keeps_data_in_cookie()

@@ -67,8 +67,22 @@ impl SessionStore for Counting {
         self.calls.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.exists(key).await
     }
-    fn cookie_value<'a>(&self, key: &'a str, record: &Record) -> Result<Cow<'a, str>, StoreError> {
-        self.inner.cookie_value(key, record)
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.calls.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.touch(key, record, now).await
+    }
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Cow<'a, str>, StoreError> {
+        self.inner.cookie_value(key, record, now)
     }
 }
 
