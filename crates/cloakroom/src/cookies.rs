@@ -237,9 +237,18 @@ mod tests {
     fn the_header_matches_the_cookie_crate_for_every_attribute_mix() {
         let now = time::macros::datetime!(2031-02-28 23:59:58.75 UTC);
         let actions = [
-            CookieAction::Set { value: "k".repeat(32), max_age: Some(1_209_600) },
-            CookieAction::Set { value: "abc".into(), max_age: Some(2) },
-            CookieAction::Set { value: "abc".into(), max_age: None },
+            CookieAction::Set {
+                value: "k".repeat(32),
+                max_age: Some(1_209_600),
+            },
+            CookieAction::Set {
+                value: "abc".into(),
+                max_age: Some(2),
+            },
+            CookieAction::Set {
+                value: "abc".into(),
+                max_age: None,
+            },
             CookieAction::Delete,
         ];
         for same_site in [SameSite::Strict, SameSite::Lax, SameSite::None] {
@@ -250,7 +259,9 @@ mod tests {
                     .with_cookie_secure(flags & 2 != 0)
                     .with_cookie_partitioned(flags & 4 != 0);
                 if flags == 3 {
-                    s = s.with_cookie_domain(Some("example.com".to_owned())).with_cookie_path("/app");
+                    s = s
+                        .with_cookie_domain(Some("example.com".to_owned()))
+                        .with_cookie_path("/app");
                 }
                 for action in &actions {
                     assert_eq!(

@@ -144,7 +144,11 @@ async fn read_only_requests_load_once_and_never_write_or_set_a_cookie() {
         assert_eq!(body, "1");
         assert_eq!(set_cookie, None, "a read-only request sends no Set-Cookie");
     }
-    assert_eq!(calls.take(), (1000, 0), "1,000 reads: one load each, no write");
+    assert_eq!(
+        calls.take(),
+        (1000, 0),
+        "1,000 reads: one load each, no write"
+    );
 
     let (body, set_cookie) = send(&app, "/visits", Some(&cookie)).await;
     assert_eq!(body, "2");

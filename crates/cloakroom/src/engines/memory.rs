@@ -55,8 +55,9 @@ impl Shard {
 
     /// Makes room for one more session: expired ones go first, then the least recently used.
     fn make_room(&mut self, limit: usize) {
-        self.writes = self.writes.wrapping_add(1);
-        if self.writes % SWEEP_EVERY == 0 {
+        self.writes += 1;
+        if self.writes >= SWEEP_EVERY {
+            self.writes = 0;
             self.sweep_expired(OffsetDateTime::now_utc());
         }
         if self.map.len() < limit {

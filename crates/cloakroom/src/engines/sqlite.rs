@@ -151,7 +151,9 @@ impl SqliteStore {
         // thread switches (each sqlx connection is a thread).
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let readers = u32::try_from(cores.clamp(2, 8)).unwrap_or(8);
-        let pool = open(readers).await.map_err(|e| StoreError::backend(ENGINE, e))?;
+        let pool = open(readers)
+            .await
+            .map_err(|e| StoreError::backend(ENGINE, e))?;
         let writer = open(1).await.map_err(|e| StoreError::backend(ENGINE, e))?;
         let mut store = Self::new(pool, crate::config::DEFAULT_TABLE)
             .map_err(|e| StoreError::backend(ENGINE, e))?;
