@@ -4,7 +4,9 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -51,9 +53,15 @@ impl Shared {
             return Err(e);
         }
         let after = self.settings.store_timeout();
-        let result = match tokio::time::timeout(after, fut).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout { engine, after }),
+        let result = match (Bounded {
+            fut,
+            sleep: None,
+            after,
+        })
+        .await
+        {
+            Some(result) => result,
+            None => Err(StoreError::Timeout { engine, after }),
         };
         // A session too large for its store is the app's problem, not the store's health.
         let healthy = !matches!(
@@ -72,6 +80,11 @@ impl Shared {
     async fn lock(&self, key: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         let stripe = usize::try_from(self.hasher.hash_one(key) % STRIPES as u64).unwrap_or(0);
         let mutex = Arc::clone(&self.stripes[stripe]);
+        // Uncontended (nearly always): no timer to arm.
+        let mutex = match mutex.try_lock_owned() {
+            Ok(guard) => return Some(guard),
+            Err(_) => Arc::clone(&self.stripes[stripe]),
+        };
         let wait = Duration::from_millis(self.settings.lock_timeout_ms);
         match tokio::time::timeout(wait, mutex.lock_owned()).await {
             Ok(guard) => Some(guard),
@@ -81,6 +94,37 @@ impl Shared {
                 tracing::debug!("session lock wait timed out; continuing without it");
                 None
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A store call with a time limit whose timer is armed only if the call does not finish at
+    /// once: an in-process store never pays for one, a remote one pays once. `None` when the
+    /// limit passed.
+    struct Bounded<F> {
+        #[pin]
+        fut: F,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        after: Duration,
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let after = *this.after;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

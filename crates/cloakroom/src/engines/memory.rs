@@ -1,59 +1,105 @@
-//! The in-process `cache` engine: a bounded cache (moka) with a per-entry expiry.
+//! The in-process `cache` engine: a bounded, sharded hash map with a per-entry expiry.
 //!
 //! Fast and simple, but per process: sessions are lost on restart and not shared between app
 //! servers. Use Redis for that.
+//!
+//! Sessions are spread over shards by key hash, each a plain `HashMap` behind its own mutex, so
+//! a load or a save is one hash and one short, almost never contended lock. Bounds:
+//! - expired sessions are dropped when a load meets them, and each shard sweeps out its expired
+//!   sessions every few thousand writes;
+//! - a full shard first sweeps its expired sessions, then evicts the least recently used
+//!   sixteenth of itself, so a write never waits on more than one shard's sweep and the cost is
+//!   a few steps per write on average.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use moka::ops::compute::{CompResult, Op};
-use moka::sync::Cache;
-use moka::Expiry;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
-struct UntilExpiry;
+/// How many shards: enough that app threads rarely meet on one lock.
+const SHARDS: usize = 64;
+/// A shard sweeps its expired sessions after this many writes.
+const SWEEP_EVERY: u32 = 4096;
 
-fn remaining(record: &Record) -> Duration {
-    let left = record.expires_at - OffsetDateTime::now_utc();
-    left.try_into().unwrap_or(Duration::ZERO)
+struct Entry {
+    data: Box<str>,
+    expires_at: OffsetDateTime,
+    /// The shard's access count when the session was last loaded or saved (for LRU).
+    used: u64,
 }
 
-impl Expiry<Arc<str>, Arc<Record>> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<Record>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(remaining(value))
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Box<str>, Entry>,
+    writes: u32,
+    /// Counts loads and saves: the shard's clock for least-recently-used eviction.
+    uses: u64,
+}
+
+impl Shard {
+    fn tick(&mut self) -> u64 {
+        self.uses += 1;
+        self.uses
     }
 
-    fn expire_after_update(
-        &self,
-        _key: &Arc<str>,
-        value: &Arc<Record>,
-        _updated_at: std::time::Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(remaining(value))
+    fn sweep_expired(&mut self, now: OffsetDateTime) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, e| e.expires_at > now);
+        before - self.map.len()
     }
+
+    /// Makes room for one more session: expired ones go first, then the least recently used.
+    fn make_room(&mut self, limit: usize) {
+        self.writes += 1;
+        if self.writes >= SWEEP_EVERY {
+            self.writes = 0;
+            self.sweep_expired(OffsetDateTime::now_utc());
+        }
+        if self.map.len() < limit {
+            return;
+        }
+        self.sweep_expired(OffsetDateTime::now_utc());
+        if self.map.len() < limit {
+            return;
+        }
+        // Evict a sixteenth at once, so the next fifteen-sixteenths of writes find room.
+        let evict = (limit / 16).max(1);
+        let mut used: Vec<u64> = self.map.values().map(|e| e.used).collect();
+        let (_, &mut cutoff, _) = used.select_nth_unstable(evict - 1);
+        let mut left = evict;
+        self.map.retain(|_, e| {
+            if left > 0 && e.used <= cutoff {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    per_shard: usize,
 }
 
 /// Sessions in this process's memory, at most `capacity` of them (least recently used go
-/// first when full; expired ones go on their own).
+/// first when full; expired ones go on their own). Clones share one store.
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<Arc<str>, Arc<Record>>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.cache.entry_count())
+            .field("entries", &self.len())
             .finish()
     }
 }
@@ -61,24 +107,41 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// A cache that holds at most `capacity` sessions.
     pub fn new(capacity: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExpiry)
-                .build(),
+            inner: Arc::new(Inner {
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                hasher: RandomState::new(),
+                per_shard: capacity.div_ceil(SHARDS).max(1),
+            }),
         }
     }
 
-    /// How many sessions the cache holds (an estimate while evictions are pending).
+    /// How many sessions the cache holds (expired ones not yet swept included).
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        let n: usize = self.inner.shards.iter().map(|s| lock(s).map.len()).sum();
+        n as u64
     }
 
     /// Whether the cache holds no session.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        let hash = self.inner.hasher.hash_one(key);
+        // The high bits pick the shard; the map inside uses its own hasher.
+        let index = usize::try_from(hash >> 58).unwrap_or(0) % SHARDS;
+        lock(&self.inner.shards[index])
+    }
+}
+
+/// A shard whose lock was poisoned by a panic still holds whole entries (every change is one
+/// insert or remove), so it is taken over.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Default for MemoryStore {
@@ -94,25 +157,39 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        Ok(self
-            .cache
-            .get(key)
-            .filter(|r| r.expires_at > now)
-            .map(|r| Record::clone(&r)))
+        let mut shard = self.shard(key);
+        let used = shard.tick();
+        let Some(entry) = shard.map.get_mut(key) else {
+            return Ok(None);
+        };
+        if entry.expires_at <= now {
+            shard.map.remove(key);
+            return Ok(None);
+        }
+        entry.used = used;
+        Ok(Some(Record {
+            data: String::from(&*entry.data),
+            expires_at: entry.expires_at,
+        }))
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        let result = self
-            .cache
-            .entry(Arc::from(key))
-            .and_compute_with(|existing| match existing {
-                Some(_) => Op::Nop,
-                None => Op::Put(Arc::new(record.clone())),
-            });
-        Ok(match result {
-            CompResult::Inserted(_) => Created::Stored,
-            _ => Created::Taken,
-        })
+        let limit = self.inner.per_shard;
+        let mut shard = self.shard(key);
+        let used = shard.tick();
+        if shard.map.contains_key(key) {
+            return Ok(Created::Taken);
+        }
+        shard.make_room(limit);
+        shard.map.insert(
+            Box::from(key),
+            Entry {
+                data: Box::from(record.data.as_str()),
+                expires_at: record.expires_at,
+                used,
+            },
+        );
+        Ok(Created::Stored)
     }
 
     async fn update(
@@ -122,50 +199,46 @@ impl SessionStore for MemoryStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut outcome = Updated::Missing;
-        self.cache
-            .entry(Arc::from(key))
-            .and_compute_with(|existing| match existing {
-                Some(entry) if entry.value().expires_at > now => {
-                    if entry.value().data == expected {
-                        outcome = Updated::Stored;
-                        Op::Put(Arc::new(record.clone()))
-                    } else {
-                        outcome = Updated::Conflict(Record::clone(entry.value()));
-                        Op::Nop
-                    }
-                }
-                _ => Op::Nop,
-            });
-        Ok(outcome)
+        let mut shard = self.shard(key);
+        let used = shard.tick();
+        let Some(entry) = shard.map.get_mut(key) else {
+            return Ok(Updated::Missing);
+        };
+        if entry.expires_at <= now {
+            return Ok(Updated::Missing);
+        }
+        if &*entry.data != expected {
+            return Ok(Updated::Conflict(Record {
+                data: String::from(&*entry.data),
+                expires_at: entry.expires_at,
+            }));
+        }
+        entry.data = Box::from(record.data.as_str());
+        entry.expires_at = record.expires_at;
+        entry.used = used;
+        Ok(Updated::Stored)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.cache.invalidate(key);
+        self.shard(key).map.remove(key);
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.cache.contains_key(key))
+        Ok(self.shard(key).map.contains_key(key))
     }
 }
 
 #[async_trait]
 impl ClearExpired for MemoryStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut cleared = 0;
-        let expired: Vec<Arc<str>> = self
-            .cache
+        let cleared: usize = self
+            .inner
+            .shards
             .iter()
-            .filter(|(_, r)| r.expires_at <= now)
-            .map(|(k, _)| Arc::clone(&*k))
-            .collect();
-        for key in expired {
-            if self.cache.remove(&key).is_some() {
-                cleared += 1;
-            }
-        }
-        Ok(cleared)
+            .map(|s| lock(s).sweep_expired(now))
+            .sum();
+        Ok(cleared as u64)
     }
 }
 
@@ -178,24 +251,86 @@ impl Scan for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<Batch, StoreError> {
         let live = self
-            .cache
+            .inner
+            .shards
             .iter()
-            .filter(|(_, record)| record.expires_at > now)
-            .map(|(key, record)| (key.to_string(), Record::clone(&record)))
+            .flat_map(|shard| {
+                lock(shard)
+                    .map
+                    .iter()
+                    .filter(|(_, e)| e.expires_at > now)
+                    .map(|(key, e)| {
+                        (
+                            key.to_string(),
+                            Record {
+                                data: e.data.to_string(),
+                                expires_at: e.expires_at,
+                            },
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
             .collect();
         Ok(super::batch_after(live, cursor, limit))
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
-        let live = self
-            .cache
-            .iter()
-            .filter(|(_, record)| record.expires_at > now)
-            .count();
-        // The cache drops expired entries by itself.
-        Ok(Counts {
-            live: live as u64,
-            expired: 0,
-        })
+        let (mut live, mut expired) = (0u64, 0u64);
+        for shard in self.inner.shards.iter() {
+            for entry in lock(shard).map.values() {
+                if entry.expires_at > now {
+                    live += 1;
+                } else {
+                    expired += 1;
+                }
+            }
+        }
+        Ok(Counts { live, expired })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(data: &str, secs: i64) -> Record {
+        Record {
+            data: data.to_owned(),
+            expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(secs),
+        }
+    }
+
+    #[tokio::test]
+    async fn stays_within_its_capacity_and_keeps_recent_sessions() {
+        let store = MemoryStore::new(6400);
+        let now = OffsetDateTime::now_utc();
+        let recent = "recentkey0001";
+        store.create(recent, &record("{}", 3600)).await.unwrap();
+        for i in 0..20_000 {
+            // Keep one session in use while many others arrive.
+            if i % 100 == 0 {
+                assert!(store.load(recent, now).await.unwrap().is_some(), "at {i}");
+            }
+            store
+                .create(&format!("key{i:010}"), &record("{}", 3600))
+                .await
+                .unwrap();
+        }
+        assert!(store.len() <= 6400, "{} sessions kept", store.len());
+        assert!(store.len() >= 5000, "evicted too eagerly: {}", store.len());
+    }
+
+    #[tokio::test]
+    async fn a_full_shard_drops_expired_sessions_before_live_ones() {
+        let store = MemoryStore::new(SHARDS as u64 * 4);
+        let live = "livekey000001";
+        store.create(live, &record("{}", 3600)).await.unwrap();
+        for i in 0..1000 {
+            store
+                .create(&format!("dead{i:010}"), &record("{}", -1))
+                .await
+                .unwrap();
+        }
+        assert!(store.exists(live).await.unwrap());
     }
 }

@@ -21,7 +21,12 @@ const ENGINE: &str = "sqlite";
 /// Sessions in a SQLite table.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// Reads (and, for a pool handed in by the app, writes too).
     pool: SqlitePool,
+    /// Writes. SQLite lets one writer in at a time; writers that race for the lock wait in its
+    /// busy handler, which sleeps for milliseconds. One writing connection queues them in the
+    /// pool instead, in microseconds.
+    writer: SqlitePool,
     table: Table,
     q: Queries,
 }
@@ -128,16 +133,32 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::backend(ENGINE, e))?;
         }
-        let pool = SqlitePoolOptions::new()
+        let open = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone())
+        };
+        if in_memory {
             // An in-memory database lives as long as one connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { 8 })
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
+            let pool = open(1).await.map_err(|e| StoreError::backend(ENGINE, e))?;
+            return Self::new(pool, crate::config::DEFAULT_TABLE)
+                .map_err(|e| StoreError::backend(ENGINE, e));
+        }
+        // WAL readers never block each other or the writer; more of them than cores only adds
+        // thread switches (each sqlx connection is a thread).
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let readers = u32::try_from(cores.clamp(2, 8)).unwrap_or(8);
+        let pool = open(readers)
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))?;
-        Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
+        let writer = open(1).await.map_err(|e| StoreError::backend(ENGINE, e))?;
+        let mut store = Self::new(pool, crate::config::DEFAULT_TABLE)
+            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        store.writer = writer;
+        Ok(store)
     }
 
     /// Sessions in `table` of an existing pool.
@@ -148,6 +169,7 @@ impl SqliteStore {
         let table = Table::new(table)?;
         Ok(Self {
             q: Queries::new(table.name()),
+            writer: pool.clone(),
             pool,
             table,
         })
@@ -158,7 +180,12 @@ impl SqliteStore {
     /// # Errors
     /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
     pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
-        Self::new(self.pool, table)
+        let table = Table::new(table)?;
+        Ok(Self {
+            q: Queries::new(table.name()),
+            table,
+            ..self
+        })
     }
 
     /// The pool, for the application's own queries.
@@ -178,7 +205,7 @@ impl SqliteStore {
 CREATE INDEX IF NOT EXISTS "{index}" ON "{t}" ("expire_date");"#
         );
         sqlx::raw_sql(&ddl)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| store_error(&self.table, e))?;
         Ok(())
@@ -228,7 +255,7 @@ impl SessionStore for SqliteStore {
             .bind(key)
             .bind(&record.data)
             .bind(django_datetime(record.expires_at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await;
         match result {
             Ok(_) => Ok(Created::Stored),
@@ -250,7 +277,7 @@ impl SessionStore for SqliteStore {
             .bind(key)
             .bind(expected)
             .bind(django_datetime(now))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| store_error(&self.table, e))?;
         if done.rows_affected() == 1 {
@@ -267,7 +294,7 @@ impl SessionStore for SqliteStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         sqlx::query(&self.q.delete)
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| store_error(&self.table, e))?;
         Ok(())
@@ -291,7 +318,7 @@ impl ClearExpired for SqliteStore {
         loop {
             let done = sqlx::query(&self.q.clear)
                 .bind(&now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| store_error(&self.table, e))?;
             total += done.rows_affected();

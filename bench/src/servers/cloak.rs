@@ -1,0 +1,198 @@
+//! cloakroom with each of its engines, opened from settings exactly as an app opens them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::routing::get;
+use axum::Router;
+use cloakroom::engines::Opened;
+use cloakroom::store::{Created, Record, SessionStore, Updated};
+use cloakroom::{Session, SessionLayer, Sessions, Settings, StoreError};
+use time::OffsetDateTime;
+
+use super::{
+    stats_json, Result, ServeArgs, LOADS, POSTGRES_URL, PREFILL_DATA, SESSION_SECONDS, WRITES,
+};
+
+/// The settings of each cloakroom server, as TOML (`{dir}` and `{tag}` are filled in). Adding
+/// an engine is one line here and one in `SERVERS`.
+fn settings_toml(args: &ServeArgs) -> Option<String> {
+    Some(match args.server.as_str() {
+        "cloakroom-memory" => r#"engine = "cache""#.to_owned(),
+        "cloakroom-sqlite" => r#"database_url = "sqlite://{dir}/cloakroom.sqlite3""#.to_owned(),
+        "cloakroom-postgres" => {
+            format!("database_url = \"{POSTGRES_URL}\"\ntable = \"{{tag}}_cr\"")
+        }
+        "cloakroom-redis" => format!("engine = \"cache\"\ncache_url = \"{}\"", args.redis_url()),
+        _ => return None,
+    })
+}
+
+/// The settings of `args.server`.
+pub fn settings(args: &ServeArgs) -> Result<Settings> {
+    let toml = settings_toml(args)
+        .ok_or_else(|| format!("no cloakroom server named `{}`", args.server))?
+        .replace("{dir}", &args.dir.display().to_string())
+        .replace("{tag}", &args.tag);
+    let settings = Settings::from_toml_str(&toml)?
+        .with_cookie_age(SESSION_SECONDS)
+        // Room for the one-million-session runs next to the cookie pool.
+        .with_cache_capacity(2_000_000u64);
+    Ok(settings)
+}
+
+async fn visits(session: Session) -> std::result::Result<String, cloakroom::Error> {
+    Ok(session.update("visits", |n: &mut u64| *n += 1)?.to_string())
+}
+
+async fn read(session: Session) -> std::result::Result<String, cloakroom::Error> {
+    Ok(session.get_or::<u64>("visits", 0)?.to_string())
+}
+
+/// The cloakroom app for `args.server`, with its store prefilled; and how many were stored.
+pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
+    let settings = settings(args)?;
+    let Opened { store, migrate, .. } = cloakroom::engines::open(&settings).await?;
+    if let Some(migrate) = migrate {
+        migrate.migrate().await?;
+    }
+    let stored = prefill(args, &settings, &store).await?;
+    let store: Arc<dyn SessionStore> = if args.count_writes {
+        Arc::new(Counting(store))
+    } else {
+        store
+    };
+    let sessions = Sessions::from_arc(store, settings)?;
+    let app = Router::new()
+        .route("/visits", get(visits))
+        .route("/read", get(read))
+        .route("/__stats", get(|| async { stats_json() }))
+        .layer(SessionLayer::new(sessions));
+    Ok((app, stored))
+}
+
+/// Stores `args.prefill` sessions straight into the store (SQL engines in one statement).
+async fn prefill(
+    args: &ServeArgs,
+    settings: &Settings,
+    store: &Arc<dyn SessionStore>,
+) -> Result<u64> {
+    let n = args.prefill;
+    if n == 0 {
+        return Ok(0);
+    }
+    let url = settings.database_url.as_deref().unwrap_or_default();
+    if args.server == "cloakroom-sqlite" {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        let sql = format!(
+            r#"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
+               INSERT INTO "{t}" (session_key, session_data, expire_date)
+               SELECT lower(hex(randomblob(16))), '{PREFILL_DATA}',
+                      strftime('%Y-%m-%d %H:%M:%S', 'now', '+{SESSION_SECONDS} seconds') FROM c"#,
+            t = settings.table
+        );
+        sqlx::query(&sql).execute(&pool).await?;
+        pool.close().await;
+        return Ok(n);
+    }
+    if args.server == "cloakroom-postgres" {
+        let pool = sqlx::PgPool::connect(url).await?;
+        let sql = format!(
+            r#"INSERT INTO "{t}" (session_key, session_data, expire_date)
+               SELECT md5(random()::text || g::text), '{PREFILL_DATA}',
+                      now() + interval '{SESSION_SECONDS} seconds'
+               FROM generate_series(1, {n}) g"#,
+            t = settings.table
+        );
+        sqlx::query(&sql).execute(&pool).await?;
+        pool.close().await;
+        return Ok(n);
+    }
+    // Any other engine: its own `create`, many at a time.
+    let record = Record {
+        data: PREFILL_DATA.to_owned(),
+        expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(SESSION_SECONDS as i64),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let workers = 64;
+    for w in 0..workers {
+        let store = Arc::clone(store);
+        let record = record.clone();
+        let count = n / workers + u64::from(w < n % workers);
+        tasks.spawn(async move {
+            for _ in 0..count {
+                let key = cloakroom::key::generate().map_err(|e| e.to_string())?;
+                store
+                    .create(&key, &record)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(n)
+}
+
+/// A store that counts the calls reaching the real one (`--count-writes`).
+struct Counting(Arc<dyn SessionStore>);
+
+#[async_trait]
+impl SessionStore for Counting {
+    fn engine(&self) -> &'static str {
+        self.0.engine()
+    }
+    async fn load(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> std::result::Result<Option<Record>, StoreError> {
+        LOADS.fetch_add(1, Ordering::Relaxed);
+        self.0.load(key, now).await
+    }
+    async fn create(&self, key: &str, record: &Record) -> std::result::Result<Created, StoreError> {
+        WRITES.fetch_add(1, Ordering::Relaxed);
+        self.0.create(key, record).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> std::result::Result<Updated, StoreError> {
+        WRITES.fetch_add(1, Ordering::Relaxed);
+        self.0.update(key, expected, record, now).await
+    }
+    async fn delete(&self, key: &str) -> std::result::Result<(), StoreError> {
+        WRITES.fetch_add(1, Ordering::Relaxed);
+        self.0.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> std::result::Result<bool, StoreError> {
+        LOADS.fetch_add(1, Ordering::Relaxed);
+        self.0.exists(key).await
+    }
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> std::result::Result<Updated, StoreError> {
+        WRITES.fetch_add(1, Ordering::Relaxed);
+        self.0.touch(key, record, now).await
+    }
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> std::result::Result<std::borrow::Cow<'a, str>, StoreError> {
+        self.0.cookie_value(key, record, now)
+    }
+    fn keeps_data_in_cookie(&self) -> bool {
+        self.0.keeps_data_in_cookie()
+    }
+}
