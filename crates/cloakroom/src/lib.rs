@@ -67,7 +67,7 @@ pub use extract::SessionRejection;
 pub use layer::SessionLayer;
 pub use manager::{CookieAction, LazySession, Outcome, Sessions};
 pub use session::{Session, TypedKey};
-pub use store::{ClearExpired, Created, Record, SessionStore, Updated};
+pub use store::{ClearExpired, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Error {

@@ -128,6 +128,78 @@ pub trait SessionStore: Send + Sync + 'static {
     fn keeps_data_in_cookie(&self) -> bool {
         false
     }
+
+    /// The index of sessions by user that this store keeps, if it keeps one (every server-side
+    /// engine does; a signed-cookie store cannot). The core links a session to its user
+    /// (`_auth_user_id`) whenever it writes it, so the app can list and revoke a user's
+    /// sessions ([`crate::Sessions::sessions_of`]). Wrappers forward their inner store's.
+    fn users(&self) -> Option<&dyn UserIndex> {
+        None
+    }
+}
+
+/// One session in a user's index: what a "your devices" page or support staff see.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserSession {
+    /// The session's name in the store: its key, or the key's hash under `hash_keys`. It is
+    /// what [`UserIndex::revoke`] takes; without `hash_keys` it is the visitor's live ticket,
+    /// so show only a prefix of it.
+    pub id: String,
+    /// The user the session belongs to (Django's `_auth_user_id`).
+    pub user_id: String,
+    /// When the session was linked to the user (its login).
+    pub created_at: OffsetDateTime,
+    /// When the session was last written (a save or a rolling refresh).
+    pub last_seen: OffsetDateTime,
+    /// When the session expires unless it is written again.
+    pub expires_at: OffsetDateTime,
+    /// The `User-Agent` the app recorded for the session, if any.
+    pub user_agent: Option<String>,
+    /// The client address the app recorded for the session, if any.
+    pub ip: Option<String>,
+}
+
+impl std::fmt::Debug for UserSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The id may be a live session key: never print it whole.
+        f.debug_struct("UserSession")
+            .field("id", &format_args!("{}…", self.id.get(..6).unwrap_or("")))
+            .field("user_id", &self.user_id)
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .field("expires_at", &self.expires_at)
+            .field("user_agent", &self.user_agent)
+            .field("ip", &self.ip)
+            .finish()
+    }
+}
+
+/// An optional ability of server-side stores: an index of sessions by user, so an app can list
+/// a user's live sessions and revoke one or all ("log out everywhere").
+///
+/// The contract: an entry never outlives its session (an expired or deleted session is not
+/// listed, and its entry is removed by the store or by `clearsessions`); revoking deletes the
+/// session itself, so it ends on that session's next request, on every app server.
+#[async_trait]
+pub trait UserIndex: Send + Sync {
+    /// Records (or refreshes: `last_seen`, `expires_at`, client) that session `entry.id`
+    /// belongs to `entry.user_id`. Keeps the first `created_at` of an entry that exists.
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError>;
+
+    /// Forgets session `id` from `user_id`'s index (logout, another user, a rotated key).
+    /// A missing entry is not an error.
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
+
+    /// `user_id`'s live sessions at `now`, newest `created_at` first.
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError>;
+
+    /// Deletes session `id` (as [`UserSession::id`] names it) and its entry in `user_id`'s
+    /// index. Revoking a session that is already gone is not an error.
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
 }
 
 /// An optional ability: deleting expired records (`cloakroom clearsessions`).
