@@ -780,7 +780,7 @@ header{{display:flex;justify-content:space-between;align-items:center;border-bot
 header h1{{font-size:1.4rem}} header a{{color:inherit;text-decoration:none}}
 table{{border-collapse:collapse;width:100%}} th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:middle}}
 th{{background:#f3f3f3}} tr:hover td{{background:#fafafa}}
-form{{display:inline-block;margin:0 .25rem .5rem 0}} .filter,.login{{display:block;margin:1rem 0}}
+form{{display:inline-block;margin:0 .25rem .5rem 0}} td form{{margin-bottom:0}} .filter,.login{{display:block;margin:1rem 0}}
 input{{padding:.3rem;font:inherit}} button{{padding:.3rem .7rem;font:inherit;cursor:pointer}}
 .danger{{color:#fff;background:#b3261e;border:1px solid #8c1d17;border-radius:3px}}
 .notice{{background:#e7f6e7;border:1px solid #9c9;padding:.5rem}} .error{{background:#fdecea;border:1px solid #e99;padding:.5rem}}
