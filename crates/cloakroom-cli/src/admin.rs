@@ -228,9 +228,7 @@ impl FromRequestParts<Admin> for Authed {
             Some(nonce) => Ok(Self {
                 csrf: admin.0.mac("csrf", &[nonce]),
             }),
-            None if parts.method == Method::GET => {
-                Err(Failure(Redirect::to("/admin/login").into_response()))
-            }
+            None if parts.method == Method::GET => Err(Failure::new(Redirect::to("/admin/login"))),
             None => Err(refused("Log in with the admin token first.")),
         }
     }
@@ -257,11 +255,18 @@ impl Authed {
 // ---- Errors ----
 
 /// An answer that is not the page asked for: a refusal, a redirect, or a store failure.
-struct Failure(Response);
+/// (Boxed: a whole response would make every handler's `Result` large.)
+struct Failure(Box<Response>);
+
+impl Failure {
+    fn new(response: impl IntoResponse) -> Self {
+        Self(Box::new(response.into_response()))
+    }
+}
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 
@@ -273,17 +278,14 @@ impl From<CliError> for Failure {
         };
         // Store errors name the engine and the failure, never a session key.
         tracing::warn!(%error, "admin page");
-        Self(
-            (
-                status,
-                shell(
-                    "Error",
-                    None,
-                    &format!(r#"<p class="error">{}</p>"#, escape(&error.to_string())),
-                ),
-            )
-                .into_response(),
-        )
+        Self::new((
+            status,
+            shell(
+                "Error",
+                None,
+                &format!(r#"<p class="error">{}</p>"#, escape(&error.to_string())),
+            ),
+        ))
     }
 }
 
@@ -295,20 +297,17 @@ impl From<cloakroom::StoreError> for Failure {
 
 /// 403 with a page saying why.
 fn refused(why: &str) -> Failure {
-    Failure(
-        (
-            StatusCode::FORBIDDEN,
-            shell(
-                "Refused",
-                None,
-                &format!(
-                    r#"<p id="error" class="error">{}</p><p><a href="/admin/sessions">Back to the sessions</a></p>"#,
-                    escape(why)
-                ),
+    Failure::new((
+        StatusCode::FORBIDDEN,
+        shell(
+            "Refused",
+            None,
+            &format!(
+                r#"<p id="error" class="error">{}</p><p><a href="/admin/sessions">Back to the sessions</a></p>"#,
+                escape(why)
             ),
-        )
-            .into_response(),
-    )
+        ),
+    ))
 }
 
 // ---- Reading sessions ----

@@ -420,3 +420,45 @@ async fn full_session_keys_stay_out_of_urls_and_the_server_log() {
         "the server log holds the full key: {logged}"
     );
 }
+
+#[tokio::test]
+async fn under_hash_keys_sessions_are_listed_and_revoked_by_their_hash() {
+    let demo = Demo::start(&["--admin-token", TOKEN, "--hash-keys"]);
+    let key = logged_in(&demo, "ana").await;
+    let (client, csrf) = admin(&demo).await;
+    let page = list(&demo, &client, "").await;
+    let names = listed(&page.body);
+    assert_eq!(names.len(), 1);
+    assert_ne!(
+        names[0],
+        prefix(&key),
+        "the store holds the key's hash, not the key"
+    );
+    assert!(!page.body.contains(&key), "no live key on the page");
+    let name_start =
+        page.body.find(r#"name="key" value=""#).unwrap() + r#"name="key" value=""#.len();
+    let name = &page.body[name_start..name_start + 40];
+    let reply = post(
+        &demo,
+        &client,
+        "/admin/sessions/revoke",
+        &[("key", name), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(reply.headers["location"], "/admin/sessions?revoked=1");
+    assert_eq!(whoami(&demo, &key).await, None);
+}
+
+#[tokio::test]
+async fn on_signed_cookies_the_page_says_there_is_nothing_to_list() {
+    let demo = Demo::start(&["--admin-token", TOKEN, "--engine", "signed_cookies"]);
+    let client = visitor();
+    assert_eq!(submit_token(&demo, &client, TOKEN).await.status, 303);
+    let page = send(client.get(demo.url("/admin/sessions"))).await;
+    assert_eq!(page.status, 501);
+    assert!(
+        page.body.contains("signed cookies live in browsers"),
+        "{}",
+        page.body
+    );
+}
