@@ -250,6 +250,26 @@ impl Authed {
     fn field(&self) -> String {
         format!(r#"<input type="hidden" name="csrf" value="{}">"#, self.csrf)
     }
+
+    /// A one-button form that posts `name=value` (and the CSRF token) to `action`; `button`
+    /// is the button's HTML.
+    fn post_button(&self, action: &str, name: &str, value: &str, button: &str) -> String {
+        format!(
+            r#"<form method="post" action="{action}">{csrf}<input type="hidden" name="{name}" value="{value}">{button}</form>"#,
+            csrf = self.field(),
+            value = escape(value),
+        )
+    }
+
+    /// The button that revokes every session of `user`, labelled `label` (HTML).
+    fn revoke_user_button(&self, user: &str, label: &str) -> String {
+        self.post_button(
+            "/admin/users/revoke",
+            "user",
+            user,
+            &format!(r#"<button id="revoke-user" class="danger" type="submit">{label}</button>"#),
+        )
+    }
 }
 
 // ---- Errors ----
@@ -590,18 +610,14 @@ async fn list(
         ));
     }
     let revoke_all = match user {
-        Some(u) if !rows.is_empty() => format!(
-            r#"<form method="post" action="/admin/users/revoke">{csrf}<input type="hidden" name="user" value="{user}">
-<button id="revoke-user" class="danger" type="submit">Revoke all {n} session{plural} of {user}</button></form>"#,
-            csrf = authed.field(),
-            user = escape(u),
-            n = rows.len(),
+        Some(u) if !rows.is_empty() => authed.revoke_user_button(
+            u,
+            &format!("Revoke all {} session{plural} of {}", rows.len(), escape(u)),
         ),
         _ => String::new(),
     };
     let body_rows: String = shown
         .map(|row| {
-            let key = escape(&row.key);
             let prefix = escape(prefix(&row.key));
             let user = row
                 .user
@@ -610,10 +626,20 @@ async fn list(
                 .unwrap_or_else(|| r#"<span class="muted">anonymous</span>"#.to_owned());
             format!(
                 r#"<tr class="session" data-prefix="{prefix}"><td><code>{prefix}…</code></td><td class="user">{user}</td><td>{expires}</td>
-<td class="actions"><form method="post" action="/admin/sessions/view">{csrf}<input type="hidden" name="key" value="{key}"><button class="view" type="submit">View</button></form>
-<form method="post" action="/admin/sessions/revoke">{csrf}<input type="hidden" name="key" value="{key}"><button class="revoke danger" type="submit">Revoke</button></form></td></tr>"#,
+<td class="actions">{view}{revoke}</td></tr>"#,
                 expires = expiry(row.expires_at, now),
-                csrf = authed.field(),
+                view = authed.post_button(
+                    "/admin/sessions/view",
+                    "key",
+                    &row.key,
+                    r#"<button class="view" type="submit">View</button>"#,
+                ),
+                revoke = authed.post_button(
+                    "/admin/sessions/revoke",
+                    "key",
+                    &row.key,
+                    r#"<button class="revoke danger" type="submit">Revoke</button>"#,
+                ),
             )
         })
         .collect();
@@ -665,22 +691,15 @@ async fn view(
         ),
         Err(e) => (None, e.to_string()),
     };
-    let key = escape(&form.key);
-    let revoke_all = match &user {
-        Some(u) => format!(
-            r#"<form method="post" action="/admin/users/revoke">{csrf}<input type="hidden" name="user" value="{user}">
-<button id="revoke-user" class="danger" type="submit">Revoke every session of {user}</button></form>"#,
-            csrf = authed.field(),
-            user = escape(u),
-        ),
-        None => String::new(),
-    };
+    let revoke_all = user
+        .as_deref()
+        .map(|u| authed.revoke_user_button(u, &format!("Revoke every session of {}", escape(u))))
+        .unwrap_or_default();
     let body = format!(
         r#"<h2>Session <code id="key-prefix">{prefix}…</code></h2>
 <dl><dt>User</dt><dd id="user">{user}</dd><dt>Expires</dt><dd id="expires">{expires}</dd></dl>
 <h3>Data</h3><pre id="data">{data}</pre>
-<div class="actions"><form method="post" action="/admin/sessions/revoke">{csrf}<input type="hidden" name="key" value="{key}">
-<button id="revoke" class="danger" type="submit">Revoke this session</button></form>{revoke_all}</div>
+<div class="actions">{revoke}{revoke_all}</div>
 <p><a id="back" href="/admin/sessions">Back to the sessions</a></p>"#,
         prefix = escape(prefix(&form.key)),
         user = user
@@ -689,7 +708,12 @@ async fn view(
             .unwrap_or_else(|| "anonymous".to_owned()),
         expires = expiry(record.expires_at, now),
         data = escape(&data),
-        csrf = authed.field(),
+        revoke = authed.post_button(
+            "/admin/sessions/revoke",
+            "key",
+            &form.key,
+            r#"<button id="revoke" class="danger" type="submit">Revoke this session</button>"#,
+        ),
     );
     Ok(shell("Session", Some(&authed), &body).into_response())
 }

@@ -462,3 +462,32 @@ async fn on_signed_cookies_the_page_says_there_is_nothing_to_list() {
         page.body
     );
 }
+
+#[tokio::test]
+async fn a_user_name_is_shown_as_text_and_filters_and_revokes_like_any_other() {
+    let demo = admin_demo();
+    let name = r#"<img src=x onerror="alert(1)"> & co"#;
+    let key = logged_in(&demo, name).await;
+    let (client, csrf) = admin(&demo).await;
+    let page = list(&demo, &client, "").await;
+    assert!(!page.body.contains("<img"), "markup from data is escaped");
+    assert!(page
+        .body
+        .contains("&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; co"));
+
+    let encoded = "%3Cimg%20src%3Dx%20onerror%3D%22alert%281%29%22%3E%20%26%20co";
+    let filtered = list(&demo, &client, &format!("user={encoded}")).await;
+    assert_eq!(listed(&filtered.body), [prefix(&key)]);
+    let reply = post(
+        &demo,
+        &client,
+        "/admin/users/revoke",
+        &[("user", name), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(
+        reply.headers["location"],
+        format!("/admin/sessions?user={encoded}&revoked=1").as_str()
+    );
+    assert_eq!(whoami(&demo, &key).await, None);
+}
