@@ -54,6 +54,9 @@ pub async fn run(
         }
         None => opened.store.clone(),
     };
+    // The admin page works on the store's own names (under hash_keys, the hashes), outside the
+    // session layer: an admin's visit neither creates nor touches a visitor session.
+    let admin = crate::admin::router(&settings, store.clone(), opened.scan.clone())?;
     let sessions = Sessions::from_arc(store, settings)?;
     let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -66,7 +69,7 @@ pub async fn run(
         "cloakroom demo on http://{local}/ (engine {})",
         opened.store.engine()
     );
-    let app = app(sessions).route(
+    let app = app(sessions).merge(admin).route(
         "/metrics",
         get(move || std::future::ready(metrics.render())),
     );
@@ -211,9 +214,19 @@ struct Login {
     username: String,
 }
 
+/// The authentication backend the demo names in `_auth_user_backend`.
+const DEMO_BACKEND: &str = "cloakroom.demo";
+
+/// Logs `username` in as Django's `login()` would (a new key; another user's data flushed), and
+/// keeps the name for the page. The user id in `_auth_user_id` is what the admin page lists
+/// and filters sessions by. The demo has no passwords, so the auth hash is empty.
+fn log_in(session: &Session, username: &str) -> Result<()> {
+    session.login_as(username, DEMO_BACKEND, "");
+    USERNAME.insert(session, username.to_owned())
+}
+
 async fn api_login(session: Session, Json(login): Json<Login>) -> Result<Json<serde_json::Value>> {
-    session.cycle_key();
-    USERNAME.insert(&session, login.username.clone())?;
+    log_in(&session, &login.username)?;
     Ok(Json(json!({ "username": login.username })))
 }
 
@@ -281,8 +294,7 @@ async fn form_checkout(session: Session) -> Result<Redirect> {
 }
 
 async fn form_login(session: Session, Form(login): Form<Login>) -> Result<Redirect> {
-    session.cycle_key();
-    USERNAME.insert(&session, login.username)?;
+    log_in(&session, &login.username)?;
     Ok(back())
 }
 
@@ -296,7 +308,8 @@ async fn form_expiry(session: Session, Form(s): Form<Seconds>) -> Redirect {
     back()
 }
 
-fn escape(text: &str) -> String {
+/// `text` as HTML text or attribute value.
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use cloakroom::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 
+mod admin;
 mod demo;
 mod ops;
 
@@ -149,6 +150,14 @@ struct SettingsArgs {
     /// Keep only a SHA-256 of each session key in the store (not shareable with Django).
     #[arg(long, global = true, env = "CLOAKROOM_HASH_KEYS", num_args = 0..=1, default_missing_value = "true")]
     hash_keys: Option<bool>,
+    /// Turns on the demo's admin page (`/admin/sessions`): the token that opens it (16+ chars).
+    #[arg(
+        long,
+        global = true,
+        env = "CLOAKROOM_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
 }
 
 fn parse_policy(s: &str) -> Result<OnStoreError, String> {
@@ -207,6 +216,9 @@ impl SettingsArgs {
         }
         if let Some(v) = &self.secret_key {
             s.secret_key = Some(Secret::new(v.clone()));
+        }
+        if let Some(v) = &self.admin_token {
+            s.admin_token = Some(Secret::new(v.clone()));
         }
         if let Some(v) = &self.secret_key_fallbacks {
             s.secret_key_fallbacks = v.iter().cloned().map(Secret::new).collect();

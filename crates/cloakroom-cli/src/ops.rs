@@ -19,6 +19,7 @@
 
 use std::time::Duration;
 
+use cloakroom::codec::{Codec, Data};
 use cloakroom::engines::Opened;
 use cloakroom::store::{Created, Record, Scan};
 use cloakroom::{Engine, Settings};
@@ -221,10 +222,7 @@ pub async fn clear(opened: &Opened) -> Result<u64, CliError> {
 }
 
 /// One session's decoded data and expiry, as pretty JSON; `None` when no live session has
-/// `key`.
-///
-/// The data is read as JSON, or in Django's signed format with the secret key and its
-/// fallbacks from the settings.
+/// `key`. The data is read as [`decode`] reads it.
 ///
 /// # Errors
 /// [`CliError`] when the engine fails or the data cannot be decoded.
@@ -237,18 +235,7 @@ pub async fn inspect(
     let Some(record) = opened.store.load(key, now).await? else {
         return Ok(None);
     };
-    let data = match cloakroom::codec::Codec::Json.decode(&record.data) {
-        Ok(data) => data,
-        Err(json) => match &settings.secret_key {
-            Some(secret) => cloakroom::codec::Codec::django(
-                secret.clone(),
-                settings.secret_key_fallbacks.clone(),
-            )
-            .decode(&record.data)
-            .map_err(|e| CliError::Undecodable(e.to_string()))?,
-            None => return Err(CliError::Undecodable(json.to_string())),
-        },
-    };
+    let data = decode(settings, &record.data)?;
     let expires = record
         .expires_at
         .format(&time::format_description::well_known::Rfc3339)
@@ -262,6 +249,27 @@ pub async fn inspect(
     Ok(Some(
         serde_json::to_string_pretty(&view).unwrap_or_else(|_| view.to_string()),
     ))
+}
+
+/// A stored session's data, read with the codec the settings name, else as JSON, else in
+/// Django's signed format with the secret key and its fallbacks from the settings (so a store
+/// written under another `data_format` still reads).
+///
+/// # Errors
+/// [`CliError::Undecodable`] when it is none of these.
+pub fn decode(settings: &Settings, text: &str) -> Result<Data, CliError> {
+    if let Ok(data) = settings.codec().decode(text) {
+        return Ok(data);
+    }
+    match Codec::Json.decode(text) {
+        Ok(data) => Ok(data),
+        Err(json) => match &settings.secret_key {
+            Some(secret) => Codec::django(secret.clone(), settings.secret_key_fallbacks.clone())
+                .decode(text)
+                .map_err(|e| CliError::Undecodable(e.to_string())),
+            None => Err(CliError::Undecodable(json.to_string())),
+        },
+    }
 }
 
 /// The live and expired counts of the engine, as one line.

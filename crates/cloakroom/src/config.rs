@@ -239,6 +239,10 @@ pub struct Settings {
     /// Cannot be combined with `rotation_grace` (whose pointer to the new session would put a
     /// live key in the store) nor with the `signed_cookies` engine (no key to hash).
     pub hash_keys: bool,
+    /// The token that opens the demo's admin page (`/admin/sessions`, in `cloakroom demo`);
+    /// `None`, the default, turns the page off (its routes answer 404). Not a Django setting:
+    /// the library itself never reads it.
+    pub admin_token: Option<Secret>,
 }
 
 /// The default session table (Django's own is `django_session`; same columns).
@@ -277,6 +281,7 @@ impl Default for Settings {
             rotation_grace: 0,
             remember_me_age: 30 * 86_400,
             hash_keys: false,
+            admin_token: None,
         }
     }
 }
@@ -356,6 +361,8 @@ impl Settings {
         with_remember_me_age: remember_me_age: u64;
         /// Sets `hash_keys` (the store keeps only a SHA-256 of each key).
         with_hash_keys: hash_keys: bool;
+        /// Sets `admin_token` (opens the demo's admin page; at least 16 characters).
+        with_admin_token: admin_token: Option<Secret>;
     }
 
     /// Reads settings from a TOML file; keys missing from the file keep their defaults.
@@ -515,9 +522,23 @@ impl Settings {
                 "the signed_cookies engine keeps the data in the cookie: there is no key to hash",
             );
         }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().chars().count() < MIN_ADMIN_TOKEN_LEN)
+        {
+            return invalid(
+                "admin_token",
+                "must be at least 16 characters: it is the only lock on the admin page \
+                 (e.g. `openssl rand -hex 24`)",
+            );
+        }
         Ok(())
     }
 }
+
+/// The shortest `admin_token` accepted: a guessable token would open every session.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -566,6 +587,17 @@ mod tests {
         }
         let none = Settings::from_toml_str("cookie_samesite = \"None\"\ncookie_secure = true");
         assert_eq!(none.unwrap().cookie_samesite, SameSite::None);
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_naming_the_setting() {
+        let err = Settings::from_toml_str("admin_token = \"hunter2\"").unwrap_err();
+        assert!(err.to_string().contains("admin_token"), "{err}");
+        let s = Settings::from_toml_str("admin_token = \"0123456789abcdef\"").unwrap();
+        assert_eq!(
+            s.admin_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
     }
 
     #[test]

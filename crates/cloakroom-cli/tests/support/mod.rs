@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+/// Chromium over WebDriver, for the browser tests.
+pub mod browser;
 /// The Redis Cluster of the core's tests (three masters of our own on free ports).
 #[path = "../../../cloakroom/tests/support/redis_cluster.rs"]
 pub mod redis_cluster;
@@ -490,4 +492,26 @@ pub fn unique(what: &str) -> String {
     getrandom::fill(&mut bytes).unwrap();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{what}-{}-{hex}", std::process::id())
+}
+
+/// Logs a new visitor in as `username` through the demo's JSON API, returning their session key.
+pub async fn logged_in(demo: &Demo, username: &str) -> String {
+    send(
+        bare()
+            .post(demo.url("/api/login"))
+            .json(&serde_json::json!({ "username": username })),
+    )
+    .await
+    .new_key()
+}
+
+/// The user the demo sees for a request with session `key` (`None`: anonymous).
+pub async fn whoami(demo: &Demo, key: &str) -> Option<String> {
+    let reply = send(
+        bare()
+            .get(demo.url("/api/whoami"))
+            .header("cookie", session(key)),
+    )
+    .await;
+    reply.json()["username"].as_str().map(str::to_owned)
 }
