@@ -150,6 +150,130 @@ pub async fn update_never_resurrects(store: Arc<dyn SessionStore>) {
     assert!(!store.exists(&key).await.unwrap());
 }
 
+/// Within a second: some servers keep expiry at second precision.
+fn assert_near(at: OffsetDateTime, want: OffsetDateTime, what: &str) {
+    assert!(
+        (at - want).abs() <= time::Duration::seconds(1),
+        "{what}: expires at {at}, not {want}"
+    );
+}
+
+/// `touch` moves the expiry of a live record and keeps its data.
+pub async fn touch_moves_the_expiry_and_keeps_the_data(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    let data = r#"{"a":1,"é":"😀"}"#;
+    store
+        .create(&key, &record(data, t + Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let later = t + Duration::from_secs(3600);
+    let out = store.touch(&key, &record(data, later), t).await.unwrap();
+    assert_eq!(out, Updated::Stored, "touch of a live record");
+    let loaded = store.load(&key, t).await.unwrap().expect("touched record");
+    assert_eq!(loaded.data, data, "touch changed the data");
+    assert_near(loaded.expires_at, later, "touch did not move the expiry");
+}
+
+/// A touched record is still loadable past its old expiry, and gone after the new one.
+pub async fn touched_record_outlives_its_old_expiry(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    let old = t + Duration::from_secs(10);
+    let new = t + Duration::from_secs(100);
+    store.create(&key, &record("{}", old)).await.unwrap();
+    assert_eq!(
+        store.touch(&key, &record("{}", new), t).await.unwrap(),
+        Updated::Stored
+    );
+    assert!(
+        store
+            .load(&key, old + Duration::from_secs(40))
+            .await
+            .unwrap()
+            .is_some(),
+        "the touched record ended at its old expiry"
+    );
+    assert_eq!(
+        store
+            .load(&key, new + Duration::from_secs(2))
+            .await
+            .unwrap(),
+        None,
+        "the touched record outlived its new expiry"
+    );
+}
+
+/// `touch` of a missing, deleted or expired key is `Missing`, and creates nothing.
+pub async fn touch_of_missing_or_expired_is_missing(store: Arc<dyn SessionStore>) {
+    let t = now();
+    let far = record("{}", t + Duration::from_secs(3600));
+    let never = fresh_key();
+    assert_eq!(
+        store.touch(&never, &far, t).await.unwrap(),
+        Updated::Missing
+    );
+    assert!(
+        !store.exists(&never).await.unwrap(),
+        "touch created a record"
+    );
+
+    let deleted = fresh_key();
+    store.create(&deleted, &far).await.unwrap();
+    store.delete(&deleted).await.unwrap();
+    assert_eq!(
+        store.touch(&deleted, &far, t).await.unwrap(),
+        Updated::Missing
+    );
+    assert!(
+        !store.exists(&deleted).await.unwrap(),
+        "touch brought a deleted session back"
+    );
+
+    let expired = fresh_key();
+    let at = t + Duration::from_secs(2);
+    store.create(&expired, &record("{}", at)).await.unwrap();
+    let later = at + Duration::from_secs(1);
+    let out = store
+        .touch(
+            &expired,
+            &record("{}", later + Duration::from_secs(3600)),
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, Updated::Missing, "an expired record was touched");
+    assert_eq!(
+        store.load(&expired, later).await.unwrap(),
+        None,
+        "touch brought an expired session back"
+    );
+}
+
+/// `touch` with data the record no longer holds writes nothing: another request saved
+/// meanwhile and set its own expiry, which a touch from stale data must not move.
+pub async fn touch_of_changed_data_is_conflict(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    let saved = t + Duration::from_secs(60);
+    store
+        .create(&key, &record(r#"{"a":1}"#, t + Duration::from_secs(30)))
+        .await
+        .unwrap();
+    store
+        .update(&key, r#"{"a":1}"#, &record(r#"{"a":2}"#, saved), t)
+        .await
+        .unwrap();
+    let stale = record(r#"{"a":1}"#, t + Duration::from_secs(3600));
+    match store.touch(&key, &stale, t).await.unwrap() {
+        Updated::Conflict(current) => assert_eq!(current.data, r#"{"a":2}"#),
+        other => panic!("a touch from stale data answered {other:?}, not Conflict"),
+    }
+    let loaded = store.load(&key, t).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"a":2}"#);
+    assert_near(loaded.expires_at, saved, "a stale touch moved the expiry");
+}
+
 /// `delete` removes; deleting a missing key succeeds.
 pub async fn delete_is_idempotent(store: Arc<dyn SessionStore>) {
     let key = fresh_key();
@@ -686,6 +810,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@tests $make;
             load_missing_is_none, create_then_load, create_never_overwrites, expired_is_gone,
             update_swaps_when_unchanged, update_conflict_returns_current, update_never_resurrects,
+            touch_moves_the_expiry_and_keeps_the_data, touched_record_outlives_its_old_expiry,
+            touch_of_missing_or_expired_is_missing, touch_of_changed_data_is_conflict,
             delete_is_idempotent, hostile_keys_are_absent, session_lifecycle,
             unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
             idle_timeout_rolls_without_write_storm, absolute_lifetime_caps_an_active_session,

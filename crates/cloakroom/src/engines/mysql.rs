@@ -33,7 +33,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlRow};
 use sqlx::{MySqlPool, Row};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::sql::{connect_pool, Table, CLEAR_BATCH};
+use super::sql::{connect_pool, data_digest, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
@@ -57,6 +57,7 @@ struct Queries {
     load: String,
     create: String,
     update: String,
+    touch: String,
     delete: String,
     exists: String,
     clear: String,
@@ -78,6 +79,12 @@ impl Queries {
                 "UPDATE `{t}` SET session_data = ?, expire_date = ? WHERE session_key = ? \
                  AND CAST(CONVERT(session_data USING utf8mb4) AS BINARY) = CAST(CONVERT(? USING utf8mb4) AS BINARY) \
                  AND expire_date > ?"
+            ),
+            // The server hashes the data it holds (as utf8mb4 bytes, as above) and compares it
+            // with the caller's hex digest: the session travels neither way, is not rewritten.
+            touch: format!(
+                "UPDATE `{t}` SET expire_date = ? WHERE session_key = ? \
+                 AND SHA2(CONVERT(session_data USING utf8mb4), 256) = ? AND expire_date > ?"
             ),
             delete: format!("DELETE FROM `{t}` WHERE session_key = ?"),
             exists: format!("SELECT 1 FROM `{t}` WHERE session_key = ?"),
@@ -272,6 +279,33 @@ impl SessionStore for MySqlStore {
         }
         // Lost the compare-and-swap: tell the core what is there now (one more round trip,
         // paid only under contention).
+        Ok(match self.load(key, now).await? {
+            Some(current) => Updated::Conflict(current),
+            None => Updated::Missing,
+        })
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let digest: String = data_digest(&record.data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let done = sqlx::query(&self.q.touch)
+            .bind(utc_wall_clock(record.expires_at))
+            .bind(key)
+            .bind(digest)
+            .bind(utc_wall_clock(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        if done.rows_affected() == 1 {
+            return Ok(Updated::Stored);
+        }
         Ok(match self.load(key, now).await? {
             Some(current) => Updated::Conflict(current),
             None => Updated::Missing,

@@ -27,7 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
-use super::sql::{connect_pool, Table, CLEAR_BATCH};
+use super::sql::{connect_pool, data_digest, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
@@ -54,6 +54,7 @@ struct Queries {
     load: String,
     create: String,
     update: String,
+    touch: String,
     delete: String,
     exists: String,
     clear: String,
@@ -71,6 +72,12 @@ impl Queries {
             ),
             update: format!(
                 r#"UPDATE "{t}" SET session_data = $1, expire_date = $2 WHERE session_key = $3 AND session_data = $4 AND expire_date > $5"#
+            ),
+            // The server hashes the data it holds and compares it with the caller's digest: the
+            // session travels neither way and is not rewritten. `convert_to` hashes the UTF-8
+            // bytes whatever the database encoding.
+            touch: format!(
+                r#"UPDATE "{t}" SET expire_date = $1 WHERE session_key = $2 AND sha256(convert_to(session_data, 'UTF8')) = $3 AND expire_date > $4"#
             ),
             delete: format!(r#"DELETE FROM "{t}" WHERE session_key = $1"#),
             exists: format!(r#"SELECT 1 FROM "{t}" WHERE session_key = $1"#),
@@ -241,6 +248,29 @@ impl SessionStore for PostgresStore {
         }
         // Lost the compare-and-swap: tell the core what is there now (one more round trip,
         // paid only under contention).
+        Ok(match self.load(key, now).await? {
+            Some(current) => Updated::Conflict(current),
+            None => Updated::Missing,
+        })
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let done = sqlx::query(&self.q.touch)
+            .bind(record.expires_at)
+            .bind(key)
+            .bind(&data_digest(&record.data)[..])
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        if done.rows_affected() == 1 {
+            return Ok(Updated::Stored);
+        }
         Ok(match self.load(key, now).await? {
             Some(current) => Updated::Conflict(current),
             None => Updated::Missing,

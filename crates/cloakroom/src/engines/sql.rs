@@ -47,6 +47,14 @@ impl Table {
     }
 }
 
+/// The SHA-256 of session data as UTF-8, which a server engine's `touch` sends instead of the
+/// data: the server hashes what it holds and compares (32 bytes on the wire, not the session).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn data_digest(data: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data.as_bytes()).into()
+}
+
 /// How many rows `clearsessions` deletes per statement, so a large purge never holds a long lock.
 pub const CLEAR_BATCH: i64 = 5_000;
 

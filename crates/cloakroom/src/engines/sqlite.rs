@@ -36,6 +36,7 @@ struct Queries {
     load: String,
     create: String,
     update: String,
+    touch: String,
     delete: String,
     exists: String,
     clear: String,
@@ -53,6 +54,10 @@ impl Queries {
             ),
             update: format!(
                 r#"UPDATE "{t}" SET session_data = ?1, expire_date = ?2 WHERE session_key = ?3 AND session_data = ?4 AND expire_date > ?5"#
+            ),
+            // The data is compared, never rewritten; binding it costs nothing in-process.
+            touch: format!(
+                r#"UPDATE "{t}" SET expire_date = ?1 WHERE session_key = ?2 AND session_data = ?3 AND expire_date > ?4"#
             ),
             delete: format!(r#"DELETE FROM "{t}" WHERE session_key = ?1"#),
             exists: format!(r#"SELECT 1 FROM "{t}" WHERE session_key = ?1"#),
@@ -285,6 +290,29 @@ impl SessionStore for SqliteStore {
         }
         // Lost the compare-and-swap: tell the core what is there now (one more round trip,
         // paid only under contention).
+        Ok(match self.load(key, now).await? {
+            Some(current) => Updated::Conflict(current),
+            None => Updated::Missing,
+        })
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let done = sqlx::query(&self.q.touch)
+            .bind(django_datetime(record.expires_at))
+            .bind(key)
+            .bind(&record.data)
+            .bind(django_datetime(now))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        if done.rows_affected() == 1 {
+            return Ok(Updated::Stored);
+        }
         Ok(match self.load(key, now).await? {
             Some(current) => Updated::Conflict(current),
             None => Updated::Missing,
