@@ -7,14 +7,18 @@
 //!
 //! Each check panics with a message that names the clause it broke (this module is for tests).
 
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::clock::{Clock, ManualClock};
 use crate::manager::{CookieAction, Sessions};
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::StoreError;
 use crate::{key, Settings};
 
 fn record(data: &str, expires_at: OffsetDateTime) -> Record {
@@ -881,4 +885,154 @@ macro_rules! cookie_conformance_tests {
             }
         )*
     };
+}
+
+/// How many calls of each kind a [`Counting`] store has seen.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    /// `load` calls.
+    pub loads: u64,
+    /// `exists` calls.
+    pub exists: u64,
+    /// `create` calls.
+    pub creates: u64,
+    /// `update` calls: writes that carry the session data.
+    pub updates: u64,
+    /// `touch` calls: expiry-only writes.
+    pub touches: u64,
+    /// `delete` calls.
+    pub deletes: u64,
+}
+
+impl Calls {
+    /// Round trips that read: `load` and `exists`.
+    pub fn reads(&self) -> u64 {
+        self.loads + self.exists
+    }
+
+    /// Round trips that write: `create`, `update`, `touch` and `delete`.
+    pub fn writes(&self) -> u64 {
+        self.creates + self.updates + self.touches + self.deletes
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    loads: AtomicU64,
+    exists: AtomicU64,
+    creates: AtomicU64,
+    updates: AtomicU64,
+    touches: AtomicU64,
+    deletes: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A store that counts the calls the core makes to the store inside it, by kind, and forwards
+/// every one: for tests that pin how many round trips (and which writes) a request costs.
+/// Clones share the counts, so a test keeps one while the layer owns the other.
+#[derive(Clone)]
+pub struct Counting {
+    inner: Arc<dyn SessionStore>,
+    counters: Arc<Counters>,
+}
+
+impl Counting {
+    /// Counts the calls made to `inner`.
+    pub fn new(inner: impl SessionStore) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            counters: Arc::default(),
+        }
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Calls {
+        self.read(AtomicU64::load)
+    }
+
+    /// The calls since the last `take`, resetting the counts to zero.
+    pub fn take(&self) -> Calls {
+        self.read(|c, order| c.swap(0, order))
+    }
+
+    fn read(&self, get: impl Fn(&AtomicU64, Ordering) -> u64) -> Calls {
+        let c = &self.counters;
+        let get = |counter| get(counter, Ordering::SeqCst);
+        Calls {
+            loads: get(&c.loads),
+            exists: get(&c.exists),
+            creates: get(&c.creates),
+            updates: get(&c.updates),
+            touches: get(&c.touches),
+            deletes: get(&c.deletes),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Counting {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        bump(&self.counters.loads);
+        self.inner.load(key, now).await
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        bump(&self.counters.creates);
+        self.inner.create(key, record).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        bump(&self.counters.updates);
+        self.inner.update(key, expected, record, now).await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        bump(&self.counters.touches);
+        self.inner.touch(key, record, now).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        bump(&self.counters.deletes);
+        self.inner.delete(key).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        bump(&self.counters.exists);
+        self.inner.exists(key).await
+    }
+
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Cow<'a, str>, StoreError> {
+        self.inner.cookie_value(key, record, now)
+    }
+
+    fn keeps_data_in_cookie(&self) -> bool {
+        self.inner.keeps_data_in_cookie()
+    }
+
+    fn users(&self) -> Option<&dyn crate::store::UserIndex> {
+        self.inner.users()
+    }
 }
