@@ -27,7 +27,10 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
-use super::sql::{connect_pool, data_digest, Table, CLEAR_BATCH};
+use super::sql::{
+    clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Table,
+    CLEAR_BATCH,
+};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
@@ -243,15 +246,7 @@ impl SessionStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(|e| store_error(&self.table, e))?;
-        if done.rows_affected() == 1 {
-            return Ok(Updated::Stored);
-        }
-        // Lost the compare-and-swap: tell the core what is there now (one more round trip,
-        // paid only under contention).
-        Ok(match self.load(key, now).await? {
-            Some(current) => Updated::Conflict(current),
-            None => Updated::Missing,
-        })
+        guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
     async fn touch(
@@ -268,13 +263,7 @@ impl SessionStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(|e| store_error(&self.table, e))?;
-        if done.rows_affected() == 1 {
-            return Ok(Updated::Stored);
-        }
-        Ok(match self.load(key, now).await? {
-            Some(current) => Updated::Conflict(current),
-            None => Updated::Missing,
-        })
+        guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -299,20 +288,7 @@ impl SessionStore for PostgresStore {
 #[async_trait]
 impl ClearExpired for PostgresStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut total = 0;
-        loop {
-            // One short statement per batch, each its own transaction, so a large purge never
-            // holds many row locks or a long transaction.
-            let done = sqlx::query(&self.q.clear)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| store_error(&self.table, e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < CLEAR_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        clear_in_batches(|| self.clear_expired_batch(now)).await
     }
 
     async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -334,7 +310,7 @@ impl Scan for PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Batch, StoreError> {
         let t = self.table.name();
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let limit = scan_limit(limit);
         let rows = sqlx::query(&format!(
             r#"SELECT session_data, expire_date, session_key FROM "{t}" WHERE session_key > $1 AND expire_date > $2 ORDER BY session_key LIMIT $3"#
         ))
@@ -344,18 +320,10 @@ impl Scan for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(&self.table, e))?;
-        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
-        let mut sessions = Vec::with_capacity(rows.len());
-        for row in &rows {
+        scan_batch(&rows, limit, |row| {
             let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
-            sessions.push((key, self.record(row)?));
-        }
-        let next = if full {
-            sessions.last().map(|(key, _)| key.clone())
-        } else {
-            None
-        };
-        Ok(Batch { sessions, next })
+            Ok((key, self.record(row)?))
+        })
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
