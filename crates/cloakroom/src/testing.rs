@@ -914,6 +914,11 @@ impl Calls {
     pub fn writes(&self) -> u64 {
         self.creates + self.updates + self.touches + self.deletes
     }
+
+    /// `(reads, writes)`: the round trips a request cost, for one assertion.
+    pub fn round_trips(&self) -> (u64, u64) {
+        (self.reads(), self.writes())
+    }
 }
 
 #[derive(Default)]
