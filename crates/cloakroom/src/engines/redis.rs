@@ -10,8 +10,9 @@
 //!   sees the same keys.
 //! - **Expiry** is the server's own TTL, set from the record's expiry on every write, so the
 //!   server drops dead sessions by itself and [`ClearExpired`] has nothing to do.
-//! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically, and
-//!   `load` reads the value and its TTL in one script too. Each script touches one key, so it
+//! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically,
+//!   `touch` one that compares the value's SHA-1 and sets only the TTL, and `load` reads the
+//!   value and its TTL in one script too. Each script touches one key, so it
 //!   runs on whichever cluster node owns that key's slot.
 //!
 //! The store keeps **one multiplexed connection** per server (fred pipelines every request
