@@ -5,19 +5,16 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::engines::sqlite::SqliteStore;
-use cloakroom::{
-    Created, Record, Session, SessionLayer, SessionStore, Sessions, Settings, StoreError, Updated,
-};
+use cloakroom::testing::Counting;
+use cloakroom::{Record, Session, SessionLayer, SessionStore, Sessions, Settings};
 use support::{bare, send, session, Scratch};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -267,66 +264,6 @@ async fn a_session_deleted_by_another_request_is_not_resurrected() {
 
 // ---- Lazy loading ----
 
-#[derive(Default, Debug)]
-struct Counts {
-    loads: AtomicUsize,
-    writes: AtomicUsize,
-}
-
-impl Counts {
-    fn take(&self) -> (usize, usize) {
-        (
-            self.loads.swap(0, Ordering::SeqCst),
-            self.writes.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-/// The in-process store, counting the round trips the core makes to it.
-#[derive(Clone)]
-struct Counting {
-    inner: MemoryStore,
-    counts: Arc<Counts>,
-}
-
-#[async_trait]
-impl SessionStore for Counting {
-    fn engine(&self) -> &'static str {
-        "counting"
-    }
-
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        self.counts.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(key, now).await
-    }
-
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        self.counts.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(key, record).await
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        expected: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.counts.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.update(key, expected, record, now).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.counts.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key).await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.counts.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.exists(key).await
-    }
-}
-
 async fn untouched() -> &'static str {
     "ok"
 }
@@ -346,12 +283,8 @@ async fn bump(session: Session) -> Result<String, cloakroom::Error> {
 
 #[tokio::test]
 async fn the_store_is_called_only_as_much_as_the_handler_needs() {
-    let counts = Arc::new(Counts::default());
-    let store = Counting {
-        inner: MemoryStore::new(1_000),
-        counts: counts.clone(),
-    };
-    let sessions = Sessions::new(store, Settings::default()).unwrap();
+    let counts = Counting::new(MemoryStore::new(1_000));
+    let sessions = Sessions::new(counts.clone(), Settings::default()).unwrap();
     let app = Router::new()
         .route("/untouched", get(untouched))
         .route("/read", get(read))
@@ -364,7 +297,7 @@ async fn the_store_is_called_only_as_much_as_the_handler_needs() {
     // A new visitor: nothing to load, one create.
     let key = send(client.post(url(addr, "/bump"))).await.new_key();
     assert_eq!(
-        counts.take(),
+        counts.take().round_trips(),
         (0, 1),
         "new visitor writing: (loads, writes)"
     );
@@ -378,7 +311,7 @@ async fn the_store_is_called_only_as_much_as_the_handler_needs() {
     .await;
     assert_eq!(reply.body, "ok");
     assert_eq!(
-        counts.take(),
+        counts.take().round_trips(),
         (0, 0),
         "a handler that never extracts Session costs no round trip"
     );
@@ -386,7 +319,11 @@ async fn the_store_is_called_only_as_much_as_the_handler_needs() {
 
     let reply = send(client.get(url(addr, "/read")).header("cookie", &cookie)).await;
     assert_eq!(reply.body, "1");
-    assert_eq!(counts.take(), (1, 0), "reading: exactly one load, no write");
+    assert_eq!(
+        counts.take().round_trips(),
+        (1, 0),
+        "reading: exactly one load, no write"
+    );
 
     let reply = send(
         client
@@ -395,15 +332,23 @@ async fn the_store_is_called_only_as_much_as_the_handler_needs() {
     )
     .await;
     assert_eq!(reply.body, "2");
-    assert_eq!(counts.take(), (1, 0), "two extractors share one load");
+    assert_eq!(
+        counts.take().round_trips(),
+        (1, 0),
+        "two extractors share one load"
+    );
 
     let reply = send(client.post(url(addr, "/bump")).header("cookie", &cookie)).await;
     assert_eq!(reply.body, "2");
-    assert_eq!(counts.take(), (1, 1), "writing: one load and one write");
+    assert_eq!(
+        counts.take().round_trips(),
+        (1, 1),
+        "writing: one load and one write"
+    );
 
     let reply = send(client.get(url(addr, "/untouched"))).await;
     assert_eq!(reply.body, "ok");
-    assert_eq!(counts.take(), (0, 0));
+    assert_eq!(counts.take().round_trips(), (0, 0));
 
     // A value that cannot be a key is not even looked up.
     for foreign in [
@@ -420,7 +365,7 @@ async fn the_store_is_called_only_as_much_as_the_handler_needs() {
         .await;
         assert_eq!(reply.body, "0");
         assert_eq!(
-            counts.take(),
+            counts.take().round_trips(),
             (0, 0),
             "the malformed key {foreign:?} reached the store"
         );

@@ -13,6 +13,9 @@
 //!   holds `expected`. Otherwise it answers [`Updated::Conflict`] with the current record, so
 //!   the core re-applies the request's changes to it, or [`Updated::Missing`] when the record is
 //!   gone, which the core reports instead of bringing a deleted session back.
+//! - `touch` (a rolling session's refresh) moves only the expiry, under the same guard as
+//!   `update`: it writes nothing when the record no longer holds the data the caller loaded
+//!   ([`Updated::Conflict`]) or is gone ([`Updated::Missing`], and it creates nothing).
 //! - `delete` of a missing key succeeds.
 
 use std::borrow::Cow;
@@ -86,8 +89,17 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Updated, StoreError>;
 
     /// Moves the expiry of the live record under `key` to `record.expires_at`, where
-    /// `record.data` is the data the caller loaded (a TTL-only write where the engine has one:
-    /// Redis `PEXPIREAT`, an `UPDATE` of the expiry column, a file's mtime).
+    /// `record.data` is the data the caller loaded; the data itself is neither written nor
+    /// (where the store is across a network) sent. A TTL-only write where the engine has one:
+    /// Redis `PEXPIRE`, an `UPDATE` of the expiry column, a file's mtime.
+    ///
+    /// It is guarded as [`update`](Self::update) is: when the record no longer holds
+    /// `record.data`, nothing is written and the answer is [`Updated::Conflict`] with the
+    /// current record. Another request saved meanwhile and set its own expiry, from data this
+    /// caller never saw (a "remember me", a key rotation's short-lived pointer), which a touch
+    /// computed from the stale data must not stretch or cut. Engines check the data without
+    /// moving it: in place, by a digest the server computes, or (SQLite) in-process.
+    /// A missing or expired record answers [`Updated::Missing`] and is not brought back.
     ///
     /// The default is an [`update`](Self::update) that writes the same data back, which is
     /// always correct; engines override it when they have something cheaper.

@@ -7,14 +7,18 @@
 //!
 //! Each check panics with a message that names the clause it broke (this module is for tests).
 
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::clock::{Clock, ManualClock};
 use crate::manager::{CookieAction, Sessions};
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::StoreError;
 use crate::{key, Settings};
 
 fn record(data: &str, expires_at: OffsetDateTime) -> Record {
@@ -148,6 +152,130 @@ pub async fn update_never_resurrects(store: Arc<dyn SessionStore>) {
         "deleted session came back"
     );
     assert!(!store.exists(&key).await.unwrap());
+}
+
+/// Within a second: some servers keep expiry at second precision.
+fn assert_near(at: OffsetDateTime, want: OffsetDateTime, what: &str) {
+    assert!(
+        (at - want).abs() <= time::Duration::seconds(1),
+        "{what}: expires at {at}, not {want}"
+    );
+}
+
+/// `touch` moves the expiry of a live record and keeps its data.
+pub async fn touch_moves_the_expiry_and_keeps_the_data(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    let data = r#"{"a":1,"é":"😀"}"#;
+    store
+        .create(&key, &record(data, t + Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let later = t + Duration::from_secs(3600);
+    let out = store.touch(&key, &record(data, later), t).await.unwrap();
+    assert_eq!(out, Updated::Stored, "touch of a live record");
+    let loaded = store.load(&key, t).await.unwrap().expect("touched record");
+    assert_eq!(loaded.data, data, "touch changed the data");
+    assert_near(loaded.expires_at, later, "touch did not move the expiry");
+}
+
+/// A touched record is still loadable past its old expiry, and gone after the new one.
+pub async fn touched_record_outlives_its_old_expiry(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    let old = t + Duration::from_secs(10);
+    let new = t + Duration::from_secs(100);
+    store.create(&key, &record("{}", old)).await.unwrap();
+    assert_eq!(
+        store.touch(&key, &record("{}", new), t).await.unwrap(),
+        Updated::Stored
+    );
+    assert!(
+        store
+            .load(&key, old + Duration::from_secs(40))
+            .await
+            .unwrap()
+            .is_some(),
+        "the touched record ended at its old expiry"
+    );
+    assert_eq!(
+        store
+            .load(&key, new + Duration::from_secs(2))
+            .await
+            .unwrap(),
+        None,
+        "the touched record outlived its new expiry"
+    );
+}
+
+/// `touch` of a missing, deleted or expired key is `Missing`, and creates nothing.
+pub async fn touch_of_missing_or_expired_is_missing(store: Arc<dyn SessionStore>) {
+    let t = now();
+    let far = record("{}", t + Duration::from_secs(3600));
+    let never = fresh_key();
+    assert_eq!(
+        store.touch(&never, &far, t).await.unwrap(),
+        Updated::Missing
+    );
+    assert!(
+        !store.exists(&never).await.unwrap(),
+        "touch created a record"
+    );
+
+    let deleted = fresh_key();
+    store.create(&deleted, &far).await.unwrap();
+    store.delete(&deleted).await.unwrap();
+    assert_eq!(
+        store.touch(&deleted, &far, t).await.unwrap(),
+        Updated::Missing
+    );
+    assert!(
+        !store.exists(&deleted).await.unwrap(),
+        "touch brought a deleted session back"
+    );
+
+    let expired = fresh_key();
+    let at = t + Duration::from_secs(2);
+    store.create(&expired, &record("{}", at)).await.unwrap();
+    let later = at + Duration::from_secs(1);
+    let out = store
+        .touch(
+            &expired,
+            &record("{}", later + Duration::from_secs(3600)),
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, Updated::Missing, "an expired record was touched");
+    assert_eq!(
+        store.load(&expired, later).await.unwrap(),
+        None,
+        "touch brought an expired session back"
+    );
+}
+
+/// `touch` with data the record no longer holds writes nothing: another request saved
+/// meanwhile and set its own expiry, which a touch from stale data must not move.
+pub async fn touch_of_changed_data_is_conflict(store: Arc<dyn SessionStore>) {
+    let key = fresh_key();
+    let t = now();
+    let saved = t + Duration::from_secs(60);
+    store
+        .create(&key, &record(r#"{"a":1}"#, t + Duration::from_secs(30)))
+        .await
+        .unwrap();
+    store
+        .update(&key, r#"{"a":1}"#, &record(r#"{"a":2}"#, saved), t)
+        .await
+        .unwrap();
+    let stale = record(r#"{"a":1}"#, t + Duration::from_secs(3600));
+    match store.touch(&key, &stale, t).await.unwrap() {
+        Updated::Conflict(current) => assert_eq!(current.data, r#"{"a":2}"#),
+        other => panic!("a touch from stale data answered {other:?}, not Conflict"),
+    }
+    let loaded = store.load(&key, t).await.unwrap().unwrap();
+    assert_eq!(loaded.data, r#"{"a":2}"#);
+    assert_near(loaded.expires_at, saved, "a stale touch moved the expiry");
 }
 
 /// `delete` removes; deleting a missing key succeeds.
@@ -686,6 +814,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@tests $make;
             load_missing_is_none, create_then_load, create_never_overwrites, expired_is_gone,
             update_swaps_when_unchanged, update_conflict_returns_current, update_never_resurrects,
+            touch_moves_the_expiry_and_keeps_the_data, touched_record_outlives_its_old_expiry,
+            touch_of_missing_or_expired_is_missing, touch_of_changed_data_is_conflict,
             delete_is_idempotent, hostile_keys_are_absent, session_lifecycle,
             unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
             idle_timeout_rolls_without_write_storm, absolute_lifetime_caps_an_active_session,
@@ -755,4 +885,159 @@ macro_rules! cookie_conformance_tests {
             }
         )*
     };
+}
+
+/// How many calls of each kind a [`Counting`] store has seen.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    /// `load` calls.
+    pub loads: u64,
+    /// `exists` calls.
+    pub exists: u64,
+    /// `create` calls.
+    pub creates: u64,
+    /// `update` calls: writes that carry the session data.
+    pub updates: u64,
+    /// `touch` calls: expiry-only writes.
+    pub touches: u64,
+    /// `delete` calls.
+    pub deletes: u64,
+}
+
+impl Calls {
+    /// Round trips that read: `load` and `exists`.
+    pub fn reads(&self) -> u64 {
+        self.loads + self.exists
+    }
+
+    /// Round trips that write: `create`, `update`, `touch` and `delete`.
+    pub fn writes(&self) -> u64 {
+        self.creates + self.updates + self.touches + self.deletes
+    }
+
+    /// `(reads, writes)`: the round trips a request cost, for one assertion.
+    pub fn round_trips(&self) -> (u64, u64) {
+        (self.reads(), self.writes())
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    loads: AtomicU64,
+    exists: AtomicU64,
+    creates: AtomicU64,
+    updates: AtomicU64,
+    touches: AtomicU64,
+    deletes: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A store that counts the calls the core makes to the store inside it, by kind, and forwards
+/// every one: for tests that pin how many round trips (and which writes) a request costs.
+/// Clones share the counts, so a test keeps one while the layer owns the other.
+#[derive(Clone)]
+pub struct Counting {
+    inner: Arc<dyn SessionStore>,
+    counters: Arc<Counters>,
+}
+
+impl Counting {
+    /// Counts the calls made to `inner`.
+    pub fn new(inner: impl SessionStore) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            counters: Arc::default(),
+        }
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Calls {
+        self.read(AtomicU64::load)
+    }
+
+    /// The calls since the last `take`, resetting the counts to zero.
+    pub fn take(&self) -> Calls {
+        self.read(|c, order| c.swap(0, order))
+    }
+
+    fn read(&self, get: impl Fn(&AtomicU64, Ordering) -> u64) -> Calls {
+        let c = &self.counters;
+        let get = |counter| get(counter, Ordering::SeqCst);
+        Calls {
+            loads: get(&c.loads),
+            exists: get(&c.exists),
+            creates: get(&c.creates),
+            updates: get(&c.updates),
+            touches: get(&c.touches),
+            deletes: get(&c.deletes),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Counting {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        bump(&self.counters.loads);
+        self.inner.load(key, now).await
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        bump(&self.counters.creates);
+        self.inner.create(key, record).await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        bump(&self.counters.updates);
+        self.inner.update(key, expected, record, now).await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        bump(&self.counters.touches);
+        self.inner.touch(key, record, now).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        bump(&self.counters.deletes);
+        self.inner.delete(key).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        bump(&self.counters.exists);
+        self.inner.exists(key).await
+    }
+
+    fn cookie_value<'a>(
+        &self,
+        key: &'a str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Cow<'a, str>, StoreError> {
+        self.inner.cookie_value(key, record, now)
+    }
+
+    fn keeps_data_in_cookie(&self) -> bool {
+        self.inner.keeps_data_in_cookie()
+    }
+
+    fn users(&self) -> Option<&dyn crate::store::UserIndex> {
+        self.inner.users()
+    }
 }

@@ -435,3 +435,40 @@ async fn open_builds_the_file_engine_from_settings() {
     let err = open(&missing).await.unwrap_err().to_string();
     assert!(err.contains("file_path"), "{err}");
 }
+
+#[tokio::test]
+async fn touch_sets_the_mtime_of_the_same_file_without_rewriting_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = fresh_dir();
+    let store = store_in(&dir);
+    let key = cloakroom::key::generate().unwrap();
+    let t = now();
+    store
+        .create(&key, &record(r#"{"a":1}"#, t + Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let path = store.path_of(&key).unwrap();
+    let before = std::fs::metadata(&path).unwrap();
+    let later = t + Duration::from_secs(7200);
+    assert_eq!(
+        store
+            .touch(&key, &record(r#"{"a":1}"#, later), t)
+            .await
+            .unwrap(),
+        Updated::Stored
+    );
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        after.ino(),
+        before.ino(),
+        "touch wrote a new file instead of setting the mtime"
+    );
+    let mtime = OffsetDateTime::from(after.modified().unwrap());
+    let cookie_age = time::Duration::seconds(DEFAULT_COOKIE_AGE as i64);
+    assert_eq!(
+        mtime + cookie_age,
+        later,
+        "mtime + cookie_age is the new expiry"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"a":1}"#);
+}

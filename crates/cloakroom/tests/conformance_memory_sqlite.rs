@@ -27,4 +27,45 @@ mod sqlite {
     }
 
     cloakroom::conformance_tests!(store(), clear);
+
+    /// A touch moves `expire_date` alone: a trigger that refuses any write of `session_data`
+    /// lets it through, and stops a full update.
+    #[tokio::test]
+    async fn touch_never_writes_the_session_data() {
+        use cloakroom::{Record, SessionStore, Updated};
+        let store = store().await;
+        let table = format!("touch_only_{}", std::process::id());
+        let store = Arc::new(SqliteStore::new(store.pool().clone(), &table).unwrap());
+        store.migrate().await.unwrap();
+        sqlx::raw_sql(&format!(
+            r#"CREATE TRIGGER IF NOT EXISTS "{table}_data_frozen" BEFORE UPDATE OF session_data ON "{table}"
+               BEGIN SELECT RAISE(ABORT, 'session_data written'); END;"#
+        ))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let key = cloakroom::key::generate().unwrap();
+        let t = time::OffsetDateTime::now_utc();
+        let record = |secs: u64| Record {
+            data: r#"{"a":1}"#.to_owned(),
+            expires_at: t + std::time::Duration::from_secs(secs),
+        };
+        store.create(&key, &record(60)).await.unwrap();
+        assert_eq!(
+            store.touch(&key, &record(3600), t).await.unwrap(),
+            Updated::Stored
+        );
+        let loaded = store.load(&key, t).await.unwrap().unwrap();
+        // SQLite keeps microseconds.
+        assert!(
+            (loaded.expires_at - record(3600).expires_at).abs() < time::Duration::milliseconds(1)
+        );
+        assert!(
+            store
+                .update(&key, r#"{"a":1}"#, &record(7200), t)
+                .await
+                .is_err(),
+            "the trigger does not see a write of session_data"
+        );
+    }
 }

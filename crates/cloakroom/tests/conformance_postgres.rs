@@ -330,3 +330,44 @@ async fn settings_open_postgres_and_postgresql_urls() {
     }
     drop_table(&connect().await, &unique("_open")).await;
 }
+
+/// A touch moves `expire_date` alone: a trigger that refuses any write of `session_data` lets it
+/// through, and stops a full update.
+#[tokio::test]
+async fn touch_never_writes_the_session_data() {
+    let table = unique("_touch");
+    let store = store_on("_touch").await;
+    sqlx::raw_sql(&format!(
+        r#"CREATE FUNCTION "{table}_frozen"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'session_data written'; END $$;
+           CREATE TRIGGER "{table}_frozen" BEFORE UPDATE OF session_data ON "{table}" FOR EACH ROW EXECUTE FUNCTION "{table}_frozen"();"#
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let key = cloakroom::key::generate().unwrap();
+    let t = OffsetDateTime::now_utc();
+    let data = r#"{"a":"é"}"#;
+    store
+        .create(&key, &record(data, t + Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let later = t + Duration::from_secs(3600);
+    assert_eq!(
+        store.touch(&key, &record(data, later), t).await.unwrap(),
+        Updated::Stored
+    );
+    let loaded = store.load(&key, t).await.unwrap().unwrap();
+    assert!((loaded.expires_at - later).abs() < time::Duration::milliseconds(1));
+    assert!(
+        store
+            .update(&key, data, &record(data, later), t)
+            .await
+            .is_err(),
+        "the trigger does not see a write of session_data"
+    );
+    drop_table(&store, &table).await;
+    sqlx::query(&format!(r#"DROP FUNCTION IF EXISTS "{table}_frozen"()"#))
+        .execute(store.pool())
+        .await
+        .unwrap();
+}

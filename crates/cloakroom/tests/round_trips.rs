@@ -1,90 +1,14 @@
 //! Store round trips per request, counted: a read-only request loads once, writes nothing and
 //! sends no `Set-Cookie`; a changing request loads once and saves once.
 
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use cloakroom::engines::memory::MemoryStore;
-use cloakroom::store::{Created, Record, SessionStore, Updated};
-use cloakroom::{Session, SessionLayer, Sessions, Settings, StoreError};
-use time::OffsetDateTime;
+use cloakroom::testing::Counting;
+use cloakroom::{Session, SessionLayer, Sessions, Settings};
 use tower::ServiceExt as _;
-
-#[derive(Default)]
-struct Calls {
-    loads: AtomicU64,
-    writes: AtomicU64,
-}
-
-impl Calls {
-    fn take(&self) -> (u64, u64) {
-        (
-            self.loads.swap(0, Ordering::SeqCst),
-            self.writes.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-struct Counting {
-    inner: MemoryStore,
-    calls: Arc<Calls>,
-}
-
-#[async_trait]
-impl SessionStore for Counting {
-    fn engine(&self) -> &'static str {
-        "counting"
-    }
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        self.calls.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(key, now).await
-    }
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        self.calls.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(key, record).await
-    }
-    async fn update(
-        &self,
-        key: &str,
-        expected: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.calls.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.update(key, expected, record, now).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.calls.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.calls.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.exists(key).await
-    }
-    async fn touch(
-        &self,
-        key: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.calls.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.touch(key, record, now).await
-    }
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        self.inner.cookie_value(key, record, now)
-    }
-}
 
 async fn visits(session: Session) -> Result<String, cloakroom::Error> {
     Ok(session.update("visits", |n: &mut u64| *n += 1)?.to_string())
@@ -94,11 +18,8 @@ async fn read(session: Session) -> Result<String, cloakroom::Error> {
     Ok(session.get_or::<u64>("visits", 0)?.to_string())
 }
 
-fn app(calls: &Arc<Calls>) -> Router {
-    let store = Counting {
-        inner: MemoryStore::new(1000),
-        calls: Arc::clone(calls),
-    };
+fn app(calls: &Counting) -> Router {
+    let store = calls.clone();
     Router::new()
         .route("/visits", get(visits))
         .route("/read", get(read))
@@ -132,11 +53,15 @@ async fn send(app: &Router, path: &str, cookie: Option<&str>) -> (String, Option
 
 #[tokio::test]
 async fn read_only_requests_load_once_and_never_write_or_set_a_cookie() {
-    let calls = Arc::new(Calls::default());
+    let calls = Counting::new(MemoryStore::new(1000));
     let app = app(&calls);
     let (body, set_cookie) = send(&app, "/visits", None).await;
     assert_eq!(body, "1");
-    assert_eq!(calls.take(), (0, 1), "a new visitor: no load, one create");
+    assert_eq!(
+        calls.take().round_trips(),
+        (0, 1),
+        "a new visitor: no load, one create"
+    );
     let cookie = set_cookie.unwrap().split(';').next().unwrap().to_owned();
 
     for _ in 0..1000 {
@@ -145,7 +70,7 @@ async fn read_only_requests_load_once_and_never_write_or_set_a_cookie() {
         assert_eq!(set_cookie, None, "a read-only request sends no Set-Cookie");
     }
     assert_eq!(
-        calls.take(),
+        calls.take().round_trips(),
         (1000, 0),
         "1,000 reads: one load each, no write"
     );
@@ -153,14 +78,18 @@ async fn read_only_requests_load_once_and_never_write_or_set_a_cookie() {
     let (body, set_cookie) = send(&app, "/visits", Some(&cookie)).await;
     assert_eq!(body, "2");
     assert!(set_cookie.is_some());
-    assert_eq!(calls.take(), (1, 1), "a change: one load, one save");
+    assert_eq!(
+        calls.take().round_trips(),
+        (1, 1),
+        "a change: one load, one save"
+    );
 }
 
 #[tokio::test]
 async fn a_request_that_never_touches_the_session_never_calls_the_store() {
-    let calls = Arc::new(Calls::default());
+    let calls = Counting::new(MemoryStore::new(1000));
     let app = app(&calls);
     let (_, set_cookie) = send(&app, "/plain", Some("sessionid=abcdefgh12345678")).await;
     assert_eq!(set_cookie, None);
-    assert_eq!(calls.take(), (0, 0));
+    assert_eq!(calls.take().round_trips(), (0, 0));
 }

@@ -90,6 +90,32 @@ impl CachedDbStore {
         }
     }
 
+    /// Brings the cache in step with a write the database answered `db` to: `cache_write` (the
+    /// same write on the copy, run only if the database stored it) or a dropped copy.
+    async fn follow(
+        &self,
+        key: &str,
+        db: &Updated,
+        step: &'static str,
+        cache_write: impl std::future::Future<Output = Result<Updated, StoreError>>,
+    ) {
+        match db {
+            // The cache's copy moves only from the same data the database moved from; any
+            // other copy is stale or another writer's, and goes. A missing copy stays missing.
+            Updated::Stored => match cache_write.await {
+                Ok(Updated::Stored | Updated::Missing) => {}
+                Ok(Updated::Conflict(_)) => self.drop_copy(key).await,
+                Err(e) => {
+                    self.cache_failed(step, &e);
+                    self.drop_copy(key).await;
+                }
+            },
+            // The caller read a stale copy (perhaps from this cache), or the session is gone:
+            // drop it so the cache cannot serve it again.
+            Updated::Conflict(_) | Updated::Missing => self.drop_copy(key).await,
+        }
+    }
+
     /// Puts a record the database holds into the cache unless the cache holds something under
     /// the key already; that something is dropped rather than overwritten, since it may be a
     /// newer copy written meanwhile.
@@ -137,22 +163,27 @@ impl SessionStore for CachedDbStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let updated = self.db.update(key, expected, record, now).await?;
-        match &updated {
-            // The cache's copy moves only from the same data the database moved from; any
-            // other copy is stale or another writer's, and goes. A missing copy stays missing.
-            Updated::Stored => match self.cache.update(key, expected, record, now).await {
-                Ok(Updated::Stored | Updated::Missing) => {}
-                Ok(Updated::Conflict(_)) => self.drop_copy(key).await,
-                Err(e) => {
-                    self.cache_failed("update", &e);
-                    self.drop_copy(key).await;
-                }
-            },
-            // The caller read a stale copy (perhaps from this cache), or the session is gone:
-            // drop it so the cache cannot serve it again.
-            Updated::Conflict(_) | Updated::Missing => self.drop_copy(key).await,
-        }
+        self.follow(
+            key,
+            &updated,
+            "update",
+            self.cache.update(key, expected, record, now),
+        )
+        .await;
         Ok(updated)
+    }
+
+    /// The database's expiry moves (a TTL-only write there), then the cache's copy, in step.
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let touched = self.db.touch(key, record, now).await?;
+        self.follow(key, &touched, "touch", self.cache.touch(key, record, now))
+            .await;
+        Ok(touched)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -230,6 +261,14 @@ impl DjangoCacheCopy {
             .ok()
             .map(|data| Codec::DjangoCache.encode(&data))
     }
+
+    /// The pickled copy of `record`, same expiry.
+    fn copy_of(&self, record: &Record) -> Option<Record> {
+        Some(Record {
+            data: self.pickled(&record.data)?,
+            expires_at: record.expires_at,
+        })
+    }
 }
 
 #[async_trait]
@@ -243,14 +282,8 @@ impl SessionStore for DjangoCacheCopy {
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        match self.pickled(&record.data) {
-            Some(data) => {
-                let copy = Record {
-                    data,
-                    expires_at: record.expires_at,
-                };
-                self.inner.create(key, &copy).await
-            }
+        match self.copy_of(record) {
+            Some(copy) => self.inner.create(key, &copy).await,
             // Not ours to copy; an existing entry under the key is dropped by the caller.
             None => Ok(Created::Taken),
         }
@@ -263,15 +296,22 @@ impl SessionStore for DjangoCacheCopy {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let (Some(expected), Some(data)) = (self.pickled(expected), self.pickled(&record.data))
-        else {
+        let (Some(expected), Some(copy)) = (self.pickled(expected), self.copy_of(record)) else {
             return Ok(Updated::Conflict(record.clone()));
         };
-        let copy = Record {
-            data,
-            expires_at: record.expires_at,
-        };
         self.inner.update(key, &expected, &copy, now).await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        match self.copy_of(record) {
+            Some(copy) => self.inner.touch(key, &copy, now).await,
+            None => Ok(Updated::Conflict(record.clone())),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

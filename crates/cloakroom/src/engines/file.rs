@@ -7,7 +7,8 @@
 //!   so no cookie value can name a file outside the folder.
 //! - **Content**: the record's data, as is, with no trailing newline.
 //! - **Expiry**: as in Django, the file's modification time plus `cookie_age`. The store sets
-//!   the mtime to `expires_at - cookie_age` when it writes, and checks it when it reads.
+//!   the mtime to `expires_at - cookie_age` when it writes, and checks it when it reads; a
+//!   rolling session's refresh (`touch`) sets only the mtime.
 //! - **Writes are atomic**: the data goes to a temp file in the same folder (mode 0600), which
 //!   is then renamed over the session file, so a reader sees the old data or the new, never a
 //!   mix. `create` first makes the file with `O_CREAT | O_EXCL` semantics, so it never
@@ -15,7 +16,7 @@
 //!
 //! # Concurrency
 //!
-//! `update` (the compare-and-swap) and `delete` take an exclusive lock on the session file
+//! `update` (the compare-and-swap), `touch` and `delete` take an exclusive lock on the session file
 //! (`File::lock`, an `flock` on Unix) around read-compare-write, so they are race-free between
 //! threads and between processes. Since a write renames a new file into place, a writer that
 //! waited for the lock checks afterwards that its handle is still the file under the name, and
@@ -421,12 +422,14 @@ impl Inner {
         Err(chased())
     }
 
-    fn update(
+    /// The compare-and-swap `update` and `touch` share: under the file's lock, `write` runs only
+    /// when the file is live and still holds `expected`.
+    fn swap(
         &self,
         key: &str,
         expected: &str,
-        record: &Record,
         now: OffsetDateTime,
+        write: impl FnOnce(&Path, &File) -> io::Result<()>,
     ) -> io::Result<Updated> {
         let Some(path) = self.path(key) else {
             return Ok(Updated::Missing);
@@ -441,9 +444,30 @@ impl Inner {
         if current.data != expected {
             return Ok(Updated::Conflict(current));
         }
-        self.replace(&path, key, record)?;
+        write(&path, &locked)?;
         drop(locked);
         Ok(Updated::Stored)
+    }
+
+    fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> io::Result<Updated> {
+        self.swap(key, expected, now, |path, _| {
+            self.replace(path, key, record)
+        })
+    }
+
+    /// Moves the expiry by setting the mtime of the file in place, as Django's file backend
+    /// reads it: nothing is written to the file or renamed. The lock keeps it ordered with
+    /// `update` and `delete`.
+    fn touch(&self, key: &str, record: &Record, now: OffsetDateTime) -> io::Result<Updated> {
+        self.swap(key, &record.data, now, |_, file| {
+            file.set_modified(self.mtime_for(record.expires_at))
+        })
     }
 
     fn delete(&self, key: &str) -> io::Result<()> {
@@ -563,6 +587,17 @@ impl SessionStore for FileStore {
     ) -> Result<Updated, StoreError> {
         let (key, expected, record) = (key.to_owned(), expected.to_owned(), record.clone());
         self.run("update", move |s| s.update(&key, &expected, &record, now))
+            .await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let (key, record) = (key.to_owned(), record.clone());
+        self.run("refresh", move |s| s.touch(&key, &record, now))
             .await
     }
 

@@ -136,6 +136,36 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// The compare-and-swap `update` and `touch` share: `write` changes the entry only when it
+    /// is live and still holds `expected`.
+    fn swap(
+        &self,
+        key: &str,
+        expected: &str,
+        now: OffsetDateTime,
+        write: impl FnOnce(&mut Entry),
+    ) -> Updated {
+        let mut shard = self.shard(key);
+        let used = shard.tick();
+        let Some(entry) = shard.map.get_mut(key) else {
+            return Updated::Missing;
+        };
+        if entry.expires_at <= now {
+            return Updated::Missing;
+        }
+        if &*entry.data != expected {
+            return Updated::Conflict(Record {
+                data: String::from(&*entry.data),
+                expires_at: entry.expires_at,
+            });
+        }
+        write(entry);
+        entry.used = used;
+        Updated::Stored
+    }
+}
+
 /// A shard whose lock was poisoned by a panic still holds whole entries (every change is one
 /// insert or remove), so it is taken over.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
@@ -199,24 +229,22 @@ impl SessionStore for MemoryStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut shard = self.shard(key);
-        let used = shard.tick();
-        let Some(entry) = shard.map.get_mut(key) else {
-            return Ok(Updated::Missing);
-        };
-        if entry.expires_at <= now {
-            return Ok(Updated::Missing);
-        }
-        if &*entry.data != expected {
-            return Ok(Updated::Conflict(Record {
-                data: String::from(&*entry.data),
-                expires_at: entry.expires_at,
-            }));
-        }
-        entry.data = Box::from(record.data.as_str());
-        entry.expires_at = record.expires_at;
-        entry.used = used;
-        Ok(Updated::Stored)
+        Ok(self.swap(key, expected, now, |entry| {
+            entry.data = Box::from(record.data.as_str());
+            entry.expires_at = record.expires_at;
+        }))
+    }
+
+    /// The expiry moved in place; the data is compared where it lies and never copied.
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        Ok(self.swap(key, &record.data, now, |entry| {
+            entry.expires_at = record.expires_at;
+        }))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -74,27 +74,51 @@ fn unsupported(what: &str, feature: &str) -> OpenError {
     })
 }
 
-#[cfg(feature = "sqlite")]
-#[async_trait]
-impl Migrate for sqlite::SqliteStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        sqlite::SqliteStore::migrate(self).await
-    }
+/// The SQL engines' own `migrate`, as the [`Migrate`] ability.
+macro_rules! migrate_ability {
+    ($($feature:literal => $store:ty),* $(,)?) => {$(
+        #[cfg(feature = $feature)]
+        #[async_trait]
+        impl Migrate for $store {
+            async fn migrate(&self) -> Result<(), StoreError> {
+                <$store>::migrate(self).await
+            }
+        }
+    )*};
 }
 
-#[cfg(feature = "postgres")]
-#[async_trait]
-impl Migrate for postgres::PostgresStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        postgres::PostgresStore::migrate(self).await
-    }
-}
+migrate_ability!(
+    "sqlite" => sqlite::SqliteStore,
+    "postgres" => postgres::PostgresStore,
+    "mysql" => mysql::MySqlStore,
+);
 
-#[cfg(feature = "mysql")]
-#[async_trait]
-impl Migrate for mysql::MySqlStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        mysql::MySqlStore::migrate(self).await
+impl Opened {
+    /// A server-side store with the abilities every one of them has: clearing and scanning.
+    #[cfg(any(
+        feature = "memory",
+        feature = "file",
+        feature = "redis",
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql"
+    ))]
+    fn server_side<S: SessionStore + ClearExpired + Scan>(store: Arc<S>) -> Self {
+        Self {
+            store: store.clone(),
+            scan: Some(store.clone()),
+            clear: Some(store),
+            migrate: None,
+        }
+    }
+
+    /// A SQL store: a server-side store with a table to create.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+    fn sql<S: SessionStore + ClearExpired + Scan + Migrate>(store: Arc<S>) -> Self {
+        Self {
+            migrate: Some(store.clone()),
+            ..Self::server_side(store)
+        }
     }
 }
 
@@ -114,13 +138,7 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
             let store = sqlite::SqliteStore::connect(url)
                 .await?
                 .with_table(&settings.table)?;
-            let store = Arc::new(store);
-            Ok(Opened {
-                store: store.clone(),
-                clear: Some(store.clone()),
-                scan: Some(store.clone()),
-                migrate: Some(store),
-            })
+            Ok(Opened::sql(Arc::new(store)))
         }
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => Err(unsupported("a sqlite:// database", "sqlite")),
@@ -129,13 +147,7 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
             let store = postgres::PostgresStore::connect(url)
                 .await?
                 .with_table(&settings.table)?;
-            let store = Arc::new(store);
-            Ok(Opened {
-                store: store.clone(),
-                clear: Some(store.clone()),
-                scan: Some(store.clone()),
-                migrate: Some(store),
-            })
+            Ok(Opened::sql(Arc::new(store)))
         }
         #[cfg(not(feature = "postgres"))]
         "postgres" | "postgresql" => Err(unsupported("a postgres:// database", "postgres")),
@@ -144,13 +156,7 @@ async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
             let store = mysql::MySqlStore::connect(url)
                 .await?
                 .with_table(&settings.table)?;
-            let store = Arc::new(store);
-            Ok(Opened {
-                store: store.clone(),
-                clear: Some(store.clone()),
-                scan: Some(store.clone()),
-                migrate: Some(store),
-            })
+            Ok(Opened::sql(Arc::new(store)))
         }
         #[cfg(not(feature = "mysql"))]
         "mysql" | "mariadb" => Err(unsupported("a mysql:// or mariadb:// database", "mysql")),
@@ -174,13 +180,7 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
             .with_command_timeout(settings.store_timeout())
             // Django's pickles, carried as base64 by `Codec::DjangoCache` (see Settings::codec).
             .with_binary_values(settings.data_format == crate::config::DataFormat::Django);
-        let store = Arc::new(store);
-        Ok(Opened {
-            store: store.clone(),
-            scan: Some(store.clone()),
-            clear: Some(store),
-            migrate: None,
-        })
+        Ok(Opened::server_side(Arc::new(store)))
     }
     #[cfg(not(feature = "redis"))]
     Err(unsupported(&format!("cache_url `{url}`"), "redis"))
@@ -256,13 +256,8 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
         Engine::CachedDb => open_cached_db(settings).await,
         #[cfg(feature = "memory")]
         Engine::Cache if settings.cache_url.is_none() => {
-            let store = Arc::new(memory::MemoryStore::new(settings.cache_capacity));
-            Ok(Opened {
-                store: store.clone(),
-                scan: Some(store.clone()),
-                clear: Some(store),
-                migrate: None,
-            })
+            let store = memory::MemoryStore::new(settings.cache_capacity);
+            Ok(Opened::server_side(Arc::new(store)))
         }
         #[cfg(feature = "file")]
         Engine::File => {
@@ -270,13 +265,7 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
                 Some(dir) => file::FileStore::new(dir, &settings.cookie_name, settings.cookie_age),
                 None => file::FileStore::in_temp_dir(&settings.cookie_name, settings.cookie_age),
             }?;
-            let store = Arc::new(store);
-            Ok(Opened {
-                store: store.clone(),
-                scan: Some(store.clone()),
-                clear: Some(store),
-                migrate: None,
-            })
+            Ok(Opened::server_side(Arc::new(store)))
         }
         Engine::SignedCookies => {
             let secret = settings

@@ -33,7 +33,10 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlRow};
 use sqlx::{MySqlPool, Row};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::sql::{connect_pool, Table, CLEAR_BATCH};
+use super::sql::{
+    clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Table,
+    CLEAR_BATCH,
+};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
@@ -57,6 +60,7 @@ struct Queries {
     load: String,
     create: String,
     update: String,
+    touch: String,
     delete: String,
     exists: String,
     clear: String,
@@ -78,6 +82,12 @@ impl Queries {
                 "UPDATE `{t}` SET session_data = ?, expire_date = ? WHERE session_key = ? \
                  AND CAST(CONVERT(session_data USING utf8mb4) AS BINARY) = CAST(CONVERT(? USING utf8mb4) AS BINARY) \
                  AND expire_date > ?"
+            ),
+            // The server hashes the data it holds (as utf8mb4 bytes, as above) and compares it
+            // with the caller's hex digest: the session travels neither way, is not rewritten.
+            touch: format!(
+                "UPDATE `{t}` SET expire_date = ? WHERE session_key = ? \
+                 AND SHA2(CONVERT(session_data USING utf8mb4), 256) = ? AND expire_date > ?"
             ),
             delete: format!("DELETE FROM `{t}` WHERE session_key = ?"),
             exists: format!("SELECT 1 FROM `{t}` WHERE session_key = ?"),
@@ -267,15 +277,28 @@ impl SessionStore for MySqlStore {
             .await
             .map_err(|e| store_error(&self.table, e))?;
         // Matched rows, not changed rows: sqlx connects with CLIENT_FOUND_ROWS.
-        if done.rows_affected() == 1 {
-            return Ok(Updated::Stored);
-        }
-        // Lost the compare-and-swap: tell the core what is there now (one more round trip,
-        // paid only under contention).
-        Ok(match self.load(key, now).await? {
-            Some(current) => Updated::Conflict(current),
-            None => Updated::Missing,
-        })
+        guarded_write(done.rows_affected(), self.load(key, now)).await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let digest: String = data_digest(&record.data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let done = sqlx::query(&self.q.touch)
+            .bind(utc_wall_clock(record.expires_at))
+            .bind(key)
+            .bind(digest)
+            .bind(utc_wall_clock(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -300,21 +323,7 @@ impl SessionStore for MySqlStore {
 #[async_trait]
 impl ClearExpired for MySqlStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let now = utc_wall_clock(now);
-        let mut total = 0;
-        loop {
-            // One short statement per batch (autocommit), so a large purge never holds many
-            // row locks at once.
-            let done = sqlx::query(&self.q.clear)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| store_error(&self.table, e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < CLEAR_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        clear_in_batches(|| self.clear_expired_batch(now)).await
     }
 
     async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -336,7 +345,7 @@ impl Scan for MySqlStore {
         now: OffsetDateTime,
     ) -> Result<Batch, StoreError> {
         let t = self.table.name();
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let limit = scan_limit(limit);
         let rows = sqlx::query(&format!(
             "SELECT session_data, expire_date, session_key FROM `{t}` WHERE session_key > ? AND expire_date > ? ORDER BY session_key LIMIT ?"
         ))
@@ -346,18 +355,10 @@ impl Scan for MySqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(&self.table, e))?;
-        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
-        let mut sessions = Vec::with_capacity(rows.len());
-        for row in &rows {
+        scan_batch(&rows, limit, |row| {
             let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
-            sessions.push((key, self.record(row)?));
-        }
-        let next = if full {
-            sessions.last().map(|(key, _)| key.clone())
-        } else {
-            None
-        };
-        Ok(Batch { sessions, next })
+            Ok((key, self.record(row)?))
+        })
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {

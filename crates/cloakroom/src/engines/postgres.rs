@@ -27,7 +27,10 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
-use super::sql::{connect_pool, Table, CLEAR_BATCH};
+use super::sql::{
+    clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Table,
+    CLEAR_BATCH,
+};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
@@ -54,6 +57,7 @@ struct Queries {
     load: String,
     create: String,
     update: String,
+    touch: String,
     delete: String,
     exists: String,
     clear: String,
@@ -71,6 +75,12 @@ impl Queries {
             ),
             update: format!(
                 r#"UPDATE "{t}" SET session_data = $1, expire_date = $2 WHERE session_key = $3 AND session_data = $4 AND expire_date > $5"#
+            ),
+            // The server hashes the data it holds and compares it with the caller's digest: the
+            // session travels neither way and is not rewritten. `convert_to` hashes the UTF-8
+            // bytes whatever the database encoding.
+            touch: format!(
+                r#"UPDATE "{t}" SET expire_date = $1 WHERE session_key = $2 AND sha256(convert_to(session_data, 'UTF8')) = $3 AND expire_date > $4"#
             ),
             delete: format!(r#"DELETE FROM "{t}" WHERE session_key = $1"#),
             exists: format!(r#"SELECT 1 FROM "{t}" WHERE session_key = $1"#),
@@ -236,15 +246,24 @@ impl SessionStore for PostgresStore {
             .execute(&self.pool)
             .await
             .map_err(|e| store_error(&self.table, e))?;
-        if done.rows_affected() == 1 {
-            return Ok(Updated::Stored);
-        }
-        // Lost the compare-and-swap: tell the core what is there now (one more round trip,
-        // paid only under contention).
-        Ok(match self.load(key, now).await? {
-            Some(current) => Updated::Conflict(current),
-            None => Updated::Missing,
-        })
+        guarded_write(done.rows_affected(), self.load(key, now)).await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let done = sqlx::query(&self.q.touch)
+            .bind(record.expires_at)
+            .bind(key)
+            .bind(&data_digest(&record.data)[..])
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -269,20 +288,7 @@ impl SessionStore for PostgresStore {
 #[async_trait]
 impl ClearExpired for PostgresStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut total = 0;
-        loop {
-            // One short statement per batch, each its own transaction, so a large purge never
-            // holds many row locks or a long transaction.
-            let done = sqlx::query(&self.q.clear)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| store_error(&self.table, e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < CLEAR_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        clear_in_batches(|| self.clear_expired_batch(now)).await
     }
 
     async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -304,7 +310,7 @@ impl Scan for PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Batch, StoreError> {
         let t = self.table.name();
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let limit = scan_limit(limit);
         let rows = sqlx::query(&format!(
             r#"SELECT session_data, expire_date, session_key FROM "{t}" WHERE session_key > $1 AND expire_date > $2 ORDER BY session_key LIMIT $3"#
         ))
@@ -314,18 +320,10 @@ impl Scan for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(&self.table, e))?;
-        let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
-        let mut sessions = Vec::with_capacity(rows.len());
-        for row in &rows {
+        scan_batch(&rows, limit, |row| {
             let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
-            sessions.push((key, self.record(row)?));
-        }
-        let next = if full {
-            sessions.last().map(|(key, _)| key.clone())
-        } else {
-            None
-        };
-        Ok(Batch { sessions, next })
+            Ok((key, self.record(row)?))
+        })
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {

@@ -10,8 +10,9 @@
 //!   sees the same keys.
 //! - **Expiry** is the server's own TTL, set from the record's expiry on every write, so the
 //!   server drops dead sessions by itself and [`ClearExpired`] has nothing to do.
-//! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically, and
-//!   `load` reads the value and its TTL in one script too. Each script touches one key, so it
+//! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically,
+//!   `touch` one that compares the value's SHA-1 and sets only the TTL, and `load` reads the
+//!   value and its TTL in one script too. Each script touches one key, so it
 //!   runs on whichever cluster node owns that key's slot.
 //!
 //! The store keeps **one multiplexed connection** per server (fred pipelines every request
@@ -88,6 +89,30 @@ end
 return {1}
 ";
 
+/// The TTL-only refresh: sets a TTL of ARGV[2] ms (deletes when that is 0) only if the key's
+/// value still has the SHA-1 ARGV[1] (the caller sends 40 hex digits, never the session).
+///
+/// `PEXPIRE` with a TTL counted on the app's wall clock, not `PEXPIREAT`: every TTL this engine
+/// sets and reads is relative to the app's clock (`SET … PX` on writes, `PTTL` on loads), so a
+/// skew between the app's and the server's clocks never moves an expiry; an absolute instant
+/// would bring the server's clock in. ARGV[3] is the caller's clock lead, as in the update.
+/// Replies as the update script does.
+const TOUCH_LUA: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return {0} end
+if kind ~= 'string' then return {3} end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl >= 0 and ttl <= tonumber(ARGV[3]) then return {0} end
+local current = redis.call('GET', KEYS[1])
+if redis.sha1hex(current) ~= ARGV[1] then return {2, current, ttl} end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return {1}
+";
+
 /// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
 struct Script {
     lua: &'static str,
@@ -96,16 +121,24 @@ struct Script {
 
 impl Script {
     fn new(lua: &'static str) -> Self {
-        let sha1 = Sha1::digest(lua.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Self { lua, sha1 }
+        Self {
+            lua,
+            sha1: sha1_hex(lua.as_bytes()),
+        }
     }
+}
+
+/// SHA-1 in lower-case hex, as Redis names scripts and as its Lua `redis.sha1hex` answers.
+fn sha1_hex(bytes: &[u8]) -> String {
+    Sha1::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(LOAD_LUA));
 static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(UPDATE_LUA));
+static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(TOUCH_LUA));
 
 /// How session data is kept in a Redis value.
 ///
@@ -138,6 +171,15 @@ fn decode_value(binary: bool, raw: &[u8]) -> Option<String> {
 fn ttl_ms(expires_at: OffsetDateTime, wall: OffsetDateTime) -> Option<i64> {
     let ms = (expires_at - wall).whole_milliseconds();
     (ms > 0).then(|| i64::try_from(ms).unwrap_or(MAX_TTL_MS).min(MAX_TTL_MS))
+}
+
+/// What the update and touch scripts take: the TTL in ms for `expires_at` (0: already passed)
+/// and how many ms the caller's `now` runs ahead of the wall clock.
+fn ttl_and_lead(expires_at: OffsetDateTime, now: OffsetDateTime) -> (i64, i64) {
+    let wall = OffsetDateTime::now_utc();
+    let ttl = ttl_ms(expires_at, wall).unwrap_or(0);
+    let ahead = i64::try_from((now - wall).whole_milliseconds()).unwrap_or(i64::MAX);
+    (ttl, ahead)
 }
 
 /// The instant a key with `pttl` ms left (as `PTTL` answers; negative for no TTL) expires.
@@ -471,6 +513,45 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// The answer of the update or touch script (`script` names it in errors).
+    fn updated(&self, reply: &[Value], script: &str) -> Result<Updated, StoreError> {
+        match status(reply) {
+            Some(0) => Ok(Updated::Missing),
+            Some(1) => Ok(Updated::Stored),
+            Some(2) => {
+                let (Some(raw), Some(pttl)) = (
+                    reply.get(1).and_then(Value::as_bytes),
+                    reply.get(2).and_then(Value::as_i64),
+                ) else {
+                    return Err(unexpected(script, reply));
+                };
+                match decode_value(self.binary, raw) {
+                    Some(data) => Ok(Updated::Conflict(Record {
+                        data,
+                        expires_at: expiry_of(pttl, OffsetDateTime::now_utc()),
+                    })),
+                    None => {
+                        tracing::warn!(
+                            engine = ENGINE,
+                            "a session key holds a value that is not session data; not updating it"
+                        );
+                        Ok(Updated::Missing)
+                    }
+                }
+            }
+            Some(3) => {
+                tracing::warn!(
+                    engine = ENGINE,
+                    "a session key holds another Redis type, not a string; not updating it"
+                );
+                Ok(Updated::Missing)
+            }
+            _ => Err(unexpected(script, reply)),
+        }
+    }
+}
+
 fn unexpected(script: &str, reply: &[Value]) -> StoreError {
     StoreError::backend(
         ENGINE,
@@ -560,9 +641,7 @@ impl SessionStore for RedisStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let wall = OffsetDateTime::now_utc();
-        let ttl = ttl_ms(record.expires_at, wall).unwrap_or(0);
-        let ahead = i64::try_from((now - wall).whole_milliseconds()).unwrap_or(i64::MAX);
+        let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
         let args = vec![
             Value::Bytes(encode_value(self.binary, expected)),
             Value::Bytes(encode_value(self.binary, &record.data)),
@@ -570,39 +649,23 @@ impl SessionStore for RedisStore {
             Value::Integer(ahead),
         ];
         let reply = self.run(&UPDATE, self.redis_key(key), args).await?;
-        match status(&reply) {
-            Some(0) => Ok(Updated::Missing),
-            Some(1) => Ok(Updated::Stored),
-            Some(2) => {
-                let (Some(raw), Some(pttl)) = (
-                    reply.get(1).and_then(Value::as_bytes),
-                    reply.get(2).and_then(Value::as_i64),
-                ) else {
-                    return Err(unexpected("update", &reply));
-                };
-                match decode_value(self.binary, raw) {
-                    Some(data) => Ok(Updated::Conflict(Record {
-                        data,
-                        expires_at: expiry_of(pttl, OffsetDateTime::now_utc()),
-                    })),
-                    None => {
-                        tracing::warn!(
-                            engine = ENGINE,
-                            "a session key holds a value that is not session data; not updating it"
-                        );
-                        Ok(Updated::Missing)
-                    }
-                }
-            }
-            Some(3) => {
-                tracing::warn!(
-                    engine = ENGINE,
-                    "a session key holds another Redis type, not a string; not updating it"
-                );
-                Ok(Updated::Missing)
-            }
-            _ => Err(unexpected("update", &reply)),
-        }
+        self.updated(&reply, "update")
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
+        let args = vec![
+            Value::from(sha1_hex(&encode_value(self.binary, &record.data))),
+            Value::Integer(ttl),
+            Value::Integer(ahead),
+        ];
+        let reply = self.run(&TOUCH, self.redis_key(key), args).await?;
+        self.updated(&reply, "touch")
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

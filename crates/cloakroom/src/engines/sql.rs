@@ -4,7 +4,10 @@
 //! key, `session_data text` and `expire_date`, with an index on `expire_date`, so a table made
 //! by Django works and the other way round.
 
-use crate::error::ConfigError;
+use std::future::Future;
+
+use crate::error::{ConfigError, StoreError};
+use crate::store::{Batch, Record, Updated};
 
 /// A checked table name: letters, digits and `_`, not starting with a digit, so it can be
 /// quoted into statements safely.
@@ -47,8 +50,74 @@ impl Table {
     }
 }
 
+/// The SHA-256 of session data as UTF-8, which a server engine's `touch` sends instead of the
+/// data: the server hashes what it holds and compares (32 bytes on the wire, not the session).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn data_digest(data: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data.as_bytes()).into()
+}
+
 /// How many rows `clearsessions` deletes per statement, so a large purge never holds a long lock.
 pub const CLEAR_BATCH: i64 = 5_000;
+
+/// The answer of a guarded write (`update`, `touch`: `... WHERE session_key = ? AND <the data
+/// is as the caller saw it> AND expire_date > now`) that matched `rows` rows.
+///
+/// One row: it is written. None: the compare-and-swap lost, and `reload` (the engine's `load`)
+/// tells the core what is there now, the current record or nothing; one more round trip, paid
+/// only under contention.
+pub(crate) async fn guarded_write(
+    rows: u64,
+    reload: impl Future<Output = Result<Option<Record>, StoreError>>,
+) -> Result<Updated, StoreError> {
+    if rows == 1 {
+        return Ok(Updated::Stored);
+    }
+    Ok(match reload.await? {
+        Some(current) => Updated::Conflict(current),
+        None => Updated::Missing,
+    })
+}
+
+/// Runs `batch` (one short `DELETE ... LIMIT` [`CLEAR_BATCH`], its own transaction) until a
+/// batch deletes fewer than that, so a large purge never holds many row locks or a long
+/// transaction; returns how many went.
+pub(crate) async fn clear_in_batches<F: Future<Output = Result<u64, StoreError>>>(
+    mut batch: impl FnMut() -> F,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let deleted = batch().await?;
+        total += deleted;
+        if deleted < CLEAR_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// The `LIMIT` of a scan query for a requested batch size (at least 1).
+pub(crate) fn scan_limit(limit: usize) -> i64 {
+    i64::try_from(limit.max(1)).unwrap_or(i64::MAX)
+}
+
+/// The batch of a scan query (`... WHERE session_key > cursor AND expire_date > now ORDER BY
+/// session_key LIMIT limit`): its rows decoded, and the last key as the next cursor when the
+/// query filled its limit (so more rows may follow).
+pub(crate) fn scan_batch<R>(
+    rows: &[R],
+    limit: i64,
+    decode: impl Fn(&R) -> Result<(String, Record), StoreError>,
+) -> Result<Batch, StoreError> {
+    let sessions = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let full = i64::try_from(sessions.len()).unwrap_or(i64::MAX) >= limit;
+    let next = if full {
+        sessions.last().map(|(key, _)| key.clone())
+    } else {
+        None
+    };
+    Ok(Batch { sessions, next })
+}
 
 /// The most connections a server pool opens: enough for a busy app server, few enough that a
 /// fleet of them stays under the database's `max_connections`.

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 
-use super::sql::{Table, CLEAR_BATCH};
+use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
@@ -36,6 +36,7 @@ struct Queries {
     load: String,
     create: String,
     update: String,
+    touch: String,
     delete: String,
     exists: String,
     clear: String,
@@ -53,6 +54,10 @@ impl Queries {
             ),
             update: format!(
                 r#"UPDATE "{t}" SET session_data = ?1, expire_date = ?2 WHERE session_key = ?3 AND session_data = ?4 AND expire_date > ?5"#
+            ),
+            // The data is compared, never rewritten; binding it costs nothing in-process.
+            touch: format!(
+                r#"UPDATE "{t}" SET expire_date = ?1 WHERE session_key = ?2 AND session_data = ?3 AND expire_date > ?4"#
             ),
             delete: format!(r#"DELETE FROM "{t}" WHERE session_key = ?1"#),
             exists: format!(r#"SELECT 1 FROM "{t}" WHERE session_key = ?1"#),
@@ -280,15 +285,24 @@ impl SessionStore for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(|e| store_error(&self.table, e))?;
-        if done.rows_affected() == 1 {
-            return Ok(Updated::Stored);
-        }
-        // Lost the compare-and-swap: tell the core what is there now (one more round trip,
-        // paid only under contention).
-        Ok(match self.load(key, now).await? {
-            Some(current) => Updated::Conflict(current),
-            None => Updated::Missing,
-        })
+        guarded_write(done.rows_affected(), self.load(key, now)).await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let done = sqlx::query(&self.q.touch)
+            .bind(django_datetime(record.expires_at))
+            .bind(key)
+            .bind(&record.data)
+            .bind(django_datetime(now))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| store_error(&self.table, e))?;
+        guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -313,25 +327,13 @@ impl SessionStore for SqliteStore {
 #[async_trait]
 impl ClearExpired for SqliteStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let now = django_datetime(now);
-        let mut total = 0;
-        loop {
-            let done = sqlx::query(&self.q.clear)
-                .bind(&now)
-                .execute(&self.writer)
-                .await
-                .map_err(|e| store_error(&self.table, e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < CLEAR_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        clear_in_batches(|| self.clear_expired_batch(now)).await
     }
 
     async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let done = sqlx::query(&self.q.clear)
             .bind(django_datetime(now))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| store_error(&self.table, e))?;
         Ok(done.rows_affected())
@@ -347,9 +349,9 @@ impl Scan for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<Batch, StoreError> {
         let t = self.table.name();
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let limit = scan_limit(limit);
         let rows = sqlx::query(&format!(
-            r#"SELECT session_key, session_data, expire_date FROM "{t}" WHERE session_key > ?1 AND expire_date > ?2 ORDER BY session_key LIMIT ?3"#
+            r#"SELECT session_data, expire_date, session_key FROM "{t}" WHERE session_key > ?1 AND expire_date > ?2 ORDER BY session_key LIMIT ?3"#
         ))
         .bind(cursor.unwrap_or(""))
         .bind(django_datetime(now))
@@ -357,23 +359,10 @@ impl Scan for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| store_error(&self.table, e))?;
-        let full = rows.len() as i64 == limit;
-        let mut sessions = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key: String = row.try_get(0).map_err(|e| store_error(&self.table, e))?;
-            let data: String = row.try_get(1).map_err(|e| store_error(&self.table, e))?;
-            let expire: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
-            let expires_at = parse_django_datetime(&expire).ok_or_else(|| {
-                StoreError::backend(ENGINE, format!("unreadable expire_date `{expire}`"))
-            })?;
-            sessions.push((key, Record { data, expires_at }));
-        }
-        let next = if full {
-            sessions.last().map(|(key, _)| key.clone())
-        } else {
-            None
-        };
-        Ok(Batch { sessions, next })
+        scan_batch(&rows, limit, |row| {
+            let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
+            Ok((key, self.record(row)?))
+        })
     }
 
     async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
