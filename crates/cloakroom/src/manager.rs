@@ -410,8 +410,9 @@ impl LazySession {
     /// Ends the request's session after the handler ran: deletes, creates or saves the record
     /// with Django's rules, and says what to do with the cookie.
     ///
-    /// `status` is the response status: on a 5xx nothing is saved or deleted and the cookie is
-    /// left alone.
+    /// `status` is the response status: on a 5xx nothing is saved and the cookie is left alone,
+    /// except that a [`flush`](Session::flush) still deletes the records it doomed (and the
+    /// cookie, when the session is left empty).
     ///
     /// # Errors
     /// [`Error::Interrupted`] when another request deleted the session meanwhile,
@@ -462,11 +463,30 @@ impl LazySession {
             cookie: CookieAction::Keep,
             vary,
         };
-        // Django skips the save on a 5xx. The store is left alone entirely, doomed keys
-        // included: a login that failed after `cycle_key` must not delete the old record
-        // without storing its replacement (the browser keeps the old cookie).
-        if st.detached || status >= 500 {
+        if st.detached {
             return Ok(keep(st.accessed));
+        }
+        // Django skips the save on a 5xx, but its `flush()` has already deleted the record: a
+        // logout whose page then fails still logs out, so a flush's deletions go through, and
+        // an emptied session's cookie is deleted as Django's middleware does whatever the
+        // status. Nothing else is written: a login that failed after `cycle_key` must not
+        // delete the old record without storing its replacement (the browser keeps the old
+        // cookie, and with it the session it had).
+        if status >= 500 {
+            if !st.flushed {
+                return Ok(keep(st.accessed));
+            }
+            for doomed in std::mem::take(&mut st.doomed) {
+                shared.call(store.delete(&doomed)).await?;
+            }
+            return Ok(if had_cookie && st.data.is_empty() {
+                Outcome {
+                    cookie: CookieAction::Delete,
+                    vary: true,
+                }
+            } else {
+                keep(st.accessed)
+            });
         }
         for doomed in std::mem::take(&mut st.doomed) {
             shared.call(store.delete(&doomed)).await?;
