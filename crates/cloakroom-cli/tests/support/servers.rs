@@ -112,12 +112,25 @@ fn postgres_bin(name: &str) -> String {
         .to_string()
 }
 
-/// Kills a process group with SIGKILL and reaps its leader.
+/// Kills a process group with SIGKILL, reaps its leader, and waits (up to 10 s) until the rest
+/// of the group is gone too: a PostgreSQL started again while a killed backend still holds the
+/// old shared memory refuses to start.
 fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .status();
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
     let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let alive = Command::new("kill")
+            .args(["-0", "--", &group])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
