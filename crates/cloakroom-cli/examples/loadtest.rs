@@ -424,11 +424,11 @@ async fn main() {
     );
     if let Some(back) = t.back {
         let after = |at: Option<Instant>| match at {
-            Some(at) => format!("{} ms", at.duration_since(back).as_millis()),
-            None => "never".to_owned(),
+            Some(at) => format!("{} ms after", at.duration_since(back).as_millis()),
+            None => "none after".to_owned(),
         };
         println!(
-            "recovery: first 200 {} after the store was back, last 503 {} after",
+            "recovery: the store was back; first 200 {}, last 503 {}",
             after(t.first_ok_after_back),
             after(t.last_refusal_after_back)
         );
