@@ -68,6 +68,12 @@ async fn flush_then_fail(session: Session) -> StatusCode {
     StatusCode::INTERNAL_SERVER_ERROR
 }
 
+async fn flush_write_then_fail(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.flush();
+    session.insert("flash", "logged out")?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 async fn clear_then_fail(session: Session) -> StatusCode {
     session.clear();
     StatusCode::INTERNAL_SERVER_ERROR
@@ -91,6 +97,7 @@ fn saving_app(store: MemoryStore) -> Router {
         .route("/write-then-refuse", post(write_then_refuse))
         .route("/cycle-then-fail", post(cycle_then_fail))
         .route("/flush-then-fail", post(flush_then_fail))
+        .route("/flush-write-then-fail", post(flush_write_then_fail))
         .route("/clear-then-fail", post(clear_then_fail))
         .route("/clear", post(clear))
         .route("/read", get(read_a))
@@ -185,6 +192,22 @@ async fn a_logout_whose_response_fails_still_logs_out() {
     )
     .await;
     assert_eq!((read.status, read.body.as_str()), (200, "None"));
+
+    // A logout that writes a message and then fails: the old record goes all the same, and
+    // the message is not saved (nothing is, on a 5xx).
+    let key = send(client.post(url(addr, "/write"))).await.new_key();
+    let reply = send(
+        client
+            .post(url(addr, "/flush-write-then-fail"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.set_cookies().is_empty(), "{:?}", reply.headers);
+    assert!(
+        store.is_empty(),
+        "the old record went and nothing was created"
+    );
 }
 
 #[tokio::test]

@@ -463,35 +463,25 @@ impl LazySession {
             cookie: CookieAction::Keep,
             vary,
         };
-        if st.detached {
-            return Ok(keep(st.accessed));
-        }
         // Django skips the save on a 5xx, but its `flush()` has already deleted the record: a
         // logout whose page then fails still logs out, so a flush's deletions go through, and
         // an emptied session's cookie is deleted as Django's middleware does whatever the
         // status. Nothing else is written: a login that failed after `cycle_key` must not
         // delete the old record without storing its replacement (the browser keeps the old
         // cookie, and with it the session it had).
-        if status >= 500 {
-            if !st.flushed {
-                return Ok(keep(st.accessed));
-            }
-            for doomed in std::mem::take(&mut st.doomed) {
-                shared.call(store.delete(&doomed)).await?;
-            }
-            return Ok(if had_cookie && st.data.is_empty() {
-                Outcome {
-                    cookie: CookieAction::Delete,
-                    vary: true,
-                }
-            } else {
-                keep(st.accessed)
-            });
+        let failed = status >= 500;
+        if st.detached || (failed && !st.flushed) {
+            return Ok(keep(st.accessed));
         }
         for doomed in std::mem::take(&mut st.doomed) {
             shared.call(store.delete(&doomed)).await?;
         }
         let now = shared.clock.now();
+        // After a flush the key is gone and its records are doomed: on a 5xx the empty branch
+        // below deletes nothing more, and data written after the flush is not saved.
+        if failed && !st.data.is_empty() {
+            return Ok(keep(st.accessed));
+        }
         if st.data.is_empty() {
             if st.modified {
                 if let Some(key) = st.key.take() {
