@@ -137,6 +137,10 @@ impl MySqlStore {
 
     /// Sessions in `table` of an existing pool.
     ///
+    /// The pool's own acquire checks apply: the ping of connections that were idle when a
+    /// query last failed (see the module docs) comes with the pool [`connect`](Self::connect)
+    /// builds. Set `test_before_acquire` on yours for a quick recovery after a server restart.
+    ///
     /// The pool must be sqlx's (which sets `CLIENT_FOUND_ROWS`; see the module docs).
     ///
     /// # Errors

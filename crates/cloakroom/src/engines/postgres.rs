@@ -128,6 +128,10 @@ impl PostgresStore {
 
     /// Sessions in `table` of an existing pool.
     ///
+    /// The pool's own acquire checks apply: the ping of connections that were idle when a
+    /// query last failed (see the module docs) comes with the pool [`connect`](Self::connect)
+    /// builds. Set `test_before_acquire` on yours for a quick recovery after a server restart.
+    ///
     /// # Errors
     /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
     pub fn new(pool: PgPool, table: &str) -> Result<Self, ConfigError> {
