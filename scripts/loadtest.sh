@@ -5,10 +5,10 @@
 #   scripts/loadtest.sh ENGINE [--visitors N] [--concurrency C] [--seconds S] [--restart-store]
 #
 # ENGINE: sqlite | cache | postgres | mysql | redis | file | cached_db
-# postgres, redis and cached_db (SQLite + Redis) start a store of their own on a free loopback
-# port (never the machine's services), which --restart-store kills with SIGKILL and starts again.
-# mysql uses CLOAKROOM_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test), in a table of
-# its own. Prints requests, outcomes by kind, lost updates and p50/p99 latency.
+# postgres, mysql (a MariaDB), redis and cached_db (SQLite + Redis) start a store of their own on
+# a free loopback port (never the machine's services), which --restart-store kills with SIGKILL
+# and starts again. Prints requests, outcomes by kind, lost updates, p50/p99 latency and, with
+# --restart-store, how soon after the store was back the first 200 came.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then

@@ -2,8 +2,8 @@
 //!
 //! N visitors, each with its own cookie and C requests in flight at once, alternate
 //! `POST /api/cart` (a distinct item) and `GET /api/visits` for a bounded time against
-//! `cloakroom demo` on the chosen engine. Optionally the store (a PostgreSQL or redis-server
-//! this program started itself) is killed with SIGKILL mid-run and started again.
+//! `cloakroom demo` on the chosen engine. Optionally the store (a PostgreSQL, MariaDB or
+//! redis-server this program started itself) is killed with SIGKILL mid-run and started again.
 //!
 //! At the end each visitor's cart and counter are read back and compared with the requests the
 //! demo confirmed with a 200: anything missing is a lost update. Printed: requests, errors by
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use servers::{free_port, Postgres, Redis, Scratch, Server};
+use servers::{free_port, Mariadb, Postgres, Redis, Scratch, Server};
 
 struct Options {
     bin: String,
@@ -38,8 +38,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: loadtest --bin PATH --engine sqlite|cache|postgres|mysql|redis|file|cached_db \
          [--visitors N] [--concurrency C] [--seconds S] [--restart-store]\n\
-         postgres and redis start a server of their own (on a free loopback port); mysql uses \
-         CLOAKROOM_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test)."
+         postgres, mysql (MariaDB), redis and cached_db start a server of their own (on a free \
+         loopback port), which --restart-store kills and starts again."
     );
     std::process::exit(2)
 }
@@ -77,6 +77,7 @@ fn options() -> Options {
 enum Store {
     Plain,
     Postgres(Postgres),
+    Mariadb(Mariadb),
     Redis(Redis),
 }
 
@@ -85,6 +86,7 @@ impl Store {
         match self {
             Store::Plain => None,
             Store::Postgres(pg) => Some(pg),
+            Store::Mariadb(db) => Some(db),
             Store::Redis(r) => Some(r),
         }
     }
@@ -129,12 +131,11 @@ fn setup(o: &Options, dir: &Scratch) -> (Store, Vec<String>) {
             )
         }
         "mysql" => {
-            let url = std::env::var("CLOAKROOM_TEST_MYSQL_URL")
-                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-            let table = unique_table();
+            let db = Mariadb::new();
+            let (url, table) = (db.url(), unique_table());
             migrate(&o.bin, &url, &table);
             (
-                Store::Plain,
+                Store::Mariadb(db),
                 s(&["--database-url", &url, "--table", &table]),
             )
         }
@@ -187,6 +188,30 @@ struct Tally {
     latencies_us: Vec<u64>,
     /// "200", "503", "transport: timeout" …
     outcomes: BTreeMap<String, u64>,
+    /// When a restarted store was answering again (set by the restart).
+    back: Option<Instant>,
+    /// The first 200 and the last 503 that came back after `back`.
+    first_ok_after_back: Option<Instant>,
+    last_refusal_after_back: Option<Instant>,
+}
+
+impl Tally {
+    fn record(&mut self, outcome: String, latency_us: u64) {
+        if let Some(back) = self.back {
+            let now = Instant::now();
+            if now >= back {
+                match outcome.as_str() {
+                    "200" => {
+                        self.first_ok_after_back.get_or_insert(now);
+                    }
+                    "503" => self.last_refusal_after_back = Some(now),
+                    _ => {}
+                }
+            }
+        }
+        self.latencies_us.push(latency_us);
+        *self.outcomes.entry(outcome).or_default() += 1;
+    }
 }
 
 /// One visitor's confirmed writes.
@@ -250,9 +275,7 @@ async fn worker(
             Err(e) => kind(&e).to_owned(),
         };
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut t = tally.lock().unwrap();
-        t.latencies_us.push(us);
-        *t.outcomes.entry(outcome).or_default() += 1;
+        tally.lock().unwrap().record(outcome, us);
     }
 }
 
@@ -279,7 +302,7 @@ async fn main() {
     let (mut store, args) = setup(&o, &dir);
     if o.restart_store && store.server().is_none() {
         eprintln!(
-            "--restart-store needs a store this program starts: postgres, redis or cached_db"
+            "--restart-store needs a store this program starts: postgres, mysql, redis or cached_db"
         );
         std::process::exit(2);
     }
@@ -325,6 +348,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             eprintln!("starting the store again …");
             server.start();
+            tally.lock().unwrap().back = Some(Instant::now());
         }
     }
     for t in tasks {
@@ -398,4 +422,15 @@ async fn main() {
         percentile(&t.latencies_us, 0.50),
         percentile(&t.latencies_us, 0.99)
     );
+    if let Some(back) = t.back {
+        let after = |at: Option<Instant>| match at {
+            Some(at) => format!("{} ms after", at.duration_since(back).as_millis()),
+            None => "none after".to_owned(),
+        };
+        println!(
+            "recovery: the store was back; first 200 {}, last 503 {}",
+            after(t.first_ok_after_back),
+            after(t.last_refusal_after_back)
+        );
+    }
 }

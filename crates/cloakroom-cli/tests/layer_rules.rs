@@ -1,6 +1,7 @@
 //! Rules the demo cannot show on its own, pinned on small axum apps built here against the
-//! `cloakroom` library and served over real HTTP on loopback: nothing is saved on a 5xx, a
-//! session deleted meanwhile is not resurrected, `clear` deletes, and loading is lazy.
+//! `cloakroom` library and served over real HTTP on loopback: nothing is saved on a 5xx (but a
+//! flush still logs out), a session deleted meanwhile is not resurrected, `clear` deletes, and
+//! loading is lazy.
 
 mod support;
 
@@ -64,6 +65,12 @@ async fn flush_then_fail(session: Session) -> StatusCode {
     StatusCode::INTERNAL_SERVER_ERROR
 }
 
+async fn flush_write_then_fail(session: Session) -> Result<StatusCode, cloakroom::Error> {
+    session.flush();
+    session.insert("flash", "logged out")?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 async fn clear_then_fail(session: Session) -> StatusCode {
     session.clear();
     StatusCode::INTERNAL_SERVER_ERROR
@@ -72,6 +79,10 @@ async fn clear_then_fail(session: Session) -> StatusCode {
 async fn clear(session: Session) -> StatusCode {
     session.clear();
     StatusCode::NO_CONTENT
+}
+
+async fn read_a(session: Session) -> Result<String, cloakroom::Error> {
+    Ok(format!("{:?}", session.get::<i64>("a")?))
 }
 
 fn saving_app(store: MemoryStore) -> Router {
@@ -83,8 +94,10 @@ fn saving_app(store: MemoryStore) -> Router {
         .route("/write-then-refuse", post(write_then_refuse))
         .route("/cycle-then-fail", post(cycle_then_fail))
         .route("/flush-then-fail", post(flush_then_fail))
+        .route("/flush-write-then-fail", post(flush_write_then_fail))
         .route("/clear-then-fail", post(clear_then_fail))
         .route("/clear", post(clear))
+        .route("/read", get(read_a))
         .layer(SessionLayer::new(sessions))
 }
 
@@ -107,11 +120,11 @@ async fn nothing_is_saved_on_a_5xx() {
     let key = send(client.post(url(addr, "/write"))).await.new_key();
     let before = stored(&store, &key).await.expect("saved on a 200");
 
+    // (A flush is the exception: see `a_logout_whose_response_fails_still_logs_out`.)
     for path in [
         "/write-then-fail",
         "/write-then-unavailable",
         "/cycle-then-fail",
-        "/flush-then-fail",
         "/clear-then-fail",
     ] {
         let reply = send(client.post(url(addr, path)).header("cookie", session(&key))).await;
@@ -140,6 +153,93 @@ async fn nothing_is_saved_on_a_5xx() {
     assert_eq!(refused.session_cookie().value, key);
     let after = stored(&store, &key).await.unwrap();
     assert_eq!(after.data, r#"{"a":1,"c":3}"#);
+}
+
+#[tokio::test]
+async fn a_logout_whose_response_fails_still_logs_out() {
+    let store = MemoryStore::new(1_000);
+    let addr = serve(saving_app(store.clone())).await;
+    let client = bare();
+    let key = send(client.post(url(addr, "/write"))).await.new_key();
+
+    let reply = send(
+        client
+            .post(url(addr, "/flush-then-fail"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(reply.status, 500);
+    assert!(
+        reply.session_cookie().is_deletion(),
+        "the emptied session's cookie goes, as Django's middleware does on any status: {:?}",
+        reply.headers
+    );
+    assert_eq!(
+        stored(&store, &key).await,
+        None,
+        "the flushed record is gone"
+    );
+    assert!(store.is_empty());
+
+    // A browser that kept the old cookie anyway is logged out.
+    let read = send(
+        client
+            .get(url(addr, "/read"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!((read.status, read.body.as_str()), (200, "None"));
+
+    // A logout that writes a message and then fails: the old record goes all the same, and
+    // the message is not saved (nothing is, on a 5xx).
+    let key = send(client.post(url(addr, "/write"))).await.new_key();
+    let reply = send(
+        client
+            .post(url(addr, "/flush-write-then-fail"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.set_cookies().is_empty(), "{:?}", reply.headers);
+    assert!(
+        store.is_empty(),
+        "the old record went and nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn a_login_whose_response_fails_keeps_the_old_session() {
+    let store = MemoryStore::new(1_000);
+    let addr = serve(saving_app(store.clone())).await;
+    let client = bare();
+    let key = send(client.post(url(addr, "/write"))).await.new_key();
+
+    // `cycle_key` and then a 500: the new key was never stored, so the old one must not go.
+    let reply = send(
+        client
+            .post(url(addr, "/cycle-then-fail"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.set_cookies().is_empty(), "{:?}", reply.headers);
+
+    let read = send(
+        client
+            .get(url(addr, "/read"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, "Some(1)"),
+        "the session from before the failed login"
+    );
+    assert!(
+        read.set_cookies().is_empty(),
+        "the old key is still the key"
+    );
+    assert_eq!(store.len(), 1, "nothing of the failed login was stored");
 }
 
 #[tokio::test]

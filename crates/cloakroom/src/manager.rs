@@ -410,8 +410,9 @@ impl LazySession {
     /// Ends the request's session after the handler ran: deletes, creates or saves the record
     /// with Django's rules, and says what to do with the cookie.
     ///
-    /// `status` is the response status: on a 5xx nothing is saved or deleted and the cookie is
-    /// left alone.
+    /// `status` is the response status: on a 5xx nothing is saved and the cookie is left alone,
+    /// except that a [`flush`](Session::flush) still deletes the records it doomed (and the
+    /// cookie, when the session is left empty).
     ///
     /// # Errors
     /// [`Error::Interrupted`] when another request deleted the session meanwhile,
@@ -462,16 +463,25 @@ impl LazySession {
             cookie: CookieAction::Keep,
             vary,
         };
-        // Django skips the save on a 5xx. The store is left alone entirely, doomed keys
-        // included: a login that failed after `cycle_key` must not delete the old record
-        // without storing its replacement (the browser keeps the old cookie).
-        if st.detached || status >= 500 {
+        // Django skips the save on a 5xx, but its `flush()` has already deleted the record: a
+        // logout whose page then fails still logs out, so a flush's deletions go through, and
+        // an emptied session's cookie is deleted as Django's middleware does whatever the
+        // status. Nothing else is written: a login that failed after `cycle_key` must not
+        // delete the old record without storing its replacement (the browser keeps the old
+        // cookie, and with it the session it had).
+        let failed = status >= 500;
+        if st.detached || (failed && !st.flushed) {
             return Ok(keep(st.accessed));
         }
         for doomed in std::mem::take(&mut st.doomed) {
             shared.call(store.delete(&doomed)).await?;
         }
         let now = shared.clock.now();
+        // After a flush the key is gone and its records are doomed: on a 5xx the empty branch
+        // below deletes nothing more, and data written after the flush is not saved.
+        if failed && !st.data.is_empty() {
+            return Ok(keep(st.accessed));
+        }
         if st.data.is_empty() {
             if st.modified {
                 if let Some(key) = st.key.take() {

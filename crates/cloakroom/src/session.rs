@@ -62,6 +62,9 @@ pub(crate) struct State {
     pub ops: Vec<Op>,
     /// Keys whose records go at the end of the request (flush, cycle_key).
     pub doomed: Vec<String>,
+    /// `flush` was called: the doomed records go even if the response is a 5xx (a logout must
+    /// log out), where a `cycle_key` alone deletes nothing.
+    pub flushed: bool,
     pub accessed: bool,
     pub modified: bool,
     /// The store failed and the policy is fail-open: nothing is saved.
@@ -350,6 +353,10 @@ impl Session {
 
     /// Logs out: the data goes, the stored record is deleted and the key is dropped, so the old
     /// key is useless. Anything stored afterwards goes under a new key.
+    ///
+    /// The deletion happens at the end of the request even when the response is a 5xx (which
+    /// saves nothing), as Django's `flush()` deletes at once: a logout whose page then fails
+    /// still logs out.
     pub fn flush(&self) {
         let mut st = self.read();
         if let Some(old) = st.key.take() {
@@ -363,6 +370,7 @@ impl Session {
         st.ops.clear();
         st.loaded = None;
         st.modified = true;
+        st.flushed = true;
     }
 
     /// Keeps the data under a new key and deletes the old record. Call it on login, against

@@ -1,7 +1,8 @@
-//! Store servers of a test's own (a PostgreSQL cluster in a temp folder, a redis-server), on
-//! free loopback ports, that can be killed with SIGKILL and started again on the same port and
-//! data folder. They never touch the machine's own services. Used by `tests/outages.rs` and the
-//! `loadtest` example, so this file stands alone.
+//! Store servers of a test's own (a PostgreSQL cluster or a MariaDB data folder in a temp
+//! folder, a redis-server), on free loopback ports, that can be killed with SIGKILL and started
+//! again on the same port and data folder. They never touch the machine's own services (nor
+//! read its configuration files). Used by `tests/outages.rs` and the `loadtest` example, so this
+//! file stands alone.
 
 #![allow(dead_code)]
 
@@ -54,12 +55,33 @@ pub trait Server {
     fn start(&mut self);
     /// Kills the server with SIGKILL (its whole process group, so no child outlives it).
     fn kill(&mut self);
+    /// How many client connections the server holds now, not counting the one that asks.
+    fn clients(&self) -> usize;
+}
+
+fn is_root() -> bool {
+    let uid = Command::new("id").arg("-u").output().expect("`id` runs");
+    String::from_utf8_lossy(&uid.stdout).trim() == "0"
+}
+
+/// Runs a client tool and parses its output as a number, failing loudly if it cannot.
+fn count(cmd: &mut Command) -> usize {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("the client tool runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "{cmd:?} printed {text:?}, not a number: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// Runs `cmd` as the `postgres` user when we are root (PostgreSQL refuses to run as root).
 fn as_postgres(cmd: &mut Command) -> &mut Command {
-    let uid = Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+    if is_root() {
         let id = |flag: &str| -> u32 {
             let out = Command::new("id")
                 .args([flag, "postgres"])
@@ -90,12 +112,25 @@ fn postgres_bin(name: &str) -> String {
         .to_string()
 }
 
-/// Kills a process group with SIGKILL and reaps its leader.
+/// Kills a process group with SIGKILL, reaps its leader, and waits (up to 10 s) until the rest
+/// of the group is gone too: a PostgreSQL started again while a killed backend still holds the
+/// old shared memory refuses to start.
 fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .status();
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
     let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let alive = Command::new("kill")
+            .args(["-0", "--", &group])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
@@ -202,6 +237,14 @@ impl Server for Postgres {
             kill_group(&mut child);
         }
     }
+
+    fn clients(&self) -> usize {
+        count(Command::new("psql").arg(self.url()).args([
+            "-Atc",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        ]))
+    }
 }
 
 impl Drop for Postgres {
@@ -256,9 +299,169 @@ impl Server for Redis {
             kill_group(&mut child);
         }
     }
+
+    fn clients(&self) -> usize {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "INFO", "clients"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let connected: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no connected_clients in {text:?}"));
+        connected - 1
+    }
 }
 
 impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A MariaDB server of our own: `mariadb-install-db` into a temp folder (root without a
+/// password, loopback only), a database `test`, and its socket and pid file in that folder.
+/// `--no-defaults` everywhere, so the machine's `my.cnf` (its data folder, port, socket) is
+/// never read.
+pub struct Mariadb {
+    dir: Scratch,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Mariadb {
+    pub fn new() -> Self {
+        let dir = Scratch::new("mariadb");
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ])
+            .args(Self::TUNING)
+            // The bootstrap ends with a clean shutdown, which writes everything out anyway.
+            .arg("--innodb-flush-log-at-trx-commit=0");
+        if is_root() {
+            install.arg("--user=root");
+        }
+        let out = install
+            .stdin(Stdio::null())
+            .output()
+            .expect("mariadb-install-db runs (is mariadb-server installed?)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db for the test's own MariaDB failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut db = Self {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        db.start();
+        let out = db
+            .client()
+            .args(["-e", "CREATE DATABASE IF NOT EXISTS test"])
+            .output()
+            .expect("the mariadb client runs");
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE test failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+
+    /// Small InnoDB files, so the data folder is made and recovered quickly; commits are
+    /// flushed to disk as by default, so what survives a SIGKILL is what MariaDB promises.
+    const TUNING: [&'static str; 2] = [
+        "--innodb-buffer-pool-size=32M",
+        "--innodb-log-file-size=16M",
+    ];
+
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/test", self.port)
+    }
+
+    fn client(&self) -> Command {
+        let mut cmd = Command::new("mariadb");
+        cmd.args(["--no-defaults", "-h", "127.0.0.1", "-u", "root", "-P"])
+            .arg(self.port.to_string())
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Server for Mariadb {
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("log")).unwrap();
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--pid-file={}", self.dir.join("pid").display()))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--max-connections=50",
+            ])
+            .args(Self::TUNING);
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let mut child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("mariadbd starts (is mariadb-server installed? it lives in /usr/sbin)");
+        wait_for_port(self.port, &mut child, "the test's MariaDB");
+        // It listens once crash recovery is done; a real query says it answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .client()
+            .args(["-e", "SELECT 1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the test's MariaDB never answered: see {}",
+                self.dir.join("log").display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&mut child);
+        }
+    }
+
+    fn clients(&self) -> usize {
+        count(self.client().args([
+            "-N",
+            "-e",
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE COMMAND <> 'Daemon' AND ID <> CONNECTION_ID()",
+        ]))
+    }
+}
+
+impl Drop for Mariadb {
     fn drop(&mut self) {
         self.kill();
     }

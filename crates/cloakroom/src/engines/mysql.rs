@@ -18,8 +18,11 @@
 //! - a 3 s acquire timeout (sqlx's is 30 s), so an exhausted pool fails within the core's
 //!   default `store_timeout` instead of queueing requests;
 //! - a connection idle for more than 10 s is pinged before use (sqlx pings before *every* use
-//!   by default, a round trip per query); idle connections close after 10 min, well inside the
-//!   server's `wait_timeout`, and every connection is recycled after 30 min;
+//!   by default, a round trip per query), and so is one that was idle when a query last failed
+//!   on what may be a dead connection: after a server restart only the request that met the
+//!   first dead connection fails, and the rest are replaced as they are taken;
+//! - idle connections close after 10 min, well inside the server's `wait_timeout`, and every
+//!   connection is recycled after 30 min;
 //! - sqlx's prepared-statement cache (100 statements per connection; set
 //!   `?statement-cache-capacity=` in the URL to change it);
 //! - sqlx's session settings: `utf8mb4` names and `time_zone = '+00:00'`.
@@ -34,8 +37,8 @@ use sqlx::{MySqlPool, Row};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::sql::{
-    clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Table,
-    CLEAR_BATCH,
+    clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Breakage,
+    Table, CLEAR_BATCH,
 };
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
@@ -53,6 +56,8 @@ pub struct MySqlStore {
     pool: MySqlPool,
     table: Table,
     q: Queries,
+    /// Failures that may have killed pooled connections (see [`Breakage`]).
+    breakage: Breakage,
 }
 
 #[derive(Clone, Debug)]
@@ -135,22 +140,33 @@ impl MySqlStore {
         // sqlx reads host, user and options from the URL and ignores its scheme.
         let options =
             MySqlConnectOptions::from_str(url).map_err(|e| StoreError::backend(ENGINE, e))?;
-        let pool = connect_pool(ENGINE, options).await?;
-        Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
+        let (pool, breakage) = connect_pool(ENGINE, options).await?;
+        Self::build(pool, crate::config::DEFAULT_TABLE, breakage)
+            .map_err(|e| StoreError::backend(ENGINE, e))
     }
 
     /// Sessions in `table` of an existing pool.
+    ///
+    /// The pool's own acquire checks apply: the ping of connections that were idle when a
+    /// query last failed (see the module docs) comes with the pool [`connect`](Self::connect)
+    /// builds. Set `test_before_acquire` on yours for a quick recovery after a server restart.
     ///
     /// The pool must be sqlx's (which sets `CLIENT_FOUND_ROWS`; see the module docs).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
     pub fn new(pool: MySqlPool, table: &str) -> Result<Self, ConfigError> {
+        // A pool built elsewhere has its own acquire checks; nothing consults this one.
+        Self::build(pool, table, Breakage::default())
+    }
+
+    fn build(pool: MySqlPool, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {
         let table = Table::new(table)?;
         Ok(Self {
             q: Queries::new(table.name()),
             pool,
             table,
+            breakage,
         })
     }
 
@@ -159,7 +175,13 @@ impl MySqlStore {
     /// # Errors
     /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
     pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
-        Self::new(self.pool, table)
+        Self::build(self.pool, table, self.breakage)
+    }
+
+    /// A failed query's error, noted for the pool's acquire checks.
+    fn error(&self, e: sqlx::Error) -> StoreError {
+        self.breakage.saw(&e);
+        store_error(&self.table, e)
     }
 
     /// The pool, for the application's own queries.
@@ -177,7 +199,7 @@ impl MySqlStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let t = self.table.name();
         let index = self.table.expiry_index();
-        let fail = |e| store_error(&self.table, e);
+        let fail = |e| self.error(e);
         let create_table = format!(
             "CREATE TABLE IF NOT EXISTS `{t}` (`session_key` varchar(40) NOT NULL PRIMARY KEY, `session_data` longtext NOT NULL, `expire_date` datetime(6) NOT NULL)"
         );
@@ -216,13 +238,13 @@ impl MySqlStore {
             .bind(utc_wall_clock(now))
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     fn record(&self, row: &MySqlRow) -> Result<Record, StoreError> {
-        let data: String = row.try_get(0).map_err(|e| store_error(&self.table, e))?;
-        let expire: PrimitiveDateTime = row.try_get(1).map_err(|e| store_error(&self.table, e))?;
+        let data: String = row.try_get(0).map_err(|e| self.error(e))?;
+        let expire: PrimitiveDateTime = row.try_get(1).map_err(|e| self.error(e))?;
         Ok(Record {
             data,
             expires_at: expire.assume_utc(),
@@ -242,7 +264,7 @@ impl SessionStore for MySqlStore {
             .bind(utc_wall_clock(now))
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         row.map(|row| self.record(&row)).transpose()
     }
 
@@ -256,7 +278,7 @@ impl SessionStore for MySqlStore {
         match result {
             Ok(_) => Ok(Created::Stored),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Created::Taken),
-            Err(e) => Err(store_error(&self.table, e)),
+            Err(e) => Err(self.error(e)),
         }
     }
 
@@ -275,7 +297,7 @@ impl SessionStore for MySqlStore {
             .bind(utc_wall_clock(now))
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         // Matched rows, not changed rows: sqlx connects with CLIENT_FOUND_ROWS.
         guarded_write(done.rows_affected(), self.load(key, now)).await
     }
@@ -297,7 +319,7 @@ impl SessionStore for MySqlStore {
             .bind(utc_wall_clock(now))
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
@@ -306,7 +328,7 @@ impl SessionStore for MySqlStore {
             .bind(key)
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -315,7 +337,7 @@ impl SessionStore for MySqlStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(row.is_some())
     }
 }
@@ -331,7 +353,7 @@ impl ClearExpired for MySqlStore {
             .bind(utc_wall_clock(now))
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(done.rows_affected())
     }
 }
@@ -354,9 +376,9 @@ impl Scan for MySqlStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| store_error(&self.table, e))?;
+        .map_err(|e| self.error(e))?;
         scan_batch(&rows, limit, |row| {
-            let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
+            let key: String = row.try_get(2).map_err(|e| self.error(e))?;
             Ok((key, self.record(row)?))
         })
     }
@@ -370,7 +392,7 @@ impl Scan for MySqlStore {
         .bind(utc_wall_clock(now))
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| store_error(&self.table, e))?;
+        .map_err(|e| self.error(e))?;
         Ok(Counts {
             live: u64::try_from(live).unwrap_or(0),
             expired: u64::try_from(expired).unwrap_or(0),

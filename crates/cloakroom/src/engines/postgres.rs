@@ -10,8 +10,11 @@
 //! - a 3 s acquire timeout (sqlx's is 30 s), so an exhausted pool fails within the core's
 //!   default `store_timeout` instead of queueing requests;
 //! - a connection idle for more than 10 s is pinged before use (sqlx pings before *every* use
-//!   by default, a round trip per query); idle connections close after 10 min and every
-//!   connection is recycled after 30 min, to follow failovers;
+//!   by default, a round trip per query), and so is one that was idle when a query last failed
+//!   on what may be a dead connection: after a server restart only the request that met the
+//!   first dead connection fails, and the rest are replaced as they are taken;
+//! - idle connections close after 10 min and every connection is recycled after 30 min, to
+//!   follow failovers;
 //! - sqlx's prepared-statement cache (100 statements per connection; set
 //!   `?statement-cache-capacity=` in the URL to change it), so each query is parsed once per
 //!   connection;
@@ -28,8 +31,8 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
 use super::sql::{
-    clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Table,
-    CLEAR_BATCH,
+    clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Breakage,
+    Table, CLEAR_BATCH,
 };
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
@@ -50,6 +53,8 @@ pub struct PostgresStore {
     pool: PgPool,
     table: Table,
     q: Queries,
+    /// Failures that may have killed pooled connections (see [`Breakage`]).
+    breakage: Breakage,
 }
 
 #[derive(Clone, Debug)]
@@ -126,20 +131,31 @@ impl PostgresStore {
         if options.get_application_name().is_none() {
             options = options.application_name("cloakroom");
         }
-        let pool = connect_pool(ENGINE, options).await?;
-        Self::new(pool, crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))
+        let (pool, breakage) = connect_pool(ENGINE, options).await?;
+        Self::build(pool, crate::config::DEFAULT_TABLE, breakage)
+            .map_err(|e| StoreError::backend(ENGINE, e))
     }
 
     /// Sessions in `table` of an existing pool.
     ///
+    /// The pool's own acquire checks apply: the ping of connections that were idle when a
+    /// query last failed (see the module docs) comes with the pool [`connect`](Self::connect)
+    /// builds. Set `test_before_acquire` on yours for a quick recovery after a server restart.
+    ///
     /// # Errors
     /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
     pub fn new(pool: PgPool, table: &str) -> Result<Self, ConfigError> {
+        // A pool built elsewhere has its own acquire checks; nothing consults this one.
+        Self::build(pool, table, Breakage::default())
+    }
+
+    fn build(pool: PgPool, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {
         let table = Table::new(table)?;
         Ok(Self {
             q: Queries::new(table.name()),
             pool,
             table,
+            breakage,
         })
     }
 
@@ -148,7 +164,13 @@ impl PostgresStore {
     /// # Errors
     /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
     pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
-        Self::new(self.pool, table)
+        Self::build(self.pool, table, self.breakage)
+    }
+
+    /// A failed query's error, noted for the pool's acquire checks.
+    fn error(&self, e: sqlx::Error) -> StoreError {
+        self.breakage.saw(&e);
+        store_error(&self.table, e)
     }
 
     /// The pool, for the application's own queries.
@@ -176,7 +198,7 @@ CREATE INDEX IF NOT EXISTS "{expiry}" ON "{t}" ("expire_date");"#
         sqlx::raw_sql(&ddl)
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -189,13 +211,13 @@ CREATE INDEX IF NOT EXISTS "{expiry}" ON "{t}" ("expire_date");"#
             .bind(now)
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     fn record(&self, row: &PgRow) -> Result<Record, StoreError> {
-        let data: String = row.try_get(0).map_err(|e| store_error(&self.table, e))?;
-        let expires_at: OffsetDateTime = row.try_get(1).map_err(|e| store_error(&self.table, e))?;
+        let data: String = row.try_get(0).map_err(|e| self.error(e))?;
+        let expires_at: OffsetDateTime = row.try_get(1).map_err(|e| self.error(e))?;
         Ok(Record { data, expires_at })
     }
 }
@@ -212,7 +234,7 @@ impl SessionStore for PostgresStore {
             .bind(now)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         row.map(|row| self.record(&row)).transpose()
     }
 
@@ -226,7 +248,7 @@ impl SessionStore for PostgresStore {
         match result {
             Ok(_) => Ok(Created::Stored),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Created::Taken),
-            Err(e) => Err(store_error(&self.table, e)),
+            Err(e) => Err(self.error(e)),
         }
     }
 
@@ -245,7 +267,7 @@ impl SessionStore for PostgresStore {
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
@@ -262,7 +284,7 @@ impl SessionStore for PostgresStore {
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         guarded_write(done.rows_affected(), self.load(key, now)).await
     }
 
@@ -271,7 +293,7 @@ impl SessionStore for PostgresStore {
             .bind(key)
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(())
     }
 
@@ -280,7 +302,7 @@ impl SessionStore for PostgresStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(row.is_some())
     }
 }
@@ -296,7 +318,7 @@ impl ClearExpired for PostgresStore {
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(|e| store_error(&self.table, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(done.rows_affected())
     }
 }
@@ -319,9 +341,9 @@ impl Scan for PostgresStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| store_error(&self.table, e))?;
+        .map_err(|e| self.error(e))?;
         scan_batch(&rows, limit, |row| {
-            let key: String = row.try_get(2).map_err(|e| store_error(&self.table, e))?;
+            let key: String = row.try_get(2).map_err(|e| self.error(e))?;
             Ok((key, self.record(row)?))
         })
     }
@@ -335,7 +357,7 @@ impl Scan for PostgresStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| store_error(&self.table, e))?;
+        .map_err(|e| self.error(e))?;
         Ok(Counts {
             live: u64::try_from(live).unwrap_or(0),
             expired: u64::try_from(expired).unwrap_or(0),

@@ -374,9 +374,12 @@ impl RedisStore {
                 c.connection_timeout = CONNECT_TIMEOUT;
                 c.internal_command_timeout = CONNECT_TIMEOUT;
             })
-            // Unlimited attempts, 100 ms doubling to 5 s: a restarted server or a promoted
-            // replica is picked up without restarting the app.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+            // Unlimited attempts, 100 ms doubling to 1 s: a restarted server or a promoted
+            // replica is picked up without restarting the app, within about a second of
+            // answering (the breaker's default cooldown). With a 5 s ceiling the demo answered
+            // 503 for 1-3 s after a restarted Redis was back; one connection attempt a second
+            // costs a down server nothing.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2));
         let client = builder
             .build()
             .map_err(|e| StoreError::backend(ENGINE, e))?;

@@ -135,9 +135,78 @@ pub(crate) const POOL_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The pool settings the server engines share (see their module docs for the why of each).
+/// When a server pool's queries last failed in a way that can mean the server dropped its
+/// connections (it restarted, failed over, or the network cut them).
+///
+/// sqlx pings a connection when it goes back to the pool, so a connection released after such a
+/// failure was alive then; one that was already idle before it may be dead, and without a ping
+/// sqlx would hand it out again. After a restart a pool of ten idle connections then failed ten
+/// requests, and with the circuit breaker open after the first five, one trial per cooldown
+/// drained the rest: seconds of 503 with the server back. So the pool pings, before use, every
+/// connection that went idle before the last such failure; a dead one is closed and replaced at
+/// once, and only the request that hit the first dead connection fails.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) fn server_pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+#[derive(Clone, Debug)]
+pub(crate) struct Breakage {
+    epoch: std::time::Instant,
+    /// Nanoseconds from `epoch` to the last failure, plus one; 0 when there was none.
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Default for Breakage {
+    fn default() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            last: std::sync::Arc::default(),
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Breakage {
+    /// Notes a failed query if its error can mean dead connections. Constraint violations and
+    /// decoding errors come over a working connection and are not noted.
+    pub(crate) fn saw(&self, error: &sqlx::Error) {
+        let suspicious = match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::PoolTimedOut => true,
+            // The server's own "terminating connection" errors (a shutdown, an administrator's
+            // kill) are of kind `Other`, as are unexpected ones; a ping is cheap.
+            sqlx::Error::Database(db) => matches!(db.kind(), sqlx::error::ErrorKind::Other),
+            _ => false,
+        };
+        if suspicious {
+            let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            self.last
+                .store(at.saturating_add(1), std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Whether a connection idle for `idle_for` went idle before the last noted failure.
+    pub(crate) fn idle_since_before(&self, idle_for: std::time::Duration) -> bool {
+        match self.last.load(std::sync::atomic::Ordering::Acquire) {
+            0 => false,
+            at => {
+                let since = self
+                    .epoch
+                    .elapsed()
+                    .saturating_sub(std::time::Duration::from_nanos(at - 1));
+                idle_for >= since
+            }
+        }
+    }
+}
+
+/// The pool settings the server engines share (see their module docs for the why of each).
+/// Connections that went idle before a failure `breakage` saw are pinged before use.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn server_pool_options<DB: sqlx::Database>(
+    breakage: Breakage,
+) -> sqlx::pool::PoolOptions<DB> {
     use sqlx::Connection as _;
     sqlx::pool::PoolOptions::new()
         .max_connections(POOL_MAX_CONNECTIONS)
@@ -147,10 +216,12 @@ pub(crate) fn server_pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptio
         // Recycling connections follows failovers and load-balancer changes.
         .max_lifetime(Some(std::time::Duration::from_secs(30 * 60)))
         .test_before_acquire(false)
-        .before_acquire(|conn: &mut DB::Connection, meta| {
+        .before_acquire(move |conn: &mut DB::Connection, meta| {
+            let suspect =
+                meta.idle_for >= PING_AFTER_IDLE || breakage.idle_since_before(meta.idle_for);
             Box::pin(async move {
-                if meta.idle_for >= PING_AFTER_IDLE {
-                    // A failed ping discards this connection; the pool hands out another.
+                if suspect {
+                    // A failed ping discards this connection; the pool opens a new one.
                     conn.ping().await?;
                 }
                 Ok(true)
@@ -158,7 +229,8 @@ pub(crate) fn server_pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptio
         })
 }
 
-/// Opens a server pool with [`server_pool_options`], keeping the reason when it cannot.
+/// Opens a server pool with [`server_pool_options`], keeping the reason when it cannot; the
+/// [`Breakage`] returned is the one the pool consults, for the store to note its failures in.
 ///
 /// sqlx's pool retries until its acquire timeout and then reports only "pool timed out"; one
 /// direct attempt (itself bounded by that timeout) tells "connection refused" from "password
@@ -167,14 +239,15 @@ pub(crate) fn server_pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptio
 pub(crate) async fn connect_pool<DB: sqlx::Database>(
     engine: &'static str,
     options: <DB::Connection as sqlx::Connection>::Options,
-) -> Result<sqlx::Pool<DB>, crate::error::StoreError> {
+) -> Result<(sqlx::Pool<DB>, Breakage), crate::error::StoreError> {
     use crate::error::StoreError;
     use sqlx::{ConnectOptions as _, Connection as _};
-    match server_pool_options::<DB>()
+    let breakage = Breakage::default();
+    match server_pool_options::<DB>(breakage.clone())
         .connect_with(options.clone())
         .await
     {
-        Ok(pool) => Ok(pool),
+        Ok(pool) => Ok((pool, breakage)),
         Err(sqlx::Error::PoolTimedOut) => {
             match tokio::time::timeout(POOL_ACQUIRE_TIMEOUT, options.connect()).await {
                 Ok(Err(reason)) => Err(StoreError::backend(engine, reason)),
@@ -204,6 +277,27 @@ mod tests {
         assert_eq!(
             Table::new("django_session").unwrap().expiry_index(),
             "django_session_expire_date_a5c62663"
+        );
+    }
+
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    #[test]
+    fn connections_idle_before_a_connection_failure_are_suspect() {
+        use std::time::Duration;
+        let breakage = Breakage::default();
+        assert!(!breakage.idle_since_before(Duration::from_secs(3600)));
+
+        // Errors that come over a working connection say nothing about the others.
+        breakage.saw(&sqlx::Error::RowNotFound);
+        breakage.saw(&sqlx::Error::ColumnNotFound("x".into()));
+        assert!(!breakage.idle_since_before(Duration::from_secs(3600)));
+
+        breakage.saw(&sqlx::Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(breakage.idle_since_before(Duration::from_secs(3600)));
+        assert!(
+            !breakage.idle_since_before(Duration::from_millis(1)),
+            "released after the failure: its release ping passed"
         );
     }
 }
