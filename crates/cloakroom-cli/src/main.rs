@@ -149,6 +149,9 @@ struct SettingsArgs {
     /// Keep only a SHA-256 of each session key in the store (not shareable with Django).
     #[arg(long, global = true, env = "CLOAKROOM_HASH_KEYS", num_args = 0..=1, default_missing_value = "true")]
     hash_keys: Option<bool>,
+    /// The most live sessions one user may have; a login over it revokes the oldest.
+    #[arg(long, global = true, env = "CLOAKROOM_MAX_SESSIONS_PER_USER")]
+    max_sessions_per_user: Option<u32>,
 }
 
 fn parse_policy(s: &str) -> Result<OnStoreError, String> {
@@ -189,6 +192,9 @@ impl SettingsArgs {
         );
         if let Some(v) = self.idle_timeout {
             s.idle_timeout = Some(v);
+        }
+        if let Some(v) = self.max_sessions_per_user {
+            s.max_sessions_per_user = Some(v);
         }
         if let Some(v) = self.absolute_lifetime {
             s.absolute_lifetime = Some(v);

@@ -202,6 +202,17 @@ pub trait UserIndex: Send + Sync {
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
 }
 
+/// The index of sessions by user that `store` keeps, or [`StoreError::NoUserIndex`] naming its
+/// engine: what a wrapper store calls to forward [`UserIndex`] to the store it wraps.
+///
+/// # Errors
+/// [`StoreError::NoUserIndex`] when the store keeps no index (signed cookies).
+pub fn user_index(store: &dyn SessionStore) -> Result<&dyn UserIndex, StoreError> {
+    store.users().ok_or(StoreError::NoUserIndex {
+        engine: store.engine(),
+    })
+}
+
 /// An optional ability: deleting expired records (`cloakroom clearsessions`).
 ///
 /// Stores whose server expires entries by itself (Redis TTLs, the in-process cache) need not do

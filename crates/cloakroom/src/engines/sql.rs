@@ -47,6 +47,21 @@ impl Table {
     }
 }
 
+impl Table {
+    /// The user index beside the session table (`<table>_user`): one row per session linked
+    /// to a user, `session_key` its primary key and a foreign key to the session table with
+    /// `ON DELETE CASCADE`, so any delete of a session (ours, `clearsessions`, Django's own)
+    /// takes its entry along.
+    pub fn user_table(&self) -> String {
+        format!("{}_user", self.0)
+    }
+
+    /// The name of the user index table's index on `user_id`.
+    pub fn user_id_index(&self) -> String {
+        format!("{}_user_user_id_idx", self.0)
+    }
+}
+
 /// How many rows `clearsessions` deletes per statement, so a large purge never holds a long lock.
 pub const CLEAR_BATCH: i64 = 5_000;
 
