@@ -16,7 +16,6 @@ use super::sql::{Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
-    UserSession,
 };
 
 const ENGINE: &str = "sqlite";
@@ -71,7 +70,7 @@ impl Queries {
             // existing entry keeps its `created`.
             link: format!(
                 r#"INSERT INTO "{t}_user" (session_key, user_id, created, last_seen, expire_date, user_agent, ip)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM "{t}" WHERE session_key = ?1)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM "{t}" WHERE session_key = ?8)
 ON CONFLICT (session_key) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen, expire_date = excluded.expire_date, user_agent = excluded.user_agent, ip = excluded.ip"#
             ),
             unlink: format!(r#"DELETE FROM "{t}_user" WHERE user_id = ?1 AND session_key = ?2"#),
@@ -80,7 +79,7 @@ ON CONFLICT (session_key) DO UPDATE SET user_id = excluded.user_id, last_seen = 
                 r#"SELECT u.session_key, u.user_id, u.created, u.last_seen, s.expire_date, u.user_agent, u.ip FROM "{t}_user" u JOIN "{t}" s ON s.session_key = u.session_key WHERE u.user_id = ?1 AND s.expire_date > ?2 ORDER BY u.created DESC, u.session_key"#
             ),
             revoke: format!(
-                r#"DELETE FROM "{t}" WHERE session_key = ?2 AND session_key IN (SELECT session_key FROM "{t}_user" WHERE user_id = ?1)"#
+                r#"DELETE FROM "{t}" WHERE session_key IN (SELECT session_key FROM "{t}_user" WHERE user_id = ?1 AND session_key = ?2)"#
             ),
         }
     }
@@ -341,83 +340,18 @@ impl SessionStore for SqliteStore {
     }
 }
 
-/// In `<table>_user` (see [`Table::user_table`]). sqlx turns SQLite's foreign keys on for its
-/// connections, so deleting a session deletes its entry; a listing joins the live session, so
-/// an entry never shows without it.
-#[async_trait]
-impl UserIndex for SqliteStore {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        let result = sqlx::query(&self.q.link)
-            .bind(&entry.id)
-            .bind(&entry.user_id)
-            .bind(django_datetime(entry.created_at))
-            .bind(django_datetime(entry.last_seen))
-            .bind(django_datetime(entry.expires_at))
-            .bind(entry.user_agent.as_deref())
-            .bind(entry.ip.as_deref())
-            .execute(&self.writer)
-            .await;
-        match result {
-            // The session went between the check and the insert: nothing to link.
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(()),
-            other => other.map(drop).map_err(|e| store_error(&self.table, e)),
-        }
+// In `<table>_user` (see `Table::user_table`). sqlx turns SQLite's foreign keys on for its
+// connections, so deleting a session deletes its entry.
+super::sql::sql_user_index!(
+    SqliteStore,
+    writer: writer,
+    bind: django_datetime,
+    read: |row: &sqlx::sqlite::SqliteRow, i: usize| -> Result<OffsetDateTime, sqlx::Error> {
+        let text: String = row.try_get(i)?;
+        parse_django_datetime(&text)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unreadable datetime `{text}`").into()))
     }
-
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        sqlx::query(&self.q.unlink)
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.writer)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
-        Ok(())
-    }
-
-    async fn sessions_of(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
-        let rows = sqlx::query(&self.q.sessions_of)
-            .bind(user_id)
-            .bind(django_datetime(now))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
-        let fail = |e| store_error(&self.table, e);
-        let instant = |row: &sqlx::sqlite::SqliteRow,
-                       i: usize|
-         -> Result<OffsetDateTime, StoreError> {
-            let text: String = row.try_get(i).map_err(fail)?;
-            parse_django_datetime(&text)
-                .ok_or_else(|| StoreError::backend(ENGINE, format!("unreadable datetime `{text}`")))
-        };
-        rows.iter()
-            .map(|row| {
-                Ok(UserSession {
-                    id: row.try_get(0).map_err(fail)?,
-                    user_id: row.try_get(1).map_err(fail)?,
-                    created_at: instant(row, 2)?,
-                    last_seen: instant(row, 3)?,
-                    expires_at: instant(row, 4)?,
-                    user_agent: row.try_get(5).map_err(fail)?,
-                    ip: row.try_get(6).map_err(fail)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        sqlx::query(&self.q.revoke)
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.writer)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
-        self.unlink(user_id, id).await
-    }
-}
+);
 
 #[async_trait]
 impl ClearExpired for SqliteStore {
