@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::Form;
-use axum::http::StatusCode;
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -70,6 +70,8 @@ pub async fn run(
         "/metrics",
         get(move || std::future::ready(metrics.render())),
     );
+    // The peer address reaches handlers (the login records it for the sessions list).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -146,6 +148,7 @@ pub fn app(sessions: Sessions) -> Router {
         .route("/api/expiry", post(api_expiry))
         .route("/api/remember", post(api_remember))
         .route("/health", get(|| async { "ok" }))
+        .merge(crate::user_sessions::routes(sessions.clone()))
         .layer(SessionLayer::new(sessions))
 }
 
@@ -211,8 +214,13 @@ struct Login {
     username: String,
 }
 
-async fn api_login(session: Session, Json(login): Json<Login>) -> Result<Json<serde_json::Value>> {
-    session.cycle_key();
+async fn api_login(
+    session: Session,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Json(login): Json<Login>,
+) -> Result<Json<serde_json::Value>> {
+    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions);
     USERNAME.insert(&session, login.username.clone())?;
     Ok(Json(json!({ "username": login.username })))
 }
@@ -280,8 +288,13 @@ async fn form_checkout(session: Session) -> Result<Redirect> {
     Ok(back())
 }
 
-async fn form_login(session: Session, Form(login): Form<Login>) -> Result<Redirect> {
-    session.cycle_key();
+async fn form_login(
+    session: Session,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Form(login): Form<Login>,
+) -> Result<Redirect> {
+    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions);
     USERNAME.insert(&session, login.username)?;
     Ok(back())
 }

@@ -8,6 +8,7 @@ use cloakroom::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 
 mod demo;
 mod ops;
+mod user_sessions;
 
 /// Django's sessions for Rust: manage session stores and run the demo app.
 #[derive(Parser, Debug)]
