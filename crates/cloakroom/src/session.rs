@@ -448,7 +448,8 @@ impl Session {
     /// They are kept in the session data (under `_cloakroom_client`), so every later save or
     /// refresh of the session, on any app server, carries them to the user index. Writing the
     /// same values again changes nothing and costs no write. A `User-Agent` is cut to 512
-    /// bytes, an address to 64.
+    /// bytes, an address to 64. It stores data, so call it for a session worth keeping (a
+    /// login), not on every anonymous request.
     ///
     /// # Examples
     /// ```
