@@ -198,7 +198,9 @@ pub trait UserIndex: Send + Sync {
     ) -> Result<Vec<UserSession>, StoreError>;
 
     /// Deletes session `id` (as [`UserSession::id`] names it) and its entry in `user_id`'s
-    /// index. Revoking a session that is already gone is not an error.
+    /// index, but only if the index holds it for `user_id`: an id of another user's session
+    /// is left alone, so a user can never end someone else's session by naming it. Revoking a
+    /// session that is already gone is not an error.
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
 }
 
