@@ -13,8 +13,8 @@
 //! | [`CREATES`] | counter | `engine`, `outcome` = `stored`, `taken`, `error`, `cancelled` |
 //! | [`DELETES`] | counter | `engine`, `outcome` = `ok`, `error`, `cancelled` |
 //! | [`CONFLICTS`] | counter | `engine`: saves that found another request's data and merged |
-//! | [`ERRORS`] | counter | `engine`, `kind` = `timeout`, `backend`, `missing_table`, `circuit_open`, `too_large` |
-//! | [`DURATION`] | histogram (seconds) | `engine`, `operation` = `load`, `create`, `update`, `touch`, `delete`, `exists` |
+//! | [`ERRORS`] | counter | `engine`, `kind` = `timeout`, `backend`, `missing_table`, `circuit_open`, `too_large`, `no_user_index` |
+//! | [`DURATION`] | histogram (seconds) | `engine`, `operation` = `load`, `create`, `update`, `touch`, `delete`, `exists`, and the user index's `link`, `unlink`, `sessions_of`, `revoke` |
 //!
 //! `cancelled` means the call was abandoned before the store answered: the store timeout fired
 //! (the same call is then counted in [`ERRORS`] as `timeout`) or the request went away.
