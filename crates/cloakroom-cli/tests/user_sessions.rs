@@ -106,3 +106,19 @@ async fn the_sessions_list_needs_a_login() {
     let r = send(anonymous.post(demo.url("/api/logout-everywhere"))).await;
     assert_eq!(r.status, 401);
 }
+
+#[tokio::test]
+async fn with_a_cap_of_one_a_new_login_logs_the_previous_browser_out() {
+    let demo = Demo::start(&["--max-sessions-per-user", "1"]);
+    let (first, second, other) = (visitor(), visitor(), visitor());
+    log_in(&other, &demo, "bob", "Bob/1.0").await;
+    log_in(&first, &demo, "ana", "Phone/1.0").await;
+    log_in(&second, &demo, "ana", "Laptop/2.0").await;
+    assert_eq!(
+        whoami(&first, &demo).await,
+        Value::Null,
+        "the cap let two sessions live"
+    );
+    assert_eq!(whoami(&second, &demo).await, "ana");
+    assert_eq!(whoami(&other, &demo).await, "bob");
+}
