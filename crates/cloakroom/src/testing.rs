@@ -682,6 +682,21 @@ pub async fn user_expired_sessions_are_not_listed(store: Arc<dyn SessionStore>) 
     );
 }
 
+/// User index: a session deleted behind the core's back (by Django's logout on a shared store)
+/// is not listed.
+pub async fn user_sessions_deleted_elsewhere_are_not_listed(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store.clone());
+    let user = fresh_user();
+    let gone = login(&sessions, &user, "phone").await;
+    let kept = login(&sessions, &user, "laptop").await;
+    store.delete(&gone).await.unwrap();
+    assert_eq!(
+        listed(&sessions, &user).await,
+        [id_of(&sessions, &kept)],
+        "a deleted session is listed"
+    );
+}
+
 /// User index: `clear_expired` takes the entries of the sessions it deletes along, so a
 /// listing as of before their expiry no longer finds them.
 pub async fn user_entries_go_with_clear_expired(
@@ -988,7 +1003,8 @@ macro_rules! conformance_tests {
             remember_me_switches_the_cookie, user_login_links_and_lists,
             user_revoke_ends_one_session, user_revoke_all_logs_out_everywhere,
             user_logout_unlinks, user_cycle_key_moves_the_entry,
-            user_expired_sessions_are_not_listed, user_cap_revokes_the_oldest,
+            user_expired_sessions_are_not_listed, user_sessions_deleted_elsewhere_are_not_listed,
+            user_cap_revokes_the_oldest,
             user_index_under_hash_keys);
     };
     ($make:expr, clear) => {
