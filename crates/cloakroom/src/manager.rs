@@ -293,8 +293,10 @@ impl Sessions {
     }
 
     /// "Log out everywhere": revokes every live session of `user_id` (after a password change,
-    /// say), returning how many went. The current request's own session goes too; to keep it,
-    /// revoke the others one by one with [`revoke`](Self::revoke).
+    /// say), returning how many went. The current request's own session goes too: `flush()`
+    /// it as well (else its save at the end of the request finds it gone and fails as
+    /// [`Error::Interrupted`]), or, to keep it, revoke the others one by one with
+    /// [`revoke`](Self::revoke).
     ///
     /// # Errors
     /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error (the
