@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::Form;
-use axum::http::StatusCode;
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -73,6 +73,8 @@ pub async fn run(
         "/metrics",
         get(move || std::future::ready(metrics.render())),
     );
+    // The peer address reaches handlers (the login records it for the sessions list).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -149,6 +151,7 @@ pub fn app(sessions: Sessions) -> Router {
         .route("/api/expiry", post(api_expiry))
         .route("/api/remember", post(api_remember))
         .route("/health", get(|| async { "ok" }))
+        .merge(crate::user_sessions::routes(sessions.clone()))
         .layer(SessionLayer::new(sessions))
 }
 
@@ -214,19 +217,14 @@ struct Login {
     username: String,
 }
 
-/// The authentication backend the demo names in `_auth_user_backend`.
-const DEMO_BACKEND: &str = "cloakroom.demo";
-
-/// Logs `username` in as Django's `login()` would (a new key; another user's data flushed), and
-/// keeps the name for the page. The user id in `_auth_user_id` is what the admin page lists
-/// and filters sessions by. The demo has no passwords, so the auth hash is empty.
-fn log_in(session: &Session, username: &str) -> Result<()> {
-    session.login_as(username, DEMO_BACKEND, "");
-    USERNAME.insert(session, username.to_owned())
-}
-
-async fn api_login(session: Session, Json(login): Json<Login>) -> Result<Json<serde_json::Value>> {
-    log_in(&session, &login.username)?;
+async fn api_login(
+    session: Session,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Json(login): Json<Login>,
+) -> Result<Json<serde_json::Value>> {
+    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions);
+    USERNAME.insert(&session, login.username.clone())?;
     Ok(Json(json!({ "username": login.username })))
 }
 
@@ -293,8 +291,14 @@ async fn form_checkout(session: Session) -> Result<Redirect> {
     Ok(back())
 }
 
-async fn form_login(session: Session, Form(login): Form<Login>) -> Result<Redirect> {
-    log_in(&session, &login.username)?;
+async fn form_login(
+    session: Session,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Form(login): Form<Login>,
+) -> Result<Redirect> {
+    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions);
+    USERNAME.insert(&session, login.username)?;
     Ok(back())
 }
 

@@ -9,6 +9,7 @@ use cloakroom::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 mod admin;
 mod demo;
 mod ops;
+mod user_sessions;
 
 /// Django's sessions for Rust: manage session stores and run the demo app.
 #[derive(Parser, Debug)]
@@ -158,6 +159,9 @@ struct SettingsArgs {
         hide_env_values = true
     )]
     admin_token: Option<String>,
+    /// The most live sessions one user may have; a login over it revokes the oldest.
+    #[arg(long, global = true, env = "CLOAKROOM_MAX_SESSIONS_PER_USER")]
+    max_sessions_per_user: Option<u32>,
 }
 
 fn parse_policy(s: &str) -> Result<OnStoreError, String> {
@@ -198,6 +202,9 @@ impl SettingsArgs {
         );
         if let Some(v) = self.idle_timeout {
             s.idle_timeout = Some(v);
+        }
+        if let Some(v) = self.max_sessions_per_user {
+            s.max_sessions_per_user = Some(v);
         }
         if let Some(v) = self.absolute_lifetime {
             s.absolute_lifetime = Some(v);

@@ -42,7 +42,16 @@ async fn migrate_twice_is_fine() {
             .fetch_all(&db)
             .await
             .unwrap();
-    assert_eq!(tables, ["cloakroom_session", "my_sessions"]);
+    // Each session table with its user index beside it.
+    assert_eq!(
+        tables,
+        [
+            "cloakroom_session",
+            "cloakroom_session_user",
+            "my_sessions",
+            "my_sessions_user"
+        ]
+    );
     let (ok, out, err) = cli(
         &dir,
         &["clearsessions", "--database-url", "sqlite://x.sqlite3"],

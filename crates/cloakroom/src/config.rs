@@ -243,6 +243,9 @@ pub struct Settings {
     /// `None`, the default, turns the page off (its routes answer 404). Not a Django setting:
     /// the library itself never reads it.
     pub admin_token: Option<Secret>,
+    /// The most live sessions one user may have (`None`, the default: no limit). A login that
+    /// goes over it revokes the user's oldest sessions (see [`crate::Sessions::sessions_of`]).
+    pub max_sessions_per_user: Option<u32>,
 }
 
 /// The default session table (Django's own is `django_session`; same columns).
@@ -282,6 +285,7 @@ impl Default for Settings {
             remember_me_age: 30 * 86_400,
             hash_keys: false,
             admin_token: None,
+            max_sessions_per_user: None,
         }
     }
 }
@@ -363,6 +367,8 @@ impl Settings {
         with_hash_keys: hash_keys: bool;
         /// Sets `admin_token` (opens the demo's admin page; at least 16 characters).
         with_admin_token: admin_token: Option<Secret>;
+        /// Sets `max_sessions_per_user` (at least 1; `None` for no limit).
+        with_max_sessions_per_user: max_sessions_per_user: Option<u32>;
     }
 
     /// Reads settings from a TOML file; keys missing from the file keep their defaults.
@@ -490,6 +496,12 @@ impl Settings {
                 "is bounded to 60 seconds: the old key stays usable for that long",
             );
         }
+        if self.max_sessions_per_user == Some(0) {
+            return invalid(
+                "max_sessions_per_user",
+                "must be at least 1 (leave it unset for no limit)",
+            );
+        }
         if self.idle_timeout == Some(0) || self.absolute_lifetime == Some(0) {
             return invalid(
                 "idle_timeout",
@@ -573,6 +585,14 @@ mod tests {
         assert_eq!(s.engine, Engine::Cache);
         let err = Settings::from_toml_str("cookie_nam = \"x\"").unwrap_err();
         assert!(err.to_string().contains("cookie_nam"), "{err}");
+    }
+
+    #[test]
+    fn max_sessions_per_user_reads_from_toml_and_refuses_zero() {
+        let s = Settings::from_toml_str("max_sessions_per_user = 3").unwrap();
+        assert_eq!(s.max_sessions_per_user, Some(3));
+        let err = Settings::from_toml_str("max_sessions_per_user = 0").unwrap_err();
+        assert!(err.to_string().contains("max_sessions_per_user"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,12 @@ pub enum StoreError {
         /// What the limit is and how far over it the session is.
         detail: String,
     },
+    /// The store keeps no index of sessions by user, so they cannot be listed or revoked.
+    #[error("the {engine} session store keeps no index of sessions by user (signed cookies live in browsers); use a server-side engine (db, cache, cached_db, file) to list or revoke a user's sessions")]
+    NoUserIndex {
+        /// The engine without an index.
+        engine: &'static str,
+    },
 }
 
 impl StoreError {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::store::{Created, Record, SessionStore, Updated};
+use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 /// How many hex characters of the digest are kept: Django's `session_key` is a
 /// `varchar(40)`, and 160 bits is far beyond any guessing.
@@ -117,6 +117,42 @@ impl SessionStore for HashedKeys {
 
     fn keeps_data_in_cookie(&self) -> bool {
         false
+    }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        self.inner.users().map(|_| self as &dyn UserIndex)
+    }
+}
+
+/// The core links and unlinks raw keys, which are hashed here like every other key; listed
+/// ids are already hashes (what the store holds), and [`UserIndex::revoke`] takes them as
+/// listed. So a listing never shows a key that works as a cookie.
+#[async_trait]
+impl UserIndex for HashedKeys {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        let entry = UserSession {
+            id: stored_key(&entry.id),
+            ..entry.clone()
+        };
+        user_index(&*self.inner)?.link(&entry).await
+    }
+
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        user_index(&*self.inner)?
+            .unlink(user_id, &stored_key(id))
+            .await
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        user_index(&*self.inner)?.sessions_of(user_id, now).await
+    }
+
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        user_index(&*self.inner)?.revoke(user_id, id).await
     }
 }
 

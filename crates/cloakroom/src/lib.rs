@@ -9,6 +9,9 @@
 //! - [`SessionLayer`]: a tower middleware that loads lazily and saves only what changed, with
 //!   Django's cookie and expiry rules.
 //! - [`SessionStore`]: the small contract every engine meets; [`engines`] has the built-in ones.
+//! - Sessions of a user: every server-side engine indexes sessions by their logged-in user
+//!   (`_auth_user_id`), so [`Sessions::sessions_of`] lists a user's devices and
+//!   [`Sessions::revoke_user`] logs them out everywhere (see [`UserIndex`]).
 //!
 //! Concurrent requests of one visitor never lose each other's changes: a session records what
 //! the request changed, and a save is a compare-and-swap that re-applies those changes to the

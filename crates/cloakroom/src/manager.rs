@@ -18,8 +18,8 @@ use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
 use crate::key;
-use crate::session::{Inner, Session, State};
-use crate::store::{Created, Record, SessionStore, Updated};
+use crate::session::{client_of, user_of, Inner, Session, State};
+use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 /// How many times a save re-applies its changes to a newer record before giving up.
 const MAX_MERGES: u32 = 64;
@@ -75,6 +75,15 @@ impl Shared {
             crate::observe::record_error(engine, e);
         }
         result
+    }
+
+    /// The name the store (and so its user index) knows session `key` by.
+    fn stored_id(&self, key: &str) -> String {
+        if self.settings.hash_keys {
+            crate::hashed::stored_key(key)
+        } else {
+            key.to_owned()
+        }
     }
 
     async fn lock(&self, key: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
@@ -246,6 +255,64 @@ impl Sessions {
         &self.shared.clock
     }
 
+    /// `user_id`'s live sessions, newest login first: when each was created (the login), last
+    /// written, when it expires, and the client [`Session::record_client`] recorded. A session
+    /// is listed once a write linked it (its login's save), and until it expires, is deleted or
+    /// is revoked.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(sessions: cloakroom::Sessions) -> Result<(), cloakroom::StoreError> {
+    /// for s in sessions.sessions_of("42").await? {
+    ///     println!("{} since {} from {:?}", &s.id[..6], s.created_at, s.user_agent);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error.
+    pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<UserSession>, StoreError> {
+        let shared = &self.shared;
+        let index = user_index(&*shared.store)?;
+        shared
+            .call(index.sessions_of(user_id, shared.clock.now()))
+            .await
+    }
+
+    /// Revokes one of `user_id`'s sessions, `id` as [`sessions_of`](Self::sessions_of) lists
+    /// it: the session is deleted, so its next request (on any app server) is anonymous. An
+    /// `id` that is not one of this user's live sessions is left alone, so a user can only
+    /// ever end their own sessions.
+    ///
+    /// # Errors
+    /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error.
+    pub async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        let index = user_index(&*shared.store)?;
+        shared.call(index.revoke(user_id, id)).await
+    }
+
+    /// "Log out everywhere": revokes every live session of `user_id` (after a password change,
+    /// say), returning how many went. The current request's own session goes too: `flush()`
+    /// it as well (else its save at the end of the request finds it gone and fails as
+    /// [`Error::Interrupted`]), or, to keep it, revoke the others one by one with
+    /// [`revoke`](Self::revoke).
+    ///
+    /// # Errors
+    /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error (the
+    /// sessions revoked before it stay revoked).
+    pub async fn revoke_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let shared = &self.shared;
+        let index = user_index(&*shared.store)?;
+        let listed = shared
+            .call(index.sessions_of(user_id, shared.clock.now()))
+            .await?;
+        for session in &listed {
+            shared.call(index.revoke(user_id, &session.id)).await?;
+        }
+        Ok(listed.len() as u64)
+    }
+
     /// Starts the session of one request from its session cookie value, without touching the
     /// store: the store is read only when the session is first used.
     pub fn start(&self, cookie: Option<&str>) -> LazySession {
@@ -359,6 +426,7 @@ impl LazySession {
         st.guard = guard;
         if let Some((key, record, data)) = found {
             st.resend = key != candidate;
+            st.linked = user_of(&data).map(|user| (user, key.clone()));
             st.data = data;
             st.key = Some(key);
             st.expires_at = Some(record.expires_at);
@@ -491,6 +559,7 @@ impl LazySession {
                     shared.call(store.delete(&old)).await?;
                 }
             }
+            self.relink(st, None, now).await?;
             return Ok(if had_cookie {
                 Outcome {
                     cookie: CookieAction::Delete,
@@ -502,7 +571,12 @@ impl LazySession {
         }
         if !(st.modified || settings.save_every_request) {
             return Ok(match self.roll(st, now).await? {
-                Some(outcome) => outcome,
+                Some(outcome) => {
+                    if let (Some(key), Some(expires_at)) = (st.key.clone(), st.expires_at) {
+                        self.relink(st, Some((&key, expires_at)), now).await?;
+                    }
+                    outcome
+                }
                 None if st.resend => self.cookie_for(st, now)?,
                 None => keep(st.accessed),
             });
@@ -576,6 +650,8 @@ impl LazySession {
         if let Some((old, old_data)) = st.cycled_from.take() {
             self.forward(&old, old_data, &key, now).await?;
         }
+        self.relink(st, Some((&key, record.expires_at)), now)
+            .await?;
         let value = store.cookie_value(&key, &record, now)?.into_owned();
         st.expires_at = Some(record.expires_at);
         st.loaded = Some(record.data);
@@ -665,6 +741,89 @@ impl LazySession {
             // Another request saved meanwhile, and so moved the expiry itself; or the session
             // is gone, which the next request will find out.
             Updated::Conflict(_) | Updated::Missing => Ok(None),
+        }
+    }
+
+    /// Keeps the store's user index in step with what this request wrote: `saved` is the key
+    /// and expiry the session was just written under (`None`: deleted). The entry the session
+    /// was loaded under goes when the user or the key changed (logout, login as someone else,
+    /// `cycle_key`); the current one is linked (or refreshed) when the data holds a user. A
+    /// session without a user, before and after, costs no index call.
+    async fn relink(
+        &self,
+        st: &mut State,
+        saved: Option<(&str, OffsetDateTime)>,
+        now: OffsetDateTime,
+    ) -> Result<(), Error> {
+        let shared = &self.session.inner.shared;
+        let next = saved.and_then(|(key, _)| Some((user_of(&st.data)?, key.to_owned())));
+        if st.linked.is_none() && next.is_none() {
+            return Ok(());
+        }
+        let Some(index) = shared.store.users() else {
+            return Ok(());
+        };
+        let fresh = st.linked != next;
+        if let Some((user, key)) = st.linked.take().filter(|_| fresh) {
+            self.under_policy(shared.call(index.unlink(&user, &key)).await)?;
+        }
+        if let (Some((user, key)), Some((_, expires_at))) = (&next, saved) {
+            let (user_agent, ip) = client_of(&st.data);
+            let entry = UserSession {
+                id: key.clone(),
+                user_id: user.clone(),
+                created_at: now,
+                last_seen: now,
+                expires_at,
+                user_agent,
+                ip,
+            };
+            self.under_policy(shared.call(index.link(&entry)).await)?;
+            if fresh {
+                self.under_policy(self.enforce_cap(index, user, key, now).await)?;
+            }
+        }
+        st.linked = next;
+        Ok(())
+    }
+
+    /// `max_sessions_per_user`: after a login linked session `key`, revokes the user's oldest
+    /// other sessions until the user has at most the cap.
+    async fn enforce_cap(
+        &self,
+        index: &dyn UserIndex,
+        user: &str,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let shared = &self.session.inner.shared;
+        let Some(cap) = shared.settings.max_sessions_per_user else {
+            return Ok(());
+        };
+        let me = shared.stored_id(key);
+        let mut others = shared.call(index.sessions_of(user, now)).await?;
+        others.retain(|s| s.id != me);
+        others.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        let keep = usize::try_from(cap).unwrap_or(usize::MAX).saturating_sub(1);
+        for old in others.iter().skip(keep) {
+            shared.call(index.revoke(user, &old.id)).await?;
+        }
+        Ok(())
+    }
+
+    /// The result of a user index call, under the store-error policy: fail-open logs the
+    /// failure and goes on (the session itself was saved; only its entry is missing or stale,
+    /// and a listing shows live sessions only), fail-closed reports it.
+    fn under_policy(&self, result: Result<(), StoreError>) -> Result<(), Error> {
+        let shared = &self.session.inner.shared;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if self.policy() == OnStoreError::FailOpen => {
+                tracing::warn!(engine = shared.store.engine(), error = %e,
+                    "the user index failed; the session is saved but its entry may be stale (fail-open)");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -13,8 +13,8 @@
 //! | [`CREATES`] | counter | `engine`, `outcome` = `stored`, `taken`, `error`, `cancelled` |
 //! | [`DELETES`] | counter | `engine`, `outcome` = `ok`, `error`, `cancelled` |
 //! | [`CONFLICTS`] | counter | `engine`: saves that found another request's data and merged |
-//! | [`ERRORS`] | counter | `engine`, `kind` = `timeout`, `backend`, `missing_table`, `circuit_open`, `too_large` |
-//! | [`DURATION`] | histogram (seconds) | `engine`, `operation` = `load`, `create`, `update`, `touch`, `delete`, `exists` |
+//! | [`ERRORS`] | counter | `engine`, `kind` = `timeout`, `backend`, `missing_table`, `circuit_open`, `too_large`, `no_user_index` |
+//! | [`DURATION`] | histogram (seconds) | `engine`, `operation` = `load`, `create`, `update`, `touch`, `delete`, `exists`, and the user index's `link`, `unlink`, `sessions_of`, `revoke` |
 //!
 //! `cancelled` means the call was abandoned before the store answered: the store timeout fired
 //! (the same call is then counted in [`ERRORS`] as `timeout`) or the request went away.
@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use crate::error::StoreError;
-use crate::store::{Created, Record, SessionStore, Updated};
+use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 /// Counter of session loads.
 pub const LOADS: &str = "cloakroom_session_loads_total";
@@ -68,6 +68,7 @@ pub fn error_kind(error: &StoreError) -> &'static str {
         StoreError::Backend { .. } => "backend",
         StoreError::CircuitOpen { .. } => "circuit_open",
         StoreError::TooLarge { .. } => "too_large",
+        StoreError::NoUserIndex { .. } => "no_user_index",
     }
 }
 
@@ -242,5 +243,53 @@ impl SessionStore for Instrumented {
 
     fn keeps_data_in_cookie(&self) -> bool {
         self.inner.keeps_data_in_cookie()
+    }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        self.inner.users().map(|_| self as &dyn UserIndex)
+    }
+}
+
+impl Instrumented {
+    /// Runs one call of the user index inside its span, recording its duration and outcome.
+    async fn indexed<T>(
+        &self,
+        operation: &'static str,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut call = Call::start(self.engine(), operation);
+        let result = fut.instrument(call.span.clone()).await;
+        call.finish(if result.is_ok() { "ok" } else { "error" });
+        result
+    }
+}
+
+/// The index calls get spans and the [`DURATION`] histogram too (`operation` = `link`,
+/// `unlink`, `sessions_of`, `revoke`).
+#[async_trait]
+impl UserIndex for Instrumented {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        let index = user_index(&*self.inner)?;
+        self.indexed("link", index.link(entry)).await
+    }
+
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        let index = user_index(&*self.inner)?;
+        self.indexed("unlink", index.unlink(user_id, id)).await
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let index = user_index(&*self.inner)?;
+        self.indexed("sessions_of", index.sessions_of(user_id, now))
+            .await
+    }
+
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        let index = user_index(&*self.inner)?;
+        self.indexed("revoke", index.revoke(user_id, id)).await
     }
 }

@@ -19,6 +19,42 @@ const AUTH_USER_ID: &str = "_auth_user_id";
 const AUTH_USER_BACKEND: &str = "_auth_user_backend";
 /// Django's `HASH_SESSION_KEY`: the session auth hash derived from the user's password.
 const AUTH_USER_HASH: &str = "_auth_user_hash";
+/// Where [`Session::record_client`] keeps the client's `User-Agent` and address, so that every
+/// write of the session (on any app server) carries them to the user index. Not one of
+/// Django's keys; a Django app sharing the store just sees one more key.
+pub(crate) const CLIENT_KEY: &str = "_cloakroom_client";
+/// The longest `User-Agent` kept: real ones are a few hundred bytes; a client cannot make the
+/// session (or the index) carry more.
+const MAX_USER_AGENT: usize = 512;
+/// The longest client address kept (an IPv6 address with a zone fits).
+const MAX_IP: usize = 64;
+
+/// The user a session's data belongs to (`_auth_user_id`), as [`Session::user_id`] reads it.
+pub(crate) fn user_of(data: &Data) -> Option<String> {
+    match data.get(AUTH_USER_ID)? {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The `User-Agent` and address [`Session::record_client`] stored in the data.
+pub(crate) fn client_of(data: &Data) -> (Option<String>, Option<String>) {
+    let Some(client) = data.get(CLIENT_KEY) else {
+        return (None, None);
+    };
+    let field = |name| client.get(name).and_then(Value::as_str).map(str::to_owned);
+    (field("user_agent"), field("ip"))
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 use crate::error::Error;
 use crate::expiry::{Expiry, Lifetime, DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
 use crate::manager::Shared;
@@ -79,6 +115,9 @@ pub(crate) struct State {
     pub resend: bool,
     /// Serialises this visitor's requests in this process; dropped after the save.
     pub guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The user and key this session was linked under in the store's user index when it was
+    /// loaded (or last saved): what the save unlinks when the user or the key changes.
+    pub linked: Option<(String, String)>,
 }
 
 pub(crate) struct Inner {
@@ -407,11 +446,35 @@ impl Session {
     /// log out sessions after a password change compares [`auth_user_hash`](Self::auth_user_hash)
     /// with [`crate::signing::session_auth_hash`] of the user's stored password.
     pub fn user_id(&self) -> Option<String> {
-        match self.get_value(AUTH_USER_ID)? {
-            Value::String(id) => Some(id),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
+        user_of(&self.read().data)
+    }
+
+    /// Records the client of this session (its `User-Agent` header and address), for the list
+    /// of a user's sessions ([`crate::Sessions::sessions_of`]): call it at login, or on every
+    /// request to follow a roaming client.
+    ///
+    /// They are kept in the session data (under `_cloakroom_client`), so every later save or
+    /// refresh of the session, on any app server, carries them to the user index. Writing the
+    /// same values again changes nothing and costs no write. A `User-Agent` is cut to 512
+    /// bytes, an address to 64. It stores data, so call it for a session worth keeping (a
+    /// login), not on every anonymous request.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn demo(session: cloakroom::Session) {
+    /// session.record_client(Some("Mozilla/5.0 (X11; Linux x86_64)"), Some("203.0.113.7"));
+    /// # }
+    /// ```
+    pub fn record_client(&self, user_agent: Option<&str>, ip: Option<&str>) {
+        let user_agent = user_agent.map(|ua| truncated(ua, MAX_USER_AGENT).to_owned());
+        let ip = ip.map(|ip| truncated(ip, MAX_IP).to_owned());
+        if client_of(&self.read().data) == (user_agent.clone(), ip.clone()) {
+            return;
         }
+        self.insert_value(
+            CLIENT_KEY,
+            serde_json::json!({ "user_agent": user_agent, "ip": ip }),
+        );
     }
 
     /// The authentication backend that logged the user in (`_auth_user_backend`).

@@ -210,8 +210,21 @@ pub trait UserIndex: Send + Sync {
     ) -> Result<Vec<UserSession>, StoreError>;
 
     /// Deletes session `id` (as [`UserSession::id`] names it) and its entry in `user_id`'s
-    /// index. Revoking a session that is already gone is not an error.
+    /// index, but only if the index holds it for `user_id`: an id of another user's session
+    /// is left alone, so a user can never end someone else's session by naming it. Revoking a
+    /// session that is already gone is not an error.
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
+}
+
+/// The index of sessions by user that `store` keeps, or [`StoreError::NoUserIndex`] naming its
+/// engine: what a wrapper store calls to forward [`UserIndex`] to the store it wraps.
+///
+/// # Errors
+/// [`StoreError::NoUserIndex`] when the store keeps no index (signed cookies).
+pub fn user_index(store: &dyn SessionStore) -> Result<&dyn UserIndex, StoreError> {
+    store.users().ok_or(StoreError::NoUserIndex {
+        engine: store.engine(),
+    })
 }
 
 /// An optional ability: deleting expired records (`cloakroom clearsessions`).

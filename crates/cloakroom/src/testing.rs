@@ -586,6 +586,316 @@ pub async fn flush_has_no_grace(store: Arc<dyn SessionStore>) {
     );
 }
 
+/// A user id no other test uses (stores are shared between tests).
+fn fresh_user() -> String {
+    format!("user-{}", fresh_key())
+}
+
+/// Logs `user` in on a new session, recording a client, and returns the cookie value.
+async fn login(sessions: &Sessions, user: &str, user_agent: &str) -> String {
+    let lazy = sessions.start(None);
+    let s = lazy.load().await.unwrap();
+    s.login_as(user, "django.contrib.auth.backends.ModelBackend", "hash");
+    s.record_client(Some(user_agent), Some("203.0.113.7"));
+    cookie_of(&lazy.commit(200).await.unwrap().cookie)
+}
+
+/// What the user index lists for `user` now, as ids.
+async fn listed(sessions: &Sessions, user: &str) -> Vec<String> {
+    let all = sessions.sessions_of(user).await.unwrap();
+    all.into_iter().map(|s| s.id).collect()
+}
+
+/// The id the index lists for the session behind `cookie` (its key, or the key's hash).
+fn id_of(sessions: &Sessions, cookie: &str) -> String {
+    if sessions.settings().hash_keys {
+        crate::hashed::stored_key(cookie)
+    } else {
+        cookie.to_owned()
+    }
+}
+
+fn near(a: OffsetDateTime, b: OffsetDateTime) -> bool {
+    (a - b).abs() <= time::Duration::seconds(1)
+}
+
+/// User index: a login links the session; the list holds the user's sessions, newest login
+/// first, with when each started, was last written and expires, and the recorded client; a
+/// later write moves `last_seen` and the expiry and keeps `created_at`.
+pub async fn user_login_links_and_lists(store: Arc<dyn SessionStore>) {
+    let (sessions, clock) = sessions(store);
+    let user = fresh_user();
+    let start = clock.now();
+    let first = login(&sessions, &user, "Firefox").await;
+    clock.advance(Duration::from_secs(5));
+    let second = login(&sessions, &user, "Safari").await;
+    let all = sessions.sessions_of(&user).await.unwrap();
+    let ids: Vec<_> = all.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(
+        ids,
+        [id_of(&sessions, &second), id_of(&sessions, &first)],
+        "not the user's two sessions, newest first"
+    );
+    let newest = &all[0];
+    assert_eq!(newest.user_id, user);
+    assert_eq!(newest.user_agent.as_deref(), Some("Safari"));
+    assert_eq!(newest.ip.as_deref(), Some("203.0.113.7"));
+    let at = start + Duration::from_secs(5);
+    assert!(
+        near(newest.created_at, at),
+        "created_at {}",
+        newest.created_at
+    );
+    assert!(near(newest.last_seen, at), "last_seen {}", newest.last_seen);
+    let age = Duration::from_secs(sessions.settings().cookie_age);
+    assert!(
+        near(newest.expires_at, at + age),
+        "expires_at {}",
+        newest.expires_at
+    );
+    assert_eq!(all[1].user_agent.as_deref(), Some("Firefox"));
+
+    // A later write of the first session refreshes its entry.
+    clock.advance(Duration::from_secs(60));
+    let lazy = sessions.start(Some(&first));
+    lazy.load().await.unwrap().insert("cart", 1).unwrap();
+    lazy.commit(200).await.unwrap();
+    let all = sessions.sessions_of(&user).await.unwrap();
+    let entry = all
+        .iter()
+        .find(|s| s.id == id_of(&sessions, &first))
+        .expect("the written session is still listed");
+    assert!(near(entry.created_at, start), "a write moved created_at");
+    assert!(
+        near(entry.last_seen, start + Duration::from_secs(65)),
+        "last_seen not moved"
+    );
+    assert!(
+        near(entry.expires_at, start + Duration::from_secs(65) + age),
+        "expiry not moved"
+    );
+}
+
+/// User index: revoking one session ends it on its next request and leaves the user's other
+/// sessions; an id that is not one of the user's sessions is left alone.
+pub async fn user_revoke_ends_one_session(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store);
+    let (ana, bob) = (fresh_user(), fresh_user());
+    let phone = login(&sessions, &ana, "phone").await;
+    let laptop = login(&sessions, &ana, "laptop").await;
+    let bobs = login(&sessions, &bob, "bob").await;
+    sessions
+        .revoke(&ana, &id_of(&sessions, &phone))
+        .await
+        .unwrap();
+    assert!(
+        !read_only(&sessions, &phone).await.1,
+        "the revoked session still loads"
+    );
+    assert!(
+        read_only(&sessions, &laptop).await.1,
+        "revoking one ended another"
+    );
+    assert_eq!(listed(&sessions, &ana).await, [id_of(&sessions, &laptop)]);
+    // Ana cannot end Bob's session by naming it.
+    sessions
+        .revoke(&ana, &id_of(&sessions, &bobs))
+        .await
+        .unwrap();
+    assert!(
+        read_only(&sessions, &bobs).await.1,
+        "one user revoked another's session"
+    );
+    assert_eq!(listed(&sessions, &bob).await, [id_of(&sessions, &bobs)]);
+    // Revoking what is gone already is not an error.
+    sessions
+        .revoke(&ana, &id_of(&sessions, &phone))
+        .await
+        .unwrap();
+}
+
+/// User index: "log out everywhere" ends every session of the user, counts them, and leaves
+/// other users' sessions alone.
+pub async fn user_revoke_all_logs_out_everywhere(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store);
+    let (ana, bob) = (fresh_user(), fresh_user());
+    let mut anas = Vec::new();
+    for device in ["phone", "laptop", "tablet"] {
+        anas.push(login(&sessions, &ana, device).await);
+    }
+    let bobs = login(&sessions, &bob, "bob").await;
+    assert_eq!(sessions.revoke_user(&ana).await.unwrap(), 3);
+    for cookie in &anas {
+        assert!(
+            !read_only(&sessions, cookie).await.1,
+            "a session outlived log out everywhere"
+        );
+    }
+    assert!(listed(&sessions, &ana).await.is_empty());
+    assert!(
+        read_only(&sessions, &bobs).await.1,
+        "another user was logged out"
+    );
+    assert_eq!(listed(&sessions, &bob).await.len(), 1);
+    assert_eq!(sessions.revoke_user(&ana).await.unwrap(), 0);
+}
+
+/// User index: logout unlinks the session, and so does logging in as another user on it.
+pub async fn user_logout_unlinks(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store);
+    let (ana, bob) = (fresh_user(), fresh_user());
+    let cookie = login(&sessions, &ana, "phone").await;
+    let lazy = sessions.start(Some(&cookie));
+    lazy.load().await.unwrap().logout();
+    lazy.commit(200).await.unwrap();
+    assert!(
+        listed(&sessions, &ana).await.is_empty(),
+        "logout left an entry"
+    );
+
+    let cookie = login(&sessions, &ana, "phone").await;
+    let lazy = sessions.start(Some(&cookie));
+    let s = lazy.load().await.unwrap();
+    s.login_as(&bob, "django.contrib.auth.backends.ModelBackend", "hash");
+    let bobs = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+    assert!(
+        listed(&sessions, &ana).await.is_empty(),
+        "the previous user keeps the session"
+    );
+    assert_eq!(listed(&sessions, &bob).await, [id_of(&sessions, &bobs)]);
+
+    // Removing the user id from the data (a hand-made logout) unlinks too.
+    let lazy = sessions.start(Some(&bobs));
+    let s = lazy.load().await.unwrap();
+    s.remove_value("_auth_user_id");
+    s.insert("kept", true).unwrap();
+    lazy.commit(200).await.unwrap();
+    assert!(
+        listed(&sessions, &bob).await.is_empty(),
+        "an anonymous session stayed listed"
+    );
+}
+
+/// User index: `cycle_key` moves the entry to the new key, keeping the client.
+pub async fn user_cycle_key_moves_the_entry(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store);
+    let user = fresh_user();
+    let old = login(&sessions, &user, "phone").await;
+    let lazy = sessions.start(Some(&old));
+    lazy.load().await.unwrap().cycle_key();
+    let new = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+    assert_ne!(old, new);
+    let all = sessions.sessions_of(&user).await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].id, id_of(&sessions, &new));
+    assert_eq!(all[0].user_agent.as_deref(), Some("phone"));
+}
+
+/// User index: an expired session is not listed, and its entry goes.
+pub async fn user_expired_sessions_are_not_listed(store: Arc<dyn SessionStore>) {
+    let (sessions, clock) = sessions(store);
+    let user = fresh_user();
+    let lazy = sessions.start(None);
+    let s = lazy.load().await.unwrap();
+    s.login_as(&user, "b", "h");
+    s.set_expiry(crate::Expiry::seconds(60));
+    let short = cookie_of(&lazy.commit(200).await.unwrap().cookie);
+    let long = login(&sessions, &user, "laptop").await;
+    clock.advance(Duration::from_secs(61));
+    assert!(!read_only(&sessions, &short).await.1);
+    assert_eq!(
+        listed(&sessions, &user).await,
+        [id_of(&sessions, &long)],
+        "an expired session is listed"
+    );
+}
+
+/// User index: a session deleted behind the core's back (by Django's logout on a shared store)
+/// is not listed.
+pub async fn user_sessions_deleted_elsewhere_are_not_listed(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions(store.clone());
+    let user = fresh_user();
+    let gone = login(&sessions, &user, "phone").await;
+    let kept = login(&sessions, &user, "laptop").await;
+    store.delete(&gone).await.unwrap();
+    assert_eq!(
+        listed(&sessions, &user).await,
+        [id_of(&sessions, &kept)],
+        "a deleted session is listed"
+    );
+}
+
+/// User index: `clear_expired` takes the entries of the sessions it deletes along, so a
+/// listing as of before their expiry no longer finds them.
+pub async fn user_entries_go_with_clear_expired(
+    store: Arc<dyn SessionStore>,
+    clear: Arc<dyn ClearExpired>,
+) {
+    let (sessions, clock) = sessions(store);
+    let user = fresh_user();
+    let before = clock.now();
+    let lazy = sessions.start(None);
+    let s = lazy.load().await.unwrap();
+    s.login_as(&user, "b", "h");
+    s.set_expiry(crate::Expiry::seconds(60));
+    lazy.commit(200).await.unwrap();
+    assert_eq!(listed(&sessions, &user).await.len(), 1);
+    clear
+        .clear_expired(before + Duration::from_secs(120))
+        .await
+        .unwrap();
+    let index = sessions
+        .store()
+        .users()
+        .expect("a server-side store keeps a user index");
+    assert!(
+        index.sessions_of(&user, before).await.unwrap().is_empty(),
+        "the entry of a cleared session stayed"
+    );
+}
+
+/// User index: with `max_sessions_per_user`, a login over the cap revokes the oldest sessions.
+pub async fn user_cap_revokes_the_oldest(store: Arc<dyn SessionStore>) {
+    let settings = Settings::default().with_max_sessions_per_user(Some(2));
+    let (sessions, clock) = sessions_with(store, settings);
+    let (ana, bob) = (fresh_user(), fresh_user());
+    let bobs = login(&sessions, &bob, "bob").await;
+    let mut anas = Vec::new();
+    for device in ["first", "second", "third"] {
+        clock.advance(Duration::from_secs(1));
+        anas.push(login(&sessions, &ana, device).await);
+    }
+    assert!(
+        !read_only(&sessions, &anas[0]).await.1,
+        "the oldest session outlived the cap"
+    );
+    assert!(read_only(&sessions, &anas[1]).await.1);
+    assert!(read_only(&sessions, &anas[2]).await.1);
+    assert_eq!(
+        listed(&sessions, &ana).await,
+        [id_of(&sessions, &anas[2]), id_of(&sessions, &anas[1])]
+    );
+    assert!(
+        read_only(&sessions, &bobs).await.1,
+        "the cap touched another user"
+    );
+}
+
+/// User index under `hash_keys`: ids are the stored hashes (never a working cookie), and
+/// revoking by a listed id works.
+pub async fn user_index_under_hash_keys(store: Arc<dyn SessionStore>) {
+    let (sessions, _) = sessions_with(store, Settings::default().with_hash_keys(true));
+    let user = fresh_user();
+    let cookie = login(&sessions, &user, "phone").await;
+    let ids = listed(&sessions, &user).await;
+    assert_eq!(ids, [crate::hashed::stored_key(&cookie)]);
+    sessions.revoke(&user, &ids[0]).await.unwrap();
+    assert!(
+        !read_only(&sessions, &cookie).await.1,
+        "revoked by hash, still loads"
+    );
+}
+
 /// "Remember me" switches between a browser-close cookie and a long fixed lifetime.
 pub async fn remember_me_switches_the_cookie(store: Arc<dyn SessionStore>) {
     let (sessions, _) = sessions(store);
@@ -820,7 +1130,12 @@ macro_rules! conformance_tests {
             unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
             idle_timeout_rolls_without_write_storm, absolute_lifetime_caps_an_active_session,
             rotation_grace_forwards_the_old_key, flush_has_no_grace,
-            remember_me_switches_the_cookie);
+            remember_me_switches_the_cookie, user_login_links_and_lists,
+            user_revoke_ends_one_session, user_revoke_all_logs_out_everywhere,
+            user_logout_unlinks, user_cycle_key_moves_the_entry,
+            user_expired_sessions_are_not_listed, user_sessions_deleted_elsewhere_are_not_listed,
+            user_cap_revokes_the_oldest,
+            user_index_under_hash_keys);
     };
     ($make:expr, clear) => {
         $crate::conformance_tests!($make);
@@ -829,6 +1144,12 @@ macro_rules! conformance_tests {
             let store = $make.await;
             let clear: ::std::sync::Arc<dyn $crate::ClearExpired> = store.clone();
             $crate::testing::clear_expired_keeps_live(store, clear).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn user_entries_go_with_clear_expired() {
+            let store = $make.await;
+            let clear: ::std::sync::Arc<dyn $crate::ClearExpired> = store.clone();
+            $crate::testing::user_entries_go_with_clear_expired(store, clear).await;
         }
     };
     (@tests $make:expr; $($name:ident),*) => {

@@ -49,7 +49,8 @@ async fn drop_leftovers(pool: &MySqlPool) {
             "SELECT 'TABLE', CAST(table_name AS CHAR) FROM information_schema.tables \
                WHERE table_schema = DATABASE() AND table_name LIKE 'conf\\_my\\_%' \
              UNION ALL SELECT 'DATABASE', CAST(schema_name AS CHAR) FROM information_schema.schemata \
-               WHERE schema_name LIKE 'conf\\_my\\_%'",
+               WHERE schema_name LIKE 'conf\\_my\\_%' \
+             ORDER BY 2 DESC",
         )
         .fetch_all(pool)
         .await
@@ -60,7 +61,8 @@ async fn drop_leftovers(pool: &MySqlPool) {
                 pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
             });
             if !alive {
-                // Another cleaner may race us; either one dropping it is enough.
+                // Another cleaner may race us; either one dropping it is enough. Names sort
+                // descending, so a `<table>_user` index goes before the table it points to.
                 let _ = sqlx::query(&format!("DROP {kind} IF EXISTS `{name}`"))
                     .execute(pool)
                     .await;
@@ -90,8 +92,9 @@ fn record(data: &str, expires_at: OffsetDateTime) -> Record {
     }
 }
 
+/// Drops a session table and the user index whose foreign key points to it.
 async fn drop_table(pool: &MySqlPool, table: &str) {
-    sqlx::query(&format!("DROP TABLE IF EXISTS `{table}`"))
+    sqlx::query(&format!("DROP TABLE IF EXISTS `{table}_user`, `{table}`"))
         .execute(pool)
         .await
         .unwrap();

@@ -88,11 +88,14 @@ fn record(data: &str, expires_at: OffsetDateTime) -> Record {
     }
 }
 
+/// Drops a session table and the user index whose foreign key points to it.
 async fn drop_table(store: &PostgresStore, table: &str) {
-    sqlx::query(&format!(r#"DROP TABLE IF EXISTS "{table}""#))
-        .execute(store.pool())
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        r#"DROP TABLE IF EXISTS "{table}_user", "{table}""#
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

@@ -120,3 +120,52 @@ fn a_dropped_cluster_stops_its_servers() {
         );
     }
 }
+
+/// The user index never outlives its sessions on a cluster: when a session's TTL ends, its
+/// entry goes with it, and the user's set goes when its last session does, with no request
+/// and no `clearsessions` (the set and entries share the user's slot; the sessions do not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_sessions_take_their_index_entries_and_the_user_set_along() {
+    use fred::interfaces::KeysInterface as _;
+    let store = store().await;
+    let sessions =
+        cloakroom::Sessions::from_arc(store.clone(), cloakroom::Settings::default()).unwrap();
+    let user = support::unique("user");
+    let mut cookies = Vec::new();
+    for ttl in [1, 2] {
+        let lazy = sessions.start(None);
+        let s = lazy.load().await.unwrap();
+        s.login_as(&user, "django.contrib.auth.backends.ModelBackend", "h");
+        s.set_expiry(cloakroom::Expiry::seconds(ttl));
+        match lazy.commit(200).await.unwrap().cookie {
+            cloakroom::CookieAction::Set { value, .. } => cookies.push(value),
+            other => panic!("no cookie: {other:?}"),
+        }
+    }
+    let exists = |key: String| {
+        let client = store.client().clone();
+        async move { client.exists::<i64, _>(key).await.unwrap() == 1 }
+    };
+    let set = store.user_set_key(&user);
+    let entries: Vec<String> = cookies
+        .iter()
+        .map(|c| store.user_entry_key(&user, c))
+        .collect();
+    assert!(exists(set.clone()).await && exists(entries[0].clone()).await);
+    assert_eq!(sessions.sessions_of(&user).await.unwrap().len(), 2);
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert!(
+        !exists(entries[0].clone()).await,
+        "an expired session's entry stayed"
+    );
+    assert!(exists(entries[1].clone()).await && exists(set.clone()).await);
+    assert_eq!(sessions.sessions_of(&user).await.unwrap().len(), 1);
+
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(!exists(entries[1].clone()).await, "the last entry stayed");
+    assert!(
+        !exists(set).await,
+        "the user's set outlived all their sessions"
+    );
+}

@@ -17,7 +17,9 @@ use time::OffsetDateTime;
 
 use crate::codec::Codec;
 use crate::error::StoreError;
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::store::{
+    user_index, ClearExpired, Created, Record, SessionStore, Updated, UserIndex, UserSession,
+};
 
 const ENGINE: &str = "cached_db";
 
@@ -196,6 +198,41 @@ impl SessionStore for CachedDbStore {
     /// deleted session look present.
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         self.db.exists(key).await
+    }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        self.db.users().map(|_| self as &dyn UserIndex)
+    }
+}
+
+/// The database's index: it holds every session, the cache only copies. Revoking drops the
+/// cache's copy too, so the cache cannot serve a revoked session.
+#[async_trait]
+impl UserIndex for CachedDbStore {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        user_index(&*self.db)?.link(entry).await
+    }
+
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        user_index(&*self.db)?.unlink(user_id, id).await
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        user_index(&*self.db)?.sessions_of(user_id, now).await
+    }
+
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        user_index(&*self.db)?.revoke(user_id, id).await?;
+        // The copy goes once the database no longer holds the session; one the index refused
+        // to revoke (another user's) stays.
+        if !self.db.exists(id).await? {
+            self.drop_copy(id).await;
+        }
+        Ok(())
     }
 }
 

@@ -10,8 +10,12 @@
 //! - a full shard first sweeps its expired sessions, then evicts the least recently used
 //!   sixteenth of itself, so a write never waits on more than one shard's sweep and the cost is
 //!   a few steps per write on average.
+//!
+//! The user index ([`UserIndex`]) keeps each session's entry on the session itself, so it goes
+//! with it, plus a map from each user to their session keys; whatever drops a linked session
+//! (a delete, an expiry, an eviction) takes its key out of that map too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -19,7 +23,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
+use crate::store::{
+    Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
+    UserSession,
+};
 
 /// How many shards: enough that app threads rarely meet on one lock.
 const SHARDS: usize = 64;
@@ -31,6 +38,18 @@ struct Entry {
     expires_at: OffsetDateTime,
     /// The shard's access count when the session was last loaded or saved (for LRU).
     used: u64,
+    /// The session's entry in the user index, when a user is linked to it.
+    linked: Option<Box<UserSession>>,
+}
+
+/// A linked session that left a shard: its user and key, to take out of the user map.
+type Orphan = (String, Box<str>);
+
+fn orphan(key: &str, entry: &Entry) -> Option<Orphan> {
+    entry
+        .linked
+        .as_ref()
+        .map(|l| (l.user_id.clone(), Box::from(key)))
 }
 
 #[derive(Default)]
@@ -47,23 +66,38 @@ impl Shard {
         self.uses
     }
 
-    fn sweep_expired(&mut self, now: OffsetDateTime) -> usize {
+    /// Drops the sessions `keep` refuses, adding the linked ones to `orphans`.
+    fn drop_where(
+        &mut self,
+        orphans: &mut Vec<Orphan>,
+        mut keep: impl FnMut(&Entry) -> bool,
+    ) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, e| e.expires_at > now);
+        self.map.retain(|key, e| {
+            let kept = keep(e);
+            if !kept {
+                orphans.extend(orphan(key, e));
+            }
+            kept
+        });
         before - self.map.len()
     }
 
+    fn sweep_expired(&mut self, now: OffsetDateTime, orphans: &mut Vec<Orphan>) -> usize {
+        self.drop_where(orphans, |e| e.expires_at > now)
+    }
+
     /// Makes room for one more session: expired ones go first, then the least recently used.
-    fn make_room(&mut self, limit: usize) {
+    fn make_room(&mut self, limit: usize, orphans: &mut Vec<Orphan>) {
         self.writes += 1;
         if self.writes >= SWEEP_EVERY {
             self.writes = 0;
-            self.sweep_expired(OffsetDateTime::now_utc());
+            self.sweep_expired(OffsetDateTime::now_utc(), orphans);
         }
         if self.map.len() < limit {
             return;
         }
-        self.sweep_expired(OffsetDateTime::now_utc());
+        self.sweep_expired(OffsetDateTime::now_utc(), orphans);
         if self.map.len() < limit {
             return;
         }
@@ -72,7 +106,7 @@ impl Shard {
         let mut used: Vec<u64> = self.map.values().map(|e| e.used).collect();
         let (_, &mut cutoff, _) = used.select_nth_unstable(evict - 1);
         let mut left = evict;
-        self.map.retain(|_, e| {
+        self.drop_where(orphans, |e| {
             if left > 0 && e.used <= cutoff {
                 left -= 1;
                 false
@@ -87,6 +121,8 @@ struct Inner {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     per_shard: usize,
+    /// Each user's linked session keys (the entries themselves live on the sessions).
+    users: Mutex<HashMap<String, HashSet<Box<str>>>>,
 }
 
 /// Sessions in this process's memory, at most `capacity` of them (least recently used go
@@ -113,6 +149,7 @@ impl MemoryStore {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 hasher: RandomState::new(),
                 per_shard: capacity.div_ceil(SHARDS).max(1),
+                users: Mutex::default(),
             }),
         }
     }
@@ -166,12 +203,31 @@ impl MemoryStore {
     }
 }
 
-/// A shard whose lock was poisoned by a panic still holds whole entries (every change is one
-/// insert or remove), so it is taken over.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard
+/// A lock poisoned by a panic still guards whole entries (every change is one insert or
+/// remove), so it is taken over.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl MemoryStore {
+    /// Takes sessions that left the shards out of their users' key sets. Called with no shard
+    /// lock held, so the two kinds of lock are never nested.
+    fn forget(&self, orphans: Vec<Orphan>) {
+        if orphans.is_empty() {
+            return;
+        }
+        let mut users = lock(&self.inner.users);
+        for (user, key) in orphans {
+            if let Some(keys) = users.get_mut(&user) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    users.remove(&user);
+                }
+            }
+        }
+    }
 }
 
 impl Default for MemoryStore {
@@ -193,7 +249,9 @@ impl SessionStore for MemoryStore {
             return Ok(None);
         };
         if entry.expires_at <= now {
-            shard.map.remove(key);
+            let gone = shard.map.remove(key).and_then(|e| orphan(key, &e));
+            drop(shard);
+            self.forget(gone.into_iter().collect());
             return Ok(None);
         }
         entry.used = used;
@@ -210,15 +268,19 @@ impl SessionStore for MemoryStore {
         if shard.map.contains_key(key) {
             return Ok(Created::Taken);
         }
-        shard.make_room(limit);
+        let mut orphans = Vec::new();
+        shard.make_room(limit, &mut orphans);
         shard.map.insert(
             Box::from(key),
             Entry {
                 data: Box::from(record.data.as_str()),
                 expires_at: record.expires_at,
                 used,
+                linked: None,
             },
         );
+        drop(shard);
+        self.forget(orphans);
         Ok(Created::Stored)
     }
 
@@ -248,24 +310,120 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.shard(key).map.remove(key);
+        let gone = self
+            .shard(key)
+            .map
+            .remove(key)
+            .and_then(|e| orphan(key, &e));
+        self.forget(gone.into_iter().collect());
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.shard(key).map.contains_key(key))
     }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl UserIndex for MemoryStore {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        {
+            let mut shard = self.shard(&entry.id);
+            // A session that is gone (a concurrent logout) gets no entry.
+            let Some(session) = shard.map.get_mut(&*entry.id) else {
+                return Ok(());
+            };
+            let created_at = match &session.linked {
+                Some(old) if old.user_id == entry.user_id => old.created_at,
+                _ => entry.created_at,
+            };
+            session.linked = Some(Box::new(UserSession {
+                created_at,
+                ..entry.clone()
+            }));
+        }
+        lock(&self.inner.users)
+            .entry(entry.user_id.clone())
+            .or_default()
+            .insert(Box::from(entry.id.as_str()));
+        Ok(())
+    }
+
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        if let Some(session) = self.shard(id).map.get_mut(id) {
+            if session
+                .linked
+                .as_ref()
+                .is_some_and(|l| l.user_id == user_id)
+            {
+                session.linked = None;
+            }
+        }
+        self.forget(vec![(user_id.to_owned(), Box::from(id))]);
+        Ok(())
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let keys: Vec<Box<str>> = lock(&self.inner.users)
+            .get(user_id)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut listed = Vec::with_capacity(keys.len());
+        let mut dead = Vec::new();
+        for key in keys {
+            let shard = self.shard(&key);
+            let live = shard.map.get(&*key).filter(|e| e.expires_at > now);
+            match live.and_then(|e| Some((e, e.linked.as_ref()?))) {
+                Some((session, linked)) if linked.user_id == user_id => {
+                    listed.push(UserSession {
+                        expires_at: session.expires_at,
+                        ..(**linked).clone()
+                    });
+                }
+                // Expired, gone or another user's now: the key leaves this user's set.
+                _ => dead.push((user_id.to_owned(), key)),
+            }
+        }
+        self.forget(dead);
+        listed.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(listed)
+    }
+
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        let mut shard = self.shard(id);
+        let theirs = shard
+            .map
+            .get(id)
+            .and_then(|e| e.linked.as_ref())
+            .is_some_and(|l| l.user_id == user_id);
+        if theirs {
+            shard.map.remove(id);
+        }
+        drop(shard);
+        self.forget(vec![(user_id.to_owned(), Box::from(id))]);
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl ClearExpired for MemoryStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut orphans = Vec::new();
         let cleared: usize = self
             .inner
             .shards
             .iter()
-            .map(|s| lock(s).sweep_expired(now))
+            .map(|s| lock(s).sweep_expired(now, &mut orphans))
             .sum();
+        self.forget(orphans);
         Ok(cleared as u64)
     }
 }

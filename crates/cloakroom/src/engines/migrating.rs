@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::store::{Created, Record, SessionStore, Updated};
+use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 /// How many times a move is retried when another request races it.
 const MAX_MOVES: usize = 4;
@@ -149,5 +149,45 @@ impl SessionStore for MigratingStore {
 
     fn keeps_data_in_cookie(&self) -> bool {
         self.new.keeps_data_in_cookie()
+    }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        self.new.users().map(|_| self as &dyn UserIndex)
+    }
+}
+
+/// The new store's index: every session is written (and so linked) there from its first use
+/// under the migration. Revoking deletes the session from the old store too, as a logout does,
+/// so an old copy cannot bring it back.
+#[async_trait]
+impl UserIndex for MigratingStore {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        user_index(&*self.new)?.link(entry).await
+    }
+
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        user_index(&*self.new)?.unlink(user_id, id).await
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        user_index(&*self.new)?.sessions_of(user_id, now).await
+    }
+
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        let index = user_index(&*self.new)?;
+        let listed = index
+            .sessions_of(user_id, OffsetDateTime::now_utc())
+            .await?
+            .iter()
+            .any(|s| s.id == id);
+        index.revoke(user_id, id).await?;
+        if listed {
+            self.old.delete(id).await?;
+        }
+        Ok(())
     }
 }

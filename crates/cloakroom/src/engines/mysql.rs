@@ -41,7 +41,9 @@ use super::sql::{
     Table, CLEAR_BATCH,
 };
 use crate::error::{ConfigError, StoreError};
-use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
+use crate::store::{
+    Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
+};
 
 const ENGINE: &str = "mysql";
 
@@ -70,6 +72,10 @@ struct Queries {
     exists: String,
     clear: String,
     count: String,
+    link: String,
+    unlink: String,
+    sessions_of: String,
+    revoke: String,
 }
 
 impl Queries {
@@ -101,6 +107,21 @@ impl Queries {
                 "DELETE FROM `{t}` WHERE expire_date < ? ORDER BY expire_date LIMIT {CLEAR_BATCH}"
             ),
             count: format!("SELECT COUNT(*) FROM `{t}` WHERE expire_date > ?"),
+            link: format!(
+                "INSERT INTO `{t}_user` (session_key, user_id, created, last_seen, expire_date, user_agent, ip) \
+                 SELECT ?, ?, ?, ?, ?, ?, ? FROM DUAL WHERE EXISTS (SELECT 1 FROM `{t}` WHERE session_key = ?) \
+                 ON DUPLICATE KEY UPDATE user_id = VALUES(user_id), last_seen = VALUES(last_seen), \
+                 expire_date = VALUES(expire_date), user_agent = VALUES(user_agent), ip = VALUES(ip)"
+            ),
+            unlink: format!("DELETE FROM `{t}_user` WHERE user_id = ? AND session_key = ?"),
+            sessions_of: format!(
+                "SELECT u.session_key, u.user_id, u.created, u.last_seen, s.expire_date, u.user_agent, u.ip \
+                 FROM `{t}_user` u JOIN `{t}` s ON s.session_key = u.session_key \
+                 WHERE u.user_id = ? AND s.expire_date > ? ORDER BY u.created DESC, u.session_key"
+            ),
+            revoke: format!(
+                "DELETE FROM `{t}` WHERE session_key IN (SELECT session_key FROM `{t}_user` WHERE user_id = ? AND session_key = ?)"
+            ),
         }
     }
 }
@@ -226,6 +247,21 @@ impl MySqlStore {
                 Err(e) => return Err(fail(e)),
             }
         }
+        // The user index, its `user_id` index inline (no look-first needed).
+        let users = self.table.user_table();
+        let user_index = self.table.user_id_index();
+        let create_users = format!(
+            "CREATE TABLE IF NOT EXISTS `{users}` (`session_key` varchar(40) NOT NULL PRIMARY KEY, \
+             `user_id` varchar(255) NOT NULL, `created` datetime(6) NOT NULL, \
+             `last_seen` datetime(6) NOT NULL, `expire_date` datetime(6) NOT NULL, \
+             `user_agent` varchar(512) NULL, `ip` varchar(64) NULL, \
+             KEY `{user_index}` (`user_id`), \
+             CONSTRAINT `{users}_session_fk` FOREIGN KEY (`session_key`) REFERENCES `{t}` (`session_key`) ON DELETE CASCADE)"
+        );
+        sqlx::query(&create_users)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
         Ok(())
     }
 
@@ -340,7 +376,22 @@ impl SessionStore for MySqlStore {
             .map_err(|e| self.error(e))?;
         Ok(row.is_some())
     }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
 }
+
+// In `<table>_user` (see `Table::user_table`); InnoDB enforces its foreign key.
+super::sql::sql_user_index!(
+    MySqlStore,
+    writer: pool,
+    bind: utc_wall_clock,
+    read: |row: &MySqlRow, i: usize| {
+        row.try_get::<PrimitiveDateTime, _>(i)
+            .map(PrimitiveDateTime::assume_utc)
+    }
+);
 
 #[async_trait]
 impl ClearExpired for MySqlStore {

@@ -35,7 +35,9 @@ use super::sql::{
     Table, CLEAR_BATCH,
 };
 use crate::error::{ConfigError, StoreError};
-use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
+use crate::store::{
+    Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
+};
 
 const ENGINE: &str = "postgres";
 
@@ -67,6 +69,10 @@ struct Queries {
     exists: String,
     clear: String,
     count: String,
+    link: String,
+    unlink: String,
+    sessions_of: String,
+    revoke: String,
 }
 
 impl Queries {
@@ -93,6 +99,18 @@ impl Queries {
                 r#"DELETE FROM "{t}" WHERE session_key IN (SELECT session_key FROM "{t}" WHERE expire_date < $1 LIMIT {CLEAR_BATCH})"#
             ),
             count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE expire_date > $1"#),
+            link: format!(
+                r#"INSERT INTO "{t}_user" (session_key, user_id, created, last_seen, expire_date, user_agent, ip)
+SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM "{t}" WHERE session_key = $8)
+ON CONFLICT (session_key) DO UPDATE SET user_id = EXCLUDED.user_id, last_seen = EXCLUDED.last_seen, expire_date = EXCLUDED.expire_date, user_agent = EXCLUDED.user_agent, ip = EXCLUDED.ip"#
+            ),
+            unlink: format!(r#"DELETE FROM "{t}_user" WHERE user_id = $1 AND session_key = $2"#),
+            sessions_of: format!(
+                r#"SELECT u.session_key, u.user_id, u.created, u.last_seen, s.expire_date, u.user_agent, u.ip FROM "{t}_user" u JOIN "{t}" s ON s.session_key = u.session_key WHERE u.user_id = $1 AND s.expire_date > $2 ORDER BY u.created DESC, u.session_key"#
+            ),
+            revoke: format!(
+                r#"DELETE FROM "{t}" WHERE session_key IN (SELECT session_key FROM "{t}_user" WHERE user_id = $1 AND session_key = $2)"#
+            ),
         }
     }
 }
@@ -187,11 +205,15 @@ impl PostgresStore {
         let t = self.table.name();
         let like = like_index(&self.table);
         let expiry = self.table.expiry_index();
+        let users = self.table.user_table();
+        let user_index = self.table.user_id_index();
         let ddl = format!(
             r#"SELECT pg_advisory_xact_lock({MIGRATE_LOCK});
 CREATE TABLE IF NOT EXISTS "{t}" ("session_key" varchar(40) NOT NULL PRIMARY KEY, "session_data" text NOT NULL, "expire_date" timestamp with time zone NOT NULL);
 CREATE INDEX IF NOT EXISTS "{like}" ON "{t}" ("session_key" varchar_pattern_ops);
-CREATE INDEX IF NOT EXISTS "{expiry}" ON "{t}" ("expire_date");"#
+CREATE INDEX IF NOT EXISTS "{expiry}" ON "{t}" ("expire_date");
+CREATE TABLE IF NOT EXISTS "{users}" ("session_key" varchar(40) NOT NULL PRIMARY KEY REFERENCES "{t}" ("session_key") ON DELETE CASCADE, "user_id" varchar(255) NOT NULL, "created" timestamp with time zone NOT NULL, "last_seen" timestamp with time zone NOT NULL, "expire_date" timestamp with time zone NOT NULL, "user_agent" varchar(512) NULL, "ip" varchar(64) NULL);
+CREATE INDEX IF NOT EXISTS "{user_index}" ON "{users}" ("user_id");"#
         );
         // One simple-query string runs as one implicit transaction: the advisory lock is held
         // until all of it has committed, and a failure leaves nothing half made.
@@ -305,7 +327,19 @@ impl SessionStore for PostgresStore {
             .map_err(|e| self.error(e))?;
         Ok(row.is_some())
     }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
 }
+
+// In `<table>_user` (see `Table::user_table`).
+super::sql::sql_user_index!(
+    PostgresStore,
+    writer: pool,
+    bind: std::convert::identity::<OffsetDateTime>,
+    read: |row: &PgRow, i: usize| row.try_get::<OffsetDateTime, _>(i)
+);
 
 #[async_trait]
 impl ClearExpired for PostgresStore {

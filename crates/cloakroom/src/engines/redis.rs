@@ -14,6 +14,13 @@
 //!   `touch` one that compares the value's SHA-1 and sets only the TTL, and `load` reads the
 //!   value and its TTL in one script too. Each script touches one key, so it
 //!   runs on whichever cluster node owns that key's slot.
+//! - **Sessions of a user** ([`UserIndex`]): a sorted set per user,
+//!   `<prefix>:<version>:cloakroom.users{u:<user id>}`, of the user's session keys scored by
+//!   their expiry (ms), and beside it one hash per session (`…{u:<user id>}:<session key>`:
+//!   login, last write, client) expiring with the session. Both carry the user's hash tag, so
+//!   each index script touches one slot; the set's own expiry is its latest member's, and every
+//!   write or listing drops members whose expiry passed, so nothing outlives its session. A
+//!   listing also checks that each session key still exists (Django may have deleted it).
 //!
 //! The store keeps **one multiplexed connection** per server (fred pipelines every request
 //! over it) rather than a pool: Redis serves each connection from one thread, and one busy
@@ -37,7 +44,10 @@ use sha1::{Digest, Sha1};
 use time::OffsetDateTime;
 
 use crate::error::{ConfigError, StoreError};
-use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
+use crate::store::{
+    Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
+    UserSession,
+};
 
 const ENGINE: &str = "redis";
 
@@ -113,18 +123,83 @@ end
 return {1}
 ";
 
+/// Drops a user's index members whose expiry (the score, ms) is at or before ARGV[1], with
+/// their entries, and moves the set's own expiry to its latest member's. Shared by the index
+/// scripts below (KEYS[1] is the user's set; an entry is the set's key, `:`, the session key,
+/// so it shares the set's hash tag and slot).
+const PRUNE_LUA: &str = r"
+local function prune(set, now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now)) do
+    redis.call('DEL', set .. ':' .. id)
+  end
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+  local last = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')
+  if last[2] then redis.call('PEXPIREAT', set, last[2]) end
+end
+";
+
+/// Links session ARGV[1] (expiring at ARGV[2] ms) to the user whose set is KEYS[1]: its entry
+/// keeps the first `created` (ARGV[3]) and takes `last_seen` ARGV[4], user agent ARGV[5] and
+/// address ARGV[6] (empty: none); then prunes with the wall clock ARGV[7].
+const LINK_LUA: &str = r"
+local entry = KEYS[1] .. ':' .. ARGV[1]
+local created = redis.call('HGET', entry, 'created') or ARGV[3]
+redis.call('HSET', entry, 'created', created, 'last_seen', ARGV[4], 'ua', ARGV[5], 'ip', ARGV[6])
+redis.call('PEXPIREAT', entry, ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+prune(KEYS[1], ARGV[7])
+return 1
+";
+
+/// Forgets session ARGV[1] from the set KEYS[1], and its entry.
+const UNLINK_LUA: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[1] .. ':' .. ARGV[1])
+return 1
+";
+
+/// Prunes the set KEYS[1] at ARGV[1] ms, then answers `{id, expires, created, last_seen, ua,
+/// ip}` per member left (times in ms; a member whose entry is gone answers only its id).
+const LIST_LUA: &str = r"
+prune(KEYS[1], ARGV[1])
+local out = {}
+local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #members, 2 do
+  local f = redis.call('HMGET', KEYS[1] .. ':' .. members[i], 'created', 'last_seen', 'ua', 'ip')
+  if f[1] and f[2] then
+    table.insert(out, {members[i], tonumber(members[i + 1]), tonumber(f[1]), tonumber(f[2]), f[3] or '', f[4] or ''})
+  else
+    table.insert(out, {members[i]})
+  end
+end
+return out
+";
+
+/// Whether session ARGV[1] is in the set KEYS[1] (1) or not (0).
+const OWNS_LUA: &str = r"
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+return 0
+";
+
 /// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
 struct Script {
-    lua: &'static str,
+    lua: std::borrow::Cow<'static, str>,
     sha1: String,
 }
 
 impl Script {
     fn new(lua: &'static str) -> Self {
-        Self {
-            lua,
-            sha1: sha1_hex(lua.as_bytes()),
-        }
+        Self::of(std::borrow::Cow::Borrowed(lua))
+    }
+
+    /// A script that calls `prune` (see [`PRUNE_LUA`]).
+    fn with_prune(lua: &'static str) -> Self {
+        Self::of(std::borrow::Cow::Owned(format!("{PRUNE_LUA}{lua}")))
+    }
+
+    fn of(lua: std::borrow::Cow<'static, str>) -> Self {
+        let sha1 = sha1_hex(lua.as_bytes());
+        Self { lua, sha1 }
     }
 }
 
@@ -139,6 +214,10 @@ fn sha1_hex(bytes: &[u8]) -> String {
 static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(LOAD_LUA));
 static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(UPDATE_LUA));
 static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(TOUCH_LUA));
+static LINK: LazyLock<Script> = LazyLock::new(|| Script::with_prune(LINK_LUA));
+static UNLINK: LazyLock<Script> = LazyLock::new(|| Script::new(UNLINK_LUA));
+static LIST: LazyLock<Script> = LazyLock::new(|| Script::with_prune(LIST_LUA));
+static OWNS: LazyLock<Script> = LazyLock::new(|| Script::new(OWNS_LUA));
 
 /// How session data is kept in a Redis value.
 ///
@@ -462,6 +541,20 @@ impl RedisStore {
         format!("{}{session_key}", self.head)
     }
 
+    /// The sorted set of `user_id`'s sessions in the user index (see the module docs).
+    pub fn user_set_key(&self, user_id: &str) -> String {
+        // `u:` keeps the hash tag non-empty for an empty id (an empty tag would not count).
+        format!(
+            "{}:{}:cloakroom.users{{u:{user_id}}}",
+            self.key_prefix, self.version
+        )
+    }
+
+    /// The hash holding session `id`'s entry in `user_id`'s index.
+    pub fn user_entry_key(&self, user_id: &str, id: &str) -> String {
+        format!("{}:{id}", self.user_set_key(user_id))
+    }
+
     /// The client, for the application's own commands over the same connection.
     pub fn client(&self) -> &Client {
         &self.client
@@ -509,7 +602,7 @@ impl RedisStore {
             client.custom::<Value, Value>(command, values)
         };
         let reply = match call("EVALSHA", &script.sha1).await {
-            Err(e) if error_code(&e) == "NOSCRIPT" => call("EVAL", script.lua).await,
+            Err(e) if error_code(&e) == "NOSCRIPT" => call("EVAL", &script.lua).await,
             other => other,
         };
         Ok(reply.map_err(|e| self.error(e))?.into_array())
@@ -689,6 +782,115 @@ impl SessionStore for RedisStore {
             .await
             .map_err(|e| self.error(e))?;
         Ok(n > 0)
+    }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the index scores and stamps instants.
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_unix_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(NO_EXPIRY)
+}
+
+/// One member of a [`LIST_LUA`] reply, or `None` when its entry is gone.
+fn listed_entry(user_id: &str, member: &Value) -> Option<UserSession> {
+    let Value::Array(fields) = member else {
+        return None;
+    };
+    let text = |i: usize| {
+        fields
+            .get(i)
+            .and_then(Value::as_string)
+            .filter(|s| !s.is_empty())
+    };
+    let at = |i: usize| fields.get(i).and_then(Value::as_i64).map(from_unix_ms);
+    Some(UserSession {
+        id: text(0)?,
+        user_id: user_id.to_owned(),
+        expires_at: at(1)?,
+        created_at: at(2)?,
+        last_seen: at(3)?,
+        user_agent: text(4),
+        ip: text(5),
+    })
+}
+
+#[async_trait]
+impl UserIndex for RedisStore {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        let args = vec![
+            Value::from(entry.id.clone()),
+            Value::Integer(unix_ms(entry.expires_at)),
+            Value::Integer(unix_ms(entry.created_at)),
+            Value::Integer(unix_ms(entry.last_seen)),
+            Value::from(entry.user_agent.clone().unwrap_or_default()),
+            Value::from(entry.ip.clone().unwrap_or_default()),
+            Value::Integer(unix_ms(OffsetDateTime::now_utc())),
+        ];
+        self.run(&LINK, self.user_set_key(&entry.user_id), args)
+            .await
+            .map(drop)
+    }
+
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        let args = vec![Value::from(id.to_owned())];
+        self.run(&UNLINK, self.user_set_key(user_id), args)
+            .await
+            .map(drop)
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let args = vec![Value::Integer(unix_ms(now))];
+        let reply = self.run(&LIST, self.user_set_key(user_id), args).await?;
+        let mut listed = Vec::with_capacity(reply.len());
+        let mut dead = Vec::new();
+        for member in &reply {
+            match listed_entry(user_id, member) {
+                Some(entry) => listed.push(entry),
+                None => dead.extend(match member {
+                    Value::Array(fields) => fields.first().and_then(Value::as_string),
+                    _ => None,
+                }),
+            }
+        }
+        // A session deleted without its entry (by Django, or a failed unlink): its key is
+        // gone. The checks go out together (each to its own slot's node).
+        let present = futures_util::future::join_all(listed.iter().map(|s| self.exists(&s.id)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<bool>, StoreError>>()?;
+        let mut live = Vec::with_capacity(listed.len());
+        for (entry, present) in listed.into_iter().zip(present) {
+            if present {
+                live.push(entry);
+            } else {
+                dead.push(entry.id);
+            }
+        }
+        for id in dead {
+            self.unlink(user_id, &id).await?;
+        }
+        live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(live)
+    }
+
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        let args = vec![Value::from(id.to_owned())];
+        let owns = self.run(&OWNS, self.user_set_key(user_id), args).await?;
+        if status(&owns) == Some(1) {
+            self.delete(id).await?;
+        }
+        self.unlink(user_id, id).await
     }
 }
 

@@ -58,6 +58,109 @@ pub(crate) fn data_digest(data: &str) -> [u8; 32] {
     sha2::Sha256::digest(data.as_bytes()).into()
 }
 
+impl Table {
+    /// The user index beside the session table (`<table>_user`): one row per session linked
+    /// to a user, `session_key` its primary key and a foreign key to the session table with
+    /// `ON DELETE CASCADE`, so any delete of a session (ours, `clearsessions`, Django's own)
+    /// takes its entry along.
+    pub fn user_table(&self) -> String {
+        format!("{}_user", self.0)
+    }
+
+    /// The name of the user index table's index on `user_id`.
+    pub fn user_id_index(&self) -> String {
+        format!("{}_user_user_id_idx", self.0)
+    }
+}
+
+/// The [`UserIndex`](crate::store::UserIndex) of a SQL store, over `<table>_user`: written
+/// once for the three engines, which differ only in their statements (the store's `q.link`,
+/// `q.unlink`, `q.sessions_of`, `q.revoke`, each binding its parameters in the order below)
+/// and in how an instant is bound (`$bind`) and read back (`$read`).
+///
+/// - `link` inserts only while the session row exists and keeps an existing row's `created`;
+///   a session deleted meanwhile (a foreign key violation) is simply not linked.
+/// - `sessions_of` joins the live session row, whose own `expire_date` is reported: Django
+///   may have saved the session since its last link.
+/// - `revoke` deletes the session row only if the index says it is this user's; the foreign
+///   key's `ON DELETE CASCADE` takes the entry along (and `unlink` does, should a connection
+///   run without foreign keys).
+macro_rules! sql_user_index {
+    ($store:ty, writer: $writer:ident, bind: $bind:expr, read: $read:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::UserIndex for $store {
+            async fn link(&self, entry: &$crate::store::UserSession) -> Result<(), StoreError> {
+                let bind = $bind;
+                let result = sqlx::query(&self.q.link)
+                    .bind(&entry.id)
+                    .bind(&entry.user_id)
+                    .bind(bind(entry.created_at))
+                    .bind(bind(entry.last_seen))
+                    .bind(bind(entry.expires_at))
+                    .bind(entry.user_agent.as_deref())
+                    .bind(entry.ip.as_deref())
+                    .bind(&entry.id)
+                    .execute(&self.$writer)
+                    .await;
+                match result {
+                    Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(()),
+                    other => other.map(drop).map_err(|e| store_error(&self.table, e)),
+                }
+            }
+
+            async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+                sqlx::query(&self.q.unlink)
+                    .bind(user_id)
+                    .bind(id)
+                    .execute(&self.$writer)
+                    .await
+                    .map_err(|e| store_error(&self.table, e))?;
+                Ok(())
+            }
+
+            async fn sessions_of(
+                &self,
+                user_id: &str,
+                now: time::OffsetDateTime,
+            ) -> Result<Vec<$crate::store::UserSession>, StoreError> {
+                use sqlx::Row as _;
+                let fail = |e| store_error(&self.table, e);
+                let read = $read;
+                let rows = sqlx::query(&self.q.sessions_of)
+                    .bind(user_id)
+                    .bind(($bind)(now))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(fail)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::store::UserSession {
+                            id: row.try_get(0).map_err(fail)?,
+                            user_id: row.try_get(1).map_err(fail)?,
+                            created_at: read(row, 2).map_err(fail)?,
+                            last_seen: read(row, 3).map_err(fail)?,
+                            expires_at: read(row, 4).map_err(fail)?,
+                            user_agent: row.try_get(5).map_err(fail)?,
+                            ip: row.try_get(6).map_err(fail)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+                sqlx::query(&self.q.revoke)
+                    .bind(user_id)
+                    .bind(id)
+                    .execute(&self.$writer)
+                    .await
+                    .map_err(|e| store_error(&self.table, e))?;
+                $crate::store::UserIndex::unlink(self, user_id, id).await
+            }
+        }
+    };
+}
+pub(crate) use sql_user_index;
+
 /// How many rows `clearsessions` deletes per statement, so a large purge never holds a long lock.
 pub const CLEAR_BATCH: i64 = 5_000;
 

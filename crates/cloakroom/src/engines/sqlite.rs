@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 
 use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Table, CLEAR_BATCH};
 use crate::error::{ConfigError, StoreError};
-use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
+use crate::store::{
+    Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
+};
 
 const ENGINE: &str = "sqlite";
 
@@ -41,6 +43,10 @@ struct Queries {
     exists: String,
     clear: String,
     count: String,
+    link: String,
+    unlink: String,
+    sessions_of: String,
+    revoke: String,
 }
 
 impl Queries {
@@ -65,6 +71,21 @@ impl Queries {
                 r#"DELETE FROM "{t}" WHERE session_key IN (SELECT session_key FROM "{t}" WHERE expire_date < ?1 LIMIT {CLEAR_BATCH})"#
             ),
             count: format!(r#"SELECT COUNT(*) FROM "{t}" WHERE expire_date > ?1"#),
+            // Only while the session is there (a concurrent logout may have deleted it); an
+            // existing entry keeps its `created`.
+            link: format!(
+                r#"INSERT INTO "{t}_user" (session_key, user_id, created, last_seen, expire_date, user_agent, ip)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM "{t}" WHERE session_key = ?8)
+ON CONFLICT (session_key) DO UPDATE SET user_id = excluded.user_id, last_seen = excluded.last_seen, expire_date = excluded.expire_date, user_agent = excluded.user_agent, ip = excluded.ip"#
+            ),
+            unlink: format!(r#"DELETE FROM "{t}_user" WHERE user_id = ?1 AND session_key = ?2"#),
+            // The session's own expiry decides (Django may have saved it since our last link).
+            sessions_of: format!(
+                r#"SELECT u.session_key, u.user_id, u.created, u.last_seen, s.expire_date, u.user_agent, u.ip FROM "{t}_user" u JOIN "{t}" s ON s.session_key = u.session_key WHERE u.user_id = ?1 AND s.expire_date > ?2 ORDER BY u.created DESC, u.session_key"#
+            ),
+            revoke: format!(
+                r#"DELETE FROM "{t}" WHERE session_key IN (SELECT session_key FROM "{t}_user" WHERE user_id = ?1 AND session_key = ?2)"#
+            ),
         }
     }
 }
@@ -198,16 +219,21 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Creates the table and its expiry index unless they exist (idempotent).
+    /// Creates the table and its expiry index, and the user index table beside it
+    /// ([`Table::user_table`]), unless they exist (idempotent).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the database refuses.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let t = self.table.name();
         let index = self.table.expiry_index();
+        let users = self.table.user_table();
+        let user_index = self.table.user_id_index();
         let ddl = format!(
             r#"CREATE TABLE IF NOT EXISTS "{t}" ("session_key" varchar(40) NOT NULL PRIMARY KEY, "session_data" text NOT NULL, "expire_date" datetime NOT NULL);
-CREATE INDEX IF NOT EXISTS "{index}" ON "{t}" ("expire_date");"#
+CREATE INDEX IF NOT EXISTS "{index}" ON "{t}" ("expire_date");
+CREATE TABLE IF NOT EXISTS "{users}" ("session_key" varchar(40) NOT NULL PRIMARY KEY REFERENCES "{t}" ("session_key") ON DELETE CASCADE, "user_id" varchar(255) NOT NULL, "created" datetime NOT NULL, "last_seen" datetime NOT NULL, "expire_date" datetime NOT NULL, "user_agent" varchar(512) NULL, "ip" varchar(64) NULL);
+CREATE INDEX IF NOT EXISTS "{user_index}" ON "{users}" ("user_id");"#
         );
         sqlx::raw_sql(&ddl)
             .execute(&self.writer)
@@ -322,7 +348,24 @@ impl SessionStore for SqliteStore {
             .map_err(|e| store_error(&self.table, e))?;
         Ok(row.is_some())
     }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
 }
+
+// In `<table>_user` (see `Table::user_table`). sqlx turns SQLite's foreign keys on for its
+// connections, so deleting a session deletes its entry.
+super::sql::sql_user_index!(
+    SqliteStore,
+    writer: writer,
+    bind: django_datetime,
+    read: |row: &sqlx::sqlite::SqliteRow, i: usize| -> Result<OffsetDateTime, sqlx::Error> {
+        let text: String = row.try_get(i)?;
+        parse_django_datetime(&text)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unreadable datetime `{text}`").into()))
+    }
+);
 
 #[async_trait]
 impl ClearExpired for SqliteStore {

@@ -118,6 +118,9 @@ impl SessionStore for Scoped {
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         self.store.exists(key).await
     }
+    fn users(&self) -> Option<&dyn cloakroom::UserIndex> {
+        self.store.users()
+    }
 }
 
 #[async_trait]

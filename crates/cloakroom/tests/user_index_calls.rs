@@ -1,0 +1,201 @@
+//! What the user index costs and how its failures surface: sessions without a user and
+//! read-only requests make no index call; a failing index is a `StoreError` under the
+//! store-error policy (fail-closed reports it, fail-open keeps the saved session).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cloakroom::engines::memory::MemoryStore;
+use cloakroom::{
+    CookieAction, Created, Error, OnStoreError, Record, SessionStore, Sessions, Settings,
+    StoreError, Updated, UserIndex, UserSession,
+};
+use time::OffsetDateTime;
+
+/// A real in-process store whose index counts its calls and can be made to fail.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    index_calls: AtomicU64,
+    failing: AtomicBool,
+}
+
+impl Counting {
+    fn call(&self) -> Result<&MemoryStore, StoreError> {
+        self.index_calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::backend("counting", "the index is down"));
+        }
+        Ok(&self.inner)
+    }
+}
+
+#[async_trait]
+impl SessionStore for Counting {
+    fn engine(&self) -> &'static str {
+        "counting"
+    }
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        self.inner.load(key, now).await
+    }
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        self.inner.create(key, record).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        self.inner.update(key, expected, record, now).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(key).await
+    }
+    fn users(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl UserIndex for Counting {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        self.call()?.link(entry).await
+    }
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.call()?.unlink(user_id, id).await
+    }
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.call()?.sessions_of(user_id, now).await
+    }
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.call()?.revoke(user_id, id).await
+    }
+}
+
+fn setup(policy: OnStoreError) -> (Arc<Counting>, Sessions) {
+    let store = Arc::new(Counting::default());
+    let settings = Settings::default().with_on_store_error(policy);
+    let sessions = Sessions::from_arc(store.clone(), settings).unwrap();
+    (store, sessions)
+}
+
+/// One request that runs `f` on the session; its cookie outcome, or the commit's error.
+async fn request(
+    sessions: &Sessions,
+    cookie: Option<&str>,
+    f: impl FnOnce(&cloakroom::Session),
+) -> Result<CookieAction, Error> {
+    let lazy = sessions.start(cookie);
+    f(&lazy.load().await?);
+    Ok(lazy.commit(200).await?.cookie)
+}
+
+fn value(action: CookieAction) -> String {
+    match action {
+        CookieAction::Set { value, .. } => value,
+        other => panic!("no cookie set: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_sessions_and_read_only_requests_make_no_index_call() {
+    let (store, sessions) = setup(OnStoreError::FailClosed);
+    let anon = value(
+        request(&sessions, None, |s| s.insert("n", 0).unwrap())
+            .await
+            .unwrap(),
+    );
+    for i in 1..=10 {
+        request(&sessions, Some(&anon), |s| s.insert("n", i).unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.index_calls.load(Ordering::SeqCst),
+        0,
+        "anonymous writes"
+    );
+
+    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash");
+    let user = value(request(&sessions, Some(&anon), login).await.unwrap());
+    let after_login = store.index_calls.load(Ordering::SeqCst);
+    assert!(after_login >= 1, "a login did not link");
+    for _ in 0..10 {
+        request(&sessions, Some(&user), |s| {
+            s.user_id();
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        store.index_calls.load(Ordering::SeqCst),
+        after_login,
+        "read-only requests called the index"
+    );
+    request(&sessions, Some(&user), |s| s.insert("cart", 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.index_calls.load(Ordering::SeqCst),
+        after_login + 1,
+        "a write of a logged-in session is one link"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_index_is_a_store_error_when_fail_closed() {
+    let (store, sessions) = setup(OnStoreError::FailClosed);
+    store.failing.store(true, Ordering::SeqCst);
+    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash");
+    match request(&sessions, None, login).await {
+        Err(Error::Store(StoreError::Backend { engine, .. })) => assert_eq!(engine, "counting"),
+        other => panic!("a failed link answered {other:?}"),
+    }
+    assert!(matches!(
+        sessions.sessions_of("42").await,
+        Err(StoreError::Backend { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_index_keeps_the_saved_session_when_fail_open() {
+    let (store, sessions) = setup(OnStoreError::FailOpen);
+    store.failing.store(true, Ordering::SeqCst);
+    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash");
+    let cookie = value(request(&sessions, None, login).await.unwrap());
+    let s = sessions.start(Some(&cookie)).load().await.unwrap();
+    assert_eq!(s.user_id().as_deref(), Some("42"), "the login was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_an_index_says_so() {
+    let store = cloakroom::engines::cookie::SignedCookieStore::new(
+        cloakroom::Secret::new("secret"),
+        Vec::new(),
+        1_209_600,
+        "sessionid".to_owned(),
+    )
+    .unwrap();
+    let sessions = Sessions::new(store, Settings::default()).unwrap();
+    let err = sessions.revoke_user("42").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NoUserIndex {
+                engine: "signed_cookies"
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("server-side engine"), "{err}");
+}
