@@ -20,8 +20,9 @@ pub enum StoreError {
         /// The configured bound.
         after: Duration,
     },
-    /// The session table does not exist yet.
-    #[error("the session table `{table}` does not exist; create it with `cloakroom migrate --database-url URL --table {table}`")]
+    /// A table of the store (the session table, or the user index beside it) does not exist
+    /// yet: the database was not migrated, or was migrated by an older release or by Django.
+    #[error("the table `{table}` does not exist; create the session tables with `cloakroom migrate --database-url URL` (add `--table NAME` when the session table is not the default)")]
     MissingTable {
         /// The table that was looked for.
         table: String,

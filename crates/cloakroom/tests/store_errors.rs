@@ -156,3 +156,27 @@ async fn the_breaker_fails_fast_then_recovers_without_a_restart() {
         200
     );
 }
+
+/// A database migrated before the user index existed (or by Django) lacks `<table>_user`: a
+/// login's save names that table and `cloakroom migrate`, and a second `migrate` mends it.
+#[tokio::test]
+async fn a_missing_user_index_table_is_named_with_its_fix() {
+    let app = start(Settings::default()).await;
+    sqlx::query("DROP TABLE cloakroom_session_user")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let sessions = Sessions::new(app.store.clone(), Settings::default()).unwrap();
+    let login = || async {
+        let lazy = sessions.start(None);
+        lazy.load().await.unwrap().login_as("42", "app.Backend", "");
+        lazy.commit(200).await
+    };
+    let err = login().await.expect_err("the index table is missing");
+    let msg = err.to_string();
+    assert!(msg.contains("`cloakroom_session_user`"), "{msg}");
+    assert!(msg.contains("cloakroom migrate"), "{msg}");
+    app.store.migrate().await.unwrap();
+    login().await.expect("migrate made the index table");
+    assert_eq!(sessions.sessions_of("42").await.unwrap().len(), 1);
+}

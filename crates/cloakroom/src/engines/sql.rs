@@ -87,6 +87,17 @@ impl Table {
 ///   run without foreign keys).
 macro_rules! sql_user_index {
     ($store:ty, writer: $writer:ident, bind: $bind:expr, read: $read:expr) => {
+        /// A failed index statement's error; a missing table is the index table (a store
+        /// migrated before the index existed), named so `migrate` is the evident fix.
+        fn index_error(table: &Table, e: sqlx::Error) -> StoreError {
+            match store_error(table, e) {
+                StoreError::MissingTable { .. } => StoreError::MissingTable {
+                    table: table.user_table(),
+                },
+                other => other,
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::UserIndex for $store {
             async fn link(&self, entry: &$crate::store::UserSession) -> Result<(), StoreError> {
@@ -104,7 +115,7 @@ macro_rules! sql_user_index {
                     .await;
                 match result {
                     Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(()),
-                    other => other.map(drop).map_err(|e| store_error(&self.table, e)),
+                    other => other.map(drop).map_err(|e| index_error(&self.table, e)),
                 }
             }
 
@@ -114,7 +125,7 @@ macro_rules! sql_user_index {
                     .bind(id)
                     .execute(&self.$writer)
                     .await
-                    .map_err(|e| store_error(&self.table, e))?;
+                    .map_err(|e| index_error(&self.table, e))?;
                 Ok(())
             }
 
@@ -124,7 +135,7 @@ macro_rules! sql_user_index {
                 now: time::OffsetDateTime,
             ) -> Result<Vec<$crate::store::UserSession>, StoreError> {
                 use sqlx::Row as _;
-                let fail = |e| store_error(&self.table, e);
+                let fail = |e| index_error(&self.table, e);
                 let read = $read;
                 let rows = sqlx::query(&self.q.sessions_of)
                     .bind(user_id)
@@ -153,7 +164,7 @@ macro_rules! sql_user_index {
                     .bind(id)
                     .execute(&self.$writer)
                     .await
-                    .map_err(|e| store_error(&self.table, e))?;
+                    .map_err(|e| index_error(&self.table, e))?;
                 $crate::store::UserIndex::unlink(self, user_id, id).await
             }
         }
