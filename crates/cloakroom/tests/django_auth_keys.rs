@@ -36,12 +36,15 @@ async fn login_as_writes_djangos_keys_and_cycles_or_flushes_like_django() {
         s.get::<Vec<String>>("cart").unwrap(),
         Some(vec!["apple".into()])
     );
+    // A loaded session holds its visitor's lock until it is committed or dropped.
+    drop(s);
 
     // Another user: the old data goes (Django's flush).
     let bob = saved_key(&sessions, Some(&ana), |s| s.login_as("7", BACKEND, &hash)).await;
     let s = sessions.start(Some(&bob)).load().await.unwrap();
     assert_eq!(s.user_id().as_deref(), Some("7"));
     assert_eq!(s.get::<Vec<String>>("cart").unwrap(), None);
+    drop(s);
 
     // Logout is flush: the session is gone.
     let lazy = sessions.start(Some(&bob));
