@@ -257,8 +257,8 @@ impl Sessions {
 
     /// `user_id`'s live sessions, newest login first: when each was created (the login), last
     /// written, when it expires, and the client [`Session::record_client`] recorded. A session
-    /// is listed once a write linked it (its login's save), and until it expires, is deleted or
-    /// is revoked.
+    /// is listed once a write linked it (its login's save) or a live migration moved it (see
+    /// [`SessionStore::load_moved`]), and until it expires, is deleted or is revoked.
     ///
     /// # Examples
     /// ```no_run
