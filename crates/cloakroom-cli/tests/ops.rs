@@ -366,3 +366,38 @@ async fn copy_names_the_secret_key_when_it_cannot_read_the_users() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn live_migration_lists_a_moved_session_under_its_user_from_its_first_read() {
+    let old_dir = Scratch::new("migrate-users");
+    let demo = Demo::start_in(&old_dir, &[]);
+    let (user, phone) = (unique_table("user"), visitor());
+    log_in(&phone, &demo, &user, "Phone/1.0").await;
+    let from = demo.db_url();
+    drop(demo);
+    let folder = Scratch::new("migrate-users-to-file");
+    let folder_arg = folder.display().to_string();
+    let switched = Demo::start_in(
+        &old_dir,
+        &[
+            "--engine",
+            "file",
+            "--file-path",
+            &folder_arg,
+            "--migrate-from",
+            &from,
+        ],
+    );
+    // The listing is the session's first use on the new store: a read that moves it.
+    let sessions = listed(&phone, &switched).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["user_agent"], "Phone/1.0");
+    let out = send(phone.post(switched.url("/api/logout-everywhere"))).await;
+    assert_eq!(out.json(), json!({ "revoked": 1 }));
+    let db = sqlx::SqlitePool::connect(&from).await.unwrap();
+    assert_eq!(
+        support::count_rows(&db).await,
+        0,
+        "nothing left in the old store"
+    );
+}
