@@ -287,9 +287,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let dest = ops::settings_for(&to, &settings)?;
             let done = ops::copy(&source, &dest).await?;
             println!(
-                "copied {} sessions ({} already there, {} kept: other data in the destination)",
-                done.copied, done.same, done.kept
+                "copied {} sessions ({} already there, {} kept: other data in the destination); \
+                 {} linked to their users",
+                done.copied, done.same, done.kept, done.linked
             );
+            if done.undecodable > 0 {
+                eprintln!(
+                    "{} sessions could not be decoded with these settings and were not linked to \
+                     a user: set --secret-key (and its fallbacks) as the app has them, and copy again",
+                    done.undecodable
+                );
+            }
         }
         Command::Inspect { key } => {
             let opened = cloakroom::engines::open(&settings).await?;

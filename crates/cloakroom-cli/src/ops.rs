@@ -14,14 +14,18 @@
 //! `?table=` picks the session table (default: the `--table` setting, `django_session`
 //! unless set); any other query parameters go to the database driver unchanged. A `cached_db`
 //! store keeps every session in its database: copy to or from that database's URL (its cache
-//! fills itself on first use). Every other setting (cookie name and age for the file engine,
+//! fills itself on first use). When the destination keeps an index of sessions by user (every
+//! server-side engine does), each copied session that holds a user is linked there, keeping
+//! what the source's index knew of it (login time, last seen, client), so the user's list and
+//! revoking work on the copy at once. Every other setting (cookie name and age for the file engine,
 //! the store timeout …) comes from the usual flags, variables and `--config` file.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cloakroom::codec::{Codec, Data};
 use cloakroom::engines::Opened;
-use cloakroom::store::{Created, Record, Scan};
+use cloakroom::store::{Created, Record, Scan, UserIndex, UserSession};
 use cloakroom::{Engine, Settings};
 use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
@@ -125,12 +129,19 @@ pub struct Copied {
     pub same: u64,
     /// Already there with other data, kept: the destination's is newer (live traffic wrote it).
     pub kept: u64,
+    /// Copied or already there, holding a user, and linked in the destination's user index.
+    pub linked: u64,
+    /// Copied or already there, but with data these settings cannot decode (another secret
+    /// key, say), so not linked to any user.
+    pub undecodable: u64,
 }
 
 /// Copies every live session from `from` to `to`, keeping keys, data and expiry.
 ///
 /// Idempotent: a session already in the destination is left alone, so a second run copies
-/// nothing and an interrupted run can be started again.
+/// nothing and an interrupted run can be started again. A copied session (or one already
+/// there with the same data) that holds a user is linked in the destination's user index, if
+/// it keeps one; linking again only refreshes the entry.
 ///
 /// # Errors
 /// [`CliError`] when either engine cannot be opened or fails.
@@ -145,9 +156,16 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
     let mut cursor: Option<String> = None;
     loop {
         let batch = scan.scan(cursor.as_deref(), COPY_BATCH, now).await?;
+        let mut landed = Vec::new();
         for (key, record) in &batch.sessions {
-            copy_one(&dest, key, record, &mut done).await?;
+            if copy_one(&dest, key, record, &mut done).await? {
+                landed.push((key.as_str(), record));
+            }
             progress.inc(1);
+        }
+        if let Some(index) = dest.store.users() {
+            let source_index = source.store.users();
+            link_users(from, source_index, index, &landed, now, &mut done).await?;
         }
         match batch.next {
             Some(next) => cursor = Some(next),
@@ -158,18 +176,19 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
     Ok(done)
 }
 
+/// Copies one session, returning whether the destination now holds the source's record.
 async fn copy_one(
     dest: &Opened,
     key: &str,
     record: &Record,
     done: &mut Copied,
-) -> Result<(), CliError> {
+) -> Result<bool, CliError> {
     let store = &dest.store;
     for _ in 0..3 {
         match store.create(key, record).await? {
             Created::Stored => {
                 done.copied += 1;
-                return Ok(());
+                return Ok(true);
             }
             Created::Taken => {}
         }
@@ -181,17 +200,58 @@ async fn copy_one(
                     && (there.expires_at - record.expires_at).abs() < time::Duration::SECOND =>
             {
                 done.same += 1;
-                return Ok(());
+                return Ok(true);
             }
+            // Live traffic wrote it in the destination, and the core linked it then.
             Some(_) => {
                 done.kept += 1;
-                return Ok(());
+                return Ok(false);
             }
             // An expired record still holds the key: clear it and create again.
             None => store.delete(key).await?,
         }
     }
     Err(CliError::Contended)
+}
+
+/// Links the sessions of one batch that `landed` in the destination and hold a user in its
+/// index `dest`. An entry the source's index holds keeps its login time, last seen and client;
+/// otherwise the entry starts `now` with the client the data recorded. The source's index is
+/// read once per user per batch.
+async fn link_users(
+    settings: &Settings,
+    source: Option<&dyn UserIndex>,
+    dest: &dyn UserIndex,
+    landed: &[(&str, &Record)],
+    now: OffsetDateTime,
+    done: &mut Copied,
+) -> Result<(), CliError> {
+    let mut known: HashMap<String, Vec<UserSession>> = HashMap::new();
+    for &(key, record) in landed {
+        let Ok(data) = decode(settings, &record.data) else {
+            done.undecodable += 1;
+            continue;
+        };
+        let Some(mut entry) = UserSession::from_data(key, &data, record.expires_at, now) else {
+            continue;
+        };
+        if let Some(source) = source {
+            if !known.contains_key(&entry.user_id) {
+                let listed = source.sessions_of(&entry.user_id, now).await?;
+                known.insert(entry.user_id.clone(), listed);
+            }
+            let listed = known.get(&entry.user_id).map_or(&[][..], Vec::as_slice);
+            if let Some(was) = listed.iter().find(|s| s.id == entry.id) {
+                entry.created_at = was.created_at;
+                entry.last_seen = was.last_seen;
+                entry.user_agent.clone_from(&was.user_agent);
+                entry.ip.clone_from(&was.ip);
+            }
+        }
+        dest.link(&entry).await?;
+        done.linked += 1;
+    }
+    Ok(())
 }
 
 /// Deletes expired sessions in batches with a progress bar, returning how many went.

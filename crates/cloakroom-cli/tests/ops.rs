@@ -8,6 +8,90 @@ use support::{
     cli, migrate, postgres_url, redis_url, send, session, unique_table, visitor, Demo, Scratch,
 };
 
+/// Logs `client` in as `user` on `demo`, sending `user_agent`.
+async fn log_in(client: &reqwest::Client, demo: &Demo, user: &str, user_agent: &str) {
+    let r = send(
+        client
+            .post(demo.url("/api/login"))
+            .header("user-agent", user_agent)
+            .json(&json!({ "username": user })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// `GET /api/sessions` for `client` on `demo`: the user's sessions as the demo lists them,
+/// without the `current` mark (which depends on who asks).
+async fn listed(client: &reqwest::Client, demo: &Demo) -> Vec<Value> {
+    let r = send(client.get(demo.url("/api/sessions"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut sessions = r.json()["sessions"].as_array().unwrap().clone();
+    for s in &mut sessions {
+        s.as_object_mut().unwrap().remove("current");
+    }
+    sessions
+}
+
+/// Two browsers log a user in on the `source` demo (and an anonymous visitor comes by); after
+/// `copy` from `from` to `to` (twice), a demo on the destination (`dest_args`) lists both
+/// sessions as the source did (login time, client), and logging out everywhere there ends
+/// both. Without the copy's links the listing would be empty: reading a session writes nothing.
+async fn copy_links_the_users_sessions(source: &Demo, from: &str, to: &str, dest_args: &[&str]) {
+    let user = unique_table("user");
+    let (phone, laptop) = (visitor(), visitor());
+    log_in(&phone, source, &user, "Phone/1.0").await;
+    log_in(&laptop, source, &user, "Laptop/2.0").await;
+    sessions(source, 1).await;
+    let before = listed(&phone, source).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    // The listing counts whole seconds: let the copy run in a later one than the logins, so an
+    // entry that took the copy's time as its login would show.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    copy_twice_linking(&source.dir, from, to, 3, 2);
+
+    let dest = Demo::start_in(&source.dir, dest_args);
+    assert_eq!(
+        listed(&phone, &dest).await,
+        before,
+        "listed as at the source"
+    );
+    let out = send(laptop.post(dest.url("/api/logout-everywhere"))).await;
+    assert_eq!(out.json(), json!({ "revoked": 2 }));
+    let whoami = send(phone.get(dest.url("/api/whoami"))).await.json();
+    assert_eq!(whoami["username"], Value::Null, "the phone is logged out");
+}
+
+#[tokio::test]
+async fn copy_sqlite_to_redis_links_the_users_sessions() {
+    let source = Demo::start(&[]);
+    let to = redis_url();
+    copy_links_the_users_sessions(
+        &source,
+        &source.db_url(),
+        &to,
+        &["--engine", "cache", "--cache-url", &to],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn copy_file_to_postgres_links_the_users_sessions() {
+    let folder = Scratch::new("copy-file-users");
+    let folder_arg = folder.display().to_string();
+    let source = Demo::start(&["--engine", "file", "--file-path", &folder_arg]);
+    let table = unique_table("copyusers");
+    migrate(&postgres_url(), &table);
+    let to = format!("{}?table={table}", postgres_url());
+    copy_links_the_users_sessions(
+        &source,
+        &format!("file://{folder_arg}"),
+        &to,
+        &["--database-url", &postgres_url(), "--table", &table],
+    )
+    .await;
+}
+
 /// Makes `n` sessions on the demo, session `i` with `i + 1` visits; returns their keys.
 async fn sessions(demo: &Demo, n: usize) -> Vec<String> {
     let mut keys = Vec::new();
@@ -46,18 +130,30 @@ fn inspect(dir: &std::path::Path, key: &str, args: &[&str]) -> Value {
     serde_json::from_str(&run(dir, &all)).unwrap()
 }
 
-/// Copies twice from `from` to `to`: the first run copies `n`, the second none.
-fn copy_twice(dir: &std::path::Path, from: &str, to: &str, n: usize) {
+/// Copies twice from `from` to `to`: the first run copies `n`, the second none; each links
+/// `linked` (linking again only refreshes the entries).
+fn copy_twice_linking(dir: &std::path::Path, from: &str, to: &str, n: usize, linked: usize) {
     let out = run(dir, &["copy", "--from", from, "--to", to]);
     assert!(
-        out.contains(&format!("copied {n} sessions (0 already there, 0 kept")),
+        out.contains(&format!(
+            "copied {n} sessions (0 already there, 0 kept: other data in the destination); \
+             {linked} linked to their users"
+        )),
         "{out}"
     );
     let out = run(dir, &["copy", "--from", from, "--to", to]);
     assert!(
-        out.contains(&format!("copied 0 sessions ({n} already there, 0 kept")),
+        out.contains(&format!(
+            "copied 0 sessions ({n} already there, 0 kept: other data in the destination); \
+             {linked} linked to their users"
+        )),
         "the second run changes nothing: {out}"
     );
+}
+
+/// Copies twice from `from` to `to`: anonymous sessions only.
+fn copy_twice(dir: &std::path::Path, from: &str, to: &str, n: usize) {
+    copy_twice_linking(dir, from, to, n, 0);
 }
 
 /// After a copy, each session goes on in a demo on the destination: same key, same data.
@@ -238,4 +334,70 @@ async fn live_migration_moves_sessions_on_first_use() {
         .new_key();
     assert!(folder.join(format!("sessionid{key}")).exists());
     assert_eq!(support::row(&db, &key).await, None);
+}
+
+#[tokio::test]
+async fn copy_names_the_secret_key_when_it_cannot_read_the_users() {
+    let args = ["--data-format", "django", "--secret-key", "the-apps-secret"];
+    let source = Demo::start(&args);
+    log_in(&visitor(), &source, &unique_table("user"), "Phone/1.0").await;
+    let to = format!("sqlite://{}", source.dir.join("copy.sqlite3").display());
+    run(&source.dir, &["migrate", "--database-url", &to]);
+    let from = source.db_url();
+    let copy = ["copy", "--from", &from, "--to", &to];
+
+    let (ok, out, err) = cli(
+        &source.dir,
+        &[&copy[..], &["--secret-key", "another-secret"]].concat(),
+    );
+    assert!(ok, "the sessions are copied all the same: {out}{err}");
+    assert!(
+        out.contains("copied 1 sessions") && out.contains("0 linked"),
+        "{out}"
+    );
+    assert!(
+        err.contains("1 sessions could not be decoded") && err.contains("set --secret-key"),
+        "and the fix is named: {err}"
+    );
+
+    let out = run(&source.dir, &[&copy[..], &args[..]].concat());
+    assert!(
+        out.contains("1 already there") && out.contains("1 linked"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn live_migration_lists_a_moved_session_under_its_user_from_its_first_read() {
+    let old_dir = Scratch::new("migrate-users");
+    let demo = Demo::start_in(&old_dir, &[]);
+    let (user, phone) = (unique_table("user"), visitor());
+    log_in(&phone, &demo, &user, "Phone/1.0").await;
+    let from = demo.db_url();
+    drop(demo);
+    let folder = Scratch::new("migrate-users-to-file");
+    let folder_arg = folder.display().to_string();
+    let switched = Demo::start_in(
+        &old_dir,
+        &[
+            "--engine",
+            "file",
+            "--file-path",
+            &folder_arg,
+            "--migrate-from",
+            &from,
+        ],
+    );
+    // The listing is the session's first use on the new store: a read that moves it.
+    let sessions = listed(&phone, &switched).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["user_agent"], "Phone/1.0");
+    let out = send(phone.post(switched.url("/api/logout-everywhere"))).await;
+    assert_eq!(out.json(), json!({ "revoked": 1 }));
+    let db = sqlx::SqlitePool::connect(&from).await.unwrap();
+    assert_eq!(
+        support::count_rows(&db).await,
+        0,
+        "nothing left in the old store"
+    );
 }

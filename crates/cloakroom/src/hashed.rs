@@ -72,6 +72,14 @@ impl SessionStore for HashedKeys {
         self.inner.load(&stored_key(key), now).await
     }
 
+    async fn load_moved(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        self.inner.load_moved(&stored_key(key), now).await
+    }
+
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
         self.inner.create(&stored_key(key), record).await
     }

@@ -18,7 +18,7 @@ use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
 use crate::key;
-use crate::session::{client_of, user_of, Inner, Session, State};
+use crate::session::{user_of, Inner, Session, State};
 use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 /// How many times a save re-applies its changes to a newer record before giving up.
@@ -257,8 +257,8 @@ impl Sessions {
 
     /// `user_id`'s live sessions, newest login first: when each was created (the login), last
     /// written, when it expires, and the client [`Session::record_client`] recorded. A session
-    /// is listed once a write linked it (its login's save), and until it expires, is deleted or
-    /// is revoked.
+    /// is listed once a write linked it (its login's save) or a live migration moved it (see
+    /// [`SessionStore::load_moved`]), and until it expires, is deleted or is revoked.
     ///
     /// # Examples
     /// ```no_run
@@ -446,7 +446,8 @@ impl LazySession {
         let mut key = key.to_owned();
         // One hop at most: a pointer to a pointer is not followed.
         for _hop in 0..2 {
-            let Some(record) = shared.call(shared.store.load(&key, now)).await? else {
+            let Some((record, moved)) = shared.call(shared.store.load_moved(&key, now)).await?
+            else {
                 return Ok(None);
             };
             let data = match shared.codec.decode(&record.data) {
@@ -465,7 +466,12 @@ impl LazySession {
                 return Ok(None);
             }
             match moved_to(&data) {
-                None => return Ok(Some((key, record, data))),
+                None => {
+                    if moved {
+                        self.link_moved(&key, &record, &data, now).await?;
+                    }
+                    return Ok(Some((key, record, data)));
+                }
                 Some(next) if shared.settings.rotation_grace > 0 && key::is_well_formed(next) => {
                     key = next.to_owned();
                 }
@@ -767,19 +773,12 @@ impl LazySession {
         if let Some((user, key)) = st.linked.take().filter(|_| fresh) {
             self.under_policy(shared.call(index.unlink(&user, &key)).await)?;
         }
-        if let (Some((user, key)), Some((_, expires_at))) = (&next, saved) {
-            let (user_agent, ip) = client_of(&st.data);
-            let entry = UserSession {
-                id: key.clone(),
-                user_id: user.clone(),
-                created_at: now,
-                last_seen: now,
-                expires_at,
-                user_agent,
-                ip,
-            };
+        let entry = saved
+            .and_then(|(key, expires_at)| UserSession::from_data(key, &st.data, expires_at, now));
+        if let Some(entry) = entry {
             self.under_policy(shared.call(index.link(&entry)).await)?;
             if fresh {
+                let (user, key) = (&entry.user_id, &entry.id);
                 self.under_policy(self.enforce_cap(index, user, key, now).await)?;
             }
         }
@@ -811,10 +810,29 @@ impl LazySession {
         Ok(())
     }
 
+    /// Links a session the store just moved in from another (a live migration's first use),
+    /// which no write of the core's linked: the read alone makes it listed and revocable.
+    async fn link_moved(
+        &self,
+        key: &str,
+        record: &Record,
+        data: &crate::codec::Data,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let shared = &self.session.inner.shared;
+        let (Some(index), Some(entry)) = (
+            shared.store.users(),
+            UserSession::from_data(key, data, record.expires_at, now),
+        ) else {
+            return Ok(());
+        };
+        self.under_policy(shared.call(index.link(&entry)).await)
+    }
+
     /// The result of a user index call, under the store-error policy: fail-open logs the
     /// failure and goes on (the session itself was saved; only its entry is missing or stale,
     /// and a listing shows live sessions only), fail-closed reports it.
-    fn under_policy(&self, result: Result<(), StoreError>) -> Result<(), Error> {
+    fn under_policy(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         let shared = &self.session.inner.shared;
         match result {
             Ok(()) => Ok(()),
@@ -823,7 +841,7 @@ impl LazySession {
                     "the user index failed; the session is saved but its entry may be stale (fail-open)");
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 

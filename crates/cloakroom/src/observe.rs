@@ -156,10 +156,19 @@ impl SessionStore for Instrumented {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        Ok(self.load_moved(key, now).await?.map(|(record, _)| record))
+    }
+
+    /// Measured as a `load`: a move is the migrating store's business, not another operation.
+    async fn load_moved(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
         let mut call = Call::start(self.engine(), "load");
         let result = self
             .inner
-            .load(key, now)
+            .load_moved(key, now)
             .instrument(call.span.clone())
             .await;
         call.finish(match &result {

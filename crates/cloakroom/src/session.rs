@@ -47,6 +47,31 @@ pub(crate) fn client_of(data: &Data) -> (Option<String>, Option<String>) {
     (field("user_agent"), field("ip"))
 }
 
+impl crate::store::UserSession {
+    /// The user index entry of session `id` holding `data`, or `None` when the data holds no
+    /// user (`_auth_user_id`): linked and last seen `now`, expiring at `expires_at`, with the
+    /// client [`Session::record_client`] stored. The core links this at every write of a
+    /// session; a tool that writes sessions behind the core's back (`cloakroom copy`) links
+    /// the same, so the user's key is read in one place.
+    pub fn from_data(
+        id: &str,
+        data: &Data,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<Self> {
+        let (user_agent, ip) = client_of(data);
+        Some(Self {
+            id: id.to_owned(),
+            user_id: user_of(data)?,
+            created_at: now,
+            last_seen: now,
+            expires_at,
+            user_agent,
+            ip,
+        })
+    }
+}
+
 /// `text` cut to at most `max` bytes on a character boundary.
 fn truncated(text: &str, max: usize) -> &str {
     let mut end = text.len().min(max);

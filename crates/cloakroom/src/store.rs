@@ -76,6 +76,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The live record under `key`, or `None` when there is none or it has expired.
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError>;
 
+    /// As [`load`](Self::load), also saying whether this very call moved the record into this
+    /// store from another one (`true`: a live migration's first use of an old session, see
+    /// [`crate::engines::migrating`]). The core links such a session in the user index, as it
+    /// does every session it writes: the move was a write the core did not make, and the store
+    /// cannot link it itself, for it sees only encoded data and knows no user. Wrappers forward
+    /// it; the default is [`load`](Self::load), which moves nothing.
+    async fn load_moved(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        Ok(self.load(key, now).await?.map(|record| (record, false)))
+    }
+
     /// Stores a new record under `key`, never overwriting an existing one.
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError>;
 

@@ -127,3 +127,57 @@ async fn a_request_on_the_session_layer_keeps_the_visitor() {
     );
     assert!(!old.exists(KEY).await.unwrap());
 }
+
+/// (sessions over a migrating store, new, old) with `KEY` logged in as user 7 in the old
+/// store only.
+async fn logged_in_in_old_store() -> (Sessions, Arc<MemoryStore>, Arc<SqliteStore>) {
+    let (migrating, new, old) = stores().await;
+    old.delete(KEY).await.unwrap();
+    let data = r#"{"_auth_user_id":"7","_cloakroom_client":{"user_agent":"Lynx","ip":null}}"#;
+    assert_eq!(
+        old.create(KEY, &record(data)).await.unwrap(),
+        Created::Stored
+    );
+    let sessions = Sessions::new(migrating, Settings::default()).unwrap();
+    (sessions, new, old)
+}
+
+/// Runs one request on `KEY` that reads the session and, with `write`, changes it.
+async fn first_request(sessions: &Sessions, write: bool) {
+    let lazy = sessions.start(Some(KEY));
+    let session = lazy.load().await.unwrap();
+    assert_eq!(session.user_id().as_deref(), Some("7"));
+    if write {
+        session.insert("cart", vec!["hat"]).unwrap();
+    }
+    lazy.commit(200).await.unwrap();
+}
+
+async fn a_moved_session_is_listed_and_revocable(write: bool) {
+    let (sessions, new, old) = logged_in_in_old_store().await;
+    assert!(sessions.sessions_of("7").await.unwrap().is_empty());
+    first_request(&sessions, write).await;
+    let listed = sessions.sessions_of("7").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, KEY);
+    assert_eq!(listed[0].user_agent.as_deref(), Some("Lynx"));
+    let now = OffsetDateTime::now_utc();
+    let stored = new.load(KEY, now).await.unwrap().unwrap();
+    assert!((listed[0].expires_at - stored.expires_at).abs() < time::Duration::SECOND);
+
+    sessions.revoke("7", KEY).await.unwrap();
+    assert!(sessions.sessions_of("7").await.unwrap().is_empty());
+    assert!(!new.exists(KEY).await.unwrap() && !old.exists(KEY).await.unwrap());
+    let session = sessions.start(Some(KEY)).load().await.unwrap();
+    assert_eq!(session.user_id(), None, "the revoked session is over");
+}
+
+#[tokio::test]
+async fn a_session_moved_by_a_read_only_request_is_listed_and_revocable() {
+    a_moved_session_is_listed_and_revocable(false).await;
+}
+
+#[tokio::test]
+async fn a_session_moved_by_a_writing_request_is_listed_and_revocable() {
+    a_moved_session_is_listed_and_revocable(true).await;
+}

@@ -10,6 +10,13 @@
 //!
 //! A deletion (a logout) removes the key from both stores, so an old copy can never bring a
 //! revoked session back.
+//!
+//! The user index is the new store's. A move is reported by
+//! [`load_moved`](SessionStore::load_moved), and the core links a moved session that holds a
+//! user there at once, even on a request that only reads it: this store sees encoded data only,
+//! and the core is the one place that decodes it and knows where the user is. A session the
+//! old store's index listed is listed again from its first use (with that first use as its
+//! login time); one nobody uses meanwhile shows up once `cloakroom copy` moves it.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -46,15 +53,16 @@ impl MigratingStore {
     }
 
     /// Moves the live session under `key` from the old store to the new one, returning what the
-    /// new store holds afterwards (`None` when neither store has it).
+    /// new store holds afterwards (`None` when neither store has it) and whether this call
+    /// moved it.
     async fn move_over(
         &self,
         key: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<Record>, StoreError> {
+    ) -> Result<Option<(Record, bool)>, StoreError> {
         for _ in 0..MAX_MOVES {
             if let Some(found) = self.new.load(key, now).await? {
-                return Ok(Some(found));
+                return Ok(Some((found, false)));
             }
             let Some(record) = self.old.load(key, now).await? else {
                 return Ok(None);
@@ -62,7 +70,7 @@ impl MigratingStore {
             match self.new.create(key, &record).await? {
                 Created::Stored => {
                     self.old.delete(key).await?;
-                    return Ok(Some(record));
+                    return Ok(Some((record, true)));
                 }
                 // Another request moved it first, or an expired record holds the key in the
                 // new store: look again, clearing the dead one.
@@ -73,7 +81,7 @@ impl MigratingStore {
                 }
             }
         }
-        self.new.load(key, now).await
+        Ok(self.new.load(key, now).await?.map(|found| (found, false)))
     }
 }
 
@@ -84,8 +92,16 @@ impl SessionStore for MigratingStore {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        Ok(self.load_moved(key, now).await?.map(|(record, _)| record))
+    }
+
+    async fn load_moved(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
         match self.new.load(key, now).await? {
-            Some(found) => Ok(Some(found)),
+            Some(found) => Ok(Some((found, false))),
             None => self.move_over(key, now).await,
         }
     }
@@ -156,8 +172,8 @@ impl SessionStore for MigratingStore {
     }
 }
 
-/// The new store's index: every session is written (and so linked) there from its first use
-/// under the migration. Revoking deletes the session from the old store too, as a logout does,
+/// The new store's index: every session used under the migration is linked there, by its
+/// first write or (for a moved one) at its move. Revoking deletes the session from the old store too, as a logout does,
 /// so an old copy cannot bring it back.
 #[async_trait]
 impl UserIndex for MigratingStore {
