@@ -56,8 +56,8 @@ pub async fn run(
     };
     // The admin page works on the store's own names (under hash_keys, the hashes), outside the
     // session layer: an admin's visit neither creates nor touches a visitor session.
-    let admin = crate::admin::router(&settings, store.clone(), opened.scan.clone())?;
-    let sessions = Sessions::from_arc(store, settings)?;
+    let sessions = Sessions::from_arc(store.clone(), settings.clone())?;
+    let admin = crate::admin::router(&settings, store, opened.scan.clone(), sessions.clone())?;
     let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;

@@ -342,6 +342,34 @@ async fn the_detail_page_shows_the_decoded_data_and_revoke_ends_the_session() {
     assert_eq!(view.status, 404);
 }
 
+/// A session whose data names a user that the index does not hold (written by Django on a
+/// shared store, or before the index table existed) is still a live session: revoking it from
+/// the admin page ends it, rather than asking the index and leaving it alone.
+#[tokio::test]
+async fn revoking_a_session_the_user_index_does_not_hold_still_ends_it() {
+    let demo = admin_demo();
+    let key = logged_in(&demo, "ana").await;
+    sqlx::query("DELETE FROM cloakroom_session_user WHERE session_key = ?1")
+        .bind(&key)
+        .execute(&demo.db().await)
+        .await
+        .unwrap();
+    let (client, csrf) = admin(&demo).await;
+    let reply = post(
+        &demo,
+        &client,
+        "/admin/sessions/revoke",
+        &[("key", &key), ("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(reply.headers["location"], "/admin/sessions?revoked=1");
+    assert_eq!(
+        whoami(&demo, &key).await,
+        None,
+        "the page said revoked: the next request is anonymous"
+    );
+}
+
 #[tokio::test]
 async fn revoking_a_user_ends_all_their_sessions_and_no_one_elses() {
     let demo = admin_demo();
@@ -454,13 +482,15 @@ async fn on_signed_cookies_the_page_says_there_is_nothing_to_list() {
     let demo = Demo::start(&["--admin-token", TOKEN, "--engine", "signed_cookies"]);
     let client = visitor();
     assert_eq!(submit_token(&demo, &client, TOKEN).await.status, 303);
-    let page = send(client.get(demo.url("/admin/sessions"))).await;
-    assert_eq!(page.status, 501);
-    assert!(
-        page.body.contains("signed cookies live in browsers"),
-        "{}",
-        page.body
-    );
+    for path in ["/admin/sessions", "/admin/sessions?user=ana"] {
+        let page = send(client.get(demo.url(path))).await;
+        assert_eq!(page.status, 501, "GET {path}");
+        assert!(
+            page.body.contains("signed cookies live in browsers"),
+            "GET {path}: {}",
+            page.body
+        );
+    }
 }
 
 #[tokio::test]
