@@ -12,18 +12,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A fresh empty folder under the system temp dir, named after `tag`.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("cloakroom-{tag}-{suffix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A fresh folder under the system temp dir, removed when dropped.
 pub struct Scratch(PathBuf);
 
 impl Scratch {
     /// A new folder named after `tag`.
     pub fn new(tag: &str) -> Self {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("cloakroom-{tag}-{suffix}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+        Self(temp_dir(tag))
     }
 }
 
