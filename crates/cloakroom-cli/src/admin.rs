@@ -34,17 +34,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use cloakroom::codec::Data;
+use cloakroom::codec;
 use cloakroom::store::{Scan, SessionStore};
 use cloakroom::{Sessions, Settings, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::demo::escape;
+use crate::demo::{escape, key_prefix as prefix};
 use crate::{ops, CliError};
 
 /// Sessions on one page of the list.
@@ -55,8 +54,6 @@ const PAGE_SIZE: usize = 20;
 const SCAN_CAP: usize = 10_000;
 /// Sessions asked of the store per scan batch.
 const SCAN_BATCH: usize = 500;
-/// How much of a session key a list shows: enough to tell sessions apart, too little to use.
-const PREFIX_LEN: usize = 8;
 /// The cookie that says "this browser logged in with the admin token".
 const ADMIN_COOKIE: &str = "cloakroom_admin";
 /// The cookie the login form's CSRF token is tied to.
@@ -65,8 +62,6 @@ const LOGIN_COOKIE: &str = "cloakroom_admin_login";
 const ADMIN_LIFETIME: i64 = 8 * 3600;
 /// How long the login form stays good, in seconds.
 const LOGIN_FORM_LIFETIME: i64 = 3600;
-/// Where Django's `login()` (and the demo's) keeps the user.
-const USER_KEY: &str = "_auth_user_id";
 
 /// The admin routes, merged into the demo's router outside its session layer. Without an
 /// `admin_token` they are absent, so `/admin/…` answers 404.
@@ -348,15 +343,6 @@ struct Row {
     expires_at: OffsetDateTime,
 }
 
-/// The user a session's data names (`_auth_user_id`, text or a number as Django reads it).
-fn user_of(data: &Data) -> Option<String> {
-    match data.get(USER_KEY)? {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 impl Inner {
     /// Live sessions (of `user`, when given), newest first; `true` when the walk stopped at
     /// `cap` sessions before the end of the store.
@@ -424,7 +410,7 @@ impl Inner {
     fn owner(&self, data: &str) -> Option<String> {
         ops::decode(&self.settings, data)
             .ok()
-            .and_then(|data| user_of(&data))
+            .and_then(|data| codec::user_id(&data))
     }
 
     /// Revokes the session named `key`: deleted from the store, so its next request is
@@ -677,7 +663,7 @@ async fn view(
     };
     let (user, data) = match ops::decode(&admin.settings, &record.data) {
         Ok(data) => (
-            user_of(&data),
+            codec::user_id(&data),
             serde_json::to_string_pretty(&data).unwrap_or_else(|e| e.to_string()),
         ),
         Err(e) => (None, e.to_string()),
@@ -740,11 +726,6 @@ async fn revoke_user(
 }
 
 // ---- Rendering ----
-
-/// The first few characters of a session's name: what lists show.
-fn prefix(key: &str) -> &str {
-    key.get(..PREFIX_LEN).unwrap_or(key)
-}
 
 /// An expiry as a UTC timestamp and the time left.
 fn expiry(at: OffsetDateTime, now: OffsetDateTime) -> String {
@@ -815,21 +796,5 @@ mod tests {
     fn a_user_filter_survives_the_page_links() {
         assert_eq!(percent_encode("ana@x.org & bob"), "ana%40x.org%20%26%20bob");
         assert_eq!(percent_encode("42"), "42");
-    }
-
-    #[test]
-    fn lists_show_only_a_prefix_of_a_key() {
-        assert_eq!(prefix("abcdefghijklmnopqrstuvwxyz012345"), "abcdefgh");
-        assert_eq!(prefix("abc"), "abc");
-    }
-
-    #[test]
-    fn the_user_is_djangos_auth_user_id_as_text() {
-        let data: Data = serde_json::from_str(r#"{"_auth_user_id": 42}"#).unwrap();
-        assert_eq!(user_of(&data).as_deref(), Some("42"));
-        let data: Data = serde_json::from_str(r#"{"_auth_user_id": "ana"}"#).unwrap();
-        assert_eq!(user_of(&data).as_deref(), Some("ana"));
-        let data: Data = serde_json::from_str(r#"{"username": "ana"}"#).unwrap();
-        assert_eq!(user_of(&data), None);
     }
 }
