@@ -184,15 +184,10 @@ impl Inner {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers, read as the session cookie is
+/// (`cloakroom::cookies::find`: Django's rules, the last duplicate wins).
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(k, v)| (k == name).then_some(v))
+    cloakroom::cookies::find(headers.get_all(COOKIE).iter().map(|v| v.as_bytes()), name)
 }
 
 fn hex(bytes: &[u8]) -> String {
