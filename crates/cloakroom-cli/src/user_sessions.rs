@@ -52,13 +52,9 @@ async fn list(
     let Some(user) = session.user_id() else {
         return Ok(not_logged_in());
     };
-    let current = session.session_key().map(|key| {
-        if sessions.settings().hash_keys {
-            cloakroom::hashed::stored_key(&key)
-        } else {
-            key
-        }
-    });
+    let current = session
+        .session_key()
+        .map(|key| cloakroom::hashed::stored_id(sessions.settings(), &key));
     let listed: Vec<_> = sessions
         .sessions_of(&user)
         .await?
