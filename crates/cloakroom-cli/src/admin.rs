@@ -34,29 +34,26 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use cloakroom::codec::Data;
+use cloakroom::codec;
 use cloakroom::store::{Scan, SessionStore};
-use cloakroom::Settings;
+use cloakroom::{Sessions, Settings, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::demo::escape;
+use crate::demo::{escape, key_prefix as prefix};
 use crate::{ops, CliError};
 
 /// Sessions on one page of the list.
 const PAGE_SIZE: usize = 20;
 /// The most sessions one page view walks to sort them. A store's scan comes in key order, so
 /// "newest first" needs them all in hand; beyond this the page says it saw only part of the
-/// store (filtering by user still finds the rest when the store keeps a user index).
+/// store (filtering by user asks the user index instead, which has no cap).
 const SCAN_CAP: usize = 10_000;
 /// Sessions asked of the store per scan batch.
 const SCAN_BATCH: usize = 500;
-/// How much of a session key a list shows: enough to tell sessions apart, too little to use.
-const PREFIX_LEN: usize = 8;
 /// The cookie that says "this browser logged in with the admin token".
 const ADMIN_COOKIE: &str = "cloakroom_admin";
 /// The cookie the login form's CSRF token is tied to.
@@ -65,14 +62,14 @@ const LOGIN_COOKIE: &str = "cloakroom_admin_login";
 const ADMIN_LIFETIME: i64 = 8 * 3600;
 /// How long the login form stays good, in seconds.
 const LOGIN_FORM_LIFETIME: i64 = 3600;
-/// Where Django's `login()` (and the demo's) keeps the user.
-const USER_KEY: &str = "_auth_user_id";
 
 /// The admin routes, merged into the demo's router outside its session layer. Without an
 /// `admin_token` they are absent, so `/admin/…` answers 404.
 ///
 /// `store` is the store as the engine opened it (not wrapped by `Sessions`), so the names a
-/// scan returns are the names it loads and deletes.
+/// scan returns are the names it loads and deletes. `sessions` is the demo's own: a user's
+/// sessions are listed and revoked through its user index (`Sessions::sessions_of`,
+/// `Sessions::revoke_user`), the same calls an app makes.
 ///
 /// # Errors
 /// [`CliError::Io`] when the OS has no randomness for the cookie key.
@@ -80,6 +77,7 @@ pub fn router(
     settings: &Settings,
     store: Arc<dyn SessionStore>,
     scan: Option<Arc<dyn Scan>>,
+    sessions: Sessions,
 ) -> Result<Router, CliError> {
     let Some(token) = &settings.admin_token else {
         return Ok(Router::new());
@@ -93,6 +91,7 @@ pub fn router(
         secure: settings.cookie_secure,
         store,
         scan,
+        sessions,
         settings: settings.clone(),
     }));
     Ok(Router::new()
@@ -119,6 +118,8 @@ struct Inner {
     secure: bool,
     store: Arc<dyn SessionStore>,
     scan: Option<Arc<dyn Scan>>,
+    /// The demo's sessions, whose user index answers for one user's sessions.
+    sessions: Sessions,
     settings: Settings,
 }
 
@@ -183,15 +184,10 @@ impl Inner {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers, read as the session cookie is
+/// (`cloakroom::cookies::find`: Django's rules, the last duplicate wins).
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(k, v)| (k == name).then_some(v))
+    cloakroom::cookies::find(headers.get_all(COOKIE).iter().map(|v| v.as_bytes()), name)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -293,7 +289,9 @@ impl IntoResponse for Failure {
 impl From<CliError> for Failure {
     fn from(error: CliError) -> Self {
         let status = match error {
-            CliError::NoScan(_) => StatusCode::NOT_IMPLEMENTED,
+            CliError::NoScan(_) | CliError::Store(StoreError::NoUserIndex { .. }) => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         // Store errors name the engine and the failure, never a session key.
@@ -340,31 +338,24 @@ struct Row {
     expires_at: OffsetDateTime,
 }
 
-/// The user a session's data names (`_auth_user_id`, text or a number as Django reads it).
-fn user_of(data: &Data) -> Option<String> {
-    match data.get(USER_KEY)? {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 impl Inner {
     /// Live sessions (of `user`, when given), newest first; `true` when the walk stopped at
     /// `cap` sessions before the end of the store.
     ///
-    /// With a user and a store that keeps a user index, the index answers; otherwise a scan
-    /// reads every session's data and keeps those whose `_auth_user_id` is the user.
+    /// A user's sessions come from the user index, which every engine with a scan keeps (only
+    /// `signed_cookies` has neither, and answers 501 either way); all sessions come from a
+    /// scan.
     async fn sessions(
         &self,
         user: Option<&str>,
         now: OffsetDateTime,
         cap: usize,
     ) -> Result<(Vec<Row>, bool), CliError> {
-        let (mut rows, truncated) = match (user, self.store.users()) {
-            (Some(user), Some(index)) => {
-                let rows = index
-                    .sessions_of(user, now)
+        let (mut rows, truncated) = match user {
+            Some(user) => {
+                let rows = self
+                    .sessions
+                    .sessions_of(user)
                     .await?
                     .into_iter()
                     .map(|s| Row {
@@ -375,7 +366,7 @@ impl Inner {
                     .collect();
                 (rows, false)
             }
-            _ => self.scan(user, now, cap).await?,
+            None => self.scan(now, cap).await?,
         };
         // "Newest first" is by expiry: a session expires `cookie_age` after its last save, so
         // the latest expiry is the most recently saved (or a longer "remember me").
@@ -387,70 +378,51 @@ impl Inner {
         Ok((rows, truncated))
     }
 
-    async fn scan(
-        &self,
-        user: Option<&str>,
-        now: OffsetDateTime,
-        cap: usize,
-    ) -> Result<(Vec<Row>, bool), CliError> {
+    /// Every live session, walking the store's scan until `cap`.
+    async fn scan(&self, now: OffsetDateTime, cap: usize) -> Result<(Vec<Row>, bool), CliError> {
         let scan = self
             .scan
             .as_ref()
             .ok_or_else(|| CliError::NoScan(self.settings.engine.to_string()))?;
         let mut rows = Vec::new();
-        let mut walked = 0;
         let mut cursor: Option<String> = None;
         loop {
             let batch = scan.scan(cursor.as_deref(), SCAN_BATCH, now).await?;
-            walked += batch.sessions.len();
-            for (key, record) in batch.sessions {
-                let owner = ops::decode(&self.settings, &record.data)
-                    .ok()
-                    .and_then(|data| user_of(&data));
-                if user.is_none_or(|u| owner.as_deref() == Some(u)) {
-                    rows.push(Row {
-                        key,
-                        user: owner,
-                        expires_at: record.expires_at,
-                    });
-                }
-            }
+            rows.extend(batch.sessions.into_iter().map(|(key, record)| Row {
+                user: self.owner(&record.data),
+                key,
+                expires_at: record.expires_at,
+            }));
             match batch.next {
-                Some(_) if walked >= cap => return Ok((rows, true)),
+                Some(_) if rows.len() >= cap => return Ok((rows, true)),
                 Some(next) => cursor = Some(next),
                 None => return Ok((rows, false)),
             }
         }
     }
 
-    /// Revokes the session named `key`: deleted from the store (and from its user's index,
-    /// where the store keeps one), so its next request is anonymous. `false` when it had
-    /// already ended.
+    /// The user a stored session's data names, if it decodes and names one.
+    fn owner(&self, data: &str) -> Option<String> {
+        ops::decode(&self.settings, data)
+            .ok()
+            .and_then(|data| codec::user_id(&data))
+    }
+
+    /// Revokes the session named `key`: deleted from the store, so its next request is
+    /// anonymous, and unlinked from its user's index. `false` when it had already ended.
+    ///
+    /// Not `Sessions::revoke`: that one ends only a session the index holds for the user (so
+    /// a user cannot name someone else's), while an operator revokes any live session, an
+    /// anonymous one or one whose login the index never saw (Django's, on a shared store).
     async fn revoke(&self, key: &str, now: OffsetDateTime) -> Result<bool, CliError> {
         let Some(record) = self.store.load(key, now).await? else {
             return Ok(false);
         };
-        let owner = ops::decode(&self.settings, &record.data)
-            .ok()
-            .and_then(|data| user_of(&data));
-        match (owner, self.store.users()) {
-            (Some(user), Some(index)) => index.revoke(&user, key).await?,
-            _ => self.store.delete(key).await?,
+        self.store.delete(key).await?;
+        if let (Some(user), Some(index)) = (self.owner(&record.data), self.store.users()) {
+            index.unlink(&user, key).await?;
         }
         Ok(true)
-    }
-
-    /// Revokes every live session of `user`, returning how many went. Walks the whole store
-    /// when it keeps no user index: a revoke must not stop at a page's cap.
-    async fn revoke_user(&self, user: &str, now: OffsetDateTime) -> Result<u64, CliError> {
-        let (rows, _) = self.sessions(Some(user), now, usize::MAX).await?;
-        for row in &rows {
-            match self.store.users() {
-                Some(index) => index.revoke(user, &row.key).await?,
-                None => self.store.delete(&row.key).await?,
-            }
-        }
-        Ok(rows.len() as u64)
     }
 }
 
@@ -686,7 +658,7 @@ async fn view(
     };
     let (user, data) = match ops::decode(&admin.settings, &record.data) {
         Ok(data) => (
-            user_of(&data),
+            codec::user_id(&data),
             serde_json::to_string_pretty(&data).unwrap_or_else(|e| e.to_string()),
         ),
         Err(e) => (None, e.to_string()),
@@ -741,7 +713,7 @@ async fn revoke_user(
     if user.is_empty() {
         return Err(refused("Name the user whose sessions to revoke."));
     }
-    let revoked = admin.0.revoke_user(user, OffsetDateTime::now_utc()).await?;
+    let revoked = admin.0.sessions.revoke_user(user).await?;
     Ok(Redirect::to(&format!(
         "/admin/sessions?user={}&revoked={revoked}",
         percent_encode(user)
@@ -749,11 +721,6 @@ async fn revoke_user(
 }
 
 // ---- Rendering ----
-
-/// The first few characters of a session's name: what lists show.
-fn prefix(key: &str) -> &str {
-    key.get(..PREFIX_LEN).unwrap_or(key)
-}
 
 /// An expiry as a UTC timestamp and the time left.
 fn expiry(at: OffsetDateTime, now: OffsetDateTime) -> String {
@@ -824,21 +791,5 @@ mod tests {
     fn a_user_filter_survives_the_page_links() {
         assert_eq!(percent_encode("ana@x.org & bob"), "ana%40x.org%20%26%20bob");
         assert_eq!(percent_encode("42"), "42");
-    }
-
-    #[test]
-    fn lists_show_only_a_prefix_of_a_key() {
-        assert_eq!(prefix("abcdefghijklmnopqrstuvwxyz012345"), "abcdefgh");
-        assert_eq!(prefix("abc"), "abc");
-    }
-
-    #[test]
-    fn the_user_is_djangos_auth_user_id_as_text() {
-        let data: Data = serde_json::from_str(r#"{"_auth_user_id": 42}"#).unwrap();
-        assert_eq!(user_of(&data).as_deref(), Some("42"));
-        let data: Data = serde_json::from_str(r#"{"_auth_user_id": "ana"}"#).unwrap();
-        assert_eq!(user_of(&data).as_deref(), Some("ana"));
-        let data: Data = serde_json::from_str(r#"{"username": "ana"}"#).unwrap();
-        assert_eq!(user_of(&data), None);
     }
 }

@@ -56,8 +56,8 @@ pub async fn run(
     };
     // The admin page works on the store's own names (under hash_keys, the hashes), outside the
     // session layer: an admin's visit neither creates nor touches a visitor session.
-    let admin = crate::admin::router(&settings, store.clone(), opened.scan.clone())?;
-    let sessions = Sessions::from_arc(store, settings)?;
+    let sessions = Sessions::from_arc(store.clone(), settings.clone())?;
+    let admin = crate::admin::router(&settings, store, opened.scan.clone(), sessions.clone())?;
     let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -312,6 +312,15 @@ async fn form_expiry(session: Session, Form(s): Form<Seconds>) -> Redirect {
     back()
 }
 
+/// How much of a session key the demo's lists (`/api/sessions`, the admin page) show: enough
+/// to tell sessions apart, too little to present as a cookie.
+const KEY_PREFIX_LEN: usize = 8;
+
+/// The first characters of a session key (or its hash under `hash_keys`): what lists show.
+pub(crate) fn key_prefix(key: &str) -> &str {
+    key.get(..KEY_PREFIX_LEN).unwrap_or(key)
+}
+
 /// `text` as HTML text or attribute value.
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -382,4 +391,16 @@ async fn page(session: Session) -> Result<Response> {
         count = cart.len(),
     );
     Ok(Html(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_prefix;
+
+    #[test]
+    fn lists_show_only_a_prefix_of_a_key() {
+        assert_eq!(key_prefix("abcdefghijklmnopqrstuvwxyz012345"), "abcdefgh");
+        assert_eq!(key_prefix("abc"), "abc");
+        assert_eq!(key_prefix("aéééé"), "aéééé", "never cut inside a character");
+    }
 }

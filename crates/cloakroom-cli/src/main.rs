@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create the session table and its index (idempotent).
+    /// Create the session table, its expiry index and the user index table `<table>_user`
+    /// beside it (idempotent; run it again after an upgrade).
     Migrate,
     /// Delete expired sessions in batches (with a progress bar) and say how many went.
     Clearsessions,

@@ -15,10 +15,6 @@ use serde_json::json;
 /// list in `AUTHENTICATION_BACKENDS`.
 const BACKEND: &str = "django.contrib.auth.backends.ModelBackend";
 
-/// How much of a session id the listing shows: enough to tell sessions apart, too little to
-/// present as a cookie.
-const SHOWN_ID: usize = 8;
-
 /// The routes, for [`crate::demo::app`] to merge under its session layer.
 pub fn routes(sessions: Sessions) -> Router {
     Router::new()
@@ -56,20 +52,16 @@ async fn list(
     let Some(user) = session.user_id() else {
         return Ok(not_logged_in());
     };
-    let current = session.session_key().map(|key| {
-        if sessions.settings().hash_keys {
-            cloakroom::hashed::stored_key(&key)
-        } else {
-            key
-        }
-    });
+    let current = session
+        .session_key()
+        .map(|key| cloakroom::hashed::stored_id(sessions.settings(), &key));
     let listed: Vec<_> = sessions
         .sessions_of(&user)
         .await?
         .into_iter()
         .map(|s| {
             json!({
-                "id": s.id.get(..SHOWN_ID).unwrap_or(&s.id),
+                "id": crate::demo::key_prefix(&s.id),
                 "current": current.as_deref() == Some(s.id.as_str()),
                 "created_at": s.created_at.unix_timestamp(),
                 "last_seen": s.last_seen.unix_timestamp(),

@@ -16,7 +16,7 @@ use cloakroom::engines::memory::MemoryStore;
 use cloakroom::engines::sqlite::SqliteStore;
 use cloakroom::testing::Counting;
 use cloakroom::{Record, Session, SessionLayer, SessionStore, Sessions, Settings};
-use support::{bare, send, session, Scratch};
+use support::{bare, send, session, Reply, Scratch};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -30,6 +30,16 @@ async fn serve(app: Router) -> SocketAddr {
 
 fn url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}{path}")
+}
+
+/// `POST path` with the session cookie of `key`.
+async fn post_as(client: &reqwest::Client, addr: SocketAddr, path: &str, key: &str) -> Reply {
+    send(client.post(url(addr, path)).header("cookie", session(key))).await
+}
+
+/// `GET path` with the session cookie of `key`.
+async fn get_as(client: &reqwest::Client, addr: SocketAddr, path: &str, key: &str) -> Reply {
+    send(client.get(url(addr, path)).header("cookie", session(key))).await
 }
 
 // ---- Nothing is saved on a 5xx ----
@@ -127,7 +137,7 @@ async fn nothing_is_saved_on_a_5xx() {
         "/cycle-then-fail",
         "/clear-then-fail",
     ] {
-        let reply = send(client.post(url(addr, path)).header("cookie", session(&key))).await;
+        let reply = post_as(&client, addr, path, &key).await;
         assert!(reply.status >= 500, "{path}: {}", reply.status);
         assert!(
             reply.set_cookies().is_empty(),
@@ -143,12 +153,7 @@ async fn nothing_is_saved_on_a_5xx() {
     }
 
     // The boundary: a 4xx is not a server error, so its changes are saved (Django: `< 500`).
-    let refused = send(
-        client
-            .post(url(addr, "/write-then-refuse"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let refused = post_as(&client, addr, "/write-then-refuse", &key).await;
     assert_eq!(refused.status, 400);
     assert_eq!(refused.session_cookie().value, key);
     let after = stored(&store, &key).await.unwrap();
@@ -162,12 +167,7 @@ async fn a_logout_whose_response_fails_still_logs_out() {
     let client = bare();
     let key = send(client.post(url(addr, "/write"))).await.new_key();
 
-    let reply = send(
-        client
-            .post(url(addr, "/flush-then-fail"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let reply = post_as(&client, addr, "/flush-then-fail", &key).await;
     assert_eq!(reply.status, 500);
     assert!(
         reply.session_cookie().is_deletion(),
@@ -182,23 +182,13 @@ async fn a_logout_whose_response_fails_still_logs_out() {
     assert!(store.is_empty());
 
     // A browser that kept the old cookie anyway is logged out.
-    let read = send(
-        client
-            .get(url(addr, "/read"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let read = get_as(&client, addr, "/read", &key).await;
     assert_eq!((read.status, read.body.as_str()), (200, "None"));
 
     // A logout that writes a message and then fails: the old record goes all the same, and
     // the message is not saved (nothing is, on a 5xx).
     let key = send(client.post(url(addr, "/write"))).await.new_key();
-    let reply = send(
-        client
-            .post(url(addr, "/flush-write-then-fail"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let reply = post_as(&client, addr, "/flush-write-then-fail", &key).await;
     assert_eq!(reply.status, 500);
     assert!(reply.set_cookies().is_empty(), "{:?}", reply.headers);
     assert!(
@@ -215,21 +205,11 @@ async fn a_login_whose_response_fails_keeps_the_old_session() {
     let key = send(client.post(url(addr, "/write"))).await.new_key();
 
     // `cycle_key` and then a 500: the new key was never stored, so the old one must not go.
-    let reply = send(
-        client
-            .post(url(addr, "/cycle-then-fail"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let reply = post_as(&client, addr, "/cycle-then-fail", &key).await;
     assert_eq!(reply.status, 500);
     assert!(reply.set_cookies().is_empty(), "{:?}", reply.headers);
 
-    let read = send(
-        client
-            .get(url(addr, "/read"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let read = get_as(&client, addr, "/read", &key).await;
     assert_eq!(
         (read.status, read.body.as_str()),
         (200, "Some(1)"),
@@ -250,12 +230,7 @@ async fn clear_deletes_the_record_and_the_cookie() {
     let key = send(client.post(url(addr, "/write"))).await.new_key();
     assert!(stored(&store, &key).await.is_some());
 
-    let reply = send(
-        client
-            .post(url(addr, "/clear"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let reply = post_as(&client, addr, "/clear", &key).await;
     assert_eq!(reply.status, 204);
     assert!(
         reply.session_cookie().is_deletion(),
@@ -329,12 +304,7 @@ async fn a_session_deleted_by_another_request_is_not_resurrected() {
     ));
     gate.loaded.notified().await;
 
-    let tab_b = send(
-        client
-            .post(url(addr, "/logout"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let tab_b = post_as(&client, addr, "/logout", &key).await;
     assert_eq!(tab_b.status, 204);
     assert!(tab_b.session_cookie().is_deletion());
     assert!(!store.exists(&key).await.unwrap());

@@ -16,6 +16,20 @@ use crate::signing::{Signer, SESSION_SALT};
 /// The session data: a JSON object whose keys keep their insertion order (as Python dicts do).
 pub type Data = Map<String, Value>;
 
+/// Django's `SESSION_KEY`: where `login()` keeps the logged-in user's primary key.
+pub const AUTH_USER_ID: &str = "_auth_user_id";
+
+/// The user a session's data belongs to (`_auth_user_id`, text or a number as Django reads
+/// it), as [`Session::user_id`](crate::Session::user_id) reads it: for tools that decode
+/// stored sessions themselves (an admin listing, a migration script).
+pub fn user_id(data: &Data) -> Option<String> {
+    match data.get(AUTH_USER_ID)? {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// Why stored text could not be turned back into session data.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -101,6 +115,16 @@ impl Codec {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_user_is_djangos_auth_user_id_as_text() {
+        let data: Data = serde_json::from_str(r#"{"_auth_user_id": 42}"#).unwrap();
+        assert_eq!(super::user_id(&data).as_deref(), Some("42"));
+        let data: Data = serde_json::from_str(r#"{"_auth_user_id": "ana"}"#).unwrap();
+        assert_eq!(super::user_id(&data).as_deref(), Some("ana"));
+        let data: Data = serde_json::from_str(r#"{"username": "ana"}"#).unwrap();
+        assert_eq!(super::user_id(&data), None);
+    }
+
     use super::*;
 
     #[test]

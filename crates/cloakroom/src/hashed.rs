@@ -15,12 +15,25 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::config::Settings;
 use crate::error::StoreError;
 use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 /// How many hex characters of the digest are kept: Django's `session_key` is a
 /// `varchar(40)`, and 160 bits is far beyond any guessing.
 pub const STORED_KEY_LEN: usize = 40;
+
+/// The name a store used with `settings` knows session `key` by: the key itself, or under
+/// `hash_keys` its [`stored_key`]. It is the [`UserSession::id`] that
+/// [`Sessions::sessions_of`](crate::Sessions::sessions_of) lists, so an app can mark the
+/// current session in that list.
+pub fn stored_id(settings: &Settings, key: &str) -> String {
+    if settings.hash_keys {
+        stored_key(key)
+    } else {
+        key.to_owned()
+    }
+}
 
 /// The name under which the store keeps the session `key`: the first 40 hex characters
 /// (lowercase) of SHA-256 of the key. It is still a well-formed key (`[a-z0-9]`, 40 long), so

@@ -37,6 +37,27 @@
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Engines
+//!
+//! One module each in [`engines`], behind cargo features; [`engines::open`] picks one from
+//! [`Settings::engine`] and its URL. Every server-side engine passes the same conformance suite
+//! (the `testing` feature), keeps the [`UserIndex`], moves only the expiry on an idle-timeout
+//! refresh (a TTL-only touch), and can be walked by `cloakroom copy` and `stats`.
+//!
+//! | Engine | Feature | Store |
+//! |---|---|---|
+//! | `db` on SQLite | `sqlite` (default) | `engines::sqlite::SqliteStore` |
+//! | `db` on PostgreSQL | `postgres` | `engines::postgres::PostgresStore` |
+//! | `db` on MySQL / MariaDB | `mysql` | `engines::mysql::MySqlStore` |
+//! | `cache` in-process | `memory` (default) | `engines::memory::MemoryStore` |
+//! | `cache` on Redis / Redis Cluster | `redis` (`redis-tls` for `rediss://`) | `engines::redis::RedisStore` |
+//! | `cached_db` | a database's and a cache's | `engines::cached_db::CachedDbStore` |
+//! | `file` | `file` (default) | `engines::file::FileStore` |
+//! | `signed_cookies` | none | `engines::cookie::SignedCookieStore`: no server state, so no user index and no revocation |
+//!
+//! The `axum` feature (default) makes [`Session`] an extractor. Settings, the expiry model,
+//! Django interop and outage behaviour are in the repository's README and `docs/`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -13,8 +13,6 @@ use time::OffsetDateTime;
 
 use crate::codec::Data;
 
-/// Django's `SESSION_KEY`: the logged-in user's primary key, as a string.
-const AUTH_USER_ID: &str = "_auth_user_id";
 /// Django's `BACKEND_SESSION_KEY`: the dotted path of the backend that authenticated the user.
 const AUTH_USER_BACKEND: &str = "_auth_user_backend";
 /// Django's `HASH_SESSION_KEY`: the session auth hash derived from the user's password.
@@ -29,14 +27,7 @@ const MAX_USER_AGENT: usize = 512;
 /// The longest client address kept (an IPv6 address with a zone fits).
 const MAX_IP: usize = 64;
 
-/// The user a session's data belongs to (`_auth_user_id`), as [`Session::user_id`] reads it.
-pub(crate) fn user_of(data: &Data) -> Option<String> {
-    match data.get(AUTH_USER_ID)? {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+pub(crate) use crate::codec::{user_id as user_of, AUTH_USER_ID};
 
 /// The `User-Agent` and address [`Session::record_client`] stored in the data.
 pub(crate) fn client_of(data: &Data) -> (Option<String>, Option<String>) {

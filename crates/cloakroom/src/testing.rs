@@ -608,11 +608,7 @@ async fn listed(sessions: &Sessions, user: &str) -> Vec<String> {
 
 /// The id the index lists for the session behind `cookie` (its key, or the key's hash).
 fn id_of(sessions: &Sessions, cookie: &str) -> String {
-    if sessions.settings().hash_keys {
-        crate::hashed::stored_key(cookie)
-    } else {
-        cookie.to_owned()
-    }
+    crate::hashed::stored_id(sessions.settings(), cookie)
 }
 
 fn near(a: OffsetDateTime, b: OffsetDateTime) -> bool {

@@ -10,7 +10,12 @@ pub mod browser;
 pub mod redis_cluster;
 pub mod servers;
 
-use std::net::{SocketAddr, TcpListener};
+// The temp folders and ports of servers.rs (which stands alone for the loadtest example); not
+// every test binary uses all three.
+#[allow(unused_imports)]
+pub use servers::{free_port, temp_dir, Scratch};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,48 +32,6 @@ pub struct Demo {
     child: Child,
     /// Whether `dir` was made by [`Demo::start`] and goes with the server.
     owns_dir: bool,
-}
-
-/// A fresh empty folder under the system temp dir.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let dir = std::env::temp_dir().join(format!("cloakroom-{tag}-{suffix}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A fresh empty folder that is deleted when dropped.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    /// A new folder under the system temp dir.
-    pub fn new(tag: &str) -> Self {
-        Self(temp_dir(tag))
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Demo {

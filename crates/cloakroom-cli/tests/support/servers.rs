@@ -12,18 +12,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A fresh empty folder under the system temp dir, named after `tag`.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("cloakroom-{tag}-{suffix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A fresh folder under the system temp dir, removed when dropped.
 pub struct Scratch(PathBuf);
 
 impl Scratch {
     /// A new folder named after `tag`.
     pub fn new(tag: &str) -> Self {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("cloakroom-{tag}-{suffix}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+        Self(temp_dir(tag))
     }
 }
 
@@ -147,6 +152,24 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     panic!("{what} did not listen on port {port}");
 }
 
+/// Runs `probe` (a client command) every 50 ms until it succeeds: a server that listens may
+/// still be recovering. Panics with `never` after 30 s.
+fn wait_until_answers(never: &str, mut probe: impl FnMut() -> Command) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = probe()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if answered {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{never}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A PostgreSQL cluster of our own in a temp folder.
 pub struct Postgres {
     dir: Scratch,
@@ -213,22 +236,12 @@ impl Server for Postgres {
             .expect("postgres starts");
         wait_for_port(self.port, &mut child, "the test's PostgreSQL");
         // Listening is not yet accepting queries while it recovers: wait for a real query.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = Command::new(postgres_bin("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the test's PostgreSQL never got ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let port = self.port.to_string();
+        wait_until_answers("the test's PostgreSQL never got ready", || {
+            let mut probe = Command::new(postgres_bin("pg_isready"));
+            probe.args(["-h", "127.0.0.1", "-p", &port]);
+            probe
+        });
         self.child = Some(child);
     }
 
@@ -426,22 +439,15 @@ impl Server for Mariadb {
             .expect("mariadbd starts (is mariadb-server installed? it lives in /usr/sbin)");
         wait_for_port(self.port, &mut child, "the test's MariaDB");
         // It listens once crash recovery is done; a real query says it answers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self
-            .client()
-            .args(["-e", "SELECT 1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the test's MariaDB never answered: see {}",
-                self.dir.join("log").display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let never = format!(
+            "the test's MariaDB never answered: see {}",
+            self.dir.join("log").display()
+        );
+        wait_until_answers(&never, || {
+            let mut probe = self.client();
+            probe.args(["-e", "SELECT 1"]);
+            probe
+        });
         self.child = Some(child);
     }
 

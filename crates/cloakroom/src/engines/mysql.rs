@@ -211,7 +211,9 @@ impl MySqlStore {
     }
 
     /// Creates the table and its expiry index unless they exist, exactly as Django's
-    /// `sessions.0001_initial` does (idempotent, and safe to run from several servers at once).
+    /// `sessions.0001_initial` does, and the user index table beside it
+    /// ([`Table::user_table`]), which Django never reads
+    /// (idempotent, and safe to run from several servers at once).
     ///
     /// The table takes the database's default charset and collation, as Django's does.
     ///

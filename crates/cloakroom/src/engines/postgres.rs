@@ -197,7 +197,9 @@ impl PostgresStore {
     }
 
     /// Creates the table and its indexes unless they exist, exactly as Django's
-    /// `sessions.0001_initial` does (idempotent, and safe to run from several servers at once).
+    /// `sessions.0001_initial` does, and the user index table beside it
+    /// ([`Table::user_table`]), which Django never reads
+    /// (idempotent, and safe to run from several servers at once).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the database refuses.
