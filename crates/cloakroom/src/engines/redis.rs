@@ -72,14 +72,23 @@ return {1, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
 /// ARGV[4] is how many ms the caller's clock runs ahead of the wall clock, so a key whose TTL
 /// ends before the caller's "now" counts as gone, as it does in `load` (tests move the clock).
 /// Replies `{0}` missing, `{1}` stored, `{2, current, pttl}` conflict, `{3}` not a string.
+///
+/// The common path is two calls (`GET`, `SET`): a `WRONGTYPE` error from `GET` stands in for a
+/// `TYPE` check, and the TTL is read only when it is needed (a clock ahead, or a conflict).
+/// Every call inside a script costs Redis a command dispatch; this script used to make four.
 const UPDATE_LUA: &str = r"
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind == 'none' then return {0} end
-if kind ~= 'string' then return {3} end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl >= 0 and ttl <= tonumber(ARGV[4]) then return {0} end
-local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] then return {2, current, ttl} end
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' then return {3} end
+if not current then return {0} end
+local ahead = tonumber(ARGV[4])
+local ttl = nil
+if ahead > 0 then
+  ttl = redis.call('PTTL', KEYS[1])
+  if ttl >= 0 and ttl <= ahead then return {0} end
+end
+if current ~= ARGV[1] then
+  return {2, current, ttl or redis.call('PTTL', KEYS[1])}
+end
 if tonumber(ARGV[3]) > 0 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 else
