@@ -4,8 +4,6 @@
 //! `=`, trim, drop surrounding quotes, the last duplicate wins) and never fails: a header that is
 //! not UTF-8 or a pair without `=` is skipped.
 
-use std::fmt::Write as _;
-
 use time::{Duration, OffsetDateTime};
 
 use crate::config::{SameSite, Settings};
@@ -94,7 +92,9 @@ pub fn set_cookie_header(
             now.checked_add(Duration::seconds(age))
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH)
         };
-        let _ = write!(out, "; Max-Age={age}; Expires=");
+        out.push_str("; Max-Age=");
+        push_int(&mut out, age);
+        out.push_str("; Expires=");
         push_http_date(&mut out, expires);
     }
     Some(out)
@@ -114,13 +114,36 @@ fn push_http_date(out: &mut String, at: OffsetDateTime) {
     push_two(out, day);
     out.push(' ');
     out.push_str(MONTHS[usize::from(u8::from(month)) - 1]);
-    let _ = write!(out, " {year} ");
+    out.push(' ');
+    push_int(out, i64::from(year));
+    out.push(' ');
     push_two(out, hour);
     out.push(':');
     push_two(out, minute);
     out.push(':');
     push_two(out, second);
     out.push_str(" GMT");
+}
+
+/// Appends an integer in decimal: `core::fmt` machinery cost more than the rest of the header.
+fn push_int(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 fn push_two(out: &mut String, n: u8) {
@@ -151,6 +174,15 @@ mod tests {
             Some("quoted")
         );
         assert_eq!(find_in(&[b"nosessionid=abc"], "sessionid"), None);
+    }
+
+    #[test]
+    fn integers_are_written_as_format_writes_them() {
+        for n in [0, 7, -7, 10, 1_209_600, -1_000_000, i64::MAX, i64::MIN] {
+            let mut out = String::new();
+            push_int(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
     }
 
     #[test]
