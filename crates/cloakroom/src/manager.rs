@@ -514,7 +514,8 @@ impl LazySession {
             }
         }
 
-        let lifetime = Lifetime::of(&st.data, settings, now);
+        // Computed once, and again only when a merge changes the data.
+        let mut lifetime = Lifetime::of(&st.data, settings, now);
         let mut record = Record {
             data: shared.codec.encode(&st.data),
             expires_at: lifetime.expires_at,
@@ -552,7 +553,7 @@ impl LazySession {
                             for op in &st.ops {
                                 op.replay(&mut data)?;
                             }
-                            let lifetime = Lifetime::of(&data, settings, now);
+                            lifetime = Lifetime::of(&data, settings, now);
                             record = Record {
                                 data: shared.codec.encode(&data),
                                 expires_at: lifetime.expires_at,
@@ -573,7 +574,6 @@ impl LazySession {
         st.expires_at = Some(record.expires_at);
         st.loaded = Some(record.data);
         st.key = Some(key);
-        let lifetime = Lifetime::of(&st.data, settings, now);
         Ok(Outcome {
             cookie: CookieAction::Set {
                 value,
