@@ -89,16 +89,20 @@ return {1}
 /// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
 struct Script {
     lua: &'static str,
-    sha1: String,
+    /// Shared bytes, so that sending it is a refcount and not a copy.
+    sha1: Bytes,
 }
 
 impl Script {
     fn new(lua: &'static str) -> Self {
-        let sha1 = Sha1::digest(lua.as_bytes())
+        let sha1: String = Sha1::digest(lua.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Self { lua, sha1 }
+        Self {
+            lua,
+            sha1: Bytes::from(sha1),
+        }
     }
 }
 
@@ -411,7 +415,10 @@ impl RedisStore {
 
     /// The Redis key the session `session_key` is kept under.
     pub fn redis_key(&self, session_key: &str) -> String {
-        format!("{}{session_key}", self.head)
+        let mut key = String::with_capacity(self.head.len() + session_key.len());
+        key.push_str(&self.head);
+        key.push_str(session_key);
+        key
     }
 
     /// The client, for the application's own commands over the same connection.
@@ -445,23 +452,24 @@ impl RedisStore {
     async fn run(
         &self,
         script: &Script,
-        key: String,
-        args: Vec<Value>,
+        key: &str,
+        args: impl Fn() -> [Value; 4],
     ) -> Result<Vec<Value>, StoreError> {
         let client = self.client.with_options(&self.options);
-        let call = |command: &'static str, script: &str| {
-            let mut values = vec![
-                Value::from(script.to_owned()),
-                Value::Integer(1),
-                Value::from(key.clone()),
-            ];
-            values.extend(args.iter().cloned());
-            // Route by the key (the third argument), so a cluster sends it to its slot's node.
-            let command = CustomCommand::new_static(command, ClusterHash::Offset(2), false);
+        // Route by the key (the third argument), so a cluster sends it to its slot's node.
+        // The arguments are built for each try rather than cloned for a retry that almost
+        // never comes.
+        let send = |name, script: Value| {
+            let mut values = Vec::with_capacity(7);
+            values.extend([script, Value::Integer(1), Value::from(self.redis_key(key))]);
+            values.extend(args());
+            let command = CustomCommand::new_static(name, ClusterHash::Offset(2), false);
             client.custom::<Value, Value>(command, values)
         };
-        let reply = match call("EVALSHA", &script.sha1).await {
-            Err(e) if error_code(&e) == "NOSCRIPT" => call("EVAL", script.lua).await,
+        let reply = match send("EVALSHA", Value::Bytes(script.sha1.clone())).await {
+            Err(e) if error_code(&e) == "NOSCRIPT" => {
+                send("EVAL", Value::from_static_str(script.lua)).await
+            }
             other => other,
         };
         Ok(reply.map_err(|e| self.error(e))?.into_array())
@@ -574,13 +582,15 @@ impl SessionStore for RedisStore {
         let wall = OffsetDateTime::now_utc();
         let ttl = ttl_ms(record.expires_at, wall).unwrap_or(0);
         let ahead = i64::try_from((now - wall).whole_milliseconds()).unwrap_or(i64::MAX);
-        let args = vec![
-            Value::Bytes(encode_value(self.binary, expected)),
-            Value::Bytes(encode_value(self.binary, &record.data)),
-            Value::Integer(ttl),
-            Value::Integer(ahead),
-        ];
-        let reply = self.run(&UPDATE, self.redis_key(key), args).await?;
+        let args = || {
+            [
+                Value::Bytes(encode_value(self.binary, expected)),
+                Value::Bytes(encode_value(self.binary, &record.data)),
+                Value::Integer(ttl),
+                Value::Integer(ahead),
+            ]
+        };
+        let reply = self.run(&UPDATE, key, args).await?;
         match status(&reply) {
             Some(0) => Ok(Updated::Missing),
             Some(1) => Ok(Updated::Stored),
@@ -813,7 +823,7 @@ mod tests {
         // SHA-1 of "return 1", as `SCRIPT LOAD` answers it.
         assert_eq!(
             Script::new("return 1").sha1,
-            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+            &b"e0e1f9fabfc9d4800c877a703b823ac0578ff8db"[..]
         );
     }
 }
