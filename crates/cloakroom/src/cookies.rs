@@ -6,6 +6,8 @@
 
 use time::{Duration, OffsetDateTime};
 
+use crate::digits::{push_int, push_two};
+
 use crate::config::{SameSite, Settings};
 use crate::manager::CookieAction;
 
@@ -125,32 +127,6 @@ fn push_http_date(out: &mut String, at: OffsetDateTime) {
     out.push_str(" GMT");
 }
 
-/// Appends an integer in decimal: `core::fmt` machinery cost more than the rest of the header.
-fn push_int(out: &mut String, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push('-');
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
-}
-
-fn push_two(out: &mut String, n: u8) {
-    out.push(char::from(b'0' + n / 10 % 10));
-    out.push(char::from(b'0' + n % 10));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,15 +150,6 @@ mod tests {
             Some("quoted")
         );
         assert_eq!(find_in(&[b"nosessionid=abc"], "sessionid"), None);
-    }
-
-    #[test]
-    fn integers_are_written_as_format_writes_them() {
-        for n in [0, 7, -7, 10, 1_209_600, -1_000_000, i64::MAX, i64::MIN] {
-            let mut out = String::new();
-            push_int(&mut out, n);
-            assert_eq!(out, n.to_string());
-        }
     }
 
     #[test]
