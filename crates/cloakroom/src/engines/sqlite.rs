@@ -151,6 +151,10 @@ impl SqliteStore {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+                // sqlx pings a connection before every use by default: for SQLite that is a
+                // hand-off to the connection's thread and back before each query, two per
+                // counter request, for a connection to a local file that cannot go away.
+                .test_before_acquire(false)
                 .connect_with(options.clone())
         };
         if in_memory {
