@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// of anything else that shares the server.
     #[arg(long, default_value_t = 11)]
     pub redis_db: u8,
+    /// The loopback port of the Redis server: the shared one by default; `bench/callgrind.py`
+    /// starts a private one, so that its command statistics count this server's commands only.
+    #[arg(long, default_value_t = 6379)]
+    pub redis_port: u16,
     /// Count store writes (served at `/__stats`).
     #[arg(long)]
     pub count_writes: bool,
@@ -88,7 +92,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The Redis URL of this server's database.
     pub fn redis_url(&self) -> String {
-        format!("redis://127.0.0.1:6379/{}", self.redis_db)
+        format!("redis://127.0.0.1:{}/{}", self.redis_port, self.redis_db)
     }
 }
 

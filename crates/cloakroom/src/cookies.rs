@@ -4,9 +4,9 @@
 //! `=`, trim, drop surrounding quotes, the last duplicate wins) and never fails: a header that is
 //! not UTF-8 or a pair without `=` is skipped.
 
-use std::fmt::Write as _;
-
 use time::{Duration, OffsetDateTime};
+
+use crate::digits::{push_int, push_two};
 
 use crate::config::{SameSite, Settings};
 use crate::manager::CookieAction;
@@ -94,7 +94,9 @@ pub fn set_cookie_header(
             now.checked_add(Duration::seconds(age))
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH)
         };
-        let _ = write!(out, "; Max-Age={age}; Expires=");
+        out.push_str("; Max-Age=");
+        push_int(&mut out, age);
+        out.push_str("; Expires=");
         push_http_date(&mut out, expires);
     }
     Some(out)
@@ -114,18 +116,15 @@ fn push_http_date(out: &mut String, at: OffsetDateTime) {
     push_two(out, day);
     out.push(' ');
     out.push_str(MONTHS[usize::from(u8::from(month)) - 1]);
-    let _ = write!(out, " {year} ");
+    out.push(' ');
+    push_int(out, i64::from(year));
+    out.push(' ');
     push_two(out, hour);
     out.push(':');
     push_two(out, minute);
     out.push(':');
     push_two(out, second);
     out.push_str(" GMT");
-}
-
-fn push_two(out: &mut String, n: u8) {
-    out.push(char::from(b'0' + n / 10 % 10));
-    out.push(char::from(b'0' + n % 10));
 }
 
 #[cfg(test)]

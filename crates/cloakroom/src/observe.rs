@@ -20,10 +20,12 @@
 //! (the same call is then counted in [`ERRORS`] as `timeout`) or the request went away.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use metrics::{Key, Label};
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
@@ -51,12 +53,14 @@ pub const DURATION: &str = "cloakroom_store_duration_seconds";
 /// observe calls made outside the session layer.
 pub struct Instrumented {
     inner: Arc<dyn SessionStore>,
+    meters: Meters,
 }
 
 impl Instrumented {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn SessionStore>) -> Self {
-        Self { inner }
+        let meters = Meters::new(inner.engine());
+        Self { inner, meters }
     }
 }
 
@@ -77,27 +81,151 @@ pub fn record_error(engine: &'static str, error: &StoreError) {
     metrics::counter!(ERRORS, "engine" => engine, "kind" => error_kind(error)).increment(1);
 }
 
+/// A store operation, as the `operation` label names it.
+#[derive(Clone, Copy)]
+enum Operation {
+    Load,
+    Create,
+    Update,
+    Touch,
+    Delete,
+    Exists,
+    /// The user index's calls: timed, with no outcome counter.
+    Link,
+    Unlink,
+    SessionsOf,
+    Revoke,
+}
+
+impl Operation {
+    const ALL: [Self; 10] = [
+        Self::Load,
+        Self::Create,
+        Self::Update,
+        Self::Touch,
+        Self::Delete,
+        Self::Exists,
+        Self::Link,
+        Self::Unlink,
+        Self::SessionsOf,
+        Self::Revoke,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Touch => "touch",
+            Self::Delete => "delete",
+            Self::Exists => "exists",
+            Self::Link => "link",
+            Self::Unlink => "unlink",
+            Self::SessionsOf => "sessions_of",
+            Self::Revoke => "revoke",
+        }
+    }
+
+    /// The counter of this operation's calls and its outcomes (`exists` has none).
+    fn counter(self) -> Option<(&'static str, &'static [&'static str])> {
+        const SAVED: &[&str] = &["stored", "conflict", "missing", "error", "cancelled"];
+        match self {
+            Self::Load => Some((LOADS, &["hit", "miss", "error", "cancelled"])),
+            Self::Create => Some((CREATES, &["stored", "taken", "error", "cancelled"])),
+            Self::Update | Self::Touch => Some((SAVES, SAVED)),
+            Self::Delete => Some((DELETES, &["ok", "error", "cancelled"])),
+            Self::Exists | Self::Link | Self::Unlink | Self::SessionsOf | Self::Revoke => None,
+        }
+    }
+}
+
+/// Where the metrics macros would say they come from.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The metric keys of one engine, labels included, built once: a store call then records
+/// through the installed recorder without building (allocating, hashing) a label set, which
+/// cost about 1,500 instructions per call, more than an in-process store's load itself.
+struct Meters {
+    /// Per operation (in [`Operation::ALL`] order): its duration histogram, and its counter
+    /// for each outcome.
+    operations: Vec<(Key, Vec<(&'static str, Key)>)>,
+    conflicts: Key,
+}
+
+impl Meters {
+    fn new(engine: &'static str) -> Self {
+        let operations = Operation::ALL
+            .iter()
+            .map(|&op| {
+                let name = op.name();
+                let duration = Key::from_parts(
+                    DURATION,
+                    vec![Label::new("engine", engine), Label::new("operation", name)],
+                );
+                let outcomes = op.counter().map_or_else(Vec::new, |(metric, outcomes)| {
+                    outcomes
+                        .iter()
+                        .map(|&outcome| {
+                            let mut labels = vec![Label::new("engine", engine)];
+                            if metric == SAVES {
+                                labels.push(Label::new("kind", name));
+                            }
+                            labels.push(Label::new("outcome", outcome));
+                            (outcome, Key::from_parts(metric, labels))
+                        })
+                        .collect()
+                });
+                (duration, outcomes)
+            })
+            .collect();
+        Self {
+            operations,
+            conflicts: Key::from_parts(CONFLICTS, vec![Label::new("engine", engine)]),
+        }
+    }
+
+    fn record(&self, op: Operation, outcome: &'static str, elapsed: Duration) {
+        let (duration, outcomes) = &self.operations[op as usize];
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_histogram(duration, &METADATA)
+                .record(elapsed.as_secs_f64());
+            if let Some((_, key)) = outcomes.iter().find(|(o, _)| *o == outcome) {
+                recorder.register_counter(key, &METADATA).increment(1);
+            }
+            if matches!(op, Operation::Update) && outcome == "conflict" {
+                recorder
+                    .register_counter(&self.conflicts, &METADATA)
+                    .increment(1);
+            }
+        });
+    }
+}
+
 /// One store call in flight: its span, and the metrics it records when it ends (or, dropped
 /// unfinished, as `cancelled`).
-struct Call {
-    engine: &'static str,
-    operation: &'static str,
+struct Call<'a> {
+    meters: &'a Meters,
+    operation: Operation,
     span: tracing::Span,
     started: Instant,
     done: bool,
 }
 
-impl Call {
-    fn start(engine: &'static str, operation: &'static str) -> Self {
+impl<'a> Call<'a> {
+    fn start(meters: &'a Meters, engine: &'static str, operation: Operation) -> Self {
+        // A disabled span (no subscriber wants it: tracing caches that per call site) costs
+        // a branch; everything span-related below is skipped for it.
         let span = tracing::debug_span!(
             "session_store",
             engine,
-            operation,
+            operation = operation.name(),
             outcome = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
         );
         Self {
-            engine,
+            meters,
             operation,
             span,
             started: Instant::now(),
@@ -105,34 +233,30 @@ impl Call {
         }
     }
 
+    /// Runs the store call inside the span, when there is one.
+    async fn run<T>(&self, fut: impl Future<Output = T>) -> T {
+        if self.span.is_disabled() {
+            fut.await
+        } else {
+            fut.instrument(self.span.clone()).await
+        }
+    }
+
     fn finish(&mut self, outcome: &'static str) {
         self.done = true;
         let elapsed = self.started.elapsed();
-        let (engine, operation) = (self.engine, self.operation);
-        #[allow(clippy::cast_precision_loss)]
-        let duration_ms = elapsed.as_micros() as f64 / 1000.0;
-        self.span.record("outcome", outcome);
-        self.span.record("duration_ms", duration_ms);
-        tracing::debug!(parent: &self.span, outcome, duration_ms, "session store call");
-        metrics::histogram!(DURATION, "engine" => engine, "operation" => operation)
-            .record(elapsed.as_secs_f64());
-        match operation {
-            "load" => metrics::counter!(LOADS, "engine" => engine, "outcome" => outcome),
-            "update" | "touch" => metrics::counter!(
-                SAVES, "engine" => engine, "kind" => operation, "outcome" => outcome
-            ),
-            "create" => metrics::counter!(CREATES, "engine" => engine, "outcome" => outcome),
-            "delete" => metrics::counter!(DELETES, "engine" => engine, "outcome" => outcome),
-            _ => return,
+        if !self.span.is_disabled() {
+            #[allow(clippy::cast_precision_loss)]
+            let duration_ms = elapsed.as_micros() as f64 / 1000.0;
+            self.span.record("outcome", outcome);
+            self.span.record("duration_ms", duration_ms);
+            tracing::debug!(parent: &self.span, outcome, duration_ms, "session store call");
         }
-        .increment(1);
-        if operation == "update" && outcome == "conflict" {
-            metrics::counter!(CONFLICTS, "engine" => engine).increment(1);
-        }
+        self.meters.record(self.operation, outcome, elapsed);
     }
 }
 
-impl Drop for Call {
+impl Drop for Call<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.finish("cancelled");
@@ -146,6 +270,12 @@ fn updated_outcome(result: &Result<Updated, StoreError>) -> &'static str {
         Ok(Updated::Conflict(_)) => "conflict",
         Ok(Updated::Missing) => "missing",
         Err(_) => "error",
+    }
+}
+
+impl Instrumented {
+    fn call(&self, operation: Operation) -> Call<'_> {
+        Call::start(&self.meters, self.inner.engine(), operation)
     }
 }
 
@@ -165,12 +295,8 @@ impl SessionStore for Instrumented {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(Record, bool)>, StoreError> {
-        let mut call = Call::start(self.engine(), "load");
-        let result = self
-            .inner
-            .load_moved(key, now)
-            .instrument(call.span.clone())
-            .await;
+        let mut call = self.call(Operation::Load);
+        let result = call.run(self.inner.load_moved(key, now)).await;
         call.finish(match &result {
             Ok(Some(_)) => "hit",
             Ok(None) => "miss",
@@ -180,12 +306,8 @@ impl SessionStore for Instrumented {
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        let mut call = Call::start(self.engine(), "create");
-        let result = self
-            .inner
-            .create(key, record)
-            .instrument(call.span.clone())
-            .await;
+        let mut call = self.call(Operation::Create);
+        let result = call.run(self.inner.create(key, record)).await;
         call.finish(match &result {
             Ok(Created::Stored) => "stored",
             Ok(Created::Taken) => "taken",
@@ -201,11 +323,9 @@ impl SessionStore for Instrumented {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut call = Call::start(self.engine(), "update");
-        let result = self
-            .inner
-            .update(key, expected, record, now)
-            .instrument(call.span.clone())
+        let mut call = self.call(Operation::Update);
+        let result = call
+            .run(self.inner.update(key, expected, record, now))
             .await;
         call.finish(updated_outcome(&result));
         result
@@ -217,26 +337,22 @@ impl SessionStore for Instrumented {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut call = Call::start(self.engine(), "touch");
-        let result = self
-            .inner
-            .touch(key, record, now)
-            .instrument(call.span.clone())
-            .await;
+        let mut call = self.call(Operation::Touch);
+        let result = call.run(self.inner.touch(key, record, now)).await;
         call.finish(updated_outcome(&result));
         result
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let mut call = Call::start(self.engine(), "delete");
-        let result = self.inner.delete(key).instrument(call.span.clone()).await;
+        let mut call = self.call(Operation::Delete);
+        let result = call.run(self.inner.delete(key)).await;
         call.finish(if result.is_ok() { "ok" } else { "error" });
         result
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let mut call = Call::start(self.engine(), "exists");
-        let result = self.inner.exists(key).instrument(call.span.clone()).await;
+        let mut call = self.call(Operation::Exists);
+        let result = call.run(self.inner.exists(key)).await;
         call.finish(if result.is_ok() { "ok" } else { "error" });
         result
     }
@@ -263,11 +379,11 @@ impl Instrumented {
     /// Runs one call of the user index inside its span, recording its duration and outcome.
     async fn indexed<T>(
         &self,
-        operation: &'static str,
+        operation: Operation,
         fut: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let mut call = Call::start(self.engine(), operation);
-        let result = fut.instrument(call.span.clone()).await;
+        let mut call = self.call(operation);
+        let result = call.run(fut).await;
         call.finish(if result.is_ok() { "ok" } else { "error" });
         result
     }
@@ -279,12 +395,13 @@ impl Instrumented {
 impl UserIndex for Instrumented {
     async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed("link", index.link(entry)).await
+        self.indexed(Operation::Link, index.link(entry)).await
     }
 
     async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed("unlink", index.unlink(user_id, id)).await
+        self.indexed(Operation::Unlink, index.unlink(user_id, id))
+            .await
     }
 
     async fn sessions_of(
@@ -293,12 +410,13 @@ impl UserIndex for Instrumented {
         now: OffsetDateTime,
     ) -> Result<Vec<UserSession>, StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed("sessions_of", index.sessions_of(user_id, now))
+        self.indexed(Operation::SessionsOf, index.sessions_of(user_id, now))
             .await
     }
 
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed("revoke", index.revoke(user_id, id)).await
+        self.indexed(Operation::Revoke, index.revoke(user_id, id))
+            .await
     }
 }

@@ -1,5 +1,8 @@
 //! Store round trips per request, counted: a read-only request loads once, writes nothing and
-//! sends no `Set-Cookie`; a changing request loads once and saves once.
+//! sends no `Set-Cookie`; a changing request loads once and saves once. On Redis, the commands
+//! themselves are counted by a private `redis-server`.
+
+mod support;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -7,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::testing::Counting;
-use cloakroom::{Session, SessionLayer, Sessions, Settings};
+use cloakroom::{Session, SessionLayer, SessionStore, Sessions, Settings};
 use tower::ServiceExt as _;
 
 async fn visits(session: Session) -> Result<String, cloakroom::Error> {
@@ -19,7 +22,10 @@ async fn read(session: Session) -> Result<String, cloakroom::Error> {
 }
 
 fn app(calls: &Counting) -> Router {
-    let store = calls.clone();
+    app_on(calls.clone())
+}
+
+fn app_on(store: impl SessionStore) -> Router {
     Router::new()
         .route("/visits", get(visits))
         .route("/read", get(read))
@@ -92,4 +98,125 @@ async fn a_request_that_never_touches_the_session_never_calls_the_store() {
     let (_, set_cookie) = send(&app, "/plain", Some("sessionid=abcdefgh12345678")).await;
     assert_eq!(set_cookie, None);
     assert_eq!(calls.take().round_trips(), (0, 0));
+}
+
+/// A `redis-server` of this test's own on a free loopback port, so that its command
+/// statistics count this test's commands only; killed by PID when dropped.
+#[cfg(feature = "redis")]
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+#[cfg(feature = "redis")]
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = support::closed_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let server = Self { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {port} did not start");
+    }
+
+    /// Calls per command since the last reset, from `INFO commandstats` (commands that a
+    /// script runs are counted too, under their own names).
+    async fn commands(&self, store: &cloakroom::engines::redis::RedisStore) -> Vec<(String, u64)> {
+        use fred::interfaces::ClientLike as _;
+        use fred::types::{ClusterHash, CustomCommand};
+        let info = CustomCommand::new_static("INFO", ClusterHash::FirstKey, false);
+        let text: String = store
+            .client()
+            .custom(info, vec!["commandstats"])
+            .await
+            .unwrap();
+        let mut counts: Vec<(String, u64)> = text
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .filter(|(name, _)| name != "info" && !name.starts_with("config"))
+            .collect();
+        counts.sort();
+        let reset = CustomCommand::new_static("CONFIG", ClusterHash::FirstKey, false);
+        let _: fred::types::Value = store
+            .client()
+            .custom(reset, vec!["RESETSTAT"])
+            .await
+            .unwrap();
+        counts
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Regression: the load was a Lua script (TYPE, GET and PTTL inside an EVALSHA), which cost
+/// Redis ten times a GET. Now a read is a pipelined GET and PTTL and nothing else, and a change
+/// adds one compare-and-swap script that runs GET and SET.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_reads_are_get_and_pttl_and_a_change_adds_one_script() {
+    use cloakroom::engines::redis::RedisStore;
+    let redis = PrivateRedis::start().await;
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let store = RedisStore::connect(&url).await.unwrap();
+    let app = app_on(store.clone());
+    let (_, set_cookie) = send(&app, "/visits", None).await;
+    let cookie = set_cookie.unwrap().split(';').next().unwrap().to_owned();
+    // The first change sends the script's source once (EVAL); later ones name it (EVALSHA).
+    send(&app, "/visits", Some(&cookie)).await;
+    redis.commands(&store).await;
+
+    for _ in 0..10 {
+        let (body, set_cookie) = send(&app, "/read", Some(&cookie)).await;
+        assert_eq!(body, "2");
+        assert_eq!(set_cookie, None, "a read-only request sends no Set-Cookie");
+    }
+    let count =
+        |n: u64| -> Vec<(String, u64)> { vec![("get".to_owned(), n), ("pttl".to_owned(), n)] };
+    assert_eq!(
+        redis.commands(&store).await,
+        count(10),
+        "10 reads: one GET and one PTTL each, no write"
+    );
+
+    for _ in 0..10 {
+        send(&app, "/visits", Some(&cookie)).await;
+    }
+    let (body, _) = send(&app, "/read", Some(&cookie)).await;
+    assert_eq!(body, "12");
+    let mut expected = vec![
+        ("evalsha".to_owned(), 10),
+        ("get".to_owned(), 10 + 10 + 1),
+        ("pttl".to_owned(), 10 + 1),
+        ("set".to_owned(), 10),
+    ];
+    expected.sort();
+    assert_eq!(
+        redis.commands(&store).await,
+        expected,
+        "10 changes: the load's GET and PTTL, then one script (its GET and SET), then a read"
+    );
 }

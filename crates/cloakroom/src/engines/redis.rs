@@ -10,10 +10,10 @@
 //!   sees the same keys.
 //! - **Expiry** is the server's own TTL, set from the record's expiry on every write, so the
 //!   server drops dead sessions by itself and [`ClearExpired`] has nothing to do.
-//! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically,
-//!   `touch` one that compares the value's SHA-1 and sets only the TTL, and `load` reads the
-//!   value and its TTL in one script too. Each script touches one key, so it
-//!   runs on whichever cluster node owns that key's slot.
+//! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically, and
+//!   `touch` one that compares the value's SHA-1 and sets only the TTL; each touches one key, so
+//!   it runs on whichever cluster node owns that key's slot. `load` is a plain `GET` and `PTTL`,
+//!   pipelined in one round trip.
 //! - **Sessions of a user** ([`UserIndex`]): a sorted set per user,
 //!   `<prefix>:<version>:cloakroom.users{u:<user id>}`, of the user's session keys scored by
 //!   their expiry (ms), and beside it one hash per session (`…{u:<user id>}:<session key>`:
@@ -35,11 +35,11 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use fred::clients::Client;
+use fred::clients::{Client, Pipeline};
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::config::{Config, Options, ReconnectPolicy};
-use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, SetOptions, Value};
+use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, Key, SetOptions, Value};
 use sha1::{Digest, Sha1};
 use time::OffsetDateTime;
 
@@ -66,31 +66,29 @@ const NO_EXPIRY: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UT
 /// past any `cookie_age` the settings accept).
 const MAX_TTL_MS: i64 = 1_000 * 365 * 86_400 * 1_000;
 
-/// Reads the value and its remaining TTL in one round trip.
-///
-/// Replies `{0}` when the key is absent, `{1, value, pttl}` when it holds a string (`pttl` is
-/// -1 without a TTL), and `{2, type}` when it holds another Redis type, which a session never is.
-const LOAD_LUA: &str = r"
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind == 'none' then return {0} end
-if kind ~= 'string' then return {2, kind} end
-return {1, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
-";
-
 /// The compare-and-swap: writes ARGV[2] with a TTL of ARGV[3] ms (deletes when that is 0) only
 /// if the key still holds ARGV[1].
 ///
 /// ARGV[4] is how many ms the caller's clock runs ahead of the wall clock, so a key whose TTL
 /// ends before the caller's "now" counts as gone, as it does in `load` (tests move the clock).
 /// Replies `{0}` missing, `{1}` stored, `{2, current, pttl}` conflict, `{3}` not a string.
+///
+/// The common path is two calls (`GET`, `SET`): a `WRONGTYPE` error from `GET` stands in for a
+/// `TYPE` check, and the TTL is read only when it is needed (a clock ahead, or a conflict).
+/// Every call inside a script costs Redis a command dispatch; this script used to make four.
 const UPDATE_LUA: &str = r"
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind == 'none' then return {0} end
-if kind ~= 'string' then return {3} end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl >= 0 and ttl <= tonumber(ARGV[4]) then return {0} end
-local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] then return {2, current, ttl} end
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' then return {3} end
+if not current then return {0} end
+local ahead = tonumber(ARGV[4])
+local ttl = nil
+if ahead > 0 then
+  ttl = redis.call('PTTL', KEYS[1])
+  if ttl >= 0 and ttl <= ahead then return {0} end
+end
+if current ~= ARGV[1] then
+  return {2, current, ttl or redis.call('PTTL', KEYS[1])}
+end
 if tonumber(ARGV[3]) > 0 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 else
@@ -183,23 +181,32 @@ return 0
 
 /// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
 struct Script {
-    lua: std::borrow::Cow<'static, str>,
-    sha1: String,
+    /// The source, sent once per server (`EVAL`) when it does not know the script yet.
+    lua: Value,
+    /// Shared bytes, so that sending it is a refcount and not a copy.
+    sha1: Bytes,
 }
 
 impl Script {
     fn new(lua: &'static str) -> Self {
-        Self::of(std::borrow::Cow::Borrowed(lua))
+        Self::of(Value::from_static_str(lua), lua)
     }
 
     /// A script that calls `prune` (see [`PRUNE_LUA`]).
     fn with_prune(lua: &'static str) -> Self {
-        Self::of(std::borrow::Cow::Owned(format!("{PRUNE_LUA}{lua}")))
+        let source = format!("{PRUNE_LUA}{lua}");
+        let sha1 = sha1_hex(source.as_bytes());
+        Self {
+            lua: Value::from(source),
+            sha1: Bytes::from(sha1),
+        }
     }
 
-    fn of(lua: std::borrow::Cow<'static, str>) -> Self {
-        let sha1 = sha1_hex(lua.as_bytes());
-        Self { lua, sha1 }
+    fn of(lua: Value, source: &str) -> Self {
+        Self {
+            lua,
+            sha1: Bytes::from(sha1_hex(source.as_bytes())),
+        }
     }
 }
 
@@ -211,7 +218,6 @@ fn sha1_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(LOAD_LUA));
 static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(UPDATE_LUA));
 static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(TOUCH_LUA));
 static LINK: LazyLock<Script> = LazyLock::new(|| Script::with_prune(LINK_LUA));
@@ -538,7 +544,10 @@ impl RedisStore {
 
     /// The Redis key the session `session_key` is kept under.
     pub fn redis_key(&self, session_key: &str) -> String {
-        format!("{}{session_key}", self.head)
+        let mut key = String::with_capacity(self.head.len() + session_key.len());
+        key.push_str(&self.head);
+        key.push_str(session_key);
+        key
     }
 
     /// The sorted set of `user_id`'s sessions in the user index (see the module docs).
@@ -583,26 +592,25 @@ impl RedisStore {
     ///
     /// Sent as custom commands routed by the key's slot: fred 10.1's own `evalsha`/`eval`
     /// ignore the command timeout and fail-fast while the connection is down, and would hang.
-    async fn run(
+    async fn run<const N: usize>(
         &self,
         script: &Script,
-        key: String,
-        args: Vec<Value>,
+        redis_key: &str,
+        args: impl Fn() -> [Value; N],
     ) -> Result<Vec<Value>, StoreError> {
         let client = self.client.with_options(&self.options);
-        let call = |command: &'static str, script: &str| {
-            let mut values = vec![
-                Value::from(script.to_owned()),
-                Value::Integer(1),
-                Value::from(key.clone()),
-            ];
-            values.extend(args.iter().cloned());
-            // Route by the key (the third argument), so a cluster sends it to its slot's node.
-            let command = CustomCommand::new_static(command, ClusterHash::Offset(2), false);
+        // Route by the key (the third argument), so a cluster sends it to its slot's node.
+        // The arguments are built for each try rather than cloned for a retry that almost
+        // never comes.
+        let send = |name, script: Value| {
+            let mut values = Vec::with_capacity(3 + N);
+            values.extend([script, Value::Integer(1), Value::from(redis_key)]);
+            values.extend(args());
+            let command = CustomCommand::new_static(name, ClusterHash::Offset(2), false);
             client.custom::<Value, Value>(command, values)
         };
-        let reply = match call("EVALSHA", &script.sha1).await {
-            Err(e) if error_code(&e) == "NOSCRIPT" => call("EVAL", &script.lua).await,
+        let reply = match send("EVALSHA", Value::Bytes(script.sha1.clone())).await {
+            Err(e) if error_code(&e) == "NOSCRIPT" => send("EVAL", script.lua.clone()).await,
             other => other,
         };
         Ok(reply.map_err(|e| self.error(e))?.into_array())
@@ -648,11 +656,8 @@ impl RedisStore {
     }
 }
 
-fn unexpected(script: &str, reply: &[Value]) -> StoreError {
-    StoreError::backend(
-        ENGINE,
-        format!("unexpected reply to the {script} script: {reply:?}"),
-    )
+fn unexpected(what: &str, reply: &[Value]) -> StoreError {
+    StoreError::backend(ENGINE, format!("unexpected reply to {what}: {reply:?}"))
 }
 
 fn status(reply: &[Value]) -> Option<i64> {
@@ -666,38 +671,55 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        let reply = self.run(&LOAD, self.redis_key(key), Vec::new()).await?;
+        let redis_key = Key::from(self.redis_key(key));
+        // `GET` and `PTTL`, pipelined: one round trip and two of Redis's cheapest commands,
+        // where a Lua script cost Redis about ten times as much. They are not atomic, and
+        // need not be: a write between them is a newer save of this session, whose TTL is
+        // then paired with the older data; the compare-and-swap of this request's save finds
+        // the newer data and merges, and the expiry is at worst a save's worth later.
+        let pipeline = Pipeline::from(self.client.with_options(&self.options));
+        // Queued in memory, not sent: these answer at once.
+        let _: () = pipeline
+            .get(redis_key.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        let _: () = pipeline.pttl(redis_key).await.map_err(|e| self.error(e))?;
+        let mut replies = pipeline.try_all::<Value>().await.into_iter();
         let wall = OffsetDateTime::now_utc();
-        match status(&reply) {
-            Some(0) => Ok(None),
-            Some(1) => {
-                let (Some(raw), Some(pttl)) = (
-                    reply.get(1).and_then(Value::as_bytes),
-                    reply.get(2).and_then(Value::as_i64),
-                ) else {
-                    return Err(unexpected("load", &reply));
-                };
-                let Some(data) = decode_value(self.binary, raw) else {
-                    tracing::warn!(
-                        engine = ENGINE,
-                        "a session key holds a value that is not session data; treating it as absent"
-                    );
-                    return Ok(None);
-                };
-                let expires_at = expiry_of(pttl, wall);
-                Ok((expires_at > now).then_some(Record { data, expires_at }))
-            }
-            Some(2) => {
-                let kind = reply.get(1).and_then(Value::as_str).unwrap_or_default();
+        let raw = match replies.next() {
+            Some(Ok(Value::Null)) => return Ok(None),
+            Some(Ok(value)) => value,
+            Some(Err(e)) if error_code(&e) == "WRONGTYPE" => {
                 tracing::warn!(
                     engine = ENGINE,
-                    redis_type = %kind,
                     "a session key holds another Redis type, not a string; treating it as absent"
                 );
-                Ok(None)
+                return Ok(None);
             }
-            _ => Err(unexpected("load", &reply)),
+            Some(Err(e)) => return Err(self.error(e)),
+            None => return Err(unexpected("GET", &[])),
+        };
+        let pttl = match replies.next() {
+            Some(Ok(pttl)) => pttl,
+            Some(Err(e)) => return Err(self.error(e)),
+            None => return Err(unexpected("PTTL", &[])),
+        };
+        let (Some(bytes), Some(pttl)) = (raw.as_bytes(), pttl.as_i64()) else {
+            return Err(unexpected("GET and PTTL", &[raw, pttl]));
+        };
+        if pttl == -2 {
+            // Deleted or expired between the two commands.
+            return Ok(None);
         }
+        let Some(data) = decode_value(self.binary, bytes) else {
+            tracing::warn!(
+                engine = ENGINE,
+                "a session key holds a value that is not session data; treating it as absent"
+            );
+            return Ok(None);
+        };
+        let expires_at = expiry_of(pttl, wall);
+        Ok((expires_at > now).then_some(Record { data, expires_at }))
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
@@ -738,14 +760,16 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
-        let args = vec![
-            Value::Bytes(encode_value(self.binary, expected)),
-            Value::Bytes(encode_value(self.binary, &record.data)),
-            Value::Integer(ttl),
-            Value::Integer(ahead),
-        ];
-        let reply = self.run(&UPDATE, self.redis_key(key), args).await?;
-        self.updated(&reply, "update")
+        let args = || {
+            [
+                Value::Bytes(encode_value(self.binary, expected)),
+                Value::Bytes(encode_value(self.binary, &record.data)),
+                Value::Integer(ttl),
+                Value::Integer(ahead),
+            ]
+        };
+        let reply = self.run(&UPDATE, &self.redis_key(key), args).await?;
+        self.updated(&reply, "the update script")
     }
 
     async fn touch(
@@ -755,13 +779,16 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
-        let args = vec![
-            Value::from(sha1_hex(&encode_value(self.binary, &record.data))),
-            Value::Integer(ttl),
-            Value::Integer(ahead),
-        ];
-        let reply = self.run(&TOUCH, self.redis_key(key), args).await?;
-        self.updated(&reply, "touch")
+        let digest = sha1_hex(&encode_value(self.binary, &record.data));
+        let args = || {
+            [
+                Value::from(digest.as_str()),
+                Value::Integer(ttl),
+                Value::Integer(ahead),
+            ]
+        };
+        let reply = self.run(&TOUCH, &self.redis_key(key), args).await?;
+        self.updated(&reply, "the touch script")
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -824,23 +851,26 @@ fn listed_entry(user_id: &str, member: &Value) -> Option<UserSession> {
 #[async_trait]
 impl UserIndex for RedisStore {
     async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        let args = vec![
-            Value::from(entry.id.clone()),
-            Value::Integer(unix_ms(entry.expires_at)),
-            Value::Integer(unix_ms(entry.created_at)),
-            Value::Integer(unix_ms(entry.last_seen)),
-            Value::from(entry.user_agent.clone().unwrap_or_default()),
-            Value::from(entry.ip.clone().unwrap_or_default()),
-            Value::Integer(unix_ms(OffsetDateTime::now_utc())),
-        ];
-        self.run(&LINK, self.user_set_key(&entry.user_id), args)
+        let wall = unix_ms(OffsetDateTime::now_utc());
+        let args = || {
+            [
+                Value::from(entry.id.as_str()),
+                Value::Integer(unix_ms(entry.expires_at)),
+                Value::Integer(unix_ms(entry.created_at)),
+                Value::Integer(unix_ms(entry.last_seen)),
+                Value::from(entry.user_agent.as_deref().unwrap_or_default()),
+                Value::from(entry.ip.as_deref().unwrap_or_default()),
+                Value::Integer(wall),
+            ]
+        };
+        self.run(&LINK, &self.user_set_key(&entry.user_id), args)
             .await
             .map(drop)
     }
 
     async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let args = vec![Value::from(id.to_owned())];
-        self.run(&UNLINK, self.user_set_key(user_id), args)
+        let args = || [Value::from(id)];
+        self.run(&UNLINK, &self.user_set_key(user_id), args)
             .await
             .map(drop)
     }
@@ -850,8 +880,8 @@ impl UserIndex for RedisStore {
         user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<UserSession>, StoreError> {
-        let args = vec![Value::Integer(unix_ms(now))];
-        let reply = self.run(&LIST, self.user_set_key(user_id), args).await?;
+        let args = || [Value::Integer(unix_ms(now))];
+        let reply = self.run(&LIST, &self.user_set_key(user_id), args).await?;
         let mut listed = Vec::with_capacity(reply.len());
         let mut dead = Vec::new();
         for member in &reply {
@@ -885,8 +915,8 @@ impl UserIndex for RedisStore {
     }
 
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let args = vec![Value::from(id.to_owned())];
-        let owns = self.run(&OWNS, self.user_set_key(user_id), args).await?;
+        let args = || [Value::from(id)];
+        let owns = self.run(&OWNS, &self.user_set_key(user_id), args).await?;
         if status(&owns) == Some(1) {
             self.delete(id).await?;
         }
@@ -1070,7 +1100,7 @@ mod tests {
         // SHA-1 of "return 1", as `SCRIPT LOAD` answers it.
         assert_eq!(
             Script::new("return 1").sha1,
-            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+            &b"e0e1f9fabfc9d4800c877a703b823ac0578ff8db"[..]
         );
     }
 }
