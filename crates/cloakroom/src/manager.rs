@@ -82,11 +82,7 @@ impl Shared {
 
     /// The name the store (and so its user index) knows session `key` by.
     fn stored_id(&self, key: &str) -> String {
-        if self.settings.hash_keys {
-            crate::hashed::stored_key(key)
-        } else {
-            key.to_owned()
-        }
+        crate::hashed::stored_id(&self.settings, key)
     }
 
     async fn lock(&self, key: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
@@ -267,7 +263,9 @@ impl Sessions {
     /// ```no_run
     /// # async fn demo(sessions: cloakroom::Sessions) -> Result<(), cloakroom::StoreError> {
     /// for s in sessions.sessions_of("42").await? {
-    ///     println!("{} since {} from {:?}", &s.id[..6], s.created_at, s.user_agent);
+    ///     // The id may be a live session key: show a prefix only.
+    ///     let shown = s.id.get(..6).unwrap_or_default();
+    ///     println!("{shown}… since {} from {:?}", s.created_at, s.user_agent);
     /// }
     /// # Ok(()) }
     /// ```
