@@ -6,6 +6,11 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-${CLOAKROOM_DJANGO_VENV:-$root/target/django-venv}}
 py=$venv/bin/python
+# The tests run as parallel processes (nextest), each asking for the venv: one makes it while
+# the others wait on this lock, instead of racing `python3 -m venv` into the same folder.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 if [ -x "$py" ] && "$py" -c 'import django, redis; assert django.VERSION[:2] == (5, 2)' 2>/dev/null; then
   echo "$py"
   exit 0

@@ -10,6 +10,8 @@ bash scripts/install-browser.sh
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# Real Django from PyPI for the interop tests, made once here rather than by the first tests.
+sh scripts/django-env.sh >/dev/null
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast
 else
