@@ -736,6 +736,12 @@ impl Env {
         let drop_tables = async move {
             let pool = sqlx::PgPool::connect(servers::POSTGRES_URL).await?;
             for variant in ["main", "big"] {
+                // The user index beside cloakroom's table refers to it: it goes first.
+                sqlx::query(&format!(
+                    r#"DROP TABLE IF EXISTS "{tag}_{variant}_cr_user""#
+                ))
+                .execute(&pool)
+                .await?;
                 sqlx::query(&format!(r#"DROP TABLE IF EXISTS "{tag}_{variant}_cr""#))
                     .execute(&pool)
                     .await?;
