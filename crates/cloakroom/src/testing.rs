@@ -1305,6 +1305,16 @@ impl SessionStore for Counting {
         self.inner.load(key, now).await
     }
 
+    /// Counted as a load, and forwarded, so a counted migrating store still reports its moves.
+    async fn load_moved(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        bump(&self.counters.loads);
+        self.inner.load_moved(key, now).await
+    }
+
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
         bump(&self.counters.creates);
         self.inner.create(key, record).await
