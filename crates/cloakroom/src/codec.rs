@@ -16,6 +16,26 @@ use crate::signing::{Signer, SESSION_SALT};
 /// The session data: a JSON object whose keys keep their insertion order (as Python dicts do).
 pub type Data = Map<String, Value>;
 
+/// The value under `key`. A session holds a handful of keys, and comparing that many short
+/// strings is several times cheaper than hashing `key` with the map's SipHash, which the core
+/// would otherwise pay for each of the special keys it checks on every request.
+pub(crate) fn lookup<'a>(data: &'a Data, key: &str) -> Option<&'a Value> {
+    if data.len() <= 8 {
+        data.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        data.get(key)
+    }
+}
+
+/// The value under `key`, to change in place (see [`lookup`]).
+pub(crate) fn lookup_mut<'a>(data: &'a mut Data, key: &str) -> Option<&'a mut Value> {
+    if data.len() <= 8 {
+        data.iter_mut().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        data.get_mut(key)
+    }
+}
+
 /// Django's `SESSION_KEY`: where `login()` keeps the logged-in user's primary key.
 pub const AUTH_USER_ID: &str = "_auth_user_id";
 
@@ -23,7 +43,7 @@ pub const AUTH_USER_ID: &str = "_auth_user_id";
 /// it), as [`Session::user_id`](crate::Session::user_id) reads it: for tools that decode
 /// stored sessions themselves (an admin listing, a migration script).
 pub fn user_id(data: &Data) -> Option<String> {
-    match data.get(AUTH_USER_ID)? {
+    match lookup(data, AUTH_USER_ID)? {
         Value::String(id) => Some(id.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::codec::Data;
+use crate::codec::{lookup, Data};
 use crate::config::{Settings, MAX_COOKIE_AGE};
 
 /// The key Django keeps per-session expiry under.
@@ -125,9 +125,8 @@ impl Lifetime {
     /// the absolute deadline: the effective expiry is the earliest.
     pub(crate) fn of(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
         let mut lifetime = Self::django(data, settings, now);
-        let explicit = !matches!(data.get(EXPIRY_KEY), None | Some(Value::Null));
-        let idle = data
-            .get(IDLE_KEY)
+        let explicit = !matches!(lookup(data, EXPIRY_KEY), None | Some(Value::Null));
+        let idle = lookup(data, IDLE_KEY)
             .and_then(Value::as_u64)
             .or(settings.idle_timeout)
             .and_then(|s| i64::try_from(s).ok())
@@ -137,8 +136,7 @@ impl Lifetime {
             lifetime.expires_at = now + time::Duration::seconds(idle);
             lifetime.idle = Some(idle);
         }
-        if let Some(deadline) = data
-            .get(DEADLINE_KEY)
+        if let Some(deadline) = lookup(data, DEADLINE_KEY)
             .and_then(Value::as_str)
             .and_then(parse_iso)
         {
@@ -158,7 +156,7 @@ impl Lifetime {
             browser_close,
             idle: None,
         };
-        match data.get(EXPIRY_KEY) {
+        match lookup(data, EXPIRY_KEY) {
             None | Some(Value::Null) => default(settings.expire_at_browser_close),
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(secs) if secs > 0 => {

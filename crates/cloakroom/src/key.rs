@@ -40,10 +40,19 @@ pub fn generate() -> Result<String, getrandom::Error> {
 /// never carry path separators, quotes or SQL into a store.
 pub fn is_well_formed(candidate: &str) -> bool {
     (MIN_KEY_LEN..=MAX_KEY_LEN).contains(&candidate.len())
-        && candidate
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && candidate.bytes().all(|b| IN_ALPHABET[usize::from(b)])
 }
+
+/// Which bytes may appear in a key: one table lookup per byte on every request's cookie.
+static IN_ALPHABET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@ use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
 use crate::key;
+use crate::observe::{Observer, Operation};
 use crate::session::{user_of, Inner, Session, State};
 use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
@@ -32,7 +33,12 @@ const STRIPES: usize = 4096;
 
 /// Everything the sessions of one app share: the store, the settings, the codec and the clock.
 pub(crate) struct Shared {
+    /// The store the core calls, each call observed by `observer`.
     pub store: Arc<dyn SessionStore>,
+    /// The same store wrapped in [`Instrumented`](crate::observe::Instrumented), for the app's
+    /// own calls through [`Sessions::store`].
+    observed: Arc<dyn SessionStore>,
+    observer: Arc<Observer>,
     pub settings: Settings,
     pub codec: Codec,
     pub clock: Arc<dyn Clock>,
@@ -45,9 +51,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Runs one store call under the configured timeout.
-    async fn call<T>(
+    /// Runs one store call under the configured timeout, observed as `op` (span, metrics).
+    async fn call<T: crate::observe::Outcome>(
         &self,
+        op: Operation,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let engine = self.store.engine();
@@ -57,7 +64,7 @@ impl Shared {
         }
         let after = self.settings.store_timeout();
         let result = match (Bounded {
-            fut,
+            fut: self.observer.observe(op, fut),
             sleep: None,
             after,
         })
@@ -194,11 +201,16 @@ impl Sessions {
             settings.breaker_threshold,
             Duration::from_millis(settings.breaker_cooldown_ms),
         ));
-        // Every store call gets a span and metrics (see `observe`).
-        let store: Arc<dyn SessionStore> = Arc::new(crate::observe::Instrumented::new(store));
+        // Every store call gets a span and metrics (see `observe`): the core's own through
+        // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
+        let observer = Arc::new(Observer::new(store.engine()));
+        let observed: Arc<dyn SessionStore> =
+            Arc::new(crate::observe::Instrumented::new(Arc::clone(&store)));
         Ok(Self {
             shared: Arc::new(Shared {
                 store,
+                observed,
+                observer,
                 codec: settings.codec(),
                 settings,
                 clock: Arc::new(SystemClock),
@@ -214,6 +226,8 @@ impl Sessions {
     fn map_shared(self, f: impl FnOnce(&mut Shared)) -> Self {
         let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|arc| Shared {
             store: Arc::clone(&arc.store),
+            observed: Arc::clone(&arc.observed),
+            observer: Arc::clone(&arc.observer),
             settings: arc.settings.clone(),
             codec: arc.codec.clone(),
             clock: Arc::clone(&arc.clock),
@@ -244,9 +258,9 @@ impl Sessions {
         &self.shared.settings
     }
 
-    /// The store.
+    /// The store, with a span and metrics around each call (as the layer's own calls have).
     pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.shared.store
+        &self.shared.observed
     }
 
     /// The clock.
@@ -276,7 +290,10 @@ impl Sessions {
         let shared = &self.shared;
         let index = user_index(&*shared.store)?;
         shared
-            .call(index.sessions_of(user_id, shared.clock.now()))
+            .call(
+                Operation::SessionsOf,
+                index.sessions_of(user_id, shared.clock.now()),
+            )
             .await
     }
 
@@ -290,7 +307,9 @@ impl Sessions {
     pub async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let shared = &self.shared;
         let index = user_index(&*shared.store)?;
-        shared.call(index.revoke(user_id, id)).await
+        shared
+            .call(Operation::Revoke, index.revoke(user_id, id))
+            .await
     }
 
     /// "Log out everywhere": revokes every live session of `user_id` (after a password change,
@@ -306,10 +325,15 @@ impl Sessions {
         let shared = &self.shared;
         let index = user_index(&*shared.store)?;
         let listed = shared
-            .call(index.sessions_of(user_id, shared.clock.now()))
+            .call(
+                Operation::SessionsOf,
+                index.sessions_of(user_id, shared.clock.now()),
+            )
             .await?;
         for session in &listed {
-            shared.call(index.revoke(user_id, &session.id)).await?;
+            shared
+                .call(Operation::Revoke, index.revoke(user_id, &session.id))
+                .await?;
         }
         Ok(listed.len() as u64)
     }
@@ -447,7 +471,9 @@ impl LazySession {
         let mut key = key.to_owned();
         // One hop at most: a pointer to a pointer is not followed.
         for _hop in 0..2 {
-            let Some((record, moved)) = shared.call(shared.store.load_moved(&key, now)).await?
+            let Some((record, moved)) = shared
+                .call(Operation::Load, shared.store.load_moved(&key, now))
+                .await?
             else {
                 return Ok(None);
             };
@@ -549,7 +575,9 @@ impl LazySession {
             return Ok(keep(st.accessed));
         }
         for doomed in std::mem::take(&mut st.doomed) {
-            shared.call(store.delete(&doomed)).await?;
+            shared
+                .call(Operation::Delete, store.delete(&doomed))
+                .await?;
         }
         let now = shared.clock.now();
         // After a flush the key is gone and its records are doomed: on a 5xx the empty branch
@@ -560,10 +588,10 @@ impl LazySession {
         if st.data.is_empty() {
             if st.modified {
                 if let Some(key) = st.key.take() {
-                    shared.call(store.delete(&key)).await?;
+                    shared.call(Operation::Delete, store.delete(&key)).await?;
                 }
                 if let Some((old, _)) = st.cycled_from.take() {
-                    shared.call(store.delete(&old)).await?;
+                    shared.call(Operation::Delete, store.delete(&old)).await?;
                 }
             }
             self.relink(st, None, now).await?;
@@ -613,7 +641,10 @@ impl LazySession {
                 let mut merges = 0;
                 loop {
                     match shared
-                        .call(store.update(&key, &expected, &record, now))
+                        .call(
+                            Operation::Update,
+                            store.update(&key, &expected, &record, now),
+                        )
                         .await?
                     {
                         Updated::Stored => break,
@@ -734,7 +765,10 @@ impl LazySession {
             data: loaded,
             expires_at: lifetime.expires_at,
         };
-        match shared.call(shared.store.touch(&key, &record, now)).await? {
+        match shared
+            .call(Operation::Touch, shared.store.touch(&key, &record, now))
+            .await?
+        {
             Updated::Stored => {
                 st.expires_at = Some(record.expires_at);
                 Ok(Some(Outcome {
@@ -772,12 +806,16 @@ impl LazySession {
         };
         let fresh = st.linked != next;
         if let Some((user, key)) = st.linked.take().filter(|_| fresh) {
-            self.under_policy(shared.call(index.unlink(&user, &key)).await)?;
+            self.under_policy(
+                shared
+                    .call(Operation::Unlink, index.unlink(&user, &key))
+                    .await,
+            )?;
         }
         let entry = saved
             .and_then(|(key, expires_at)| UserSession::from_data(key, &st.data, expires_at, now));
         if let Some(entry) = entry {
-            self.under_policy(shared.call(index.link(&entry)).await)?;
+            self.under_policy(shared.call(Operation::Link, index.link(&entry)).await)?;
             if fresh {
                 let (user, key) = (&entry.user_id, &entry.id);
                 self.under_policy(self.enforce_cap(index, user, key, now).await)?;
@@ -801,12 +839,16 @@ impl LazySession {
             return Ok(());
         };
         let me = shared.stored_id(key);
-        let mut others = shared.call(index.sessions_of(user, now)).await?;
+        let mut others = shared
+            .call(Operation::SessionsOf, index.sessions_of(user, now))
+            .await?;
         others.retain(|s| s.id != me);
         others.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         let keep = usize::try_from(cap).unwrap_or(usize::MAX).saturating_sub(1);
         for old in others.iter().skip(keep) {
-            shared.call(index.revoke(user, &old.id)).await?;
+            shared
+                .call(Operation::Revoke, index.revoke(user, &old.id))
+                .await?;
         }
         Ok(())
     }
@@ -827,7 +869,7 @@ impl LazySession {
         ) else {
             return Ok(());
         };
-        self.under_policy(shared.call(index.link(&entry)).await)
+        self.under_policy(shared.call(Operation::Link, index.link(&entry)).await)
     }
 
     /// The result of a user index call, under the store-error policy: fail-open logs the
@@ -864,7 +906,10 @@ impl LazySession {
         };
         for _ in 0..MAX_MERGES {
             match shared
-                .call(shared.store.update(old, &expected, &record, now))
+                .call(
+                    Operation::Update,
+                    shared.store.update(old, &expected, &record, now),
+                )
                 .await?
             {
                 Updated::Stored | Updated::Missing => return Ok(()),
@@ -872,7 +917,9 @@ impl LazySession {
             }
         }
         // Could not park the pointer: fall back to no grace rather than leave the old key live.
-        shared.call(shared.store.delete(old)).await?;
+        shared
+            .call(Operation::Delete, shared.store.delete(old))
+            .await?;
         Ok(())
     }
 
@@ -880,7 +927,10 @@ impl LazySession {
         let shared = &self.session.inner.shared;
         for _ in 0..MAX_KEY_DRAWS {
             let key = key::generate()?;
-            match shared.call(shared.store.create(&key, record)).await? {
+            match shared
+                .call(Operation::Create, shared.store.create(&key, record))
+                .await?
+            {
                 Created::Stored => return Ok(key),
                 Created::Taken => continue,
             }
@@ -894,14 +944,14 @@ impl LazySession {
 /// The successor key a rotated record points to, if this record is such a pointer.
 /// Whether the data's `_session_expiry` is an instant at or before `now`.
 fn expiry_passed(data: &crate::codec::Data, now: OffsetDateTime) -> bool {
-    data.get(crate::expiry::EXPIRY_KEY)
+    crate::codec::lookup(data, crate::expiry::EXPIRY_KEY)
         .and_then(serde_json::Value::as_str)
         .and_then(crate::expiry::parse_iso)
         .is_some_and(|at| at <= now)
 }
 
 fn moved_to(data: &crate::codec::Data) -> Option<&str> {
-    data.get(MOVED_KEY).and_then(serde_json::Value::as_str)
+    crate::codec::lookup(data, MOVED_KEY).and_then(serde_json::Value::as_str)
 }
 
 /// A short random pause before the next merge attempt, growing with each conflict, so that

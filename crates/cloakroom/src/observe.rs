@@ -1,6 +1,6 @@
 //! Observability: a tracing span and metrics for every store call.
 //!
-//! [`Sessions`](crate::Sessions) wraps its store in [`Instrumented`], so every load and save of
+//! [`Sessions`](crate::Sessions) observes every call it makes to its store, so every load and save of
 //! a request shows up as a `session_store` span (fields `engine`, `operation`, `outcome`,
 //! `duration_ms`; never the session key) and moves the metrics below through the [`metrics`]
 //! crate. Nothing is recorded until the application installs a metrics recorder (the demo
@@ -53,14 +53,14 @@ pub const DURATION: &str = "cloakroom_store_duration_seconds";
 /// observe calls made outside the session layer.
 pub struct Instrumented {
     inner: Arc<dyn SessionStore>,
-    meters: Meters,
+    observer: Observer,
 }
 
 impl Instrumented {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn SessionStore>) -> Self {
-        let meters = Meters::new(inner.engine());
-        Self { inner, meters }
+        let observer = Observer::new(inner.engine());
+        Self { inner, observer }
     }
 }
 
@@ -83,7 +83,7 @@ pub fn record_error(engine: &'static str, error: &StoreError) {
 
 /// A store operation, as the `operation` label names it.
 #[derive(Clone, Copy)]
-enum Operation {
+pub(crate) enum Operation {
     Load,
     Create,
     Update,
@@ -264,18 +264,90 @@ impl Drop for Call<'_> {
     }
 }
 
-fn updated_outcome(result: &Result<Updated, StoreError>) -> &'static str {
-    match result {
-        Ok(Updated::Stored) => "stored",
-        Ok(Updated::Conflict(_)) => "conflict",
-        Ok(Updated::Missing) => "missing",
-        Err(_) => "error",
+/// What a store call's result says, as the `outcome` label names it.
+pub(crate) trait Outcome {
+    /// The label of a successful call.
+    fn outcome(&self) -> &'static str;
+}
+
+impl Outcome for () {
+    fn outcome(&self) -> &'static str {
+        "ok"
     }
 }
 
-impl Instrumented {
-    fn call(&self, operation: Operation) -> Call<'_> {
-        Call::start(&self.meters, self.inner.engine(), operation)
+impl Outcome for bool {
+    fn outcome(&self) -> &'static str {
+        "ok"
+    }
+}
+
+impl Outcome for Vec<UserSession> {
+    fn outcome(&self) -> &'static str {
+        "ok"
+    }
+}
+
+impl Outcome for Option<(Record, bool)> {
+    fn outcome(&self) -> &'static str {
+        if self.is_some() {
+            "hit"
+        } else {
+            "miss"
+        }
+    }
+}
+
+impl Outcome for Created {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Taken => "taken",
+        }
+    }
+}
+
+impl Outcome for Updated {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Conflict(_) => "conflict",
+            Self::Missing => "missing",
+        }
+    }
+}
+
+/// Records the span and metrics of one engine's store calls. The core runs its own calls
+/// through one directly (no wrapper store: a wrapper costs every call a boxed future);
+/// [`Instrumented`] uses one for calls made outside the session layer.
+pub(crate) struct Observer {
+    engine: &'static str,
+    meters: Meters,
+}
+
+impl Observer {
+    /// An observer of `engine`'s calls, its metric keys built once.
+    pub(crate) fn new(engine: &'static str) -> Self {
+        Self {
+            engine,
+            meters: Meters::new(engine),
+        }
+    }
+
+    /// Runs `fut`, one `operation` of the store, inside its span, and records its duration and
+    /// outcome (`cancelled` if it is dropped unfinished).
+    pub(crate) async fn observe<T: Outcome>(
+        &self,
+        operation: Operation,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let mut call = Call::start(&self.meters, self.engine, operation);
+        let result = call.run(fut).await;
+        call.finish(match &result {
+            Ok(done) => done.outcome(),
+            Err(_) => "error",
+        });
+        result
     }
 }
 
@@ -295,25 +367,13 @@ impl SessionStore for Instrumented {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(Record, bool)>, StoreError> {
-        let mut call = self.call(Operation::Load);
-        let result = call.run(self.inner.load_moved(key, now)).await;
-        call.finish(match &result {
-            Ok(Some(_)) => "hit",
-            Ok(None) => "miss",
-            Err(_) => "error",
-        });
-        result
+        let load = self.inner.load_moved(key, now);
+        self.observer.observe(Operation::Load, load).await
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        let mut call = self.call(Operation::Create);
-        let result = call.run(self.inner.create(key, record)).await;
-        call.finish(match &result {
-            Ok(Created::Stored) => "stored",
-            Ok(Created::Taken) => "taken",
-            Err(_) => "error",
-        });
-        result
+        let create = self.inner.create(key, record);
+        self.observer.observe(Operation::Create, create).await
     }
 
     async fn update(
@@ -323,12 +383,8 @@ impl SessionStore for Instrumented {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut call = self.call(Operation::Update);
-        let result = call
-            .run(self.inner.update(key, expected, record, now))
-            .await;
-        call.finish(updated_outcome(&result));
-        result
+        let update = self.inner.update(key, expected, record, now);
+        self.observer.observe(Operation::Update, update).await
     }
 
     async fn touch(
@@ -337,24 +393,18 @@ impl SessionStore for Instrumented {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let mut call = self.call(Operation::Touch);
-        let result = call.run(self.inner.touch(key, record, now)).await;
-        call.finish(updated_outcome(&result));
-        result
+        let touch = self.inner.touch(key, record, now);
+        self.observer.observe(Operation::Touch, touch).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let mut call = self.call(Operation::Delete);
-        let result = call.run(self.inner.delete(key)).await;
-        call.finish(if result.is_ok() { "ok" } else { "error" });
-        result
+        let delete = self.inner.delete(key);
+        self.observer.observe(Operation::Delete, delete).await
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let mut call = self.call(Operation::Exists);
-        let result = call.run(self.inner.exists(key)).await;
-        call.finish(if result.is_ok() { "ok" } else { "error" });
-        result
+        let exists = self.inner.exists(key);
+        self.observer.observe(Operation::Exists, exists).await
     }
 
     fn cookie_value<'a>(
@@ -375,32 +425,21 @@ impl SessionStore for Instrumented {
     }
 }
 
-impl Instrumented {
-    /// Runs one call of the user index inside its span, recording its duration and outcome.
-    async fn indexed<T>(
-        &self,
-        operation: Operation,
-        fut: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let mut call = self.call(operation);
-        let result = call.run(fut).await;
-        call.finish(if result.is_ok() { "ok" } else { "error" });
-        result
-    }
-}
-
 /// The index calls get spans and the [`DURATION`] histogram too (`operation` = `link`,
 /// `unlink`, `sessions_of`, `revoke`).
 #[async_trait]
 impl UserIndex for Instrumented {
     async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed(Operation::Link, index.link(entry)).await
+        self.observer
+            .observe(Operation::Link, index.link(entry))
+            .await
     }
 
     async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed(Operation::Unlink, index.unlink(user_id, id))
+        self.observer
+            .observe(Operation::Unlink, index.unlink(user_id, id))
             .await
     }
 
@@ -410,13 +449,15 @@ impl UserIndex for Instrumented {
         now: OffsetDateTime,
     ) -> Result<Vec<UserSession>, StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed(Operation::SessionsOf, index.sessions_of(user_id, now))
+        self.observer
+            .observe(Operation::SessionsOf, index.sessions_of(user_id, now))
             .await
     }
 
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let index = user_index(&*self.inner)?;
-        self.indexed(Operation::Revoke, index.revoke(user_id, id))
+        self.observer
+            .observe(Operation::Revoke, index.revoke(user_id, id))
             .await
     }
 }

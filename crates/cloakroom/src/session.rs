@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::codec::Data;
+use crate::codec::{lookup, lookup_mut, Data};
 
 /// Django's `BACKEND_SESSION_KEY`: the dotted path of the backend that authenticated the user.
 const AUTH_USER_BACKEND: &str = "_auth_user_backend";
@@ -31,7 +31,7 @@ pub(crate) use crate::codec::{user_id as user_of, AUTH_USER_ID};
 
 /// The `User-Agent` and address [`Session::record_client`] stored in the data.
 pub(crate) fn client_of(data: &Data) -> (Option<String>, Option<String>) {
-    let Some(client) = data.get(CLIENT_KEY) else {
+    let Some(client) = lookup(data, CLIENT_KEY) else {
         return (None, None);
     };
     let field = |name| client.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -225,7 +225,7 @@ impl Session {
     /// [`Error::Type`] when the stored value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         let st = self.read();
-        st.data.get(key).map(|v| decode(key, v)).transpose()
+        lookup(&st.data, key).map(|v| decode(key, v)).transpose()
     }
 
     /// The value under `key`, or `default` when it is absent (Django's `get(key, default)`).
@@ -238,7 +238,7 @@ impl Session {
 
     /// The raw JSON value under `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.read().data.get(key).cloned()
+        lookup(&self.read().data, key).cloned()
     }
 
     /// Stores `value` under `key`, replacing what was there.
@@ -356,17 +356,24 @@ impl Session {
     {
         let owned = key.to_owned();
         let apply: Change = Arc::new(move |data: &mut Data| {
-            let mut value: T = match data.get(&owned) {
+            let slot = lookup_mut(data, &owned);
+            let mut value: T = match &slot {
                 Some(v) => decode(&owned, v)?,
                 None => T::default(),
             };
             change(&mut value);
             let value = encode(&owned, &value)?;
-            data.insert(owned.clone(), value);
+            // In place when the key is there: no new copy of the key.
+            match slot {
+                Some(slot) => *slot = value,
+                None => {
+                    data.insert(owned.clone(), value);
+                }
+            }
             Ok(())
         });
         self.write(Op::Apply(apply))?;
-        match self.state().data.get(key) {
+        match lookup(&self.state().data, key) {
             Some(v) => decode(key, v),
             None => Ok(T::default()),
         }
