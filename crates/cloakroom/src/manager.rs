@@ -259,6 +259,7 @@ impl Sessions {
     }
 
     /// The store, with a span and metrics around each call (as the layer's own calls have).
+    #[allow(clippy::misnamed_getters)] // the app gets the observed store, on purpose
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.shared.observed
     }
