@@ -11,9 +11,7 @@ use cloakroom::store::{Created, Record, SessionStore, Updated};
 use cloakroom::{Session, SessionLayer, Sessions, Settings, StoreError};
 use time::OffsetDateTime;
 
-use super::{
-    stats_json, Result, ServeArgs, LOADS, PREFILL_DATA, SESSION_SECONDS, WRITES,
-};
+use super::{stats_json, Result, ServeArgs, LOADS, PREFILL_DATA, SESSION_SECONDS, WRITES};
 
 /// The settings of each cloakroom server, as TOML (`{dir}` and `{tag}` are filled in). Adding
 /// an engine is one line here and one in `SERVERS`.
