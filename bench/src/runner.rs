@@ -734,7 +734,7 @@ impl Env {
         flush_redis();
         let tag = self.tag.clone();
         let drop_tables = async move {
-            let pool = sqlx::PgPool::connect(servers::POSTGRES_URL).await?;
+            let pool = sqlx::PgPool::connect(&servers::postgres_url()).await?;
             for variant in ["main", "big"] {
                 // The user index beside cloakroom's table refers to it: it goes first.
                 sqlx::query(&format!(

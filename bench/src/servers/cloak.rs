@@ -11,9 +11,7 @@ use cloakroom::store::{Created, Record, SessionStore, Updated};
 use cloakroom::{Session, SessionLayer, Sessions, Settings, StoreError};
 use time::OffsetDateTime;
 
-use super::{
-    stats_json, Result, ServeArgs, LOADS, POSTGRES_URL, PREFILL_DATA, SESSION_SECONDS, WRITES,
-};
+use super::{stats_json, Result, ServeArgs, LOADS, PREFILL_DATA, SESSION_SECONDS, WRITES};
 
 /// The settings of each cloakroom server, as TOML (`{dir}` and `{tag}` are filled in). Adding
 /// an engine is one line here and one in `SERVERS`.
@@ -22,7 +20,8 @@ fn settings_toml(args: &ServeArgs) -> Option<String> {
         "cloakroom-memory" => r#"engine = "cache""#.to_owned(),
         "cloakroom-sqlite" => r#"database_url = "sqlite://{dir}/cloakroom.sqlite3""#.to_owned(),
         "cloakroom-postgres" => {
-            format!("database_url = \"{POSTGRES_URL}\"\ntable = \"{{tag}}_cr\"")
+            let url = super::postgres_url();
+            format!("database_url = \"{url}\"\ntable = \"{{tag}}_cr\"")
         }
         "cloakroom-redis" => format!("engine = \"cache\"\ncache_url = \"{}\"", args.redis_url()),
         _ => return None,

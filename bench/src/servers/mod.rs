@@ -20,6 +20,13 @@ use std::time::Instant;
 pub const PREFILL_DATA: &str = r#"{"visits":1}"#;
 /// The PostgreSQL database of the benchmark; tables are named per run and dropped after it.
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL database the benchmark uses: `CLOAKROOM_BENCH_POSTGRES_URL` when set (so
+/// `bench/callgrind.py` can point a server at a private PostgreSQL whose statements it
+/// counts), [`POSTGRES_URL`] otherwise.
+pub fn postgres_url() -> String {
+    std::env::var("CLOAKROOM_BENCH_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL.to_owned())
+}
 /// How long every server keeps a session (the same for all, so expiry work is equal).
 pub const SESSION_SECONDS: u64 = 3600;
 

@@ -18,7 +18,7 @@ use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
-use super::{stats_json, Result, ServeArgs, LOADS, POSTGRES_URL, SESSION_SECONDS, WRITES};
+use super::{stats_json, Result, ServeArgs, LOADS, SESSION_SECONDS, WRITES};
 
 type Handler = std::result::Result<String, StatusCode>;
 
@@ -100,7 +100,7 @@ pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
             (router(store, count), 0)
         }
         "tower-sessions-postgres" => {
-            let pool = sqlx::PgPool::connect(POSTGRES_URL).await?;
+            let pool = sqlx::PgPool::connect(&super::postgres_url()).await?;
             let store = PostgresStore::new(pool).with_table_name(format!("{}_ts", args.tag))?;
             store.migrate().await?;
             (router(store, count), 0)

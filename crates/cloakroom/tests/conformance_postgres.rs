@@ -374,3 +374,230 @@ async fn touch_never_writes_the_session_data() {
         .await
         .unwrap();
 }
+
+/// What a client sent PostgreSQL, counted by [`WireCounter`] from the frontend messages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    /// `Sync`: one per round trip (a query, a statement's preparation, or sqlx's ping, which
+    /// is a bare `Sync`).
+    syncs: u64,
+    /// `Bind`: one per prepared statement run.
+    binds: u64,
+    /// `Parse`: one per statement prepared (a statement cache miss).
+    parses: u64,
+    /// `Query`: one per simple-protocol query (`BEGIN`, `COMMIT`, raw SQL).
+    queries: u64,
+}
+
+/// A loopback TCP proxy in front of the test server that counts the frontend messages of every
+/// connection through it (TLS off, so the messages can be read).
+struct WireCounter {
+    url: String,
+    sent: Arc<std::sync::Mutex<Sent>>,
+}
+
+impl WireCounter {
+    async fn start() -> Self {
+        let real = PgConnectOptions::from_str(&url()).unwrap();
+        let upstream = format!("{}:{}", real.get_host(), real.get_port());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(std::sync::Mutex::new(Sent::default()));
+        let counts = Arc::clone(&sent);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(Self::relay(client, server, Arc::clone(&counts)));
+            }
+        });
+        // The test server's URL with the proxy as its address and TLS off.
+        let rest = url();
+        let (scheme, rest) = rest.split_once("://").unwrap();
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@"));
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = format!(
+            "{scheme}://{}127.0.0.1:{port}/{path}{sep}sslmode=disable",
+            user.unwrap_or_default()
+        );
+        Self { url, sent }
+    }
+
+    async fn relay(
+        client: tokio::net::TcpStream,
+        server: tokio::net::TcpStream,
+        sent: Arc<std::sync::Mutex<Sent>>,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut client_rx, mut client_tx) = client.into_split();
+        let (mut server_rx, mut server_tx) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
+        });
+        let mut pending = Vec::new();
+        let mut started = false;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_rx.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&chunk[..n]);
+            // Whole messages: the startup message is a length and a body, every later one a
+            // type byte, a length (counting itself) and a body.
+            loop {
+                let head = usize::from(started);
+                let Some(len) = pending.get(head..head + 4) else {
+                    break;
+                };
+                let len = u32::from_be_bytes(len.try_into().unwrap()) as usize;
+                if pending.len() < head + len {
+                    break;
+                }
+                if started {
+                    let mut s = sent.lock().unwrap();
+                    match pending[0] {
+                        b'S' => s.syncs += 1,
+                        b'B' => s.binds += 1,
+                        b'P' => s.parses += 1,
+                        b'Q' => s.queries += 1,
+                        _ => {}
+                    }
+                }
+                pending.drain(..head + len);
+                started = true;
+            }
+            if server_tx.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn sent(&self) -> Sent {
+        *self.sent.lock().unwrap()
+    }
+}
+
+/// Sends one request to `app`; returns the `Set-Cookie` pair, if any.
+async fn get(app: &axum::Router, path: &str, cookie: Option<&str>) -> Option<String> {
+    use tower::ServiceExt as _;
+    let mut request = axum::http::Request::get(path);
+    if let Some(c) = cookie {
+        request = request.header(axum::http::header::COOKIE, c);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    response
+        .headers()
+        .get(axum::http::header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+}
+
+/// Waits until every connection of the store's pool is back in it: sqlx releases a connection
+/// (and pings it) in a task of its own after the query.
+async fn settle(store: &PostgresStore) {
+    for _ in 0..500 {
+        if store.pool().num_idle() == store.pool().size() as usize {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("the pool's connections never came back");
+}
+
+/// The pool `connect` builds spends one statement per store call: no ping before each use
+/// (sqlx's default), no transaction around a statement, no statement prepared twice on a
+/// connection. A returning visitor's counter is one load and one compare-and-swap save; a
+/// read-only page is one load. sqlx 0.8 pings every connection it takes back into the pool
+/// (a bare `Sync`, unconditional in `PoolConnection`'s release), so each statement is two
+/// round trips; the counts below say so, and change if that ping ever goes.
+#[tokio::test]
+async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
+    use axum::routing::get as route;
+    use cloakroom::{Session, SessionLayer, Sessions, Settings};
+    async fn visits(session: Session) -> Result<String, cloakroom::Error> {
+        Ok(session.update("visits", |n: &mut u64| *n += 1)?.to_string())
+    }
+    async fn read(session: Session) -> Result<String, cloakroom::Error> {
+        Ok(session.get_or::<u64>("visits", 0)?.to_string())
+    }
+
+    let wire = WireCounter::start().await;
+    let table = unique("_trips");
+    let store = PostgresStore::connect(&wire.url)
+        .await
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let sessions = Sessions::new(store.clone(), Settings::default()).unwrap();
+    let app = axum::Router::new()
+        .route("/visits", route(visits))
+        .route("/read", route(read))
+        .layer(SessionLayer::new(sessions));
+
+    let cookie = get(&app, "/visits", None).await.unwrap();
+    // Each statement is prepared on first use (a round trip of its own), once per connection:
+    // every pooled connection (the pool hands idle ones out in turn) runs both requests once.
+    // Waiting for each release keeps the pool from opening more while one is still pinged.
+    for _ in 0..2 * store.pool().size() + 2 {
+        settle(&store).await;
+        get(&app, "/visits", Some(&cookie)).await;
+        settle(&store).await;
+        get(&app, "/read", Some(&cookie)).await;
+    }
+
+    settle(&store).await;
+    let before = wire.sent();
+    get(&app, "/visits", Some(&cookie)).await;
+    settle(&store).await;
+    let after = wire.sent();
+    let counter = Sent {
+        syncs: after.syncs - before.syncs,
+        binds: after.binds - before.binds,
+        parses: after.parses - before.parses,
+        queries: after.queries - before.queries,
+    };
+    let expected = Sent {
+        syncs: 4,
+        binds: 2,
+        parses: 0,
+        queries: 0,
+    };
+    assert_eq!(
+        counter, expected,
+        "counter: a SELECT and an UPDATE, each with sqlx's release ping"
+    );
+
+    let before = wire.sent();
+    assert_eq!(
+        get(&app, "/read", Some(&cookie)).await,
+        None,
+        "no Set-Cookie"
+    );
+    settle(&store).await;
+    let after = wire.sent();
+    let read_only = Sent {
+        syncs: after.syncs - before.syncs,
+        binds: after.binds - before.binds,
+        parses: after.parses - before.parses,
+        queries: after.queries - before.queries,
+    };
+    let expected = Sent {
+        syncs: 2,
+        binds: 1,
+        parses: 0,
+        queries: 0,
+    };
+    assert_eq!(
+        read_only, expected,
+        "read-only page: one SELECT with sqlx's release ping"
+    );
+    drop_table(&store, &table).await;
+}
