@@ -38,11 +38,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Sessions in a SQLite table.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    /// Reads (and, for a pool handed in by the app, writes too).
+    /// The reads that are not a request's (scans, counts, the user index's listing), and the
+    /// application's own queries; for a pool handed in by the app, those writes too.
     pool: SqlitePool,
-    /// Writes. SQLite lets one writer in at a time; writers that race for the lock wait in its
-    /// busy handler, which sleeps for milliseconds. One writing connection queues them in the
-    /// pool instead, in microseconds.
+    /// The writes that are not a request's (migrate, the user index, clearsessions), on one
+    /// connection.
     writer: SqlitePool,
     /// The connections the hot statements run on, inline.
     direct: Arc<Direct>,
