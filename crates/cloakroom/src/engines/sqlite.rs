@@ -3,11 +3,22 @@
 //! Tuned for many concurrent readers and one writer: WAL journal, `synchronous = NORMAL`
 //! (durable across app crashes; a power cut can lose the last commits, never corrupt), a busy
 //! timeout instead of "database is locked" errors.
+//!
+//! The statements of a request (load, create, update, touch, delete, exists) run inline on the
+//! calling task, on the store's own connections with cached prepared statements ([`Direct`]):
+//! on a free database each takes microseconds, far less than handing it to a driver thread and
+//! back. They never wait inline: when another connection or process (Django, `cloakroom
+//! clearsessions`) holds the lock, the call moves to a blocking thread and waits there, up to
+//! the busy timeout. The rest (migrate, the user index, clearsessions, scans) is rarer and goes
+//! through sqlx.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rusqlite::{OpenFlags, OptionalExtension as _};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
@@ -21,17 +32,22 @@ use crate::store::{
 
 const ENGINE: &str = "sqlite";
 
+/// How long a call waits for another connection's or process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Sessions in a SQLite table.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    /// Reads (and, for a pool handed in by the app, writes too).
+    /// The reads that are not a request's (scans, counts, the user index's listing), and the
+    /// application's own queries; for a pool handed in by the app, those writes too.
     pool: SqlitePool,
-    /// Writes. SQLite lets one writer in at a time; writers that race for the lock wait in its
-    /// busy handler, which sleeps for milliseconds. One writing connection queues them in the
-    /// pool instead, in microseconds.
+    /// The writes that are not a request's (migrate, the user index, clearsessions), on one
+    /// connection.
     writer: SqlitePool,
+    /// The connections the hot statements run on, inline.
+    direct: Arc<Direct>,
     table: Table,
-    q: Queries,
+    q: Arc<Queries>,
 }
 
 #[derive(Clone, Debug)]
@@ -143,6 +159,242 @@ fn store_error(table: &Table, e: sqlx::Error) -> StoreError {
     StoreError::backend(ENGINE, e)
 }
 
+/// Whether SQLite refused for a lock another connection holds: `SQLITE_BUSY` (another
+/// connection or process writes, or a WAL snapshot moved on) or `SQLITE_LOCKED` (the table lock
+/// of a shared-cache in-memory database). The statement did nothing and can be run again.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Whether an insert failed because the key is taken.
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+/// A lock held elsewhere for longer than [`BUSY_TIMEOUT`].
+#[derive(Debug, thiserror::Error)]
+#[error("the database stayed locked by another connection for more than {after:?} ({source}); look for a long write elsewhere (a transaction left open, a large purge not run with `cloakroom clearsessions`, which deletes in short batches) and end it")]
+struct LockedTooLong {
+    after: Duration,
+    source: rusqlite::Error,
+}
+
+/// The [`StoreError`] of a failed direct statement; a missing table is named with its fix.
+fn direct_error(table: &Table, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(_, Some(message)) = &e {
+        if message.starts_with("no such table") {
+            return StoreError::MissingTable {
+                table: table.name().to_owned(),
+            };
+        }
+    }
+    if is_busy(&e) {
+        return StoreError::backend(
+            ENGINE,
+            LockedTooLong {
+                after: BUSY_TIMEOUT,
+                source: e,
+            },
+        );
+    }
+    StoreError::backend(ENGINE, e)
+}
+
+/// A statement to run on a connection: it owns what it binds, so that it can move to a
+/// blocking thread when it has to wait.
+trait Statement<T>: Fn(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static {}
+impl<T, F: Fn(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static> Statement<T> for F {}
+
+/// One of the store's connections.
+#[derive(Debug)]
+struct Conn {
+    conn: Mutex<rusqlite::Connection>,
+    /// Calls on blocking threads that hold or wait for `conn`; while there are any, a call on
+    /// the runtime does not wait for it either.
+    off_runtime: AtomicUsize,
+}
+
+impl Conn {
+    fn open(path: &std::path::Path, memory: bool) -> rusqlite::Result<Self> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        if memory {
+            // As sqlx opens it: one named in-memory database shared by the process's connections.
+            flags |= OpenFlags::SQLITE_OPEN_MEMORY | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+        }
+        let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+        // Never wait on the runtime: a busy database moves the call off it (see `Direct`).
+        conn.busy_timeout(Duration::ZERO)?;
+        // Deleting a session deletes its user index entry (`ON DELETE CASCADE`).
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Per connection: a commit waits for the WAL write, not for its fsync.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            off_runtime: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `statement` here and now if the connection is free or only briefly taken (by a
+    /// call on another runtime thread, for microseconds) and SQLite answers without waiting
+    /// for a lock; `None` when it would have to wait.
+    /// With `spin` false, a connection taken at all is `None`.
+    fn try_inline<T>(
+        &self,
+        statement: &impl Statement<T>,
+        spin: bool,
+    ) -> Option<rusqlite::Result<T>> {
+        loop {
+            let conn = match self.conn.try_lock() {
+                Ok(conn) => conn,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    if !spin || self.off_runtime.load(Ordering::Acquire) > 0 {
+                        return None;
+                    }
+                    std::thread::yield_now();
+                    continue;
+                }
+            };
+            return match statement(&conn) {
+                Err(e) if is_busy(&e) => None,
+                done => Some(done),
+            };
+        }
+    }
+
+    /// Runs `statement` on a blocking thread, waiting for the connection and then up to
+    /// [`BUSY_TIMEOUT`] for the database's lock.
+    fn wait_and_run<T>(&self, statement: &impl Statement<T>) -> rusqlite::Result<T> {
+        self.off_runtime.fetch_add(1, Ordering::AcqRel);
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = Self::retry_while_busy(&conn, statement);
+        drop(conn);
+        self.off_runtime.fetch_sub(1, Ordering::AcqRel);
+        done
+    }
+
+    fn retry_while_busy<T>(
+        conn: &MutexGuard<'_, rusqlite::Connection>,
+        statement: &impl Statement<T>,
+    ) -> rusqlite::Result<T> {
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            // SQLite's busy handler waits for a writer's lock; a moved WAL snapshot or a
+            // shared-cache table lock answers at once, and is retried here.
+            let left = deadline.saturating_duration_since(Instant::now());
+            conn.busy_timeout(left)?;
+            let done = statement(conn);
+            conn.busy_timeout(Duration::ZERO)?;
+            match done {
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
+/// Whether sqlx opens `options` as a named in-memory database (`sqlite::memory:`,
+/// `mode=memory`). sqlx keeps this private and its URL rendering panics on such names; its
+/// derived `Debug` shows the field (a unit test pins this).
+fn is_in_memory(options: &SqliteConnectOptions) -> bool {
+    format!("{options:?}").contains("in_memory: true")
+}
+
+/// The store's own connections for the statements of a request: one writer (SQLite lets one
+/// in at a time, and one connection queues them in microseconds where SQLite's busy handler
+/// sleeps milliseconds) and a few readers (WAL readers never block each other or the writer).
+///
+/// A statement runs inline on the calling task, without waiting: when the database is locked
+/// by another connection or process, or the connection is held by a call that waits for such
+/// a lock, it moves to `spawn_blocking` and waits there up to [`BUSY_TIMEOUT`], so the runtime
+/// keeps serving other requests meanwhile.
+#[derive(Debug)]
+struct Direct {
+    writer: Conn,
+    /// Empty for an in-memory database: reads go to the writer.
+    readers: Vec<Conn>,
+    next_reader: AtomicUsize,
+}
+
+impl Direct {
+    /// Connections to the database `options` name (a file, or sqlx's named in-memory one).
+    fn open(options: &SqliteConnectOptions, readers: usize) -> rusqlite::Result<Self> {
+        let memory = is_in_memory(options);
+        let path = options.get_filename();
+        let readers = if memory { 0 } else { readers };
+        Ok(Self {
+            writer: Conn::open(path, memory)?,
+            readers: (0..readers)
+                .map(|_| Conn::open(path, memory))
+                .collect::<rusqlite::Result<_>>()?,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs a write.
+    async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        statement: impl Statement<T>,
+    ) -> Result<rusqlite::Result<T>, StoreError> {
+        if let Some(done) = self.writer.try_inline(&statement, true) {
+            return Ok(done);
+        }
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.writer.wait_and_run(&statement))
+            .await
+            .map_err(|e| StoreError::backend(ENGINE, e))
+    }
+
+    /// Runs a read, on the first free reader.
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        statement: impl Statement<T>,
+    ) -> Result<rusqlite::Result<T>, StoreError> {
+        let n = self.readers.len();
+        if n == 0 {
+            return self.write(statement).await;
+        }
+        let first = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Some(done) = self.readers[(first + i) % n].try_inline(&statement, false) {
+                return Ok(done);
+            }
+        }
+        // All taken, by calls on other runtime threads (then for microseconds) or waiting.
+        if let Some(done) = self.readers[first].try_inline(&statement, true) {
+            return Ok(done);
+        }
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.readers[first].wait_and_run(&statement))
+            .await
+            .map_err(|e| StoreError::backend(ENGINE, e))
+    }
+}
+
+/// How many reader connections a store opens: WAL readers never block each other or the
+/// writer, and more of them than the cores run at once only wait.
+fn readers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(2, 8)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path` or
     /// `sqlite::memory:`), with WAL, `synchronous = NORMAL` and a 5 s busy timeout, and keeps
@@ -186,32 +438,32 @@ impl SqliteStore {
         if in_memory {
             // An in-memory database lives as long as one connection: keep exactly one.
             let pool = open(1).await.map_err(|e| StoreError::backend(ENGINE, e))?;
-            return Self::new(pool, crate::config::DEFAULT_TABLE)
-                .map_err(|e| StoreError::backend(ENGINE, e));
+            return Self::new(pool, crate::config::DEFAULT_TABLE);
         }
-        // WAL readers never block each other or the writer; more of them than cores only adds
-        // thread switches (each sqlx connection is a thread).
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let readers = u32::try_from(cores.clamp(2, 8)).unwrap_or(8);
-        let pool = open(readers)
+        let pool = open(u32::try_from(readers()).unwrap_or(8))
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))?;
         let writer = open(1).await.map_err(|e| StoreError::backend(ENGINE, e))?;
-        let mut store = Self::new(pool, crate::config::DEFAULT_TABLE)
-            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        let mut store = Self::new(pool, crate::config::DEFAULT_TABLE)?;
         store.writer = writer;
         Ok(store)
     }
 
-    /// Sessions in `table` of an existing pool.
+    /// Sessions in `table` of the database an existing pool opens. The store runs the
+    /// statements of a request on connections of its own to the same database (with
+    /// `synchronous = NORMAL` and foreign keys on); the pool serves the rest.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
-    pub fn new(pool: SqlitePool, table: &str) -> Result<Self, ConfigError> {
-        let table = Table::new(table)?;
+    /// [`StoreError::Backend`] when `table` is not a plain identifier or the database cannot
+    /// be opened.
+    pub fn new(pool: SqlitePool, table: &str) -> Result<Self, StoreError> {
+        let table = Table::new(table).map_err(|e| StoreError::backend(ENGINE, e))?;
+        let direct = Direct::open(&pool.connect_options(), readers())
+            .map_err(|e| StoreError::backend(ENGINE, e))?;
         Ok(Self {
-            q: Queries::new(table.name()),
+            q: Arc::new(Queries::new(table.name())),
             writer: pool.clone(),
+            direct: Arc::new(direct),
             pool,
             table,
         })
@@ -224,7 +476,7 @@ impl SqliteStore {
     pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
         let table = Table::new(table)?;
         Ok(Self {
-            q: Queries::new(table.name()),
+            q: Arc::new(Queries::new(table.name())),
             table,
             ..self
         })
@@ -274,11 +526,15 @@ CREATE INDEX IF NOT EXISTS "{user_index}" ON "{users}" ("user_id");"#
     fn record(&self, row: &sqlx::sqlite::SqliteRow) -> Result<Record, StoreError> {
         let data: String = row.try_get(0).map_err(|e| store_error(&self.table, e))?;
         let expire: String = row.try_get(1).map_err(|e| store_error(&self.table, e))?;
-        let expires_at = parse_django_datetime(&expire).ok_or_else(|| {
-            StoreError::backend(ENGINE, format!("unreadable expire_date `{expire}`"))
-        })?;
-        Ok(Record { data, expires_at })
+        record(data, &expire)
     }
+}
+
+/// A session row's record: its data and its Django `expire_date`.
+fn record(data: String, expire: &str) -> Result<Record, StoreError> {
+    let expires_at = parse_django_datetime(expire)
+        .ok_or_else(|| StoreError::backend(ENGINE, format!("unreadable expire_date `{expire}`")))?;
+    Ok(Record { data, expires_at })
 }
 
 #[async_trait]
@@ -288,26 +544,32 @@ impl SessionStore for SqliteStore {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(&self.q.load)
-            .bind(key)
-            .bind(django_datetime(now))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
-        row.map(|row| self.record(&row)).transpose()
+        let (q, key, now) = (Arc::clone(&self.q), key.to_owned(), django_datetime(now));
+        let row = self
+            .direct
+            .read(move |c| {
+                c.prepare_cached(&q.load)?
+                    .query_row((&key, &now), |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .optional()
+            })
+            .await?
+            .map_err(|e| direct_error(&self.table, e))?;
+        row.map(|(data, expire)| record(data, &expire)).transpose()
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        let result = sqlx::query(&self.q.create)
-            .bind(key)
-            .bind(&record.data)
-            .bind(django_datetime(record.expires_at))
-            .execute(&self.writer)
-            .await;
+        let (q, key, data) = (Arc::clone(&self.q), key.to_owned(), record.data.clone());
+        let expire = django_datetime(record.expires_at);
+        let result = self
+            .direct
+            .write(move |c| c.prepare_cached(&q.create)?.execute((&key, &data, &expire)))
+            .await?;
         match result {
             Ok(_) => Ok(Created::Stored),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Created::Taken),
-            Err(e) => Err(store_error(&self.table, e)),
+            Err(e) if is_unique_violation(&e) => Ok(Created::Taken),
+            Err(e) => Err(direct_error(&self.table, e)),
         }
     }
 
@@ -318,16 +580,18 @@ impl SessionStore for SqliteStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let done = sqlx::query(&self.q.update)
-            .bind(&record.data)
-            .bind(django_datetime(record.expires_at))
-            .bind(key)
-            .bind(expected)
-            .bind(django_datetime(now))
-            .execute(&self.writer)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
-        guarded_write(done.rows_affected(), self.load(key, now)).await
+        let (q, owned_key) = (Arc::clone(&self.q), key.to_owned());
+        let (data, expected) = (record.data.clone(), expected.to_owned());
+        let (expire, at) = (django_datetime(record.expires_at), django_datetime(now));
+        let rows = self
+            .direct
+            .write(move |c| {
+                c.prepare_cached(&q.update)?
+                    .execute((&data, &expire, &owned_key, &expected, &at))
+            })
+            .await?
+            .map_err(|e| direct_error(&self.table, e))?;
+        guarded_write(rows as u64, self.load(key, now)).await
     }
 
     async fn touch(
@@ -336,33 +600,34 @@ impl SessionStore for SqliteStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let done = sqlx::query(&self.q.touch)
-            .bind(django_datetime(record.expires_at))
-            .bind(key)
-            .bind(&record.data)
-            .bind(django_datetime(now))
-            .execute(&self.writer)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
-        guarded_write(done.rows_affected(), self.load(key, now)).await
+        let (q, owned_key, data) = (Arc::clone(&self.q), key.to_owned(), record.data.clone());
+        let (expire, at) = (django_datetime(record.expires_at), django_datetime(now));
+        let rows = self
+            .direct
+            .write(move |c| {
+                c.prepare_cached(&q.touch)?
+                    .execute((&expire, &owned_key, &data, &at))
+            })
+            .await?
+            .map_err(|e| direct_error(&self.table, e))?;
+        guarded_write(rows as u64, self.load(key, now)).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query(&self.q.delete)
-            .bind(key)
-            .execute(&self.writer)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
+        let (q, key) = (Arc::clone(&self.q), key.to_owned());
+        self.direct
+            .write(move |c| c.prepare_cached(&q.delete)?.execute([&key]))
+            .await?
+            .map_err(|e| direct_error(&self.table, e))?;
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query(&self.q.exists)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| store_error(&self.table, e))?;
-        Ok(row.is_some())
+        let (q, key) = (Arc::clone(&self.q), key.to_owned());
+        self.direct
+            .read(move |c| c.prepare_cached(&q.exists)?.exists([&key]))
+            .await?
+            .map_err(|e| direct_error(&self.table, e))
     }
 
     fn users(&self) -> Option<&dyn UserIndex> {
@@ -444,6 +709,19 @@ impl Scan for SqliteStore {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn in_memory_databases_are_told_from_files() {
+        for (url, memory) in [
+            ("sqlite::memory:", true),
+            ("sqlite://x.sqlite3?mode=memory", true),
+            ("sqlite://x.sqlite3", false),
+            ("sqlite://x.sqlite3?mode=rwc", false),
+        ] {
+            let options = SqliteConnectOptions::from_str(url).unwrap();
+            assert_eq!(is_in_memory(&options), memory, "{url}");
+        }
+    }
 
     #[test]
     fn datetimes_are_djangos_sqlite_text() {
