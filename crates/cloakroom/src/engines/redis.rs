@@ -22,6 +22,23 @@
 //!   write or listing drops members whose expiry passed, so nothing outlives its session. A
 //!   listing also checks that each session key still exists (Django may have deleted it).
 //!
+//! - **Client-side cache** (off by default; [`RedisStore::connect_with_client_cache`], the
+//!   `redis_client_cache_ms` setting): a returning visitor's load is answered from process
+//!   memory, with no round trip, while Redis's client tracking (RESP3, `CLIENT TRACKING ON BCAST
+//!   PREFIX <key prefix> NOLOOP`) says no other client has written the session. Writes still go
+//!   to Redis through the same compare-and-swap, so a stale copy cannot lose an update; the
+//!   worst it does is show a read-only request data one invalidation old. What keeps it
+//!   correct: a load reserves its key before its `GET` goes out and keeps the answer only if no
+//!   invalidation (or reconnection) removed the reservation meanwhile; a reconnection empties
+//!   the cache and keeps it off until tracking is on again for the new connection; an entry is
+//!   answered until the session's own expiry and for `redis_client_cache_ms` at most, the bound
+//!   on what tracking cannot report (fred drops the notice of a `FLUSHDB`/`FLUSHALL`, a
+//!   connection can die silently); at most `cache_capacity` sessions are kept. Several app
+//!   servers stay coherent: each hears of the others' writes, Django's too. It pays on pages
+//!   that read more than they write: Redis 7.0 notifies a client of its own scripts' writes
+//!   even under `NOLOOP`, so a session this process saved is read from Redis again on its next
+//!   request, and each save costs one more notice. One server only, not a cluster.
+//!
 //! The store keeps **one multiplexed connection** per server (fred pipelines every request
 //! over it) rather than a pool: Redis serves each connection from one thread, and one busy
 //! connection costs it far less CPU in reads, writes and wake-ups than the same traffic spread
