@@ -213,10 +213,12 @@ pub struct Settings {
     pub lock_timeout_ms: u64,
     /// The largest number of sessions the in-process cache holds.
     pub cache_capacity: u64,
-    /// How long, in milliseconds, the Redis engine may answer a load from process memory
+    /// How long, in milliseconds, the `cache` engine on Redis may answer a load from process memory
     /// instead of asking Redis (0, the default: never). Redis's client tracking drops a kept
     /// session as soon as another client writes it; this bound covers what tracking cannot
-    /// tell (a `FLUSHDB`, a lost connection). Single server only; see `engines::redis`.
+    /// tell (a `FLUSHDB`, a lost connection). At most `cache_capacity` sessions are kept. One
+    /// Redis server only (not a cluster, not the `cached_db` engine's cache); see
+    /// `engines::redis`.
     pub redis_client_cache_ms: u64,
     /// After this many store failures in a row the circuit breaker opens: the store is not
     /// called for `breaker_cooldown_ms`, and requests fail fast under the store-error policy.
