@@ -544,7 +544,10 @@ async fn djangos_writes_reach_a_demo_with_the_redis_client_cache() {
     // Read once more (kept now), then Django changes it again: the next read shows it.
     demo_cart(&demo, &key).await;
     let changed = django.update(&key, &json!({ "cart": ["again"] }));
-    assert_eq!(demo_cart(&demo, &changed).await.0["items"], json!(["again"]));
+    assert_eq!(
+        demo_cart(&demo, &changed).await.0["items"],
+        json!(["again"])
+    );
     // And Django's delete ends the session.
     python_redis("r.delete(sys.argv[1])", &[&cache_key(&changed)]);
     assert_eq!(demo_cart(&demo, &changed).await.0["count"], 0);

@@ -1514,6 +1514,87 @@ mod tests {
         assert_eq!(expiry_of(i64::MAX, wall), NO_EXPIRY);
     }
 
+    fn local(capacity: usize) -> Local {
+        let (stop, _) = tokio::sync::oneshot::channel();
+        let local = Local {
+            ttl: Duration::from_secs(60),
+            capacity,
+            state: std::sync::Mutex::default(),
+            retrack: std::sync::Arc::new(tokio::sync::Notify::new()),
+            _stop: stop,
+        };
+        local.turn_on("");
+        local
+    }
+
+    fn live(data: &str) -> Record {
+        Record {
+            data: data.to_owned(),
+            expires_at: OffsetDateTime::now_utc() + Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn an_answer_that_raced_an_invalidation_is_not_kept() {
+        let now = OffsetDateTime::now_utc();
+        let cache = local(10);
+        let token = cache.reserve("k");
+        // The invalidation is applied before the load's answer is.
+        cache.forget("k");
+        cache.fill("k", token, Some(&live("old")));
+        assert_eq!(cache.get("k", now), None);
+        // Without a race the answer is kept.
+        let token = cache.reserve("k");
+        cache.fill("k", token, Some(&live("new")));
+        assert_eq!(cache.get("k", now).map(|r| r.data).as_deref(), Some("new"));
+        // A later load's reservation wins over an earlier one's answer.
+        let first = cache.reserve("j");
+        let second = cache.reserve("j");
+        cache.fill("j", first, Some(&live("first")));
+        assert_eq!(cache.get("j", now), None);
+        cache.fill("j", second, Some(&live("second")));
+        assert_eq!(
+            cache.get("j", now).map(|r| r.data).as_deref(),
+            Some("second")
+        );
+    }
+
+    #[test]
+    fn a_reconnection_drops_entries_and_reservations_and_turns_the_cache_off() {
+        let now = OffsetDateTime::now_utc();
+        let cache = local(10);
+        let kept = cache.reserve("a");
+        cache.fill("a", kept, Some(&live("a")));
+        let in_flight = cache.reserve("b");
+        cache.reset();
+        cache.fill("b", in_flight, Some(&live("b")));
+        assert_eq!(cache.get("a", now), None);
+        assert_eq!(cache.get("b", now), None);
+        assert_eq!(cache.reserve("c"), None, "off until tracking is on again");
+        cache.turn_on("");
+        assert!(cache.reserve("c").is_some());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_respects_expiry() {
+        let now = OffsetDateTime::now_utc();
+        let cache = local(3);
+        for i in 0..10 {
+            let key = format!("k{i}");
+            let token = cache.reserve(&key);
+            cache.fill(&key, token, Some(&live(&key)));
+        }
+        assert!(cache.state().entries.len() <= 3);
+        let token = cache.reserve("short");
+        let short = Record {
+            data: "short".to_owned(),
+            expires_at: now + Duration::from_secs(1),
+        };
+        cache.fill("short", token, Some(&short));
+        assert!(cache.get("short", now).is_some());
+        assert_eq!(cache.get("short", now + Duration::from_secs(2)), None);
+    }
+
     #[test]
     fn script_names_are_their_sha1() {
         // SHA-1 of "return 1", as `SCRIPT LOAD` answers it.
