@@ -891,8 +891,10 @@ impl SessionStore for RedisStore {
                 Created::Stored
             });
         };
-        // A plain command: with `NOLOOP` it sends us no notice, so what it stored may be kept.
-        let token = self.local.as_ref().and_then(|l| l.reserve(key));
+        // Not kept in the client-side cache: most new sessions are never read again (a bench's
+        // new visitors filled it with hundreds of thousands of them), and a returning one is
+        // kept at its first load. Whatever was kept under this key is stale now.
+        self.forget(key);
         let reply: Result<Value, _> = self
             .client
             .with_options(&self.options)
@@ -905,18 +907,10 @@ impl SessionStore for RedisStore {
             )
             .await;
         // `SET … NX` answers nil when the key exists.
-        let created = match reply {
-            Ok(reply) if reply.is_null() => Created::Taken,
-            Ok(_) => Created::Stored,
-            Err(e) => {
-                self.forget(key, token);
-                return Err(self.error(e));
-            }
-        };
-        if let Some(local) = &self.local {
-            local.fill(key, token, (created == Created::Stored).then_some(record));
-        }
-        Ok(created)
+        Ok(match reply.map_err(|e| self.error(e))? {
+            reply if reply.is_null() => Created::Taken,
+            _ => Created::Stored,
+        })
     }
 
     async fn update(
@@ -937,7 +931,7 @@ impl SessionStore for RedisStore {
         };
         // Redis 7.0 notifies a script's own writes even under `NOLOOP`: keeping the new record
         // would only be undone by that notice.
-        self.forget(key, None);
+        self.forget(key);
         let reply = self.run(&UPDATE, &self.redis_key(key), args).await?;
         self.updated(&reply, "the update script")
     }
@@ -957,13 +951,13 @@ impl SessionStore for RedisStore {
                 Value::Integer(ahead),
             ]
         };
-        self.forget(key, None);
+        self.forget(key);
         let reply = self.run(&TOUCH, &self.redis_key(key), args).await?;
         self.updated(&reply, "the touch script")
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.forget(key, None);
+        self.forget(key);
         let _: i64 = self
             .client
             .with_options(&self.options)
@@ -1120,14 +1114,10 @@ fn glob_escape(pattern: &str) -> String {
 }
 
 impl RedisStore {
-    /// Drops `key` from the client-side cache: a reservation `token` of this caller's (only if
-    /// it still holds), or whatever is there (`None`).
-    fn forget(&self, key: &str, token: Option<u64>) {
+    /// Drops `key` from the client-side cache (a write is about to make it stale).
+    fn forget(&self, key: &str) {
         if let Some(local) = &self.local {
-            match token {
-                Some(_) => local.fill(key, token, None),
-                None => local.forget(key),
-            }
+            local.forget(key);
         }
     }
 
@@ -1218,8 +1208,9 @@ impl Scan for RedisStore {
 /// in process memory for a bounded time and dropped when Redis says another client wrote them.
 ///
 /// Correctness rests on three rules:
-/// - A load or a write *reserves* its key (a token) before its command goes out, and stores
-///   its answer only if the reservation is still there when the answer is back. An
+/// - A load *reserves* its key (a token) before its command goes out, and keeps its answer
+///   only if the reservation is still there when the answer is back; a write drops the key
+///   before it goes out (Redis notifies us of it anyway, see the module docs). An
 ///   invalidation, a reconnection or an overflow removes reservations with the entries, so an
 ///   answer that raced with any of them is never kept.
 /// - Nothing is kept unless tracking is on for the connection in use: a reconnection turns the
