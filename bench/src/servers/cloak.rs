@@ -24,6 +24,12 @@ fn settings_toml(args: &ServeArgs) -> Option<String> {
             format!("database_url = \"{url}\"\ntable = \"{{tag}}_cr\"")
         }
         "cloakroom-redis" => format!("engine = \"cache\"\ncache_url = \"{}\"", args.redis_url()),
+        // The same with the client-side cache on (loads answered from memory while Redis's
+        // client tracking says no one else wrote the session).
+        "cloakroom-redis-cached" => format!(
+            "engine = \"cache\"\ncache_url = \"{}\"\nredis_client_cache_ms = 1000",
+            args.redis_url()
+        ),
         _ => return None,
     })
 }

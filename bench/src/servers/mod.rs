@@ -62,6 +62,7 @@ pub const SERVERS: &[Spec] = &[
     spec("tower-sessions-redis", "redis", false),
     spec("actix-session-redis", "redis", false),
     spec("cloakroom-redis", "redis", true),
+    spec("cloakroom-redis-cached", "redis", true),
 ];
 
 /// What `serve` was asked to do.

@@ -517,6 +517,43 @@ async fn cache_sessions_on_redis_are_shared_with_django_both_ways() {
 }
 
 #[tokio::test]
+async fn djangos_writes_reach_a_demo_with_the_redis_client_cache() {
+    // With the client-side cache on, the demo answers loads from memory: Django's writes to
+    // the same keys must still be seen (Redis's client tracking tells the demo).
+    let url = support::redis_url();
+    let django = Django::new("cache", SECRET).with("DJANGO_CACHE_URL", &url);
+    let dir = support::temp_dir("demo-client-cache");
+    let config = dir.join("settings.toml");
+    std::fs::write(&config, "redis_client_cache_ms = 60000\n").unwrap();
+    let demo = Demo::start_in(
+        &dir,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--engine",
+            "cache",
+            "--cache-url",
+            &url,
+            "--secret-key",
+            SECRET,
+            "--data-format",
+            "django",
+        ],
+    );
+    let key = both_ways(&django, &demo).await;
+    // Read once more (kept now), then Django changes it again: the next read shows it.
+    demo_cart(&demo, &key).await;
+    let changed = django.update(&key, &json!({ "cart": ["again"] }));
+    assert_eq!(
+        demo_cart(&demo, &changed).await.0["items"],
+        json!(["again"])
+    );
+    // And Django's delete ends the session.
+    python_redis("r.delete(sys.argv[1])", &[&cache_key(&changed)]);
+    assert_eq!(demo_cart(&demo, &changed).await.0["count"], 0);
+}
+
+#[tokio::test]
 async fn cached_db_on_redis_and_sqlite_is_shared_with_django_both_ways() {
     let dir = Scratch::new("django-cached-db");
     let db = dir.join("django.sqlite3");

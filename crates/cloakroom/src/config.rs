@@ -213,6 +213,13 @@ pub struct Settings {
     pub lock_timeout_ms: u64,
     /// The largest number of sessions the in-process cache holds.
     pub cache_capacity: u64,
+    /// How long, in milliseconds, the `cache` engine on Redis may answer a load from process memory
+    /// instead of asking Redis (0, the default: never). Redis's client tracking drops a kept
+    /// session as soon as another client writes it; this bound covers what tracking cannot
+    /// tell (a `FLUSHDB`, a lost connection). At most `cache_capacity` sessions are kept. One
+    /// Redis server only (not a cluster, not the `cached_db` engine's cache); see
+    /// `engines::redis`.
+    pub redis_client_cache_ms: u64,
     /// After this many store failures in a row the circuit breaker opens: the store is not
     /// called for `breaker_cooldown_ms`, and requests fail fast under the store-error policy.
     pub breaker_threshold: u32,
@@ -276,6 +283,7 @@ impl Default for Settings {
             on_store_error: OnStoreError::FailClosed,
             lock_timeout_ms: 30_000,
             cache_capacity: 1_000_000,
+            redis_client_cache_ms: 0,
             breaker_threshold: 5,
             breaker_cooldown_ms: 1_000,
             idle_timeout: None,
@@ -349,6 +357,8 @@ impl Settings {
         with_lock_timeout_ms: lock_timeout_ms: u64;
         /// Sets `cache_capacity`.
         with_cache_capacity: cache_capacity: u64;
+        /// Sets `redis_client_cache_ms` (0 turns the Redis client-side cache off).
+        with_redis_client_cache_ms: redis_client_cache_ms: u64;
         /// Sets `breaker_threshold` (0 turns the breaker off).
         with_breaker_threshold: breaker_threshold: u32;
         /// Sets `breaker_cooldown_ms`.

@@ -175,8 +175,17 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
     #[cfg(feature = "redis")]
     {
         redis::check_url(url)?;
-        let store = redis::RedisStore::connect(url)
+        let store = if settings.redis_client_cache_ms > 0 {
+            redis::RedisStore::connect_with_client_cache(
+                url,
+                std::time::Duration::from_millis(settings.redis_client_cache_ms),
+                usize::try_from(settings.cache_capacity).unwrap_or(usize::MAX),
+            )
             .await?
+        } else {
+            redis::RedisStore::connect(url).await?
+        };
+        let store = store
             .with_command_timeout(settings.store_timeout())
             // Django's pickles, carried as base64 by `Codec::DjangoCache` (see Settings::codec).
             .with_binary_values(settings.data_format == crate::config::DataFormat::Django);

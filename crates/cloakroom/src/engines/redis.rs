@@ -22,6 +22,23 @@
 //!   write or listing drops members whose expiry passed, so nothing outlives its session. A
 //!   listing also checks that each session key still exists (Django may have deleted it).
 //!
+//! - **Client-side cache** (off by default; [`RedisStore::connect_with_client_cache`], the
+//!   `redis_client_cache_ms` setting): a returning visitor's load is answered from process
+//!   memory, with no round trip, while Redis's client tracking (RESP3, `CLIENT TRACKING ON BCAST
+//!   PREFIX <key prefix> NOLOOP`) says no other client has written the session. Writes still go
+//!   to Redis through the same compare-and-swap, so a stale copy cannot lose an update; the
+//!   worst it does is show a read-only request data one invalidation old. What keeps it
+//!   correct: a load reserves its key before its `GET` goes out and keeps the answer only if no
+//!   invalidation (or reconnection) removed the reservation meanwhile; a reconnection empties
+//!   the cache and keeps it off until tracking is on again for the new connection; an entry is
+//!   answered until the session's own expiry and for `redis_client_cache_ms` at most, the bound
+//!   on what tracking cannot report (fred drops the notice of a `FLUSHDB`/`FLUSHALL`, a
+//!   connection can die silently); at most `cache_capacity` sessions are kept. Several app
+//!   servers stay coherent: each hears of the others' writes, Django's too. It pays on pages
+//!   that read more than they write: Redis 7.0 notifies a client of its own scripts' writes
+//!   even under `NOLOOP`, so a session this process saved is read from Redis again on its next
+//!   request, and each save costs one more notice. One server only, not a cluster.
+//!
 //! The store keeps **one multiplexed connection** per server (fred pipelines every request
 //! over it) rather than a pool: Redis serves each connection from one thread, and one busy
 //! connection costs it far less CPU in reads, writes and wake-ups than the same traffic spread
@@ -393,6 +410,8 @@ pub struct RedisStore {
     options: Options,
     /// Values are bytes carried as base64 in the record (Django's pickled sessions).
     binary: bool,
+    /// The client-side cache, when on ([`RedisStore::connect_with_client_cache`]).
+    local: Option<std::sync::Arc<Local>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -402,6 +421,10 @@ impl std::fmt::Debug for RedisStore {
             .field("keys", &format_args!("{}<session key>", self.head))
             .field("timeout", &self.options.timeout)
             .field("fail_fast", &self.options.fail_fast)
+            .field(
+                "client_cache",
+                &self.local.as_ref().map(|l| (l.ttl, l.capacity)),
+            )
             .finish()
     }
 }
@@ -451,7 +474,15 @@ impl RedisStore {
     }
 
     fn build(url: &str, fail_at_first_connection: bool) -> Result<Self, StoreError> {
-        let mut config = config_of(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+        let config = config_of(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+        Self::build_from(config, url, fail_at_first_connection)
+    }
+
+    fn build_from(
+        mut config: Config,
+        url: &str,
+        fail_at_first_connection: bool,
+    ) -> Result<Self, StoreError> {
         config.fail_fast = fail_at_first_connection;
         let mut builder = Builder::from_config(config);
         builder
@@ -464,7 +495,9 @@ impl RedisStore {
             // answering (the breaker's default cooldown). With a 5 s ceiling the demo answered
             // 503 for 1-3 s after a restarted Redis was back; one connection attempt a second
             // costs a down server nothing.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2));
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
+            // Room for bursts of invalidation notices; a lagging reader empties the cache.
+            .with_performance_config(|p| p.broadcast_channel_capacity = 4_096);
         let client = builder
             .build()
             .map_err(|e| StoreError::backend(ENGINE, e))?;
@@ -480,9 +513,102 @@ impl RedisStore {
                 ..Options::default()
             },
             binary: false,
+            local: None,
         };
         store.head = store.head();
         Ok(store)
+    }
+
+    /// As [`connect`](Self::connect), with a client-side cache: a load is answered from
+    /// process memory when the same session was read less than `ttl` ago and no other client
+    /// has written it since, as Redis's client tracking reports (RESP3, `CLIENT TRACKING ON
+    /// BCAST` on the key prefix). At most `capacity` sessions are kept. Writes always go to
+    /// Redis, with the same compare-and-swap, so a stale copy can never cause a lost update;
+    /// it can only show a read-only request data up to one invalidation (or at worst `ttl`)
+    /// old. A reconnection empties the cache. See the module docs.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); and [`StoreError::Backend`] with a [`ConfigError`]
+    /// naming `redis_client_cache_ms` for a cluster URL (the cache needs one server).
+    pub async fn connect_with_client_cache(
+        url: &str,
+        ttl: Duration,
+        capacity: usize,
+    ) -> Result<Self, StoreError> {
+        let mut config = config_of(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+        if config.server.is_clustered() {
+            return Err(StoreError::backend(
+                ENGINE,
+                ConfigError::Invalid {
+                    setting: "redis_client_cache_ms",
+                    reason: "the client-side cache works with one Redis server, not a cluster; set it to 0"
+                        .to_owned(),
+                },
+            ));
+        }
+        // Invalidation notices arrive on the command connection itself (RESP3 push frames).
+        config.version = fred::types::RespVersion::RESP3;
+        let mut store = Self::build_from(config, url, true)?;
+        let (stop_tx, stop) = tokio::sync::oneshot::channel();
+        let retrack = std::sync::Arc::new(tokio::sync::Notify::new());
+        let local = std::sync::Arc::new(Local {
+            ttl,
+            capacity: capacity.max(1),
+            state: std::sync::Mutex::new(LocalState {
+                head: store.head.clone(),
+                ..LocalState::default()
+            }),
+            retrack: retrack.clone(),
+            _stop: stop_tx,
+        });
+        let watcher = Watch {
+            client: store.client.clone(),
+            local: std::sync::Arc::downgrade(&local),
+            retrack,
+            stop,
+            invalidations: fred::interfaces::TrackingInterface::invalidation_rx(&store.client),
+            reconnections: fred::interfaces::EventInterface::reconnect_rx(&store.client),
+        };
+        store.local = Some(local);
+        tokio::spawn(watch(watcher));
+        store.client.init().await.map_err(|source| {
+            StoreError::backend(
+                ENGINE,
+                Unreachable {
+                    target: store.target.clone(),
+                    source,
+                },
+            )
+        })?;
+        // Tracking is turned on by the watcher as the connection's notice arrives; wait for
+        // it, so the cache works from the first request and a refusal shows at startup.
+        let started = std::time::Instant::now();
+        while !store.local.as_ref().is_some_and(|l| l.state().on) {
+            if started.elapsed() > CONNECT_TIMEOUT {
+                return Err(StoreError::backend(
+                    ENGINE,
+                    format!(
+                        "{} did not turn on client tracking (Redis 6 or later is needed for \
+                         redis_client_cache_ms; set it to 0 on older servers)",
+                        store.target
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(store)
+    }
+
+    /// How many sessions (and reservations of loads in flight) the client-side cache holds
+    /// now: 0 without one. For tests and metrics.
+    pub fn client_cache_len(&self) -> usize {
+        self.local.as_ref().map_or(0, |l| l.state().entries.len())
+    }
+
+    /// Whether the client-side cache is on and answering loads (tracking is on for the
+    /// current connection). Always `false` without one.
+    pub fn client_cache_on(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.state().on)
     }
 
     /// Stores the bytes a record's text carries as base64, instead of the text: for
@@ -492,6 +618,25 @@ impl RedisStore {
     pub fn with_binary_values(mut self, binary: bool) -> Self {
         self.binary = binary;
         self
+    }
+
+    /// After a change of key layout: the new prefix, and the client-side cache moved to it
+    /// (tracking follows the prefix). A copy of a store whose cache is shared with the
+    /// original drops the cache instead: one cache tracks one prefix.
+    fn relayout(&mut self) {
+        self.head = self.head();
+        if let Some(local) = self.local.take() {
+            if std::sync::Arc::strong_count(&local) == 1 {
+                local.rehead(self.head.clone());
+                self.local = Some(local);
+            } else {
+                tracing::warn!(
+                    engine = ENGINE,
+                    "a copy of a Redis store changed its key prefix; its client-side cache is off \
+                     (set the key layout before copying the store)"
+                );
+            }
+        }
     }
 
     fn head(&self) -> String {
@@ -505,7 +650,7 @@ impl RedisStore {
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
-        self.head = self.head();
+        self.relayout();
         self
     }
 
@@ -513,7 +658,7 @@ impl RedisStore {
     #[must_use]
     pub fn with_version(mut self, version: i64) -> Self {
         self.version = version;
-        self.head = self.head();
+        self.relayout();
         self
     }
 
@@ -522,7 +667,7 @@ impl RedisStore {
     #[must_use]
     pub fn with_session_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.session_prefix = prefix.into();
-        self.head = self.head();
+        self.relayout();
         self
     }
 
@@ -618,6 +763,59 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// `GET` and `PTTL` of the session `key`, from Redis (the load without the local cache).
+    async fn fetch(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        let redis_key = Key::from(self.redis_key(key));
+        // `GET` and `PTTL`, pipelined: one round trip and two of Redis's cheapest commands,
+        // where a Lua script cost Redis about ten times as much. They are not atomic, and
+        // need not be: a write between them is a newer save of this session, whose TTL is
+        // then paired with the older data; the compare-and-swap of this request's save finds
+        // the newer data and merges, and the expiry is at worst a save's worth later.
+        let pipeline = Pipeline::from(self.client.with_options(&self.options));
+        // Queued in memory, not sent: these answer at once.
+        let _: () = pipeline
+            .get(redis_key.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        let _: () = pipeline.pttl(redis_key).await.map_err(|e| self.error(e))?;
+        let mut replies = pipeline.try_all::<Value>().await.into_iter();
+        let wall = OffsetDateTime::now_utc();
+        let raw = match replies.next() {
+            Some(Ok(Value::Null)) => return Ok(None),
+            Some(Ok(value)) => value,
+            Some(Err(e)) if error_code(&e) == "WRONGTYPE" => {
+                tracing::warn!(
+                    engine = ENGINE,
+                    "a session key holds another Redis type, not a string; treating it as absent"
+                );
+                return Ok(None);
+            }
+            Some(Err(e)) => return Err(self.error(e)),
+            None => return Err(unexpected("GET", &[])),
+        };
+        let pttl = match replies.next() {
+            Some(Ok(pttl)) => pttl,
+            Some(Err(e)) => return Err(self.error(e)),
+            None => return Err(unexpected("PTTL", &[])),
+        };
+        let (Some(bytes), Some(pttl)) = (raw.as_bytes(), pttl.as_i64()) else {
+            return Err(unexpected("GET and PTTL", &[raw, pttl]));
+        };
+        if pttl == -2 {
+            // Deleted or expired between the two commands.
+            return Ok(None);
+        }
+        let Some(data) = decode_value(self.binary, bytes) else {
+            tracing::warn!(
+                engine = ENGINE,
+                "a session key holds a value that is not session data; treating it as absent"
+            );
+            return Ok(None);
+        };
+        let expires_at = expiry_of(pttl, wall);
+        Ok((expires_at > now).then_some(Record { data, expires_at }))
+    }
+
     /// The answer of the update or touch script (`script` names it in errors).
     fn updated(&self, reply: &[Value], script: &str) -> Result<Updated, StoreError> {
         match status(reply) {
@@ -671,55 +869,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        let redis_key = Key::from(self.redis_key(key));
-        // `GET` and `PTTL`, pipelined: one round trip and two of Redis's cheapest commands,
-        // where a Lua script cost Redis about ten times as much. They are not atomic, and
-        // need not be: a write between them is a newer save of this session, whose TTL is
-        // then paired with the older data; the compare-and-swap of this request's save finds
-        // the newer data and merges, and the expiry is at worst a save's worth later.
-        let pipeline = Pipeline::from(self.client.with_options(&self.options));
-        // Queued in memory, not sent: these answer at once.
-        let _: () = pipeline
-            .get(redis_key.clone())
-            .await
-            .map_err(|e| self.error(e))?;
-        let _: () = pipeline.pttl(redis_key).await.map_err(|e| self.error(e))?;
-        let mut replies = pipeline.try_all::<Value>().await.into_iter();
-        let wall = OffsetDateTime::now_utc();
-        let raw = match replies.next() {
-            Some(Ok(Value::Null)) => return Ok(None),
-            Some(Ok(value)) => value,
-            Some(Err(e)) if error_code(&e) == "WRONGTYPE" => {
-                tracing::warn!(
-                    engine = ENGINE,
-                    "a session key holds another Redis type, not a string; treating it as absent"
-                );
-                return Ok(None);
-            }
-            Some(Err(e)) => return Err(self.error(e)),
-            None => return Err(unexpected("GET", &[])),
+        let Some(local) = &self.local else {
+            return self.fetch(key, now).await;
         };
-        let pttl = match replies.next() {
-            Some(Ok(pttl)) => pttl,
-            Some(Err(e)) => return Err(self.error(e)),
-            None => return Err(unexpected("PTTL", &[])),
-        };
-        let (Some(bytes), Some(pttl)) = (raw.as_bytes(), pttl.as_i64()) else {
-            return Err(unexpected("GET and PTTL", &[raw, pttl]));
-        };
-        if pttl == -2 {
-            // Deleted or expired between the two commands.
-            return Ok(None);
+        if let Some(record) = local.get(key, now) {
+            return Ok(Some(record));
         }
-        let Some(data) = decode_value(self.binary, bytes) else {
-            tracing::warn!(
-                engine = ENGINE,
-                "a session key holds a value that is not session data; treating it as absent"
-            );
-            return Ok(None);
-        };
-        let expires_at = expiry_of(pttl, wall);
-        Ok((expires_at > now).then_some(Record { data, expires_at }))
+        let token = local.reserve(key);
+        let found = self.fetch(key, now).await;
+        local.fill(key, token, found.as_ref().ok().and_then(Option::as_ref));
+        found
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
@@ -732,7 +891,11 @@ impl SessionStore for RedisStore {
                 Created::Stored
             });
         };
-        let reply: Value = self
+        // Not kept in the client-side cache: most new sessions are never read again (a bench's
+        // new visitors filled it with hundreds of thousands of them), and a returning one is
+        // kept at its first load. Whatever was kept under this key is stale now.
+        self.forget(key);
+        let reply: Result<Value, _> = self
             .client
             .with_options(&self.options)
             .set(
@@ -742,13 +905,11 @@ impl SessionStore for RedisStore {
                 Some(SetOptions::NX),
                 false,
             )
-            .await
-            .map_err(|e| self.error(e))?;
+            .await;
         // `SET … NX` answers nil when the key exists.
-        Ok(if reply.is_null() {
-            Created::Taken
-        } else {
-            Created::Stored
+        Ok(match reply.map_err(|e| self.error(e))? {
+            reply if reply.is_null() => Created::Taken,
+            _ => Created::Stored,
         })
     }
 
@@ -768,6 +929,9 @@ impl SessionStore for RedisStore {
                 Value::Integer(ahead),
             ]
         };
+        // Redis 7.0 notifies a script's own writes even under `NOLOOP`: keeping the new record
+        // would only be undone by that notice.
+        self.forget(key);
         let reply = self.run(&UPDATE, &self.redis_key(key), args).await?;
         self.updated(&reply, "the update script")
     }
@@ -787,11 +951,13 @@ impl SessionStore for RedisStore {
                 Value::Integer(ahead),
             ]
         };
+        self.forget(key);
         let reply = self.run(&TOUCH, &self.redis_key(key), args).await?;
         self.updated(&reply, "the touch script")
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.forget(key);
         let _: i64 = self
             .client
             .with_options(&self.options)
@@ -948,6 +1114,13 @@ fn glob_escape(pattern: &str) -> String {
 }
 
 impl RedisStore {
+    /// Drops `key` from the client-side cache (a write is about to make it stale).
+    fn forget(&self, key: &str) {
+        if let Some(local) = &self.local {
+            local.forget(key);
+        }
+    }
+
     /// The primary nodes of a cluster, in a stable order (empty for one server).
     fn primaries(&self) -> Vec<fred::types::config::Server> {
         use fred::interfaces::ClusterInterface as _;
@@ -1031,6 +1204,243 @@ impl Scan for RedisStore {
     }
 }
 
+/// The client-side cache ([`RedisStore::with_client_cache`]): sessions read from Redis, kept
+/// in process memory for a bounded time and dropped when Redis says another client wrote them.
+///
+/// Correctness rests on three rules:
+/// - A load *reserves* its key (a token) before its command goes out, and keeps its answer
+///   only if the reservation is still there when the answer is back; a write drops the key
+///   before it goes out (Redis notifies us of it anyway, see the module docs). An
+///   invalidation, a reconnection or an overflow removes reservations with the entries, so an
+///   answer that raced with any of them is never kept.
+/// - Nothing is kept unless tracking is on for the connection in use: a reconnection turns the
+///   cache off and empties it, and only the `CLIENT TRACKING` reply on the new connection turns
+///   it back on (commands after that reply are tracked).
+/// - An entry is trusted for `ttl` at most, and never past the session's own expiry: what
+///   tracking cannot report (Redis 7.0 drops the `FLUSHDB` notice for the client library, a
+///   connection lost without notice) is seen within `ttl`.
+struct Local {
+    /// How long an entry is answered from memory.
+    ttl: std::time::Duration,
+    /// The most entries kept (reservations included).
+    capacity: usize,
+    state: std::sync::Mutex<LocalState>,
+    /// Tells the watcher to turn tracking on again (the key prefix changed).
+    retrack: std::sync::Arc<tokio::sync::Notify>,
+    /// Dropped with the store: ends the task that applies invalidations.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct LocalState {
+    /// Tracking is on for the current connection, for the prefix `head`.
+    on: bool,
+    /// What every key of the store starts with: the prefix tracked.
+    head: String,
+    /// The next reservation token.
+    next: u64,
+    /// By session key (not Redis key).
+    entries: std::collections::HashMap<String, Slot>,
+}
+
+enum Slot {
+    /// A command for the key is in flight; its answer may be kept if this token is still here.
+    Reserved(u64),
+    /// A live record, read (or written) at `at`.
+    Kept {
+        record: Record,
+        at: std::time::Instant,
+    },
+}
+
+impl Local {
+    fn state(&self) -> std::sync::MutexGuard<'_, LocalState> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that
+        // matters: every entry is self-contained. Keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The kept record for `key` if it is fresh and live at `now`.
+    fn get(&self, key: &str, now: OffsetDateTime) -> Option<Record> {
+        let st = self.state();
+        match st.entries.get(key)? {
+            Slot::Kept { record, at }
+                if st.on
+                    && at.elapsed() < self.ttl
+                    && record.expires_at > now
+                    && record.expires_at > OffsetDateTime::now_utc() =>
+            {
+                Some(record.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Reserves `key` for a command about to go out; `None` when nothing may be kept now.
+    fn reserve(&self, key: &str) -> Option<u64> {
+        let mut st = self.state();
+        if !st.on {
+            return None;
+        }
+        st.next += 1;
+        let token = st.next;
+        if st.entries.len() >= self.capacity && !st.entries.contains_key(key) {
+            // Full: drop one entry (any; a full cache is a sign `capacity` is too small).
+            let victim = st.entries.keys().next().cloned();
+            if let Some(victim) = victim {
+                st.entries.remove(&victim);
+            }
+        }
+        st.entries.insert(key.to_owned(), Slot::Reserved(token));
+        Some(token)
+    }
+
+    /// Keeps `record` under `key` if the reservation `token` still holds; forgets the key when
+    /// there is no record.
+    fn fill(&self, key: &str, token: Option<u64>, record: Option<&Record>) {
+        let Some(token) = token else { return };
+        let mut st = self.state();
+        if matches!(st.entries.get(key), Some(Slot::Reserved(t)) if *t == token) {
+            match record {
+                Some(record) => {
+                    st.entries.insert(
+                        key.to_owned(),
+                        Slot::Kept {
+                            record: record.clone(),
+                            at: std::time::Instant::now(),
+                        },
+                    );
+                }
+                None => {
+                    st.entries.remove(key);
+                }
+            }
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.state().entries.remove(key);
+    }
+
+    /// Empties the cache and turns it off until tracking is on again.
+    fn reset(&self) {
+        let mut st = self.state();
+        st.on = false;
+        st.entries.clear();
+    }
+
+    fn clear(&self) {
+        self.state().entries.clear();
+    }
+
+    /// Turns tracking on for `head`, if that is still the prefix wanted.
+    fn turn_on(&self, head: &str) {
+        let mut st = self.state();
+        if st.head == head {
+            st.on = true;
+        }
+    }
+
+    /// Moves the cache to another key prefix: empty and off until tracking is on for it.
+    fn rehead(&self, head: String) {
+        let mut st = self.state();
+        st.on = false;
+        st.entries.clear();
+        st.head = head;
+        self.retrack.notify_one();
+    }
+}
+
+/// Applies Redis's invalidations and reconnections to `local` until the store is dropped: on
+/// every (re)connection it empties the cache and turns tracking on for the new connection
+/// (`BCAST` on the store's key prefix, so Redis keeps no per-key table for us; `NOLOOP`, so a
+/// plain command of ours does not notify us).
+///
+/// The receivers are taken before the first connection, so its notice is not missed.
+struct Watch {
+    client: Client,
+    local: std::sync::Weak<Local>,
+    retrack: std::sync::Arc<tokio::sync::Notify>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    invalidations: tokio::sync::broadcast::Receiver<fred::types::client::Invalidation>,
+    reconnections: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+}
+
+async fn watch(watch: Watch) {
+    use fred::interfaces::TrackingInterface as _;
+    use tokio::sync::broadcast::error::RecvError;
+    let Watch {
+        client,
+        local,
+        retrack,
+        mut stop,
+        mut invalidations,
+        mut reconnections,
+    } = watch;
+    // The first connection's notice is in `reconnections` (taken before it was made).
+    let mut enable = false;
+    loop {
+        if enable {
+            enable = false;
+            let Some(cache) = local.upgrade() else { return };
+            cache.reset();
+            let head = cache.state().head.clone();
+            drop(cache);
+            // Off first: a connection whose tracking is already on (a notice seen twice)
+            // refuses the same prefix again.
+            let _ = client.stop_tracking().await;
+            match client
+                .start_tracking(head.as_str(), true, false, false, true)
+                .await
+            {
+                Ok(()) => match local.upgrade() {
+                    Some(cache) => cache.turn_on(&head),
+                    None => return,
+                },
+                Err(e) => tracing::warn!(engine = ENGINE, error = %e,
+                    "cannot turn on client tracking; the client-side cache stays off until the next reconnection"),
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            () = retrack.notified() => enable = true,
+            event = reconnections.recv() => match event {
+                Ok(_) | Err(RecvError::Lagged(_)) => enable = true,
+                Err(RecvError::Closed) => return,
+            },
+            event = invalidations.recv() => {
+                let Some(cache) = local.upgrade() else { return };
+                match event {
+                    Ok(invalidation) if invalidation.keys.is_empty() => cache.clear(),
+                    Ok(invalidation) => {
+                        let mut st = cache.state();
+                        let LocalState { head, entries, .. } = &mut *st;
+                        for key in &invalidation.keys {
+                            let session_key = key
+                                .as_bytes()
+                                .strip_prefix(head.as_bytes())
+                                .and_then(|k| std::str::from_utf8(k).ok());
+                            // A key under another prefix was tracked before a change of
+                            // prefix: nothing kept now is under it (the change emptied the cache).
+                            if let Some(session_key) = session_key {
+                                entries.remove(session_key);
+                            }
+                        }
+                    }
+                    // Missed notices: anything may be stale.
+                    Err(RecvError::Lagged(_)) => cache.clear(),
+                    Err(RecvError::Closed) => {
+                        cache.reset();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1093,6 +1503,87 @@ mod tests {
         assert_eq!(expiry_of(1500, wall), wall + Duration::from_millis(1500));
         assert_eq!(expiry_of(-1, wall), NO_EXPIRY);
         assert_eq!(expiry_of(i64::MAX, wall), NO_EXPIRY);
+    }
+
+    fn local(capacity: usize) -> Local {
+        let (stop, _) = tokio::sync::oneshot::channel();
+        let local = Local {
+            ttl: Duration::from_secs(60),
+            capacity,
+            state: std::sync::Mutex::default(),
+            retrack: std::sync::Arc::new(tokio::sync::Notify::new()),
+            _stop: stop,
+        };
+        local.turn_on("");
+        local
+    }
+
+    fn live(data: &str) -> Record {
+        Record {
+            data: data.to_owned(),
+            expires_at: OffsetDateTime::now_utc() + Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn an_answer_that_raced_an_invalidation_is_not_kept() {
+        let now = OffsetDateTime::now_utc();
+        let cache = local(10);
+        let token = cache.reserve("k");
+        // The invalidation is applied before the load's answer is.
+        cache.forget("k");
+        cache.fill("k", token, Some(&live("old")));
+        assert_eq!(cache.get("k", now), None);
+        // Without a race the answer is kept.
+        let token = cache.reserve("k");
+        cache.fill("k", token, Some(&live("new")));
+        assert_eq!(cache.get("k", now).map(|r| r.data).as_deref(), Some("new"));
+        // A later load's reservation wins over an earlier one's answer.
+        let first = cache.reserve("j");
+        let second = cache.reserve("j");
+        cache.fill("j", first, Some(&live("first")));
+        assert_eq!(cache.get("j", now), None);
+        cache.fill("j", second, Some(&live("second")));
+        assert_eq!(
+            cache.get("j", now).map(|r| r.data).as_deref(),
+            Some("second")
+        );
+    }
+
+    #[test]
+    fn a_reconnection_drops_entries_and_reservations_and_turns_the_cache_off() {
+        let now = OffsetDateTime::now_utc();
+        let cache = local(10);
+        let kept = cache.reserve("a");
+        cache.fill("a", kept, Some(&live("a")));
+        let in_flight = cache.reserve("b");
+        cache.reset();
+        cache.fill("b", in_flight, Some(&live("b")));
+        assert_eq!(cache.get("a", now), None);
+        assert_eq!(cache.get("b", now), None);
+        assert_eq!(cache.reserve("c"), None, "off until tracking is on again");
+        cache.turn_on("");
+        assert!(cache.reserve("c").is_some());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_respects_expiry() {
+        let now = OffsetDateTime::now_utc();
+        let cache = local(3);
+        for i in 0..10 {
+            let key = format!("k{i}");
+            let token = cache.reserve(&key);
+            cache.fill(&key, token, Some(&live(&key)));
+        }
+        assert!(cache.state().entries.len() <= 3);
+        let token = cache.reserve("short");
+        let short = Record {
+            data: "short".to_owned(),
+            expires_at: now + Duration::from_secs(1),
+        };
+        cache.fill("short", token, Some(&short));
+        assert!(cache.get("short", now).is_some());
+        assert_eq!(cache.get("short", now + Duration::from_secs(2)), None);
     }
 
     #[test]

@@ -56,6 +56,34 @@ pub async fn scoped() -> Arc<Scoped> {
     ))
 }
 
+/// As [`scoped`], with the client-side cache on (`ttl`, 10,000 sessions), tracking already on
+/// for the store's own prefix when this returns.
+pub async fn scoped_cached_for(ttl: std::time::Duration) -> Arc<Scoped> {
+    let url = url();
+    let store = match RedisStore::connect_with_client_cache(&url, ttl, 10_000).await {
+        Ok(store) => store,
+        Err(e) => panic!(
+            "the test Redis at {url} is unreachable or refuses client tracking ({e}); start it \
+             or set CLOAKROOM_TEST_REDIS_URL"
+        ),
+    };
+    let scoped = Scoped::new(store, super::unique("cloakroom-test"));
+    let started = std::time::Instant::now();
+    while !scoped.store().client_cache_on() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "client tracking did not come on for the new prefix"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    Arc::new(scoped)
+}
+
+/// [`scoped_cached_for`] a minute.
+pub async fn scoped_cached() -> Arc<Scoped> {
+    scoped_cached_for(std::time::Duration::from_secs(60)).await
+}
+
 /// Deletes every key under `prefix:` (SCAN, so the shared server is never blocked).
 pub async fn delete_prefixed(url: &str, prefix: &str) {
     let client =
