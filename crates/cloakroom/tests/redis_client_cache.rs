@@ -34,6 +34,26 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Writes `value` under `redis_key` through another client (as another app server or Django
+/// would), with a ten-minute TTL.
+async fn write_elsewhere(
+    other: &cloakroom::engines::redis::RedisStore,
+    redis_key: String,
+    value: &str,
+) {
+    let _: () = other
+        .client()
+        .set(
+            redis_key,
+            value,
+            Some(fred::types::Expiration::EX(600)),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+}
+
 async fn data_of(store: &impl SessionStore, key: &str) -> Option<String> {
     store
         .load(key, OffsetDateTime::now_utc())
@@ -54,17 +74,7 @@ async fn loads_are_kept_and_another_clients_write_is_seen() {
 
     // Another process (here a plain client, as Django would be) overwrites the value.
     let other = support::redis::connect().await;
-    let _: () = other
-        .client()
-        .set(
-            store.redis_key(&key),
-            "two",
-            Some(fred::types::Expiration::EX(600)),
-            None,
-            false,
-        )
-        .await
-        .unwrap();
+    write_elsewhere(&other, store.redis_key(&key), "two").await;
     until("the invalidation arrives", || store.client_cache_len() == 0).await;
     assert_eq!(data_of(store, &key).await.as_deref(), Some("two"));
 
@@ -144,17 +154,7 @@ async fn a_reconnection_empties_the_cache() {
         )
         .await
         .unwrap();
-    let _: () = other
-        .client()
-        .set(
-            store.redis_key(&key),
-            "two",
-            Some(fred::types::Expiration::EX(600)),
-            None,
-            false,
-        )
-        .await
-        .unwrap();
+    write_elsewhere(&other, store.redis_key(&key), "two").await;
     // The client reconnects by itself; the cache comes back on, empty, with tracking on.
     until("the reconnection empties the cache", || {
         store.client_cache_len() == 0
@@ -204,17 +204,7 @@ async fn kept_sessions_are_read_again_after_the_ttl() {
         .await
         .unwrap();
     let other = support::redis::connect().await;
-    let _: () = other
-        .client()
-        .set(
-            store.redis_key(&key),
-            "two",
-            Some(fred::types::Expiration::EX(600)),
-            None,
-            false,
-        )
-        .await
-        .unwrap();
+    write_elsewhere(&other, store.redis_key(&key), "two").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(data_of(store, &key).await.as_deref(), Some("two"));
 }

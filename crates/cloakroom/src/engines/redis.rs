@@ -439,6 +439,20 @@ struct Unreachable {
 }
 
 impl RedisStore {
+    /// Connects and waits until the server answers; an unreachable one is named in the error.
+    async fn init(&self) -> Result<(), StoreError> {
+        self.client.init().await.map_err(|source| {
+            StoreError::backend(
+                ENGINE,
+                Unreachable {
+                    target: self.target.clone(),
+                    source,
+                },
+            )
+        })?;
+        Ok(())
+    }
+
     /// Connects to the server or cluster at `url` and waits until it answers, so a wrong URL
     /// or a stopped server shows at startup. Later disconnections are retried in the background.
     ///
@@ -447,15 +461,7 @@ impl RedisStore {
     /// [`ConfigError`] naming `cache_url`) or the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let store = Self::build(url, true)?;
-        store.client.init().await.map_err(|source| {
-            StoreError::backend(
-                ENGINE,
-                Unreachable {
-                    target: store.target.clone(),
-                    source,
-                },
-            )
-        })?;
+        store.init().await?;
         Ok(store)
     }
 
@@ -571,15 +577,7 @@ impl RedisStore {
         };
         store.local = Some(local);
         tokio::spawn(watch(watcher));
-        store.client.init().await.map_err(|source| {
-            StoreError::backend(
-                ENGINE,
-                Unreachable {
-                    target: store.target.clone(),
-                    source,
-                },
-            )
-        })?;
+        store.init().await?;
         // Tracking is turned on by the watcher as the connection's notice arrives; wait for
         // it, so the cache works from the first request and a refusal shows at startup.
         let started = std::time::Instant::now();

@@ -370,6 +370,11 @@ impl Direct {
         if n == 0 {
             return self.write(statement).await;
         }
+        // The writer first, when it is free: its page cache survives its own writes, where a
+        // reader's is dropped after each of them and its pages read from the file again.
+        if let Some(done) = self.writer.try_inline(&statement, false) {
+            return Ok(done);
+        }
         let first = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
         for i in 0..n {
             if let Some(done) = self.readers[(first + i) % n].try_inline(&statement, false) {
