@@ -389,6 +389,18 @@ struct Sent {
     queries: u64,
 }
 
+impl Sent {
+    /// What was sent after `before`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            syncs: self.syncs - before.syncs,
+            binds: self.binds - before.binds,
+            parses: self.parses - before.parses,
+            queries: self.queries - before.queries,
+        }
+    }
+}
+
 /// A loopback TCP proxy in front of the test server that counts the frontend messages of every
 /// connection through it (TLS off, so the messages can be read).
 struct WireCounter {
@@ -557,13 +569,7 @@ async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
     let before = wire.sent();
     get(&app, "/visits", Some(&cookie)).await;
     settle(&store).await;
-    let after = wire.sent();
-    let counter = Sent {
-        syncs: after.syncs - before.syncs,
-        binds: after.binds - before.binds,
-        parses: after.parses - before.parses,
-        queries: after.queries - before.queries,
-    };
+    let counter = wire.sent().since(before);
     let expected = Sent {
         syncs: 4,
         binds: 2,
@@ -582,13 +588,7 @@ async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
         "no Set-Cookie"
     );
     settle(&store).await;
-    let after = wire.sent();
-    let read_only = Sent {
-        syncs: after.syncs - before.syncs,
-        binds: after.binds - before.binds,
-        parses: after.parses - before.parses,
-        queries: after.queries - before.queries,
-    };
+    let read_only = wire.sent().since(before);
     let expected = Sent {
         syncs: 2,
         binds: 1,
