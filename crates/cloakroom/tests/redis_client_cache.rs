@@ -54,6 +54,21 @@ async fn write_elsewhere(
         .unwrap();
 }
 
+/// Runs `CLIENT <args>` on `store`'s connection.
+async fn client_command<T: fred::types::FromValue>(
+    store: &cloakroom::engines::redis::RedisStore,
+    args: Vec<Value>,
+) -> T {
+    store
+        .client()
+        .custom(
+            CustomCommand::new_static("CLIENT", ClusterHash::Random, false),
+            args,
+        )
+        .await
+        .unwrap()
+}
+
 async fn data_of(store: &impl SessionStore, key: &str) -> Option<String> {
     store
         .load(key, OffsetDateTime::now_utc())
@@ -137,23 +152,13 @@ async fn a_reconnection_empties_the_cache() {
     assert_eq!(store.client_cache_len(), 1);
 
     // Cut the store's connection, then write while it is down: that invalidation is lost.
-    let id: i64 = store
-        .client()
-        .custom(
-            CustomCommand::new_static("CLIENT", ClusterHash::Random, false),
-            vec![Value::from("ID")],
-        )
-        .await
-        .unwrap();
+    let id: i64 = client_command(store, vec![Value::from("ID")]).await;
     let other = support::redis::connect().await;
-    let _: Value = other
-        .client()
-        .custom(
-            CustomCommand::new_static("CLIENT", ClusterHash::Random, false),
-            vec![Value::from("KILL"), Value::from("ID"), Value::from(id)],
-        )
-        .await
-        .unwrap();
+    let _: Value = client_command(
+        &other,
+        vec![Value::from("KILL"), Value::from("ID"), Value::from(id)],
+    )
+    .await;
     write_elsewhere(&other, store.redis_key(&key), "two").await;
     // The client reconnects by itself; the cache comes back on, empty, with tracking on.
     until("the reconnection empties the cache", || {
@@ -195,14 +200,7 @@ async fn kept_sessions_are_read_again_after_the_ttl() {
         .await
         .unwrap();
     assert_eq!(data_of(store, &key).await.as_deref(), Some("one"));
-    let _: Value = store
-        .client()
-        .custom(
-            CustomCommand::new_static("CLIENT", ClusterHash::Random, false),
-            vec![Value::from("TRACKING"), Value::from("OFF")],
-        )
-        .await
-        .unwrap();
+    let _: Value = client_command(store, vec![Value::from("TRACKING"), Value::from("OFF")]).await;
     let other = support::redis::connect().await;
     write_elsewhere(&other, store.redis_key(&key), "two").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
