@@ -208,8 +208,9 @@ pub struct Settings {
     pub store_timeout_ms: u64,
     /// What a request gets when the store fails.
     pub on_store_error: OnStoreError,
-    /// How long a request waits for another request of the same visitor to finish with the
-    /// session, in milliseconds, before it goes ahead (its save still merges safely).
+    /// How long a request on an [exclusive route](crate::layer::ExclusiveLayer) waits, in
+    /// milliseconds, for the same visitor's other exclusive requests before it fails with
+    /// [`Error::ExclusiveTimeout`](crate::Error::ExclusiveTimeout). Other routes never wait.
     pub lock_timeout_ms: u64,
     /// The largest number of sessions the in-process cache holds.
     pub cache_capacity: u64,
@@ -281,7 +282,7 @@ impl Default for Settings {
             data_format: DataFormat::Json,
             store_timeout_ms: 3_000,
             on_store_error: OnStoreError::FailClosed,
-            lock_timeout_ms: 30_000,
+            lock_timeout_ms: 10_000,
             cache_capacity: 1_000_000,
             redis_client_cache_ms: 0,
             breaker_threshold: 5,

@@ -115,6 +115,18 @@ pub enum Error {
         /// How many times the save was retried.
         attempts: u32,
     },
+    /// An [exclusive route](crate::layer::ExclusiveLayer) waited its whole bound for the same
+    /// visitor's other exclusive requests to finish.
+    #[error("another exclusive request of this session ran for longer than this one may wait ({waited:?}); retry the request, or raise the route's wait (`ExclusiveLayer::with_wait`)")]
+    ExclusiveTimeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The session was already saved (the response head went out) when the handler changed
+    /// it: a handler that keeps the session inside a streaming body can still read it, but
+    /// its writes would be lost, so they fail.
+    #[error("the session was already saved when the response started; change it before returning the response (a streaming body can read the session, not write it)")]
+    AlreadySaved,
     /// The operating system could not supply randomness for a new key.
     #[error("no randomness for a new session key: {0}")]
     Random(#[from] getrandom::Error),

@@ -17,9 +17,19 @@ pub enum SessionRejection {
         "no session layer: add `.layer(cloakroom::SessionLayer::new(sessions))` to the router"
     )]
     MissingLayer,
-    /// The store failed (fail-closed policy).
+    /// The session could not be loaded: the store failed (fail-closed policy), or an
+    /// exclusive route waited out its bound.
     #[error(transparent)]
     Load(#[from] Error),
+    /// As `Load`, answered with the response of the layer's
+    /// [error handler](crate::SessionLayer::with_error_handler).
+    #[error("{error}")]
+    Handled {
+        /// What went wrong.
+        error: Error,
+        /// The handler's response.
+        response: http::Response<String>,
+    },
 }
 
 impl IntoResponse for SessionRejection {
@@ -30,6 +40,7 @@ impl IntoResponse for SessionRejection {
                 (http::StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
             }
             Self::Load(e) => crate::layer::error_response::<axum_core::body::Body>(&e),
+            Self::Handled { response, .. } => response.map(axum_core::body::Body::from),
         }
     }
 }
@@ -43,7 +54,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             .get::<LazySession>()
             .cloned()
             .ok_or(SessionRejection::MissingLayer)?;
-        Ok(lazy.load().await?)
+        load(&lazy).await
     }
 }
 
@@ -56,8 +67,19 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         match parts.extensions.get::<LazySession>().cloned() {
-            Some(lazy) => Ok(Some(lazy.load().await?)),
+            Some(lazy) => load(&lazy).await.map(Some),
             None => Ok(None),
         }
     }
+}
+
+async fn load(lazy: &LazySession) -> Result<Session, SessionRejection> {
+    lazy.load().await.map_err(|error| {
+        if lazy.has_error_handler() {
+            let response = lazy.error_response(&error);
+            SessionRejection::Handled { error, response }
+        } else {
+            SessionRejection::Load(error)
+        }
+    })
 }

@@ -75,6 +75,7 @@ mod extract;
 pub mod hashed;
 pub mod key;
 pub mod layer;
+mod locks;
 mod manager;
 pub mod observe;
 pub mod pickle;

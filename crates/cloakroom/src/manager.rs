@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasher as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -18,6 +17,7 @@ use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
 use crate::key;
+use crate::locks::KeyLocks;
 use crate::observe::{Observer, Operation};
 use crate::session::{user_of, Inner, Session, State};
 use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
@@ -27,10 +27,6 @@ const MAX_MERGES: u32 = 64;
 /// How many fresh keys a create draws before giving up (Django's cache backend uses 10,000;
 /// with 165 bits per key a second draw is already astronomically unlikely).
 const MAX_KEY_DRAWS: u32 = 16;
-/// Lock stripes: requests of one visitor in one process wait for each other, so their saves
-/// rarely need merging; unrelated visitors share a stripe once in 4096.
-const STRIPES: usize = 4096;
-
 /// Everything the sessions of one app share: the store, the settings, the codec and the clock.
 pub(crate) struct Shared {
     /// The store the core calls, each call observed by `observer`.
@@ -42,11 +38,10 @@ pub(crate) struct Shared {
     pub settings: Settings,
     pub codec: Codec,
     pub clock: Arc<dyn Clock>,
-    stripes: Box<[Arc<tokio::sync::Mutex<()>>]>,
-    /// Picks a key's stripe. Seeded per process, so a client cannot aim its keys at one
-    /// stripe; foldhash rather than SipHash, whose three hashes of a key per request cost
-    /// about 1,700 instructions (callgrind) where foldhash's cost a fraction.
-    hasher: foldhash::quality::RandomState,
+    /// Savers of one key that met a conflict queue here before merging (store calls only).
+    save_locks: KeyLocks,
+    /// Exclusive routes of one visitor run one at a time (opt-in, held from load to save).
+    exclusive_locks: KeyLocks,
     breaker: Arc<Breaker>,
 }
 
@@ -90,26 +85,6 @@ impl Shared {
     /// The name the store (and so its user index) knows session `key` by.
     fn stored_id(&self, key: &str) -> String {
         crate::hashed::stored_id(&self.settings, key)
-    }
-
-    async fn lock(&self, key: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let stripe = usize::try_from(self.hasher.hash_one(key) % STRIPES as u64).unwrap_or(0);
-        let mutex = Arc::clone(&self.stripes[stripe]);
-        // Uncontended (nearly always): no timer to arm.
-        let mutex = match mutex.try_lock_owned() {
-            Ok(guard) => return Some(guard),
-            Err(_) => Arc::clone(&self.stripes[stripe]),
-        };
-        let wait = Duration::from_millis(self.settings.lock_timeout_ms);
-        match tokio::time::timeout(wait, mutex.lock_owned()).await {
-            Ok(guard) => Some(guard),
-            Err(_) => {
-                // Go ahead unlocked: the save is a compare-and-swap, so nothing is lost, it
-                // may only need a merge.
-                tracing::debug!("session lock wait timed out; continuing without it");
-                None
-            }
-        }
     }
 }
 
@@ -214,10 +189,8 @@ impl Sessions {
                 codec: settings.codec(),
                 settings,
                 clock: Arc::new(SystemClock),
-                stripes: (0..STRIPES)
-                    .map(|_| Arc::new(tokio::sync::Mutex::new(())))
-                    .collect(),
-                hasher: foldhash::quality::RandomState::default(),
+                save_locks: KeyLocks::default(),
+                exclusive_locks: KeyLocks::default(),
                 breaker,
             }),
         })
@@ -231,8 +204,8 @@ impl Sessions {
             settings: arc.settings.clone(),
             codec: arc.codec.clone(),
             clock: Arc::clone(&arc.clock),
-            stripes: arc.stripes.clone(),
-            hasher: arc.hasher.clone(),
+            save_locks: arc.save_locks.clone(),
+            exclusive_locks: arc.exclusive_locks.clone(),
             breaker: Arc::clone(&arc.breaker),
         });
         f(&mut shared);
@@ -350,6 +323,8 @@ impl Sessions {
                     loaded: tokio::sync::OnceCell::new(),
                     state: Mutex::new(State::default()),
                     policy: std::sync::OnceLock::new(),
+                    exclusive: std::sync::OnceLock::new(),
+                    on_error: std::sync::OnceLock::new(),
                 }),
             },
         }
@@ -418,6 +393,34 @@ impl LazySession {
             .unwrap_or(inner.shared.settings.on_store_error)
     }
 
+    /// Makes this request exclusive for its visitor: it waits (at most `wait`, or the
+    /// `lock_timeout_ms` setting when `None`) until no other exclusive request of the same
+    /// session key runs in this process, and holds that place until its save. Requests that
+    /// are not exclusive never wait. Has no effect once the session is loaded. The
+    /// [`ExclusiveLayer`](crate::layer::ExclusiveLayer) calls this per route.
+    pub fn set_exclusive(&self, wait: Option<Duration>) {
+        let _ = self.session.inner.exclusive.set(wait);
+    }
+
+    /// Answers this request's session errors with `handler` (the layer's
+    /// [`with_error_handler`](crate::SessionLayer::with_error_handler) sets it).
+    pub(crate) fn set_error_handler(&self, handler: &crate::layer::ErrorHandler) {
+        let _ = self.session.inner.on_error.set(Arc::clone(handler));
+    }
+
+    /// The response for a session error of this request: the layer's error handler's, or the
+    /// default [`error_response`](crate::layer::error_response).
+    pub fn error_response(&self, error: &Error) -> http::Response<String> {
+        match self.session.inner.on_error.get() {
+            Some(handler) => handler(error),
+            None => crate::layer::error_response(error),
+        }
+    }
+
+    pub(crate) fn has_error_handler(&self) -> bool {
+        self.session.inner.on_error.get().is_some()
+    }
+
     /// Whether the session was loaded in this request.
     pub fn is_loaded(&self) -> bool {
         self.session.inner.loaded.initialized()
@@ -433,10 +436,20 @@ impl LazySession {
         if !in_cookie && !key::is_well_formed(candidate) {
             return Ok(());
         }
-        let guard = if in_cookie {
-            None
-        } else {
-            shared.lock(candidate).await
+        // Only an exclusive route waits, and only for the same visitor's exclusive requests:
+        // taken before the load, so that the load sees what the previous one saved.
+        let exclusive = match (inner.exclusive.get(), in_cookie) {
+            (Some(&wait), false) => {
+                let wait = wait.unwrap_or(Duration::from_millis(shared.settings.lock_timeout_ms));
+                Some(
+                    shared
+                        .exclusive_locks
+                        .lock(candidate, wait)
+                        .await
+                        .ok_or(Error::ExclusiveTimeout { waited: wait })?,
+                )
+            }
+            _ => None,
         };
         let found = match self.read_record(candidate).await {
             Ok(found) => found,
@@ -449,8 +462,9 @@ impl LazySession {
             Err(e) => return Err(e.into()),
         };
         let mut st = self.session.state();
-        st.guard = guard;
         if let Some((key, record, data)) = found {
+            // A key the store does not hold keeps no lock.
+            st.exclusive = exclusive;
             st.resend = key != candidate;
             st.linked = user_of(&data).map(|user| (user, key.clone()));
             st.data = data;
@@ -526,6 +540,7 @@ impl LazySession {
         let had_cookie = inner.cookie.is_some();
         if !self.is_loaded() {
             if !(settings.save_every_request && had_cookie) {
+                self.session.state().closed = true;
                 return Ok(Outcome {
                     cookie: CookieAction::Keep,
                     vary: false,
@@ -533,7 +548,25 @@ impl LazySession {
             }
             self.load().await?;
         }
-        let mut st = std::mem::take(&mut *self.session.state());
+        let mut st = {
+            let mut current = self.session.state();
+            // A handler that kept a clone (a streaming body) may read while the save runs: it
+            // sees the data as saved. Nobody else holds one on the usual path, so no copy.
+            let data = if Arc::strong_count(inner) > 1 {
+                current.data.clone()
+            } else {
+                crate::codec::Data::new()
+            };
+            std::mem::replace(
+                &mut *current,
+                State {
+                    data,
+                    closed: true,
+                    ..State::default()
+                },
+            )
+        };
+        st.closed = true;
         // Put back what a handler that kept a clone may still look at.
         let result = match self.finish(&mut st, status, had_cookie).await {
             Err(Error::Store(e)) if self.policy() == OnStoreError::FailOpen => {
@@ -546,9 +579,9 @@ impl LazySession {
             }
             other => other,
         };
-        let guard = st.guard.take();
+        let exclusive = st.exclusive.take();
         *self.session.state() = st;
-        drop(guard);
+        drop(exclusive);
         result
     }
 
@@ -640,6 +673,9 @@ impl LazySession {
         let key = match (st.key.clone(), st.loaded.take()) {
             (Some(mut key), Some(mut expected)) => {
                 let mut merges = 0;
+                // Taken only once a save has met another: the others' saves of this key in
+                // this process then go one at a time, so each merges about once.
+                let mut queued = None;
                 loop {
                     match shared
                         .call(
@@ -655,7 +691,14 @@ impl LazySession {
                             if merges > MAX_MERGES {
                                 return Err(Error::Contended { attempts: merges });
                             }
-                            backoff(merges).await;
+                            if queued.is_none() {
+                                // Bounded like a store call; past it the merge goes on unqueued
+                                // (the compare-and-swap still loses nothing).
+                                queued =
+                                    shared.save_locks.lock(&key, settings.store_timeout()).await;
+                            } else {
+                                backoff(merges).await;
+                            }
                             let mut data = self.decode_current(&current)?;
                             if let Some(next) = moved_to(&data) {
                                 // Another request rotated the key while this one ran: inside

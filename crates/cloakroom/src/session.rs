@@ -129,8 +129,10 @@ pub(crate) struct State {
     /// The cookie must be sent again even if nothing changed (the request came with a key
     /// that was rotated, inside the grace window).
     pub resend: bool,
-    /// Serialises this visitor's requests in this process; dropped after the save.
-    pub guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// An exclusive route's place in its visitor's queue; dropped after the save.
+    pub exclusive: Option<crate::locks::KeyGuard>,
+    /// The request's save has begun: changes from now on would be lost, so they fail.
+    pub closed: bool,
     /// The user and key this session was linked under in the store's user index when it was
     /// loaded (or last saved): what the save unlinks when the user or the key changes.
     pub linked: Option<(String, String)>,
@@ -144,6 +146,11 @@ pub(crate) struct Inner {
     pub state: Mutex<State>,
     /// This route's store-error policy, when it overrides the settings.
     pub policy: std::sync::OnceLock<crate::config::OnStoreError>,
+    /// Set on an exclusive route: how long its load may wait for the visitor's other
+    /// exclusive requests.
+    pub exclusive: std::sync::OnceLock<Option<Duration>>,
+    /// The layer's error handler, when the app set one.
+    pub on_error: std::sync::OnceLock<crate::layer::ErrorHandler>,
 }
 
 /// A loaded session: read and change it like a dictionary; the layer saves it after the
@@ -213,6 +220,9 @@ impl Session {
 
     fn write(&self, op: Op) -> Result<(), Error> {
         let mut st = self.read();
+        if st.closed {
+            return Err(Error::AlreadySaved);
+        }
         op.replay(&mut st.data)?;
         st.ops.push(op);
         st.modified = true;

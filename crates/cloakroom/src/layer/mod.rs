@@ -3,11 +3,13 @@
 //! It works with axum and with plain hyper: a handler finds a [`LazySession`](crate::LazySession)
 //! in the request extensions (or uses the axum extractor [`Session`](crate::Session)).
 
+mod exclusive;
 #[allow(clippy::module_inception)]
 mod layer;
 mod policy;
 mod service;
 
-pub use self::layer::SessionLayer;
+pub use self::exclusive::{ExclusiveLayer, ExclusiveService};
+pub use self::layer::{ErrorHandler, SessionLayer};
 pub use self::policy::{OnStoreErrorLayer, OnStoreErrorService};
 pub use self::service::{error_response, SessionService};

@@ -6,33 +6,54 @@ use http::header::{HeaderValue, COOKIE, RETRY_AFTER, SET_COOKIE, VARY};
 use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
+use super::ErrorHandler;
 use crate::cookies;
 use crate::error::Error;
 use crate::manager::{LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SessionService<S> {
     inner: S,
     sessions: Sessions,
+    on_error: Option<ErrorHandler>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("sessions", &self.sessions)
+            .field("custom_error_handler", &self.on_error.is_some())
+            .finish()
+    }
 }
 
 impl<S> SessionService<S> {
-    pub(crate) fn new(inner: S, sessions: Sessions) -> Self {
-        Self { inner, sessions }
+    pub(crate) fn new(inner: S, sessions: Sessions, on_error: Option<ErrorHandler>) -> Self {
+        Self {
+            inner,
+            sessions,
+            on_error,
+        }
     }
 }
 
 /// The response for a session error, as the layer writes it.
 ///
 /// A store failure is a 503 with `Retry-After` (the fail-closed policy); a session deleted by
-/// another request is a 400, as Django's `SessionInterrupted`; anything else is a 500. The body
-/// says what happened, never the session key.
+/// another request is a 400, as Django's `SessionInterrupted`; an exclusive route that waited
+/// out its bound is a 409 with `Retry-After`; anything else is a 500. The body says what
+/// happened, never the session key.
 pub fn error_response<B: From<String>>(error: &Error) -> Response<B> {
     let (status, retry) = match error {
         Error::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, Some(e.retry_after())),
         Error::Interrupted => (StatusCode::BAD_REQUEST, None),
         Error::Contended { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
+        Error::ExclusiveTimeout { .. } => (
+            StatusCode::CONFLICT,
+            Some(std::time::Duration::from_secs(1)),
+        ),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     let mut response = Response::new(B::from(format!("{error}\n")));
@@ -74,12 +95,16 @@ where
             &settings.cookie_name,
         );
         let session: LazySession = self.sessions.start(cookie);
+        if let Some(handler) = &self.on_error {
+            session.set_error_handler(handler);
+        }
         request.extensions_mut().insert(session.clone());
 
         // The service that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let sessions = self.sessions.clone();
+        let on_error = self.on_error.clone();
         Box::pin(async move {
             let mut response = inner.call(request).await?;
             match session.commit(response.status().as_u16()).await {
@@ -99,7 +124,10 @@ where
                 }
                 Err(error) => {
                     tracing::warn!(engine = sessions.store().engine(), %error, "session save failed");
-                    Ok(error_response(&error))
+                    Ok(match &on_error {
+                        Some(handler) => handler(&error).map(ResBody::from),
+                        None => error_response(&error),
+                    })
                 }
             }
         })
