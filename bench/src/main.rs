@@ -5,6 +5,7 @@
 //! `bench/README.md`.
 
 mod http;
+mod latency;
 mod runner;
 mod servers;
 

@@ -65,6 +65,17 @@ pub struct RunArgs {
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also run cloakroom's servers from this binary (a build of an earlier commit), named
+    /// `NAME@base`, in the same interleaved rounds: the before/after comparison of a change.
+    #[arg(long)]
+    pub baseline_exe: Option<PathBuf>,
+    /// The latency phase: visitors holding long-polls while 1,000 others send fast requests.
+    #[arg(long, default_value_t = 500)]
+    pub long_polls: usize,
+    /// The latency phase: how long the long-polls last, and the slow handler that a fast
+    /// request of the same visitor runs behind (milliseconds).
+    #[arg(long, default_value_t = 10_000)]
+    pub slow_ms: u64,
 }
 
 fn parse_secs(s: &str) -> std::result::Result<u64, String> {
@@ -118,8 +129,8 @@ struct Sample {
 }
 
 /// Where a run keeps its files and names its tables.
-struct Env {
-    args: RunArgs,
+pub(crate) struct Env {
+    pub(crate) args: RunArgs,
     exe: PathBuf,
     dir: PathBuf,
     tag: String,
@@ -181,6 +192,9 @@ pub fn run(args: RunArgs) -> Result {
         if phases.iter().any(|p| p == "memory") {
             env.memory()?;
         }
+        if phases.iter().any(|p| p == "latency") {
+            env.latency()?;
+        }
         Ok(())
     })();
     env.cleanup();
@@ -191,10 +205,10 @@ pub fn run(args: RunArgs) -> Result {
 }
 
 /// A server process; killed when dropped.
-struct Server {
-    name: &'static str,
+pub(crate) struct Server {
+    pub(crate) name: &'static str,
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     ready: serde_json::Value,
 }
 
@@ -207,7 +221,7 @@ impl Drop for Server {
 
 /// How to start a server.
 #[derive(Default, Clone, Copy)]
-struct Start {
+pub(crate) struct Start {
     prefill: u64,
     count_writes: bool,
     /// Keep its files and tables apart from another copy running at the same time.
@@ -215,7 +229,7 @@ struct Start {
 }
 
 impl Env {
-    fn out(&mut self, text: &str) {
+    pub(crate) fn out(&mut self, text: &str) {
         print!("{text}");
         self.report.push_str(text);
     }
@@ -240,8 +254,8 @@ impl Env {
         self.out(&text);
     }
 
-    fn selected(&self) -> Vec<Spec> {
-        SERVERS
+    pub(crate) fn selected(&self) -> Vec<Spec> {
+        let chosen: Vec<Spec> = SERVERS
             .iter()
             .copied()
             .filter(|s| {
@@ -251,10 +265,23 @@ impl Env {
                     self.args.servers.iter().any(|n| n == s.name)
                 }
             })
-            .collect()
+            .collect();
+        if self.args.baseline_exe.is_none() {
+            return chosen;
+        }
+        // Each of ours again, from the baseline binary, right after itself.
+        let mut with_base = Vec::new();
+        for spec in chosen {
+            with_base.push(spec);
+            if spec.ours {
+                let name: &'static str = Box::leak(format!("{}@base", spec.name).into_boxed_str());
+                with_base.push(Spec { name, ..spec });
+            }
+        }
+        with_base
     }
 
-    fn start(&mut self, spec: Spec, how: Start) -> Result<Server> {
+    pub(crate) fn start(&mut self, spec: Spec, how: Start) -> Result<Server> {
         self.serial += 1;
         let port = free_port()?;
         let variant = how.variant.unwrap_or("main");
@@ -267,11 +294,16 @@ impl Env {
         let tag = format!("{}_{variant}", self.tag);
         let redis_db = if how.variant.is_some() { "12" } else { "11" };
         let log = std::fs::File::create(dir.join("server.log"))?;
+        // A baseline server runs the same server of the baseline binary.
+        let (exe, server) = match spec.name.strip_suffix("@base") {
+            Some(name) => (self.args.baseline_exe.clone().unwrap_or_default(), name),
+            None => (self.exe.clone(), spec.name),
+        };
         let mut cmd = Command::new("taskset");
         cmd.arg("-c")
             .arg(self.args.server_cpu.to_string())
-            .arg(&self.exe)
-            .args(["serve", "--server", spec.name, "--port", &port.to_string()])
+            .arg(&exe)
+            .args(["serve", "--server", server, "--port", &port.to_string()])
             .arg("--dir")
             .arg(&dir)
             .args([

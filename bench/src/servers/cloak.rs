@@ -55,6 +55,17 @@ async fn read(session: Session) -> std::result::Result<String, cloakroom::Error>
     Ok(session.get_or::<u64>("visits", 0)?.to_string())
 }
 
+/// `GET /slow?ms=N`: reads the session, then takes N milliseconds (a slow report, a
+/// long-poll): the latency phase's slow handler.
+async fn slow(
+    session: Session,
+    query: axum::extract::RawQuery,
+) -> std::result::Result<String, cloakroom::Error> {
+    let visits = session.get_or::<u64>("visits", 0)?;
+    tokio::time::sleep(super::slow_for(query.0.as_deref())).await;
+    Ok(visits.to_string())
+}
+
 /// The cloakroom app for `args.server`, with its store prefilled; and how many were stored.
 pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
     let settings = settings(args)?;
@@ -72,6 +83,7 @@ pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
     let app = Router::new()
         .route("/visits", get(visits))
         .route("/read", get(read))
+        .route("/slow", get(slow))
         .route("/__stats", get(|| async { stats_json() }))
         .layer(SessionLayer::new(sessions));
     Ok((app, stored))

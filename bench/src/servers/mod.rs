@@ -4,6 +4,7 @@
 //! Every server answers the same routes:
 //! - `GET /visits`: read the counter, add one, save (sets a cookie for a new visitor);
 //! - `GET /read`: read the counter, change nothing;
+//! - `GET /slow?ms=N`: read the counter, then take N ms (the latency phase's slow handler);
 //! - `GET /__stats`: how many store writes the server made (with `--count-writes`).
 
 mod actix;
@@ -102,6 +103,17 @@ impl ServeArgs {
     pub fn redis_url(&self) -> String {
         format!("redis://127.0.0.1:{}/{}", self.redis_port, self.redis_db)
     }
+}
+
+/// How long `GET /slow?ms=N` takes: N milliseconds (0 when absent or unreadable).
+pub fn slow_for(query: Option<&str>) -> std::time::Duration {
+    let ms = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    std::time::Duration::from_millis(ms)
 }
 
 /// Store writes seen by the counting wrappers.

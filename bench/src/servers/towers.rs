@@ -38,10 +38,18 @@ async fn read(session: Session) -> Handler {
     Ok(n.to_string())
 }
 
+/// `GET /slow?ms=N`: reads the session, then takes N milliseconds.
+async fn slow(session: Session, query: axum::extract::RawQuery) -> Handler {
+    let n: u64 = session.get("visits").await.map_err(failed)?.unwrap_or(0);
+    tokio::time::sleep(super::slow_for(query.0.as_deref())).await;
+    Ok(n.to_string())
+}
+
 fn router<S: SessionStore + Clone>(store: S, count: bool) -> Router {
     let routes = Router::new()
         .route("/visits", get(visits))
         .route("/read", get(read))
+        .route("/slow", get(slow))
         .route("/__stats", get(|| async { stats_json() }));
     let expiry = Expiry::OnInactivity(Duration::seconds(SESSION_SECONDS as i64));
     if count {
