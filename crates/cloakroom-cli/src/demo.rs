@@ -223,7 +223,7 @@ async fn api_login(
     extensions: Extensions,
     Json(login): Json<Login>,
 ) -> Result<Json<serde_json::Value>> {
-    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions);
+    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions)?;
     USERNAME.insert(&session, login.username.clone())?;
     Ok(Json(json!({ "username": login.username })))
 }
@@ -237,9 +237,9 @@ async fn api_django_user(session: Session) -> Json<serde_json::Value> {
     Json(json!({ "user_id": session.user_id(), "backend": session.auth_user_backend() }))
 }
 
-async fn api_logout(session: Session) -> StatusCode {
-    session.flush();
-    StatusCode::NO_CONTENT
+async fn api_logout(session: Session) -> Result<StatusCode> {
+    session.flush()?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -247,12 +247,12 @@ struct Seconds {
     seconds: u64,
 }
 
-async fn api_expiry(session: Session, Json(s): Json<Seconds>) -> Json<serde_json::Value> {
-    session.set_expiry(Expiry::seconds(s.seconds));
-    Json(json!({
+async fn api_expiry(session: Session, Json(s): Json<Seconds>) -> Result<Json<serde_json::Value>> {
+    session.set_expiry(Expiry::seconds(s.seconds))?;
+    Ok(Json(json!({
         "expiry_age": session.expiry_age(),
         "expire_at_browser_close": session.expire_at_browser_close(),
-    }))
+    })))
 }
 
 #[derive(Deserialize)]
@@ -260,12 +260,15 @@ struct Remember {
     remember: bool,
 }
 
-async fn api_remember(session: Session, Json(r): Json<Remember>) -> Json<serde_json::Value> {
-    session.remember_me(r.remember);
-    Json(json!({
+async fn api_remember(
+    session: Session,
+    Json(r): Json<Remember>,
+) -> Result<Json<serde_json::Value>> {
+    session.remember_me(r.remember)?;
+    Ok(Json(json!({
         "expiry_age": session.expiry_age(),
         "expire_at_browser_close": session.expire_at_browser_close(),
-    }))
+    })))
 }
 
 // The HTML page: plain forms that post and redirect back, so it works without JavaScript.
@@ -297,19 +300,19 @@ async fn form_login(
     extensions: Extensions,
     Form(login): Form<Login>,
 ) -> Result<Redirect> {
-    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions);
+    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions)?;
     USERNAME.insert(&session, login.username)?;
     Ok(back())
 }
 
-async fn form_logout(session: Session) -> Redirect {
-    session.flush();
-    back()
+async fn form_logout(session: Session) -> Result<Redirect> {
+    session.flush()?;
+    Ok(back())
 }
 
-async fn form_expiry(session: Session, Form(s): Form<Seconds>) -> Redirect {
-    session.set_expiry(Expiry::seconds(s.seconds));
-    back()
+async fn form_expiry(session: Session, Form(s): Form<Seconds>) -> Result<Redirect> {
+    session.set_expiry(Expiry::seconds(s.seconds))?;
+    Ok(back())
 }
 
 /// How much of a session key the demo's lists (`/api/sessions`, the admin page) show: enough

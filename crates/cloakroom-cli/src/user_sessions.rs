@@ -25,15 +25,23 @@ pub fn routes(sessions: Sessions) -> Router {
 
 /// Logs `username` in as Django's `login()` does (the demo has no user table: the name is the
 /// user id), and records the client's `User-Agent` and address for the sessions list.
-pub fn log_in(session: &Session, username: &str, headers: &HeaderMap, extensions: &Extensions) {
-    session.login_as(username, BACKEND, "");
+///
+/// # Errors
+/// [`cloakroom::Error::AlreadySaved`] if the session was already saved.
+pub fn log_in(
+    session: &Session,
+    username: &str,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<(), cloakroom::Error> {
+    session.login_as(username, BACKEND, "")?;
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let ip = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string());
-    session.record_client(user_agent, ip.as_deref());
+    session.record_client(user_agent, ip.as_deref())
 }
 
 fn not_logged_in() -> Response {
@@ -84,6 +92,6 @@ async fn logout_everywhere(
     };
     let revoked = sessions.revoke_user(&user).await?;
     // This session is gone from the store already; flushing deletes its cookie too.
-    session.flush();
+    session.flush()?;
     Ok(Json(json!({ "revoked": revoked })).into_response())
 }

@@ -65,29 +65,29 @@ async fn write_then_refuse(session: Session) -> Result<StatusCode, cloakroom::Er
 }
 
 async fn cycle_then_fail(session: Session) -> Result<StatusCode, cloakroom::Error> {
-    session.cycle_key();
+    session.cycle_key().unwrap();
     session.insert("user", "ana")?;
     Ok(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 async fn flush_then_fail(session: Session) -> StatusCode {
-    session.flush();
+    session.flush().unwrap();
     StatusCode::INTERNAL_SERVER_ERROR
 }
 
 async fn flush_write_then_fail(session: Session) -> Result<StatusCode, cloakroom::Error> {
-    session.flush();
+    session.flush().unwrap();
     session.insert("flash", "logged out")?;
     Ok(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 async fn clear_then_fail(session: Session) -> StatusCode {
-    session.clear();
+    session.clear().unwrap();
     StatusCode::INTERNAL_SERVER_ERROR
 }
 
 async fn clear(session: Session) -> StatusCode {
-    session.clear();
+    session.clear().unwrap();
     StatusCode::NO_CONTENT
 }
 
@@ -265,13 +265,13 @@ async fn slow_write(
 }
 
 async fn login(session: Session) -> Result<StatusCode, cloakroom::Error> {
-    session.cycle_key();
+    session.cycle_key().unwrap();
     session.insert("user", "ana")?;
     Ok(StatusCode::OK)
 }
 
 async fn logout(session: Session) -> StatusCode {
-    session.flush();
+    session.flush().unwrap();
     StatusCode::NO_CONTENT
 }
 

@@ -218,11 +218,18 @@ impl Session {
         st
     }
 
-    fn write(&self, op: Op) -> Result<(), Error> {
-        let mut st = self.read();
+    /// The state, for a change: refused once the request's save has begun, since nothing
+    /// would save the change.
+    fn writable(&self) -> Result<MutexGuard<'_, State>, Error> {
+        let st = self.read();
         if st.closed {
             return Err(Error::AlreadySaved);
         }
+        Ok(st)
+    }
+
+    fn write(&self, op: Op) -> Result<(), Error> {
+        let mut st = self.writable()?;
         op.replay(&mut st.data)?;
         st.ops.push(op);
         st.modified = true;
@@ -262,9 +269,11 @@ impl Session {
     }
 
     /// Stores a raw JSON value under `key`.
-    pub fn insert_value(&self, key: impl Into<String>, value: Value) {
-        // Set never fails.
-        let _ = self.write(Op::Set(key.into(), value));
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn insert_value(&self, key: impl Into<String>, value: Value) -> Result<(), Error> {
+        self.write(Op::Set(key.into(), value))
     }
 
     /// Removes `key` and returns what it held (Django's `pop`): one-time data such as a flash
@@ -272,17 +281,23 @@ impl Session {
     ///
     /// # Errors
     /// [`Error::Type`] when the stored value is not a `T`; the key is removed all the same.
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        self.remove_value(key).map(|v| decode(key, &v)).transpose()
+        self.remove_value(key)?.map(|v| decode(key, &v)).transpose()
     }
 
     /// Removes `key` and returns its raw JSON value.
-    pub fn remove_value(&self, key: &str) -> Option<Value> {
-        let mut st = self.read();
-        let old = st.data.shift_remove(key)?;
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn remove_value(&self, key: &str) -> Result<Option<Value>, Error> {
+        let mut st = self.writable()?;
+        let Some(old) = st.data.shift_remove(key) else {
+            return Ok(None);
+        };
         st.ops.push(Op::Remove(key.to_owned()));
         st.modified = true;
-        Some(old)
+        Ok(Some(old))
     }
 
     /// Whether `key` is present.
@@ -312,9 +327,11 @@ impl Session {
 
     /// Removes every key but keeps the session key; an emptied session's record and cookie are
     /// deleted at the end of the request.
-    pub fn clear(&self) {
-        // Clear never fails.
-        let _ = self.write(Op::Clear);
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn clear(&self) -> Result<(), Error> {
+        self.write(Op::Clear)
     }
 
     /// Stores many pairs at once (Django's `update(dict)`).
@@ -408,9 +425,12 @@ impl Session {
 
     /// Forces a save at the end of the request, as Django's `session.modified = True` does
     /// (for example to renew the expiry).
-    pub fn set_modified(&self) {
-        let mut st = self.state();
-        st.modified = true;
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn set_modified(&self) -> Result<(), Error> {
+        self.writable()?.modified = true;
+        Ok(())
     }
 
     /// Whether the request read or wrote the data (the response then varies on `Cookie`).
@@ -429,8 +449,11 @@ impl Session {
     /// The deletion happens at the end of the request even when the response is a 5xx (which
     /// saves nothing), as Django's `flush()` deletes at once: a logout whose page then fails
     /// still logs out.
-    pub fn flush(&self) {
-        let mut st = self.read();
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn flush(&self) -> Result<(), Error> {
+        let mut st = self.writable()?;
         if let Some(old) = st.key.take() {
             st.doomed.push(old);
         }
@@ -443,6 +466,7 @@ impl Session {
         st.loaded = None;
         st.modified = true;
         st.flushed = true;
+        Ok(())
     }
 
     /// Keeps the data under a new key and deletes the old record. Call it on login, against
@@ -451,10 +475,13 @@ impl Session {
     /// With an `absolute_lifetime`, the lifetime starts again here: it counts from login.
     /// With a `rotation_grace`, the old key keeps leading to this session for that many
     /// seconds, so parallel requests of the same page load do not fail or fork a session.
-    pub fn cycle_key(&self) {
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn cycle_key(&self) -> Result<(), Error> {
         let shared = &self.inner.shared;
         {
-            let mut st = self.read();
+            let mut st = self.writable()?;
             let loaded = st.loaded.take();
             if let Some(old) = st.key.take() {
                 match loaded {
@@ -467,8 +494,9 @@ impl Session {
             st.modified = true;
         }
         if let Some(life) = shared.settings.absolute_lifetime {
-            self.set_absolute_lifetime(Duration::from_secs(life));
+            self.set_absolute_lifetime(Duration::from_secs(life))?;
         }
+        Ok(())
     }
 
     /// The logged-in user's id as Django's `django.contrib.auth` keeps it: the
@@ -494,20 +522,23 @@ impl Session {
     ///
     /// # Examples
     /// ```
-    /// # fn demo(session: cloakroom::Session) {
-    /// session.record_client(Some("Mozilla/5.0 (X11; Linux x86_64)"), Some("203.0.113.7"));
-    /// # }
+    /// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+    /// session.record_client(Some("Mozilla/5.0 (X11; Linux x86_64)"), Some("203.0.113.7"))?;
+    /// # Ok(()) }
     /// ```
-    pub fn record_client(&self, user_agent: Option<&str>, ip: Option<&str>) {
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn record_client(&self, user_agent: Option<&str>, ip: Option<&str>) -> Result<(), Error> {
         let user_agent = user_agent.map(|ua| truncated(ua, MAX_USER_AGENT).to_owned());
         let ip = ip.map(|ip| truncated(ip, MAX_IP).to_owned());
         if client_of(&self.read().data) == (user_agent.clone(), ip.clone()) {
-            return;
+            return Ok(());
         }
         self.insert_value(
             CLIENT_KEY,
             serde_json::json!({ "user_agent": user_agent, "ip": ip }),
-        );
+        )
     }
 
     /// The authentication backend that logged the user in (`_auth_user_backend`).
@@ -527,66 +558,79 @@ impl Session {
     /// flushed; otherwise the key is cycled and the data kept. Then `_auth_user_id`,
     /// `_auth_user_backend` (a dotted path in the Django app's `AUTHENTICATION_BACKENDS`) and
     /// `_auth_user_hash` (see [`crate::signing::session_auth_hash`]) are stored.
-    pub fn login_as(&self, user_id: &str, backend: &str, hash: &str) {
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn login_as(&self, user_id: &str, backend: &str, hash: &str) -> Result<(), Error> {
         let same_user = self.user_id().as_deref() == Some(user_id)
             && self.auth_user_hash().as_deref().is_none_or(|h| h == hash);
         if self.user_id().is_some() && !same_user {
-            self.flush();
+            self.flush()?;
         } else {
-            self.cycle_key();
+            self.cycle_key()?;
         }
-        self.insert_value(AUTH_USER_ID, Value::from(user_id));
-        self.insert_value(AUTH_USER_BACKEND, Value::from(backend));
-        self.insert_value(AUTH_USER_HASH, Value::from(hash));
+        self.insert_value(AUTH_USER_ID, Value::from(user_id))?;
+        self.insert_value(AUTH_USER_BACKEND, Value::from(backend))?;
+        self.insert_value(AUTH_USER_HASH, Value::from(hash))
     }
 
     /// Logs out as Django's `logout()` does: [`flush`](Self::flush).
-    pub fn logout(&self) {
-        self.flush();
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn logout(&self) -> Result<(), Error> {
+        self.flush()
     }
 
     /// Ends this session `lifetime` from now however active it is (per session; the
     /// `absolute_lifetime` setting does this on creation and on `cycle_key`).
-    pub fn set_absolute_lifetime(&self, lifetime: Duration) {
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn set_absolute_lifetime(&self, lifetime: Duration) -> Result<(), Error> {
         let deadline = self.inner.shared.clock.now() + lifetime;
         self.insert_value(
             DEADLINE_KEY,
             Value::from(crate::expiry::format_iso(deadline)),
-        );
+        )
     }
 
     /// Sets this session's idle timeout (per session, overriding the `idle_timeout` setting):
     /// it ends after `timeout` without a request. `None` goes back to the setting.
-    pub fn set_idle_timeout(&self, timeout: Option<Duration>) {
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn set_idle_timeout(&self, timeout: Option<Duration>) -> Result<(), Error> {
         match timeout {
             Some(t) => self.insert_value(IDLE_KEY, Value::from(t.as_secs().max(1))),
-            None => {
-                self.remove_value(IDLE_KEY);
-            }
+            None => self.remove_value(IDLE_KEY).map(drop),
         }
     }
 
     /// "Remember me": `true` keeps the session for `remember_me_age` (30 days by default) from
     /// now, whatever the browser does; `false` makes it end when the browser closes.
-    pub fn remember_me(&self, remember: bool) {
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn remember_me(&self, remember: bool) -> Result<(), Error> {
         if remember {
             let age = self.inner.shared.settings.remember_me_age;
-            self.set_expiry(Expiry::In(Duration::from_secs(age)));
+            self.set_expiry(Expiry::In(Duration::from_secs(age)))
         } else {
-            self.set_expiry(Expiry::BrowserClose);
+            self.set_expiry(Expiry::BrowserClose)
         }
     }
 
     /// Sets this session's expiry (Django's `set_expiry`); see [`Expiry`].
-    pub fn set_expiry(&self, expiry: Expiry) {
+    ///
+    /// # Errors
+    /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
+    pub fn set_expiry(&self, expiry: Expiry) -> Result<(), Error> {
         let now = self.inner.shared.clock.now();
-        let _ = match expiry.to_value(now) {
+        match expiry.to_value(now) {
             Some(v) => self.write(Op::Set(EXPIRY_KEY.to_owned(), v)),
-            None => {
-                self.remove_value(EXPIRY_KEY);
-                Ok(())
-            }
-        };
+            None => self.remove_value(EXPIRY_KEY).map(drop),
+        }
     }
 
     fn lifetime(&self) -> Lifetime {

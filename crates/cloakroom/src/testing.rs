@@ -375,7 +375,7 @@ pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
     let lazy = sessions.start(Some(&first));
     let s = lazy.load().await.unwrap();
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
-    s.cycle_key();
+    s.cycle_key().unwrap();
     let second = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     assert_ne!(first, second, "cycle_key kept the key");
 
@@ -390,7 +390,7 @@ pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
         Some(1),
         "cycle_key lost the data"
     );
-    s.flush();
+    s.flush().unwrap();
     assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
     if !store.keeps_data_in_cookie() {
         let gone = sessions.start(Some(&second)).load().await.unwrap();
@@ -417,7 +417,7 @@ pub async fn session_expiry_follows_the_clock(store: Arc<dyn SessionStore>) {
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     s.insert("a", 1).unwrap();
-    s.set_expiry(crate::Expiry::seconds(60));
+    s.set_expiry(crate::Expiry::seconds(60)).unwrap();
     let key = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     clock.advance(Duration::from_secs(30));
     assert!(!sessions.start(Some(&key)).load().await.unwrap().is_empty());
@@ -540,7 +540,7 @@ pub async fn rotation_grace_forwards_the_old_key(store: Arc<dyn SessionStore>) {
     );
     let login = other_server.start(Some(&old));
     let s = login.load().await.unwrap();
-    s.cycle_key();
+    s.cycle_key().unwrap();
     s.insert("user", "ana").unwrap();
     let new = cookie_of(&login.commit(200).await.unwrap().cookie);
     assert_ne!(new, old);
@@ -577,8 +577,8 @@ pub async fn flush_has_no_grace(store: Arc<dyn SessionStore>) {
     let key = new_session(&sessions).await;
     let lazy = sessions.start(Some(&key));
     let s = lazy.load().await.unwrap();
-    s.cycle_key();
-    s.flush();
+    s.cycle_key().unwrap();
+    s.flush().unwrap();
     lazy.commit(200).await.unwrap();
     assert!(
         !read_only(&sessions, &key).await.1,
@@ -595,8 +595,10 @@ fn fresh_user() -> String {
 async fn login(sessions: &Sessions, user: &str, user_agent: &str) -> String {
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
-    s.login_as(user, "django.contrib.auth.backends.ModelBackend", "hash");
-    s.record_client(Some(user_agent), Some("203.0.113.7"));
+    s.login_as(user, "django.contrib.auth.backends.ModelBackend", "hash")
+        .unwrap();
+    s.record_client(Some(user_agent), Some("203.0.113.7"))
+        .unwrap();
     cookie_of(&lazy.commit(200).await.unwrap().cookie)
 }
 
@@ -742,7 +744,7 @@ pub async fn user_logout_unlinks(store: Arc<dyn SessionStore>) {
     let (ana, bob) = (fresh_user(), fresh_user());
     let cookie = login(&sessions, &ana, "phone").await;
     let lazy = sessions.start(Some(&cookie));
-    lazy.load().await.unwrap().logout();
+    lazy.load().await.unwrap().logout().unwrap();
     lazy.commit(200).await.unwrap();
     assert!(
         listed(&sessions, &ana).await.is_empty(),
@@ -752,7 +754,8 @@ pub async fn user_logout_unlinks(store: Arc<dyn SessionStore>) {
     let cookie = login(&sessions, &ana, "phone").await;
     let lazy = sessions.start(Some(&cookie));
     let s = lazy.load().await.unwrap();
-    s.login_as(&bob, "django.contrib.auth.backends.ModelBackend", "hash");
+    s.login_as(&bob, "django.contrib.auth.backends.ModelBackend", "hash")
+        .unwrap();
     let bobs = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     assert!(
         listed(&sessions, &ana).await.is_empty(),
@@ -763,7 +766,7 @@ pub async fn user_logout_unlinks(store: Arc<dyn SessionStore>) {
     // Removing the user id from the data (a hand-made logout) unlinks too.
     let lazy = sessions.start(Some(&bobs));
     let s = lazy.load().await.unwrap();
-    s.remove_value("_auth_user_id");
+    s.remove_value("_auth_user_id").unwrap();
     s.insert("kept", true).unwrap();
     lazy.commit(200).await.unwrap();
     assert!(
@@ -778,7 +781,7 @@ pub async fn user_cycle_key_moves_the_entry(store: Arc<dyn SessionStore>) {
     let user = fresh_user();
     let old = login(&sessions, &user, "phone").await;
     let lazy = sessions.start(Some(&old));
-    lazy.load().await.unwrap().cycle_key();
+    lazy.load().await.unwrap().cycle_key().unwrap();
     let new = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     assert_ne!(old, new);
     let all = sessions.sessions_of(&user).await.unwrap();
@@ -793,8 +796,8 @@ pub async fn user_expired_sessions_are_not_listed(store: Arc<dyn SessionStore>) 
     let user = fresh_user();
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
-    s.login_as(&user, "b", "h");
-    s.set_expiry(crate::Expiry::seconds(60));
+    s.login_as(&user, "b", "h").unwrap();
+    s.set_expiry(crate::Expiry::seconds(60)).unwrap();
     let short = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     let long = login(&sessions, &user, "laptop").await;
     clock.advance(Duration::from_secs(61));
@@ -832,8 +835,8 @@ pub async fn user_entries_go_with_clear_expired(
     let before = clock.now();
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
-    s.login_as(&user, "b", "h");
-    s.set_expiry(crate::Expiry::seconds(60));
+    s.login_as(&user, "b", "h").unwrap();
+    s.set_expiry(crate::Expiry::seconds(60)).unwrap();
     lazy.commit(200).await.unwrap();
     assert_eq!(listed(&sessions, &user).await.len(), 1);
     clear
@@ -897,13 +900,13 @@ pub async fn remember_me_switches_the_cookie(store: Arc<dyn SessionStore>) {
     let (sessions, _) = sessions(store);
     let key = new_session(&sessions).await;
     let lazy = sessions.start(Some(&key));
-    lazy.load().await.unwrap().remember_me(false);
+    lazy.load().await.unwrap().remember_me(false).unwrap();
     let CookieAction::Set { value, max_age } = lazy.commit(200).await.unwrap().cookie else {
         panic!("remember_me(false) sent no cookie");
     };
     assert_eq!(max_age, None, "a browser-close cookie has no Max-Age");
     let lazy = sessions.start(Some(&value));
-    lazy.load().await.unwrap().remember_me(true);
+    lazy.load().await.unwrap().remember_me(true).unwrap();
     let CookieAction::Set { max_age, .. } = lazy.commit(200).await.unwrap().cookie else {
         panic!("remember_me(true) sent no cookie");
     };
@@ -926,7 +929,7 @@ async fn save_new(sessions: &Sessions, pairs: &[(&str, serde_json::Value)]) -> S
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     for (k, v) in pairs {
-        s.insert_value(*k, v.clone());
+        s.insert_value(*k, v.clone()).unwrap();
     }
     cookie_of(&lazy.commit(200).await.unwrap().cookie)
 }
@@ -1103,7 +1106,7 @@ pub async fn cookie_flush_deletes_the_cookie(
     let (sessions, _) = sessions(make(COOKIE_SECRET, &[]));
     let cookie = save_new(&sessions, &[("user", serde_json::json!("42"))]).await;
     let lazy = sessions.start(Some(&cookie));
-    lazy.load().await.unwrap().flush();
+    lazy.load().await.unwrap().flush().unwrap();
     let outcome = lazy.commit(200).await.unwrap();
     assert_eq!(outcome.cookie, CookieAction::Delete);
     assert!(outcome.vary);

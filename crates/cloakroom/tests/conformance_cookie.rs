@@ -73,7 +73,8 @@ mod django_flows {
         s.insert_value(
             "cart",
             serde_json::json!({"items": [{"sku": "A-1", "qty": 2}], "currency": "EUR"}),
-        );
+        )
+        .unwrap();
         s.insert("visits", 1).unwrap();
         match lazy.commit(200).await.unwrap().cookie {
             CookieAction::Set { value, max_age } => {
@@ -94,7 +95,7 @@ mod django_flows {
         let s = lazy.load().await.unwrap();
         assert_eq!(s.get::<i64>("count").unwrap(), Some(42));
         assert_eq!(s.get::<f64>("huge_float").unwrap(), Some(1e100));
-        s.flush();
+        s.flush().unwrap();
         assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
     }
 

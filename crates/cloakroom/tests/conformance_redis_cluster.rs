@@ -135,8 +135,9 @@ async fn expired_sessions_take_their_index_entries_and_the_user_set_along() {
     for ttl in [1, 2] {
         let lazy = sessions.start(None);
         let s = lazy.load().await.unwrap();
-        s.login_as(&user, "django.contrib.auth.backends.ModelBackend", "h");
-        s.set_expiry(cloakroom::Expiry::seconds(ttl));
+        s.login_as(&user, "django.contrib.auth.backends.ModelBackend", "h")
+            .unwrap();
+        s.set_expiry(cloakroom::Expiry::seconds(ttl)).unwrap();
         match lazy.commit(200).await.unwrap().cookie {
             cloakroom::CookieAction::Set { value, .. } => cookies.push(value),
             other => panic!("no cookie: {other:?}"),

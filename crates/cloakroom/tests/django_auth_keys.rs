@@ -26,7 +26,10 @@ async fn login_as_writes_djangos_keys_and_cycles_or_flushes_like_django() {
     let anon = saved_key(&sessions, None, |s| s.insert("cart", ["apple"]).unwrap()).await;
 
     // No user yet: the key changes and the data stays (Django's cycle_key).
-    let ana = saved_key(&sessions, Some(&anon), |s| s.login_as("42", BACKEND, &hash)).await;
+    let ana = saved_key(&sessions, Some(&anon), |s| {
+        s.login_as("42", BACKEND, &hash).unwrap()
+    })
+    .await;
     assert_ne!(ana, anon);
     let s = sessions.start(Some(&ana)).load().await.unwrap();
     assert_eq!(s.user_id().as_deref(), Some("42"));
@@ -36,11 +39,13 @@ async fn login_as_writes_djangos_keys_and_cycles_or_flushes_like_django() {
         s.get::<Vec<String>>("cart").unwrap(),
         Some(vec!["apple".into()])
     );
-    // A loaded session holds its visitor's lock until it is committed or dropped.
     drop(s);
 
     // Another user: the old data goes (Django's flush).
-    let bob = saved_key(&sessions, Some(&ana), |s| s.login_as("7", BACKEND, &hash)).await;
+    let bob = saved_key(&sessions, Some(&ana), |s| {
+        s.login_as("7", BACKEND, &hash).unwrap()
+    })
+    .await;
     let s = sessions.start(Some(&bob)).load().await.unwrap();
     assert_eq!(s.user_id().as_deref(), Some("7"));
     assert_eq!(s.get::<Vec<String>>("cart").unwrap(), None);
@@ -48,7 +53,7 @@ async fn login_as_writes_djangos_keys_and_cycles_or_flushes_like_django() {
 
     // Logout is flush: the session is gone.
     let lazy = sessions.start(Some(&bob));
-    lazy.load().await.unwrap().logout();
+    lazy.load().await.unwrap().logout().unwrap();
     lazy.commit(200).await.unwrap();
     let s = sessions.start(Some(&bob)).load().await.unwrap();
     assert_eq!(s.user_id(), None);

@@ -169,7 +169,11 @@ async fn a_missing_user_index_table_is_named_with_its_fix() {
     let sessions = Sessions::new(app.store.clone(), Settings::default()).unwrap();
     let login = || async {
         let lazy = sessions.start(None);
-        lazy.load().await.unwrap().login_as("42", "app.Backend", "");
+        lazy.load()
+            .await
+            .unwrap()
+            .login_as("42", "app.Backend", "")
+            .unwrap();
         lazy.commit(200).await
     };
     let err = login().await.expect_err("the index table is missing");

@@ -126,7 +126,7 @@ async fn anonymous_sessions_and_read_only_requests_make_no_index_call() {
         "anonymous writes"
     );
 
-    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash");
+    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash").unwrap();
     let user = value(request(&sessions, Some(&anon), login).await.unwrap());
     let after_login = store.index_calls.load(Ordering::SeqCst);
     assert!(after_login >= 1, "a login did not link");
@@ -156,7 +156,7 @@ async fn anonymous_sessions_and_read_only_requests_make_no_index_call() {
 async fn a_failing_index_is_a_store_error_when_fail_closed() {
     let (store, sessions) = setup(OnStoreError::FailClosed);
     store.failing.store(true, Ordering::SeqCst);
-    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash");
+    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash").unwrap();
     match request(&sessions, None, login).await {
         Err(Error::Store(StoreError::Backend { engine, .. })) => assert_eq!(engine, "counting"),
         other => panic!("a failed link answered {other:?}"),
@@ -171,7 +171,7 @@ async fn a_failing_index_is_a_store_error_when_fail_closed() {
 async fn a_failing_index_keeps_the_saved_session_when_fail_open() {
     let (store, sessions) = setup(OnStoreError::FailOpen);
     store.failing.store(true, Ordering::SeqCst);
-    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash");
+    let login = |s: &cloakroom::Session| s.login_as("42", "backend", "hash").unwrap();
     let cookie = value(request(&sessions, None, login).await.unwrap());
     let s = sessions.start(Some(&cookie)).load().await.unwrap();
     assert_eq!(s.user_id().as_deref(), Some("42"), "the login was lost");
