@@ -321,6 +321,49 @@ async fn db_on_sqlite_is_shared_with_django_both_ways() {
 }
 
 #[tokio::test]
+async fn an_empty_session_keeps_its_key_on_both_sides() {
+    let dir = Scratch::new("django-empty");
+    let url = format!("sqlite://{}", dir.join("django.sqlite3").display());
+    let django = Django::new("db", SECRET).with("DJANGO_DATABASE_URL", &url);
+    django.migrate();
+    let demo = db_demo(&url, &[]);
+
+    // Django stores `{}` sessions (after `pop` of the last key, or `save()` of a fresh one);
+    // a page that only reads one leaves its cookie alone.
+    let key = django.write(&json!({}), Value::Null);
+    let read = send(
+        bare()
+            .get(demo.url("/api/cart"))
+            .header("cookie", cookie(&key)),
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    assert!(read.set_cookies().is_empty(), "{:?}", read.headers);
+    assert_eq!(
+        django.read(&key)["key"],
+        json!(key),
+        "the record is still there"
+    );
+
+    // The demo removes the last key: `{}` stays under the same key, as Django does.
+    let key = django.write(&json!({ "cart": ["apple"] }), Value::Null);
+    let checkout = send(
+        bare()
+            .post(demo.url("/api/checkout"))
+            .header("cookie", cookie(&key)),
+    )
+    .await;
+    assert_eq!(
+        checkout.session_cookie().value,
+        key,
+        "{:?}",
+        checkout.headers
+    );
+    let back = django.read(&key);
+    assert_eq!((&back["key"], &back["data"]), (&json!(key), &json!({})));
+}
+
+#[tokio::test]
 async fn django_works_on_a_table_cloakroom_migrate_made() {
     let dir = Scratch::new("django-migrated");
     let url = format!(
