@@ -321,6 +321,49 @@ async fn db_on_sqlite_is_shared_with_django_both_ways() {
 }
 
 #[tokio::test]
+async fn an_empty_session_keeps_its_key_on_both_sides() {
+    let dir = Scratch::new("django-empty");
+    let url = format!("sqlite://{}", dir.join("django.sqlite3").display());
+    let django = Django::new("db", SECRET).with("DJANGO_DATABASE_URL", &url);
+    django.migrate();
+    let demo = db_demo(&url, &[]);
+
+    // Django stores `{}` sessions (after `pop` of the last key, or `save()` of a fresh one);
+    // a page that only reads one leaves its cookie alone.
+    let key = django.write(&json!({}), Value::Null);
+    let read = send(
+        bare()
+            .get(demo.url("/api/cart"))
+            .header("cookie", cookie(&key)),
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    assert!(read.set_cookies().is_empty(), "{:?}", read.headers);
+    assert_eq!(
+        django.read(&key)["key"],
+        json!(key),
+        "the record is still there"
+    );
+
+    // The demo removes the last key: `{}` stays under the same key, as Django does.
+    let key = django.write(&json!({ "cart": ["apple"] }), Value::Null);
+    let checkout = send(
+        bare()
+            .post(demo.url("/api/checkout"))
+            .header("cookie", cookie(&key)),
+    )
+    .await;
+    assert_eq!(
+        checkout.session_cookie().value,
+        key,
+        "{:?}",
+        checkout.headers
+    );
+    let back = django.read(&key);
+    assert_eq!((&back["key"], &back["data"]), (&json!(key), &json!({})));
+}
+
+#[tokio::test]
 async fn django_works_on_a_table_cloakroom_migrate_made() {
     let dir = Scratch::new("django-migrated");
     let url = format!(
@@ -592,6 +635,54 @@ async fn cached_db_on_redis_and_sqlite_is_shared_with_django_both_ways() {
     )
     .await;
     expired_refused(&django, &demo).await;
+}
+
+#[tokio::test]
+async fn django_never_reads_a_stale_cache_copy_after_the_demo_wrote_with_the_cache_down() {
+    // Django reads its cache first: a copy the demo could not replace or drop would be served.
+    let mut redis = support::servers::Redis::persistent();
+    let dir = Scratch::new("django-cache-copy");
+    let url = format!("sqlite://{}", dir.join("django.sqlite3").display());
+    let django = Django::new("cached_db", SECRET)
+        .with("DJANGO_DATABASE_URL", &url)
+        .with("DJANGO_CACHE_URL", &redis.url());
+    // Django's `db` engine on the same table reads the truth, past the cache.
+    let table = Django::new("db", SECRET).with("DJANGO_DATABASE_URL", &url);
+    django.migrate();
+    let key = django.write(&json!({ "visits": 41, "cart": ["apple"] }), Value::Null);
+    assert_eq!(django.read(&key)["data"]["cart"], json!(["apple"]));
+
+    support::servers::Server::kill(&mut redis);
+    // The demo starts while the cache is down, then changes the session.
+    let demo = db_demo(
+        &url,
+        &["--engine", "cached_db", "--cache-url", &redis.url()],
+    );
+    let status = send(
+        bare()
+            .post(demo.url("/api/cart"))
+            .header("cookie", cookie(&key))
+            .json(&json!({ "item": "pear" })),
+    )
+    .await
+    .status;
+    assert!(status == 200 || status == 503, "{status}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    support::servers::Server::start(&mut redis);
+
+    let truth = table.read(&key)["data"].clone();
+    if status == 200 {
+        assert_eq!(
+            truth["cart"],
+            json!(["apple", "pear"]),
+            "a 200 saved the change"
+        );
+    }
+    assert_eq!(
+        django.read(&key)["data"],
+        truth,
+        "Django served a cache copy older than the table (the demo's write answered {status})"
+    );
 }
 
 /// A database of its own on the server at `admin_url` for one test (Django's table name is

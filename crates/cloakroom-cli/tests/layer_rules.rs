@@ -223,7 +223,9 @@ async fn a_login_whose_response_fails_keeps_the_old_session() {
 }
 
 #[tokio::test]
-async fn clear_deletes_the_record_and_the_cookie() {
+async fn clear_keeps_the_key_and_stores_an_empty_session() {
+    // Django saves `{}` under the same key after `clear()` and keeps the cookie; only
+    // `flush()` deletes.
     let store = MemoryStore::new(1_000);
     let addr = serve(saving_app(store.clone())).await;
     let client = bare();
@@ -232,16 +234,17 @@ async fn clear_deletes_the_record_and_the_cookie() {
 
     let reply = post_as(&client, addr, "/clear", &key).await;
     assert_eq!(reply.status, 204);
-    assert!(
-        reply.session_cookie().is_deletion(),
-        "clear deletes the cookie: {:?}",
+    assert_eq!(
+        reply.session_cookie().value,
+        key,
+        "clear keeps the cookie and its key: {:?}",
         reply.headers
     );
-    assert!(
-        !store.exists(&key).await.unwrap(),
-        "clear deletes the record"
+    assert_eq!(
+        stored(&store, &key).await.map(|r| r.data).as_deref(),
+        Some("{}"),
+        "clear stores an empty session under the same key"
     );
-    assert!(store.is_empty());
 }
 
 // ---- Logout in another tab ----

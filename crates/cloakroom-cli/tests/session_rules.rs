@@ -71,18 +71,17 @@ async fn save_every_request_resends_the_cookie_and_refreshes_expiry() {
         "the record's expiry moved forward: {expires} -> {expires_after}"
     );
 
-    // An empty session is never saved, even so.
+    // A new session that holds nothing has no key and is never saved, even so.
     let reader = send(visitor().get(demo.url("/api/whoami"))).await;
     assert!(reader.set_cookies().is_empty(), "{:?}", reader.headers);
     assert_eq!(count_rows(&db).await, 1);
 }
 
 #[tokio::test]
-async fn emptied_sessions_delete_their_record_and_cookie() {
+async fn flush_deletes_the_record_and_the_cookie() {
     let demo = Demo::start(&[]);
     let db = demo.db().await;
 
-    // Logout: flush.
     let ana = visitor();
     let key = send(ana.get(demo.url("/api/visits"))).await.new_key();
     let logout = send(ana.post(demo.url("/api/logout"))).await;
@@ -92,8 +91,26 @@ async fn emptied_sessions_delete_their_record_and_cookie() {
         logout.headers
     );
     assert_eq!(row(&db, &key).await, None, "flush deletes the record");
+    assert_eq!(count_rows(&db).await, 0, "no record outlives its session");
 
-    // Checkout removes the only key: the session is empty.
+    // The deleted key stays dead.
+    let replay = send(
+        bare()
+            .get(demo.url("/api/whoami"))
+            .header("cookie", session(&key)),
+    )
+    .await;
+    assert!(replay.session_cookie().is_deletion());
+}
+
+#[tokio::test]
+async fn emptied_sessions_keep_their_key_as_in_django() {
+    // Django saves `{}` under the same key when the last key goes (`pop`, `del`, `clear`),
+    // and keeps the cookie; only `flush()` deletes.
+    let demo = Demo::start(&[]);
+    let db = demo.db().await;
+
+    // Checkout removes the only key.
     let ben = visitor();
     let key = send(
         ben.post(demo.url("/api/cart"))
@@ -102,12 +119,16 @@ async fn emptied_sessions_delete_their_record_and_cookie() {
     .await
     .new_key();
     let checkout = send(ben.post(demo.url("/api/checkout"))).await;
-    assert!(
-        checkout.session_cookie().is_deletion(),
+    assert_eq!(
+        checkout.session_cookie().value,
+        key,
         "{:?}",
         checkout.headers
     );
-    assert_eq!(row(&db, &key).await, None, "an emptied session is deleted");
+    assert!(
+        row(&db, &key).await.is_some(),
+        "the emptied session is kept"
+    );
 
     // Reading the flash pops the only key.
     let cleo = visitor();
@@ -119,17 +140,12 @@ async fn emptied_sessions_delete_their_record_and_cookie() {
     let key = posted.new_key();
     let read = send(cleo.get(demo.url("/api/flash"))).await;
     assert_eq!(read.json(), json!({ "message": "Saved!" }));
-    assert!(read.session_cookie().is_deletion(), "{:?}", read.headers);
-    assert_eq!(row(&db, &key).await, None);
+    assert_eq!(read.session_cookie().value, key, "{:?}", read.headers);
 
-    assert_eq!(count_rows(&db).await, 0, "no record outlives its session");
-
-    // The deleted keys stay dead.
-    let replay = send(
-        bare()
-            .get(demo.url("/api/whoami"))
-            .header("cookie", session(&key)),
-    )
-    .await;
-    assert!(replay.session_cookie().is_deletion());
+    // Reading the empty session keeps its cookie and its record.
+    let again = send(cleo.get(demo.url("/api/flash"))).await;
+    assert_eq!(again.json(), json!({ "message": null }));
+    assert!(again.set_cookies().is_empty(), "{:?}", again.headers);
+    assert!(row(&db, &key).await.is_some());
+    assert_eq!(count_rows(&db).await, 2);
 }

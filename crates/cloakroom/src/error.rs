@@ -127,6 +127,10 @@ pub enum Error {
     /// its writes would be lost, so they fail.
     #[error("the session was already saved when the response started; change it before returning the response (a streaming body can read the session, not write it)")]
     AlreadySaved,
+    /// [`Session::save`](crate::Session::save) was called on a session whose load failed
+    /// under the fail-open policy: the request runs with a stand-in that is never stored.
+    #[error("the session store failed when this request loaded the session (fail-open), so the session cannot be saved; retry once the store answers")]
+    Unsaved,
     /// The operating system could not supply randomness for a new key.
     #[error("no randomness for a new session key: {0}")]
     Random(#[from] getrandom::Error),

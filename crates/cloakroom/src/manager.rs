@@ -614,21 +614,19 @@ impl LazySession {
                 .await?;
         }
         let now = shared.clock.now();
-        // After a flush the key is gone and its records are doomed: on a 5xx the empty branch
-        // below deletes nothing more, and data written after the flush is not saved.
-        if failed && !st.data.is_empty() {
+        // Django's `is_empty()`: no key and no data. A session that has a key stays a session
+        // when emptied (by `remove` of its last key or `clear`): `{}` is saved under its key and
+        // the cookie kept, as Django does; only `flush` drops the key. After a flush the doomed
+        // records are gone: on a 5xx nothing more is written, and data written after the
+        // flush is not saved.
+        let empty = st.data.is_empty() && st.key.is_none() && !st.must_persist;
+        if failed && !empty {
             return Ok(keep(st.accessed));
         }
-        if st.data.is_empty() {
-            if st.modified {
-                if let Some(key) = st.key.take() {
-                    shared.call(Operation::Delete, store.delete(&key)).await?;
-                }
-                if let Some((old, _)) = st.cycled_from.take() {
-                    shared.call(Operation::Delete, store.delete(&old)).await?;
-                }
-            }
+        if empty {
             self.relink(st, None, now).await?;
+            // Django's middleware deletes the cookie of a request that came with one and ends
+            // empty: a flush, or a key the store does not know.
             return Ok(if had_cookie {
                 Outcome {
                     cookie: CookieAction::Delete,
@@ -983,6 +981,46 @@ impl LazySession {
             attempts: MAX_KEY_DRAWS,
         })
     }
+}
+
+/// [`Session::save`]: the save the end of the request would make, made now and forced (an
+/// empty session gets a key, as Django's `create()` gives one). The saved text becomes the
+/// compare-and-swap token and the changes so far are in it, so the end of the request writes
+/// again only if the session changes after this; it re-sends the cookie, which carries the key.
+pub(crate) async fn save_now(session: &Session) -> Result<String, Error> {
+    let lazy = LazySession {
+        session: session.clone(),
+    };
+    let had_cookie = session.inner.cookie.is_some();
+    let mut st = std::mem::take(&mut *session.state());
+    if st.detached || st.closed {
+        let error = if st.closed {
+            Error::AlreadySaved
+        } else {
+            Error::Unsaved
+        };
+        *session.state() = st;
+        return Err(error);
+    }
+    st.accessed = true;
+    st.modified = true;
+    st.must_persist = true;
+    let token = st.loaded.clone();
+    let result = lazy.finish(&mut st, 200, had_cookie).await;
+    if result.is_ok() {
+        st.ops.clear();
+        st.modified = false;
+        st.must_persist = false;
+        st.resend = true;
+    } else if st.loaded.is_none() {
+        // The save took the token and failed: the end of the request tries again from it,
+        // rather than take the session for a new one.
+        st.loaded = token;
+    }
+    let key = st.key.clone();
+    *session.state() = st;
+    result?;
+    key.ok_or(Error::Interrupted)
 }
 
 /// The successor key a rotated record points to, if this record is such a pointer.

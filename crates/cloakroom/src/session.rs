@@ -133,6 +133,9 @@ pub(crate) struct State {
     pub exclusive: Option<crate::locks::KeyGuard>,
     /// The request's save has begun: changes from now on would be lost, so they fail.
     pub closed: bool,
+    /// The session is stored at the end of the request even when it holds nothing, and so gets
+    /// a key: Django's `cycle_key()` and `create()` store an empty session under a new key.
+    pub must_persist: bool,
     /// The user and key this session was linked under in the store's user index when it was
     /// loaded (or last saved): what the save unlinks when the user or the key changes.
     pub linked: Option<(String, String)>,
@@ -325,8 +328,9 @@ impl Session {
         self.read().data.clone()
     }
 
-    /// Removes every key but keeps the session key; an emptied session's record and cookie are
-    /// deleted at the end of the request.
+    /// Removes every key but keeps the session key: as in Django, an emptied session that has a
+    /// key is saved as `{}` under that key and keeps its cookie. Only [`flush`](Self::flush)
+    /// drops the key and deletes the record.
     ///
     /// # Errors
     /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
@@ -438,9 +442,39 @@ impl Session {
         self.state().accessed
     }
 
-    /// The session key; `None` until the session is first saved.
+    /// The session key; `None` until the session is first saved (at the end of a request that
+    /// stored something, or by [`save`](Self::save)).
     pub fn session_key(&self) -> Option<String> {
         self.state().key.clone()
+    }
+
+    /// Stores the session now, empty or not, and returns its key: Django's
+    /// `request.session.save()` (or `create()`), for an app that needs a key for an anonymous
+    /// visitor before it stores anything (to key a cart kept in another table, say).
+    ///
+    /// A session without a key is created under a fresh key, never overwriting another
+    /// session; one that has a key is saved by compare-and-swap, as the end of the request
+    /// would save it (changes another request saved meanwhile are merged). When this returns,
+    /// the record is in the store. The end of the request then sends the cookie carrying the
+    /// key, and writes again only if the session changes after this call. Changes made through
+    /// a clone of this session while the save runs are not saved: await it before going on.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+    /// let key = session.save().await?;
+    /// // `key` can now key rows in the app's own tables.
+    /// # let _ = key;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails (whatever the `on_store_error` policy: the caller
+    /// decides), [`Error::Interrupted`] when another request deleted the session meanwhile,
+    /// [`Error::Contended`] when it kept changing, and [`Error::Unsaved`] when the session's
+    /// load already failed under fail-open.
+    pub async fn save(&self) -> Result<String, Error> {
+        crate::manager::save_now(self).await
     }
 
     /// Logs out: the data goes, the stored record is deleted and the key is dropped, so the old
@@ -466,6 +500,7 @@ impl Session {
         st.loaded = None;
         st.modified = true;
         st.flushed = true;
+        st.must_persist = false;
         Ok(())
     }
 
@@ -492,6 +527,8 @@ impl Session {
                 }
             }
             st.modified = true;
+            // Django's `cycle_key()` stores the session under its new key at once, empty or not.
+            st.must_persist = true;
         }
         if let Some(life) = shared.settings.absolute_lifetime {
             self.set_absolute_lifetime(Duration::from_secs(life))?;

@@ -171,11 +171,14 @@ mod redis_cache {
     }
 }
 
-/// The cache server is down (a closed port): every clause still holds, from the database.
+/// The cache server is down (a closed port): reads and creates answer from the database at
+/// once; an update or a delete, which cannot confirm that the copy is gone, is refused before
+/// the database is written, so no copy can outlive it.
 #[cfg(feature = "redis")]
 mod unreachable_cache {
     use super::*;
     use cloakroom::engines::redis::RedisStore;
+    use cloakroom::StoreError;
 
     async fn cache() -> Arc<RedisStore> {
         let url = format!("redis://127.0.0.1:{}", support::closed_port());
@@ -187,25 +190,31 @@ mod unreachable_cache {
         )
     }
 
-    async fn store() -> Arc<CachedDbStore> {
-        cached_db(cache().await).await.0
-    }
-
-    cloakroom::conformance_tests!(store(), clear);
-
     #[tokio::test]
-    async fn the_database_answers_at_once() {
-        let (store, _) = cached_db(cache().await).await;
+    async fn reads_answer_from_the_database_and_writes_that_would_leave_a_copy_are_refused() {
+        let (store, db) = cached_db(cache().await).await;
         let key = cloakroom::key::generate().unwrap();
         let now = OffsetDateTime::now_utc();
         let started = std::time::Instant::now();
         store.create(&key, &record("v1")).await.unwrap();
         assert_eq!(store.load(&key, now).await.unwrap().unwrap().data, "v1");
-        assert_eq!(
-            store.update(&key, "v1", &record("v2"), now).await.unwrap(),
-            Updated::Stored
+        let refused = store.update(&key, "v1", &record("v2"), now).await;
+        assert!(
+            matches!(refused, Err(StoreError::Backend { .. })),
+            "{refused:?}"
         );
-        store.delete(&key).await.unwrap();
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("cache_url"), "{message}");
+        assert_eq!(
+            db.load(&key, now).await.unwrap().unwrap().data,
+            "v1",
+            "the database was not written"
+        );
+        assert!(store.delete(&key).await.is_err());
+        assert!(
+            db.exists(&key).await.unwrap(),
+            "the session was not deleted"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "waited for the cache: {:?}",

@@ -267,11 +267,12 @@ impl Drop for Postgres {
 }
 
 /// A redis-server of our own, in memory only (a restart loses its data, as Redis without
-/// persistence does).
+/// persistence does), or persistent (an append-only file synced at every write).
 pub struct Redis {
     dir: Scratch,
     port: u16,
     child: Option<Child>,
+    persistent: bool,
 }
 
 impl Redis {
@@ -280,6 +281,20 @@ impl Redis {
             dir: Scratch::new("redis"),
             port: free_port(),
             child: None,
+            persistent: false,
+        };
+        redis.start();
+        redis
+    }
+
+    /// A server whose data survives a SIGKILL and restart: a cache that was only unreachable
+    /// for a while comes back with the copies it held.
+    pub fn persistent() -> Self {
+        let mut redis = Self {
+            dir: Scratch::new("redis"),
+            port: free_port(),
+            child: None,
+            persistent: true,
         };
         redis.start();
         redis
@@ -294,7 +309,12 @@ impl Server for Redis {
     fn start(&mut self) {
         let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--daemonize", "no"])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(&*self.dir)
             .process_group(0)

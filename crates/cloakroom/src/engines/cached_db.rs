@@ -1,14 +1,20 @@
 //! The `cached_db` engine: a database table, with a write-through cache in front of it.
 //!
 //! As Django's `cached_db`, the database holds the truth and the cache a copy: reads hit the
-//! cache and fall back to the database, writes go to the database first and then to the cache.
-//! The cache can fail or vanish without losing or refusing a session: its errors are logged and
-//! the database answers instead.
+//! cache and fall back to the database (a cache that fails or vanishes costs reads nothing but
+//! time), writes go to the database and then to the cache.
 //!
-//! The cache never serves data older than the database holds after a write of this store:
-//! every cache write is itself a compare-and-swap on what the database held before, and when
-//! that does not hold (a database conflict, a deleted session, another writer's copy in the
-//! cache) the cache entry is dropped, so the next read refills it from the database.
+//! A copy never outlives a write that replaced it, since Django (or another app server) reads
+//! the cache first and would serve it: before an update or a delete the copy is dropped, and
+//! the database is written only once the cache confirmed that; after the write the copy moves
+//! by compare-and-swap on what the database held before, or is dropped again (a database
+//! conflict, a deleted session, another writer's copy, a cache error). A drop the cache does
+//! not confirm, after a few quick retries, fails the call as [`StoreError::Backend`]: before
+//! the database write nothing is written; after it (only a read that refilled the copy in
+//! between can have left one) the write stands and the failure is reported. Either way the
+//! request follows `on_store_error`, as for any store failure; a cache that is not connected
+//! yet (the engine starts without waiting for it) is such a failure. Expiry-only writes
+//! (`touch`) and fills after a read stay best-effort: a copy that expires sooner is not stale.
 
 use std::sync::Arc;
 
@@ -22,6 +28,23 @@ use crate::store::{
 };
 
 const ENGINE: &str = "cached_db";
+/// Pauses before each new attempt to drop a copy: a cache that blinks (a reconnection, a
+/// failover) usually answers within these; one that is down fails the write in about 0.1 s.
+const DROP_RETRIES: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(20),
+    std::time::Duration::from_millis(80),
+];
+
+/// The cache could not confirm that its copy of a session is gone, so a write that would have
+/// left that copy stale was refused (or, after the database write, reported).
+#[derive(Debug, thiserror::Error)]
+#[error("the session cache ({cache}) did not confirm that its copy of the session is gone, {what}; a copy left there would be served stale by Django or another app server. Check that the cache at `cache_url` is reachable")]
+struct CopyNotDropped {
+    cache: &'static str,
+    what: &'static str,
+    #[source]
+    source: StoreError,
+}
 
 /// A database store with a cache store in front of it (Redis, or the in-process cache).
 #[derive(Clone)]
@@ -85,36 +108,61 @@ impl CachedDbStore {
             "session cache failed; the database still answers");
     }
 
-    /// Drops the cache's copy, so the next read refills it from the database.
+    /// Drops the cache's copy, so the next read refills it from the database; best-effort.
     async fn drop_copy(&self, key: &str) {
         if let Err(e) = self.cache.delete(key).await {
             self.cache_failed("drop", &e);
         }
     }
 
+    /// Drops the cache's copy and insists on the cache's answer, retrying briefly: `what`
+    /// says, for the error, where the write stands.
+    async fn drop_confirmed(&self, key: &str, what: &'static str) -> Result<(), StoreError> {
+        let mut result = self.cache.delete(key).await;
+        for pause in DROP_RETRIES {
+            let Err(e) = &result else {
+                return Ok(());
+            };
+            self.cache_failed("drop", e);
+            tokio::time::sleep(pause).await;
+            result = self.cache.delete(key).await;
+        }
+        result.map_err(|source| {
+            StoreError::backend(
+                ENGINE,
+                CopyNotDropped {
+                    cache: self.cache.engine(),
+                    what,
+                    source,
+                },
+            )
+        })
+    }
+
     /// Brings the cache in step with a write the database answered `db` to: `cache_write` (the
-    /// same write on the copy, run only if the database stored it) or a dropped copy.
+    /// same write on the copy, run only if the database stored it) or a confirmed drop.
     async fn follow(
         &self,
         key: &str,
         db: &Updated,
         step: &'static str,
         cache_write: impl std::future::Future<Output = Result<Updated, StoreError>>,
-    ) {
+    ) -> Result<(), StoreError> {
+        const AFTER: &str = "after the database write (which stands)";
         match db {
             // The cache's copy moves only from the same data the database moved from; any
             // other copy is stale or another writer's, and goes. A missing copy stays missing.
             Updated::Stored => match cache_write.await {
-                Ok(Updated::Stored | Updated::Missing) => {}
-                Ok(Updated::Conflict(_)) => self.drop_copy(key).await,
+                Ok(Updated::Stored | Updated::Missing) => Ok(()),
+                Ok(Updated::Conflict(_)) => self.drop_confirmed(key, AFTER).await,
                 Err(e) => {
                     self.cache_failed(step, &e);
-                    self.drop_copy(key).await;
+                    self.drop_confirmed(key, AFTER).await
                 }
             },
             // The caller read a stale copy (perhaps from this cache), or the session is gone:
             // drop it so the cache cannot serve it again.
-            Updated::Conflict(_) | Updated::Missing => self.drop_copy(key).await,
+            Updated::Conflict(_) | Updated::Missing => self.drop_confirmed(key, AFTER).await,
         }
     }
 
@@ -164,6 +212,8 @@ impl SessionStore for CachedDbStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
+        self.drop_confirmed(key, "so the database was not written")
+            .await?;
         let updated = self.db.update(key, expected, record, now).await?;
         self.follow(
             key,
@@ -171,11 +221,13 @@ impl SessionStore for CachedDbStore {
             "update",
             self.cache.update(key, expected, record, now),
         )
-        .await;
+        .await?;
         Ok(updated)
     }
 
     /// The database's expiry moves (a TTL-only write there), then the cache's copy, in step.
+    /// Best-effort on the cache: a copy whose expiry did not move ends sooner, and the next
+    /// read refills it from the database; the data it holds is not stale.
     async fn touch(
         &self,
         key: &str,
@@ -183,15 +235,25 @@ impl SessionStore for CachedDbStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let touched = self.db.touch(key, record, now).await?;
-        self.follow(key, &touched, "touch", self.cache.touch(key, record, now))
-            .await;
+        match (&touched, self.cache.touch(key, record, now).await) {
+            (Updated::Stored, Ok(Updated::Stored | Updated::Missing)) => {}
+            (Updated::Stored, Err(e)) => {
+                self.cache_failed("touch", &e);
+                self.drop_copy(key).await;
+            }
+            _ => self.drop_copy(key).await,
+        }
         Ok(touched)
     }
 
+    /// The copy goes first (confirmed, or the session stays whole), then the row, then any copy
+    /// a read put back in between: a deleted session (a logout) must not live on in the cache.
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.drop_confirmed(key, "so the session was not deleted")
+            .await?;
         self.db.delete(key).await?;
-        self.drop_copy(key).await;
-        Ok(())
+        self.drop_confirmed(key, "after the session was deleted from the database")
+            .await
     }
 
     /// The database alone answers: a copy left in the cache by a failed drop must not make a
@@ -226,11 +288,14 @@ impl UserIndex for CachedDbStore {
     }
 
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        // As `delete`: the copy goes before the row and again after it. Dropping the copy of a
+        // session the index then refuses to revoke (another user's) costs only a cache miss.
+        self.drop_confirmed(id, "so the session was not revoked")
+            .await?;
         user_index(&*self.db)?.revoke(user_id, id).await?;
-        // The copy goes once the database no longer holds the session; one the index refused
-        // to revoke (another user's) stays.
         if !self.db.exists(id).await? {
-            self.drop_copy(id).await;
+            self.drop_confirmed(id, "after the session was revoked in the database")
+                .await?;
         }
         Ok(())
     }

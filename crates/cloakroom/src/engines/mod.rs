@@ -201,12 +201,17 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
         #[cfg(feature = "redis")]
         Some(url) => {
             redis::check_url(url)?;
-            // Started in the background and failing fast while down: the database serves
-            // every request until the cache answers, and the app starts without it. A short
+            // Started in the background and failing fast while down: the app starts without
+            // the cache, reads go to the database, and writes fail as store errors until the
+            // cache answers (see cached_db: no copy may go stale). A reachable cache is waited
+            // for, so the first requests do not meet a connection still opening. A short
             // timeout leaves the database most of the request's time when the cache hangs.
             let django = settings.data_format == crate::config::DataFormat::Django;
-            let store = redis::RedisStore::connect_lazy(url)
-                .await?
+            let store = redis::RedisStore::connect_lazy(url).await?;
+            if !store.wait_connected(settings.store_timeout()).await {
+                tracing::warn!("the session cache (`cache_url`) does not answer yet: sessions are read from the database, and changes fail under `on_store_error` until it does");
+            }
+            let store = store
                 .with_session_prefix(redis::CACHED_DB_SESSION_PREFIX)
                 .with_fail_fast(true)
                 .with_binary_values(django)

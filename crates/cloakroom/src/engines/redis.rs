@@ -479,6 +479,16 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// Waits up to `limit` for the connection [`connect_lazy`](Self::connect_lazy) started;
+    /// whether it is up. A process should not take requests on a connection still opening:
+    /// its first commands fail as if the server were down.
+    pub async fn wait_connected(&self, limit: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(limit, self.client.wait_for_connect()).await,
+            Ok(Ok(()))
+        )
+    }
+
     fn build(url: &str, fail_at_first_connection: bool) -> Result<Self, StoreError> {
         let config = config_of(url).map_err(|e| StoreError::backend(ENGINE, e))?;
         Self::build_from(config, url, fail_at_first_connection)

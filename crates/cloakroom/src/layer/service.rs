@@ -49,7 +49,7 @@ pub fn error_response<B: From<String>>(error: &Error) -> Response<B> {
     let (status, retry) = match error {
         Error::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, Some(e.retry_after())),
         Error::Interrupted => (StatusCode::BAD_REQUEST, None),
-        Error::Contended { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
+        Error::Contended { .. } | Error::Unsaved => (StatusCode::SERVICE_UNAVAILABLE, None),
         Error::ExclusiveTimeout { .. } => (
             StatusCode::CONFLICT,
             Some(std::time::Duration::from_secs(1)),
