@@ -129,6 +129,10 @@ pub(crate) struct State {
     /// The cookie must be sent again even if nothing changed (the request came with a key
     /// that was rotated, inside the grace window).
     pub resend: bool,
+    /// The request came with a key `cycle_key` rotated away, inside the grace window: it was
+    /// served the session as it was before the rotation, read-only (see
+    /// `manager::finish_rotated`).
+    pub rotated: bool,
     /// Serialises this visitor's requests in this process; dropped after the save.
     pub guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// The user and key this session was linked under in the store's user index when it was
@@ -439,8 +443,11 @@ impl Session {
     /// session fixation.
     ///
     /// With an `absolute_lifetime`, the lifetime starts again here: it counts from login.
-    /// With a `rotation_grace`, the old key keeps leading to this session for that many
-    /// seconds, so parallel requests of the same page load do not fail or fork a session.
+    /// With a `rotation_grace`, the old key keeps working for that many seconds, read-only:
+    /// requests that carry it are served the session as it was before the rotation (without a
+    /// logged-in user), get no cookie, and fail as [`Error::Rotated`] if they change anything.
+    /// Parallel requests of the same page load that only read do not break, and the new key
+    /// never reaches whoever else holds the old one.
     pub fn cycle_key(&self) {
         let shared = &self.inner.shared;
         {
