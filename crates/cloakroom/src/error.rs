@@ -116,6 +116,15 @@ pub enum Error {
     /// can simply retry.
     #[error("the session key this request carried was replaced by a login while it ran; the old key is read-only during `rotation_grace`, so nothing was saved; retry the request with the new session cookie")]
     Rotated,
+    /// The session, encoded, is over `max_session_bytes`: nothing was written, and the stored
+    /// session (if any) stays as it was. The layer answers 413.
+    #[error("the session is {size} bytes encoded, over the limit of {limit} bytes (setting `max_session_bytes`); keep large data out of the session (store it elsewhere and keep its id), or raise `max_session_bytes`")]
+    TooLarge {
+        /// The encoded session's size in bytes.
+        size: usize,
+        /// The `max_session_bytes` in force.
+        limit: usize,
+    },
     /// Another request kept changing the session and this one's changes could not be merged
     /// within the retry budget.
     #[error("the session changed under this request {attempts} times in a row; retry the request")]

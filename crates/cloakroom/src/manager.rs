@@ -97,6 +97,21 @@ impl Shared {
         result
     }
 
+    /// Encodes `data` for the store, refusing it over `max_session_bytes`. Every record the
+    /// core creates or updates, and so every cookie it sets (signed or not), is encoded here:
+    /// the one place the size bound is enforced, before anything is written.
+    fn encode_bounded(&self, data: &crate::codec::Data) -> Result<String, Error> {
+        let text = self.codec.encode(data);
+        let limit = self.settings.max_session_bytes;
+        if text.len() > limit {
+            return Err(Error::TooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        Ok(text)
+    }
+
     /// The name the store (and so its user index) knows session `key` by.
     fn stored_id(&self, key: &str) -> String {
         crate::hashed::stored_id(&self.settings, key)
@@ -585,6 +600,12 @@ impl LazySession {
         if st.rotated {
             return finish_rotated(st);
         }
+        if !failed && !st.doomed.is_empty() && !st.data.is_empty() {
+            // A login (`cycle_key`) deletes the old record before it stores the new one: a
+            // session too large to store must fail before that, so the visitor keeps the
+            // session they had.
+            shared.encode_bounded(&st.data)?;
+        }
         for doomed in std::mem::take(&mut st.doomed) {
             shared
                 .call(Operation::Delete, store.delete(&doomed))
@@ -644,7 +665,7 @@ impl LazySession {
         // Computed once, and again only when a merge changes the data.
         let mut lifetime = Lifetime::of(&st.data, settings, now);
         let mut record = Record {
-            data: shared.codec.encode(&st.data),
+            data: shared.encode_bounded(&st.data)?,
             expires_at: lifetime.expires_at,
         };
         let key = match (st.key.clone(), st.loaded.take()) {
@@ -678,7 +699,7 @@ impl LazySession {
                             }
                             lifetime = Lifetime::of(&data, settings, now);
                             record = Record {
-                                data: shared.codec.encode(&data),
+                                data: shared.encode_bounded(&data)?,
                                 expires_at: lifetime.expires_at,
                             };
                             st.data = data;
