@@ -7,12 +7,13 @@
 //!    `same-site` is refused; without that header an `Origin` must be the request's own host
 //!    (over http or https); an origin given to [`CsrfLayer::with_trusted_origin`] (Django's
 //!    `CSRF_TRUSTED_ORIGINS`) always passes; and
-//! 2. its `X-CSRFToken` header holds the session's token, compared in constant time.
+//! 2. it carries the session's token, compared in constant time: in the `X-CSRFToken` header
+//!    (Django's JavaScript recipe), or, for an `application/x-www-form-urlencoded` body, in
+//!    the form field `csrfmiddlewaretoken` (Django's `{% csrf_token %}`). A form body is read
+//!    at most 1 MiB (over it: 413) and handed on unchanged.
 //!
-//! The page that makes such requests gets the token from [`token`] (which creates it on first
-//! use) and sends it back in the header, as Django's JavaScript recipe does. The body is not
-//! read, so an HTML form without JavaScript cannot carry the token: such forms need the Origin
-//! check alone ([`cross_site`]), as the demo does.
+//! The page that makes such requests gets the token from [`token`], which creates it on first
+//! use.
 //!
 //! # Examples
 //! ```no_run
@@ -47,6 +48,10 @@ pub const CSRF_SESSION_KEY: &str = "_csrftoken";
 /// The request header that carries the token: Django's default `CSRF_HEADER_NAME`
 /// (`HTTP_X_CSRFTOKEN`).
 pub const CSRF_HEADER: &str = "x-csrftoken";
+/// The form field that carries the token: Django's `csrfmiddlewaretoken`.
+pub const CSRF_FIELD: &str = "csrfmiddlewaretoken";
+/// The largest form body the layer reads to find the field.
+const MAX_FORM_BYTES: usize = 1024 * 1024;
 /// Django's `CSRF_SECRET_LENGTH`, and its alphabet: a token Django can read as its own.
 const TOKEN_LEN: usize = 32;
 const TOKEN_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -172,11 +177,36 @@ fn forbidden<B: From<String>>(status: StatusCode, why: &str) -> Response<B> {
     response
 }
 
+/// Whether the request's body is an urlencoded form (which may carry the field).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The `csrfmiddlewaretoken` field of an urlencoded body. The token's alphabet needs no
+/// percent-decoding, so a value that would is simply not a token.
+fn form_field(body: &[u8]) -> Option<Vec<u8>> {
+    body.split(|b| *b == b'&').find_map(|pair| {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        (name == CSRF_FIELD.as_bytes()).then(|| value.to_vec())
+    })
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CsrfService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body<Data = bytes::Bytes> + From<bytes::Bytes> + Send + 'static,
+    ReqBody::Error: Into<crate::BoxError>,
     ResBody: From<String> + Send + 'static,
 {
     type Response = Response<ResBody>;
@@ -209,11 +239,31 @@ where
                 ))
             });
         };
-        let given = request
+        let mut given = request
             .headers()
             .get(CSRF_HEADER)
             .map(|v| v.as_bytes().to_vec());
+        let read_form = given.is_none() && is_form(request.headers());
         Box::pin(async move {
+            let mut request = request;
+            if read_form {
+                use http_body_util::BodyExt as _;
+                let (parts, body) = request.into_parts();
+                let bytes = match http_body_util::Limited::new(body, MAX_FORM_BYTES)
+                    .collect()
+                    .await
+                {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => {
+                        return Ok(forbidden(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "the form body is over 1 MiB or could not be read",
+                        ))
+                    }
+                };
+                given = form_field(&bytes);
+                request = Request::from_parts(parts, ReqBody::from(bytes));
+            }
             let session = match lazy.load().await {
                 Ok(session) => session,
                 Err(e) => return Ok(crate::layer::error_response(&e)),
@@ -229,8 +279,9 @@ where
             if !ok {
                 return Ok(forbidden(
                     StatusCode::FORBIDDEN,
-                    "the X-CSRFToken header is missing or is not this session's token; \
-                     send the token `cloakroom::csrf::token` gives the page",
+                    "the X-CSRFToken header (or csrfmiddlewaretoken form field) is missing or is \
+                     not this session's token; send the token `cloakroom::csrf::token` gives \
+                     the page",
                 ));
             }
             inner.call(request).await

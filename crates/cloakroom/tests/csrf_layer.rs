@@ -26,6 +26,7 @@ async fn serve() -> String {
         )
         .route("/read", get(|| async { "read" }))
         .route("/change", post(|| async { "changed" }))
+        .route("/echo", post(|body: String| async move { body }))
         .layer(CsrfLayer::new().with_trusted_origin("https://partner.example"))
         .layer(SessionLayer::new(sessions));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -128,6 +129,30 @@ async fn csrf_layer_refuses_cross_site_and_tokenless_posts_and_accepts_the_token
             assert_eq!(body, "changed", "{what}");
         }
     }
+
+    // A plain HTML form carries the token in `csrfmiddlewaretoken`; the handler still gets
+    // the whole body.
+    let echo = format!("{base}/echo");
+    let form = browser
+        .post(&echo)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("item=apple&csrfmiddlewaretoken={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    assert_eq!(
+        form.text().await.unwrap(),
+        format!("item=apple&csrfmiddlewaretoken={token}")
+    );
+    let wrong = browser
+        .post(&echo)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("item=apple&csrfmiddlewaretoken=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
 
     // Another visitor's token is not this one's.
     let other = client();
