@@ -143,7 +143,7 @@ struct SettingsArgs {
     /// With an idle timeout, refresh the store once this fraction of it has passed (0.2).
     #[arg(long, global = true, env = "CLOAKROOM_REFRESH_THRESHOLD")]
     refresh_threshold: Option<f64>,
-    /// Seconds the old key still leads to the session after cycle_key (0: off; max 60).
+    /// Seconds the old key stays readable (pre-rotation, read-only) after cycle_key (0: off; max 60).
     #[arg(long, global = true, env = "CLOAKROOM_ROTATION_GRACE")]
     rotation_grace: Option<u64>,
     /// fail_closed (503) or fail_open (anonymous session) when the store fails.

@@ -245,8 +245,10 @@ pub struct Settings {
     /// With an idle timeout, a read-only request writes the new expiry to the store only once
     /// this fraction of the idle timeout has passed since the last write (0.2: after 20%).
     pub refresh_threshold: f64,
-    /// After `cycle_key()`, requests still in flight with the old key reach the new session for
-    /// this many seconds (0: off, the default; at most 60). `flush()` has no grace.
+    /// After `cycle_key()`, the old key keeps working this many seconds, read-only: it is
+    /// served the session as it was before the rotation (logged out), gets no cookie, and a
+    /// change under it fails as [`Error::Rotated`](crate::Error::Rotated) (0: off, the
+    /// default; at most 60). `flush()` has no grace.
     pub rotation_grace: u64,
     /// The lifetime `remember_me(true)` gives a session, in seconds (30 days).
     pub remember_me_age: u64,
