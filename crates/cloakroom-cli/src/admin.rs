@@ -18,11 +18,16 @@
 //!   lists show an 8-character prefix, and a full key travels only in form bodies (view,
 //!   revoke), never in a URL, so it stays out of access logs, browser history and `Referer`.
 //!   Pages are `no-store` and cannot be framed.
+//! - Wrong tokens are rate-limited: after 5 in a minute (from anywhere: one process cannot
+//!   tell a botnet's addresses apart) every login attempt, right or wrong, is refused with 429
+//!   for the next minute, so guessing is bounded at 5 tries a minute.
 //!
 //! Sessions are named as the store names them: under `hash_keys`, by the key's hash, which is
 //! what the store can load and delete.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::header::{
@@ -52,6 +57,46 @@ const PAGE_SIZE: usize = 20;
 /// "newest first" needs them all in hand; beyond this the page says it saw only part of the
 /// store (filtering by user asks the user index instead, which has no cap).
 const SCAN_CAP: usize = 10_000;
+/// Wrong admin tokens tolerated per window before logins are refused.
+const MAX_WRONG_TOKENS: usize = 5;
+/// The window wrong tokens are counted over, and how long logins are then refused.
+const WRONG_TOKEN_WINDOW: Duration = Duration::from_secs(60);
+
+/// The recent wrong admin tokens, process-wide (see the module docs).
+#[derive(Default)]
+struct Throttle {
+    wrong: VecDeque<Instant>,
+    locked_until: Option<Instant>,
+}
+
+impl Throttle {
+    /// How long logins stay refused, or `None` when a login may be tried.
+    fn refused_for(&mut self, now: Instant) -> Option<Duration> {
+        match self.locked_until {
+            Some(until) if until > now => Some(until - now),
+            _ => {
+                self.locked_until = None;
+                None
+            }
+        }
+    }
+
+    fn record_wrong(&mut self, now: Instant) {
+        while self
+            .wrong
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WRONG_TOKEN_WINDOW)
+        {
+            self.wrong.pop_front();
+        }
+        self.wrong.push_back(now);
+        if self.wrong.len() >= MAX_WRONG_TOKENS {
+            self.wrong.clear();
+            self.locked_until = Some(now + WRONG_TOKEN_WINDOW);
+        }
+    }
+}
+
 /// Sessions asked of the store per scan batch.
 const SCAN_BATCH: usize = 500;
 /// The cookie that says "this browser logged in with the admin token".
@@ -93,6 +138,7 @@ pub fn router(
         scan,
         sessions,
         settings: settings.clone(),
+        throttle: Mutex::default(),
     }));
     Ok(Router::new()
         .route("/admin", get(|| async { Redirect::to("/admin/sessions") }))
@@ -121,6 +167,17 @@ struct Inner {
     /// The demo's sessions, whose user index answers for one user's sessions.
     sessions: Sessions,
     settings: Settings,
+    /// Wrong admin tokens, for the rate limit.
+    throttle: Mutex<Throttle>,
+}
+
+impl Inner {
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        // The throttle is two plain fields: a panic elsewhere leaves them usable.
+        self.throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Every admin answer is private and stays where it is: not cached, not framed (clickjacking
@@ -503,7 +560,21 @@ async fn login(
             Some("The login form's CSRF token is missing or wrong: try again."),
         );
     }
+    let refused = admin.throttle().refused_for(Instant::now());
+    if let Some(wait) = refused {
+        let mut response = login_form(
+            admin,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many wrong admin tokens: logins are refused for a minute. Try again later."),
+        )?;
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return Ok(response);
+    }
     if !admin.token_matches(&form.token) {
+        admin.throttle().record_wrong(Instant::now());
         return login_form(admin, StatusCode::FORBIDDEN, Some("Wrong admin token."));
     }
     let issued = OffsetDateTime::now_utc().unix_timestamp().to_string();

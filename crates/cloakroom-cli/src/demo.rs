@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::Form;
-use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::extract::Request;
+use axum::http::{Extensions, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -69,10 +71,13 @@ pub async fn run(
         "cloakroom demo on http://{local}/ (engine {})",
         opened.store.engine()
     );
-    let app = app(sessions).merge(admin).route(
-        "/metrics",
-        get(move || std::future::ready(metrics.render())),
-    );
+    let app = app(sessions)
+        .merge(admin)
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
+        .layer(axum::middleware::from_fn(same_site_only));
     // The peer address reaches handlers (the login records it for the sessions list).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await?;
@@ -94,6 +99,30 @@ fn install_metrics() -> std::io::Result<PrometheusHandle> {
         }
     });
     Ok(handle)
+}
+
+/// Refuses a state-changing request (any method but GET, HEAD, OPTIONS, TRACE) that a browser
+/// sent from another site: `Sec-Fetch-Site` cross-site or same-site, or an `Origin` that is not
+/// this host (see [`cloakroom::csrf::cross_site`]). Every route goes through it, the admin page
+/// too. Browsers send `Origin` on every cross-origin POST, form or `fetch`, so a request with
+/// neither header is not a cross-site browser request and passes (scripts and the tests); a
+/// real app would also use a token ([`cloakroom::csrf::CsrfLayer`]). Issue 14: a `text/plain`
+/// POST from `https://evil.example` logged a user out everywhere.
+async fn same_site_only(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if !safe {
+        if let Some(why) = cloakroom::csrf::cross_site(request.headers(), &[]) {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({ "error": format!("cross-site request refused: {why}") })),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// The embedded default needs no set-up step: the demo creates its own SQLite table.
@@ -375,6 +404,8 @@ async fn page(session: Session) -> Result<Response> {
 .flash{{background:#e7f6e7;border:1px solid #9c9;padding:.5rem}}section{{margin:1.5rem 0}}</style></head>
 <body>
 <h1>cloakroom demo</h1>
+<p id="warning"><b>A demo, not an app:</b> its login is passwordless (anyone can sign in under
+any name and see that name's sessions). Keep it on your own machine; do not expose it.</p>
 {flash_html}
 <section><h2>Visits</h2><p>You have visited this page <b id="visits">{visits}</b> times.</p></section>
 <section><h2>Flash message</h2>

@@ -143,7 +143,7 @@ struct SettingsArgs {
     /// With an idle timeout, refresh the store once this fraction of it has passed (0.2).
     #[arg(long, global = true, env = "CLOAKROOM_REFRESH_THRESHOLD")]
     refresh_threshold: Option<f64>,
-    /// Seconds the old key still leads to the session after cycle_key (0: off; max 60).
+    /// Seconds the old key stays readable (pre-rotation, read-only) after cycle_key (0: off; max 60).
     #[arg(long, global = true, env = "CLOAKROOM_ROTATION_GRACE")]
     rotation_grace: Option<u64>,
     /// fail_closed (503) or fail_open (anonymous session) when the store fails.
@@ -160,6 +160,12 @@ struct SettingsArgs {
         hide_env_values = true
     )]
     admin_token: Option<String>,
+    /// The largest session in bytes, encoded (64 KiB); a larger save fails with 413.
+    #[arg(long, global = true, env = "CLOAKROOM_MAX_SESSION_BYTES")]
+    max_session_bytes: Option<usize>,
+    /// The most bytes the in-process cache holds (256 MiB).
+    #[arg(long, global = true, env = "CLOAKROOM_CACHE_MAX_BYTES")]
+    cache_max_bytes: Option<u64>,
     /// The most live sessions one user may have; a login over it revokes the oldest.
     #[arg(long, global = true, env = "CLOAKROOM_MAX_SESSIONS_PER_USER")]
     max_sessions_per_user: Option<u32>,
@@ -199,7 +205,9 @@ impl SettingsArgs {
             on_store_error,
             refresh_threshold,
             rotation_grace,
-            hash_keys
+            hash_keys,
+            max_session_bytes,
+            cache_max_bytes
         );
         if let Some(v) = self.idle_timeout {
             s.idle_timeout = Some(v);

@@ -473,3 +473,21 @@ async fn a_user_name_is_shown_as_text_and_filters_and_revokes_like_any_other() {
     );
     assert_eq!(whoami(&demo, &key).await, None);
 }
+
+/// Issue 14, point 8: admin tokens could be guessed as fast as the server answered. After 5
+/// wrong tokens in a minute every attempt is refused with 429, the right token included.
+#[tokio::test]
+async fn admin_token_guessing_is_rate_limited() {
+    let demo = admin_demo();
+    for attempt in 0..5 {
+        let wrong = submit_token(&demo, &visitor(), &format!("guess-{attempt:020}")).await;
+        assert_eq!(wrong.status, 403, "attempt {attempt}: {}", wrong.body);
+    }
+    let client = visitor();
+    let limited = submit_token(&demo, &client, TOKEN).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(limited.cookie("cloakroom_admin").is_none());
+    let page = send(client.get(demo.url("/admin/sessions"))).await;
+    assert_eq!(page.status, 303, "a refused login opens nothing");
+}

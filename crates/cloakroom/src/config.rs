@@ -214,6 +214,16 @@ pub struct Settings {
     pub lock_timeout_ms: u64,
     /// The largest number of sessions the in-process cache holds.
     pub cache_capacity: u64,
+    /// The most bytes the in-process cache holds (session keys and data, plus a fixed
+    /// overhead per entry); least recently used sessions go first, as for `cache_capacity`.
+    /// Default 256 MiB. With the in-process cache it must be at least 64 ×
+    /// `max_session_bytes` (the cache has 64 shards, each holding at least one session).
+    pub cache_max_bytes: u64,
+    /// The largest session, in bytes of its encoded record (the JSON, or Django's signed or
+    /// pickled text): a save over it fails as [`Error::TooLarge`](crate::Error::TooLarge)
+    /// (413 from the layer) and writes nothing. Default 64 KiB. Checked in the core, so every
+    /// engine and cookie format is bounded.
+    pub max_session_bytes: usize,
     /// How long, in milliseconds, the `cache` engine on Redis may answer a load from process memory
     /// instead of asking Redis (0, the default: never). Redis's client tracking drops a kept
     /// session as soon as another client writes it; this bound covers what tracking cannot
@@ -236,8 +246,10 @@ pub struct Settings {
     /// With an idle timeout, a read-only request writes the new expiry to the store only once
     /// this fraction of the idle timeout has passed since the last write (0.2: after 20%).
     pub refresh_threshold: f64,
-    /// After `cycle_key()`, requests still in flight with the old key reach the new session for
-    /// this many seconds (0: off, the default; at most 60). `flush()` has no grace.
+    /// After `cycle_key()`, the old key keeps working this many seconds, read-only: it is
+    /// served the session as it was before the rotation (logged out), gets no cookie, and a
+    /// change under it fails as [`Error::Rotated`](crate::Error::Rotated) (0: off, the
+    /// default; at most 60). `flush()` has no grace.
     pub rotation_grace: u64,
     /// The lifetime `remember_me(true)` gives a session, in seconds (30 days).
     pub remember_me_age: u64,
@@ -255,6 +267,18 @@ pub struct Settings {
     /// goes over it revokes the user's oldest sessions (see [`crate::Sessions::sessions_of`]).
     pub max_sessions_per_user: Option<u32>,
 }
+
+/// The default `max_session_bytes`: 64 KiB, far above what a session of ids and flags needs
+/// (a few hundred bytes) and far below what lets a few visitors fill a store (issue 14: 30
+/// posts of 1.9 MB made one 57 MB session).
+pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
+
+/// The default `cache_max_bytes`: 256 MiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The in-process cache's shards (see `engines::memory`): `cache_max_bytes` must give each
+/// room for one session of `max_session_bytes`.
+const CACHE_SHARDS: u64 = 64;
 
 /// The default session table (Django's own is `django_session`; same columns).
 pub const DEFAULT_TABLE: &str = "cloakroom_session";
@@ -284,6 +308,8 @@ impl Default for Settings {
             on_store_error: OnStoreError::FailClosed,
             lock_timeout_ms: 10_000,
             cache_capacity: 1_000_000,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             redis_client_cache_ms: 0,
             breaker_threshold: 5,
             breaker_cooldown_ms: 1_000,
@@ -358,6 +384,10 @@ impl Settings {
         with_lock_timeout_ms: lock_timeout_ms: u64;
         /// Sets `cache_capacity`.
         with_cache_capacity: cache_capacity: u64;
+        /// Sets `cache_max_bytes` (the in-process cache's bound in bytes).
+        with_cache_max_bytes: cache_max_bytes: u64;
+        /// Sets `max_session_bytes` (the largest encoded session).
+        with_max_session_bytes: max_session_bytes: usize;
         /// Sets `redis_client_cache_ms` (0 turns the Redis client-side cache off).
         with_redis_client_cache_ms: redis_client_cache_ms: u64;
         /// Sets `breaker_threshold` (0 turns the breaker off).
@@ -529,6 +559,26 @@ impl Settings {
                  (`--secret-key`) to the Django app's SECRET_KEY",
             );
         }
+        if self.max_session_bytes == 0 {
+            return invalid(
+                "max_session_bytes",
+                "must be above 0 (the default is 65536, 64 KiB)",
+            );
+        }
+        let in_process_cache =
+            matches!(self.engine, Engine::Cache | Engine::CachedDb) && self.cache_url.is_none();
+        let largest = u64::try_from(self.max_session_bytes).unwrap_or(u64::MAX);
+        if in_process_cache && self.cache_max_bytes < largest.saturating_mul(CACHE_SHARDS) {
+            return Err(ConfigError::Invalid {
+                setting: "cache_max_bytes",
+                reason: format!(
+                    "must be at least 64 × max_session_bytes ({} bytes) so that each of the \
+                     in-process cache's 64 shards holds a session of the largest size; raise \
+                     cache_max_bytes or lower max_session_bytes",
+                    largest.saturating_mul(CACHE_SHARDS)
+                ),
+            });
+        }
         if self.store_timeout_ms == 0 {
             return invalid("store_timeout_ms", "must be above 0");
         }
@@ -663,6 +713,26 @@ mod tests {
         let err = Settings::from_toml_str("data_format = \"django\"").unwrap_err();
         assert!(err.to_string().contains("secret_key"), "{err}");
         assert!("pickle".parse::<DataFormat>().is_err());
+    }
+
+    #[test]
+    fn size_bounds_read_from_toml_and_refuse_what_cannot_work() {
+        let s = Settings::default();
+        assert_eq!(s.max_session_bytes, 65_536);
+        assert_eq!(s.cache_max_bytes, 256 * 1024 * 1024);
+        let s =
+            Settings::from_toml_str("max_session_bytes = 1000\ncache_max_bytes = 64000").unwrap();
+        assert_eq!((s.max_session_bytes, s.cache_max_bytes), (1000, 64_000));
+        let err = Settings::from_toml_str("max_session_bytes = 0").unwrap_err();
+        assert!(err.to_string().contains("max_session_bytes"), "{err}");
+        let err =
+            Settings::from_toml_str("engine = \"cache\"\ncache_max_bytes = 1000").unwrap_err();
+        assert!(err.to_string().contains("cache_max_bytes"), "{err}");
+        // A Redis cache is not bounded by the in-process cache's setting.
+        Settings::from_toml_str(
+            "engine = \"cache\"\ncache_url = \"redis://127.0.0.1\"\ncache_max_bytes = 1000",
+        )
+        .unwrap();
     }
 
     #[test]

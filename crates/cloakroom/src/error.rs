@@ -108,6 +108,23 @@ pub enum Error {
     /// As Django's `SessionInterrupted`, the layer answers 400 rather than resurrect it.
     #[error("the session was deleted by another request while this one ran (for example a logout in another tab); sign in again")]
     Interrupted,
+    /// The request came with a session key that a login (`cycle_key`) replaced, inside the
+    /// `rotation_grace` window: the old key is read-only, so this request's changes were not
+    /// saved (neither under the old key nor in the new session).
+    ///
+    /// The layer answers 409. A browser that made the login holds the new cookie by now and
+    /// can simply retry.
+    #[error("the session key this request carried was replaced by a login while it ran; the old key is read-only during `rotation_grace`, so nothing was saved; retry the request with the new session cookie")]
+    Rotated,
+    /// The session, encoded, is over `max_session_bytes`: nothing was written, and the stored
+    /// session (if any) stays as it was. The layer answers 413.
+    #[error("the session is {size} bytes encoded, over the limit of {limit} bytes (setting `max_session_bytes`); keep large data out of the session (store it elsewhere and keep its id), or raise `max_session_bytes`")]
+    TooLarge {
+        /// The encoded session's size in bytes.
+        size: usize,
+        /// The `max_session_bytes` in force.
+        limit: usize,
+    },
     /// Another request kept changing the session and this one's changes could not be merged
     /// within the retry budget.
     #[error("the session changed under this request {attempts} times in a row; retry the request")]

@@ -66,6 +66,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod cookies;
+pub mod csrf;
 mod digits;
 pub mod engines;
 mod error;

@@ -22,6 +22,16 @@ use crate::observe::{Observer, Operation};
 use crate::session::{user_of, Inner, Session, State};
 use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
+/// In the record `cycle_key` leaves under the old key for the grace window: when the key was
+/// rotated. The rest of the record is the session as it was then, read-only.
+const ROTATED_KEY: &str = "_cloakroom_rotated";
+/// Django's `django.contrib.auth` keys, which a rotated key's snapshot does not keep: an old
+/// key is never logged in.
+const AUTH_KEYS: [&str; 3] = [
+    crate::session::AUTH_USER_ID,
+    "_auth_user_backend",
+    "_auth_user_hash",
+];
 /// How many times a save re-applies its changes to a newer record before giving up.
 const MAX_MERGES: u32 = 64;
 /// How many fresh keys a create draws before giving up (Django's cache backend uses 10,000;
@@ -80,6 +90,21 @@ impl Shared {
             crate::observe::record_error(engine, e);
         }
         result
+    }
+
+    /// Encodes `data` for the store, refusing it over `max_session_bytes`. Every record the
+    /// core creates or updates, and so every cookie it sets (signed or not), is encoded here:
+    /// the one place the size bound is enforced, before anything is written.
+    fn encode_bounded(&self, data: &crate::codec::Data) -> Result<String, Error> {
+        let text = self.codec.encode(data);
+        let limit = self.settings.max_session_bytes;
+        if text.len() > limit {
+            return Err(Error::TooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        Ok(text)
     }
 
     /// The name the store (and so its user index) knows session `key` by.
@@ -462,11 +487,14 @@ impl LazySession {
             Err(e) => return Err(e.into()),
         };
         let mut st = self.session.state();
-        if let Some((key, record, data)) = found {
+        if let Some((key, record, mut data)) = found {
             // A key the store does not hold keeps no lock.
             st.exclusive = exclusive;
             st.resend = key != candidate;
-            st.linked = user_of(&data).map(|user| (user, key.clone()));
+            st.rotated = data.shift_remove(ROTATED_KEY).is_some();
+            st.linked = user_of(&data)
+                .filter(|_| !st.rotated)
+                .map(|user| (user, key.clone()));
             st.data = data;
             st.key = Some(key);
             st.expires_at = Some(record.expires_at);
@@ -475,52 +503,46 @@ impl LazySession {
         Ok(())
     }
 
-    /// Loads and decodes the live record under `key`, following the pointer that a key
-    /// rotation leaves behind while its grace window lasts. Corrupt data is never adopted.
+    /// Loads and decodes the live record under `key`. A record that `cycle_key` left behind
+    /// under a rotation grace window comes back with its `_cloakroom_rotated` marker (the
+    /// caller serves it read-only); one from an older release, which held only the new key, is
+    /// treated as gone. Corrupt data is never adopted.
     async fn read_record(
         &self,
         key: &str,
     ) -> Result<Option<(String, Record, crate::codec::Data)>, StoreError> {
         let shared = &self.session.inner.shared;
         let now = shared.clock.now();
-        let mut key = key.to_owned();
-        // One hop at most: a pointer to a pointer is not followed.
-        for _hop in 0..2 {
-            let Some((record, moved)) = shared
-                .call(Operation::Load, shared.store.load_moved(&key, now))
-                .await?
-            else {
-                return Ok(None);
-            };
-            let data = match shared.codec.decode(&record.data) {
-                Ok(data) => data,
-                Err(e) => {
-                    // Never adopted and never overwritten: the visitor gets a new key.
-                    tracing::warn!(engine = shared.store.engine(), error = %e,
-                        "stored session data is corrupt; starting a fresh session");
-                    return Ok(None);
-                }
-            };
-            if !shared.store.keeps_data_in_cookie() && expiry_passed(&data, now) {
-                // Django's file backend ends a session whose `_session_expiry` instant has
-                // passed, whatever the file's mtime says; the other stores already agree (their
-                // expiry is that instant). Signed cookies keep Django's rule: the cookie age only.
+        let Some((record, moved)) = shared
+            .call(Operation::Load, shared.store.load_moved(key, now))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let data = match shared.codec.decode(&record.data) {
+            Ok(data) => data,
+            Err(e) => {
+                // Never adopted and never overwritten: the visitor gets a new key.
+                tracing::warn!(engine = shared.store.engine(), error = %e,
+                    "stored session data is corrupt; starting a fresh session");
                 return Ok(None);
             }
-            match moved_to(&data) {
-                None => {
-                    if moved {
-                        self.link_moved(&key, &record, &data, now).await?;
-                    }
-                    return Ok(Some((key, record, data)));
-                }
-                Some(next) if shared.settings.rotation_grace > 0 && key::is_well_formed(next) => {
-                    key = next.to_owned();
-                }
-                Some(_) => return Ok(None),
-            }
+        };
+        if !shared.store.keeps_data_in_cookie() && expiry_passed(&data, now) {
+            // Django's file backend ends a session whose `_session_expiry` instant has
+            // passed, whatever the file's mtime says; the other stores already agree (their
+            // expiry is that instant). Signed cookies keep Django's rule: the cookie age only.
+            return Ok(None);
         }
-        Ok(None)
+        if data.contains_key(MOVED_KEY)
+            || (data.contains_key(ROTATED_KEY) && shared.settings.rotation_grace == 0)
+        {
+            return Ok(None);
+        }
+        if moved {
+            self.link_moved(key, &record, &data, now).await?;
+        }
+        Ok(Some((key.to_owned(), record, data)))
     }
 
     /// Ends the request's session after the handler ran: deletes, creates or saves the record
@@ -608,6 +630,15 @@ impl LazySession {
         if st.detached || (failed && !st.flushed) {
             return Ok(keep(st.accessed));
         }
+        if st.rotated {
+            return finish_rotated(st);
+        }
+        if !failed && !st.doomed.is_empty() && !st.data.is_empty() {
+            // A login (`cycle_key`) deletes the old record before it stores the new one: a
+            // session too large to store must fail before that, so the visitor keeps the
+            // session they had.
+            shared.encode_bounded(&st.data)?;
+        }
         for doomed in std::mem::take(&mut st.doomed) {
             shared
                 .call(Operation::Delete, store.delete(&doomed))
@@ -665,11 +696,11 @@ impl LazySession {
         // Computed once, and again only when a merge changes the data.
         let mut lifetime = Lifetime::of(&st.data, settings, now);
         let mut record = Record {
-            data: shared.codec.encode(&st.data),
+            data: shared.encode_bounded(&st.data)?,
             expires_at: lifetime.expires_at,
         };
         let key = match (st.key.clone(), st.loaded.take()) {
-            (Some(mut key), Some(mut expected)) => {
+            (Some(key), Some(mut expected)) => {
                 let mut merges = 0;
                 // Taken only once a save has met another: the others' saves of this key in
                 // this process then go one at a time, so each merges about once.
@@ -684,7 +715,7 @@ impl LazySession {
                     {
                         Updated::Stored => break,
                         Updated::Missing => return Err(Error::Interrupted),
-                        Updated::Conflict(mut current) => {
+                        Updated::Conflict(current) => {
                             merges += 1;
                             if merges > MAX_MERGES {
                                 return Err(Error::Contended { attempts: merges });
@@ -698,25 +729,18 @@ impl LazySession {
                                 backoff(merges).await;
                             }
                             let mut data = self.decode_current(&current)?;
-                            if let Some(next) = moved_to(&data) {
-                                // Another request rotated the key while this one ran: inside
-                                // the grace window the changes go to the new session.
-                                let Some((next, next_record, next_data)) =
-                                    self.read_record(next).await?
-                                else {
-                                    return Err(Error::Interrupted);
-                                };
-                                key = next;
-                                current = next_record;
-                                data = next_data;
-                                st.resend = true;
+                            if is_rotated(&data) {
+                                // A login rotated the key while this request ran: its changes
+                                // stay out of the new session (they may be an attacker's who
+                                // held the old key), see `finish_rotated`.
+                                return Err(Error::Rotated);
                             }
                             for op in &st.ops {
                                 op.replay(&mut data)?;
                             }
                             lifetime = Lifetime::of(&data, settings, now);
                             record = Record {
-                                data: shared.codec.encode(&data),
+                                data: shared.encode_bounded(&data)?,
                                 expires_at: lifetime.expires_at,
                             };
                             st.data = data;
@@ -729,7 +753,7 @@ impl LazySession {
             _ => self.create(&record).await?,
         };
         if let Some((old, old_data)) = st.cycled_from.take() {
-            self.forward(&old, old_data, &key, now).await?;
+            self.forward(&old, old_data, now).await?;
         }
         self.relink(st, Some((&key, record.expires_at)), now)
             .await?;
@@ -930,23 +954,34 @@ impl LazySession {
         }
     }
 
-    /// Leaves a pointer from a rotated key to its successor for the grace window.
+    /// Leaves, under a rotated key, the session as it was before the rotation, marked
+    /// read-only, for the grace window (see [`finish_rotated`]). It holds nothing that leads to
+    /// the new key, and no logged-in user.
     async fn forward(
         &self,
         old: &str,
         mut expected: String,
-        new: &str,
         now: OffsetDateTime,
     ) -> Result<(), Error> {
         let shared = &self.session.inner.shared;
         let grace = Duration::from_secs(shared.settings.rotation_grace);
-        let mut pointer = crate::codec::Data::new();
-        pointer.insert(MOVED_KEY.to_owned(), serde_json::Value::from(new));
-        let record = Record {
-            data: shared.codec.encode(&pointer),
-            expires_at: now + grace,
-        };
         for _ in 0..MAX_MERGES {
+            // The snapshot is what the store held under the old key (a concurrent save under
+            // it included), never this request's changes.
+            let Ok(mut snapshot) = shared.codec.decode(&expected) else {
+                break;
+            };
+            for auth in AUTH_KEYS {
+                snapshot.shift_remove(auth);
+            }
+            snapshot.insert(
+                ROTATED_KEY.to_owned(),
+                serde_json::Value::from(crate::expiry::format_iso(now)),
+            );
+            let record = Record {
+                data: shared.codec.encode(&snapshot),
+                expires_at: now + grace,
+            };
             match shared
                 .call(
                     Operation::Update,
@@ -958,7 +993,7 @@ impl LazySession {
                 Updated::Conflict(current) => expected = current.data,
             }
         }
-        // Could not park the pointer: fall back to no grace rather than leave the old key live.
+        // Could not park the snapshot: fall back to no grace rather than leave the old key live.
         shared
             .call(Operation::Delete, shared.store.delete(old))
             .await?;
@@ -1023,7 +1058,6 @@ pub(crate) async fn save_now(session: &Session) -> Result<String, Error> {
     key.ok_or(Error::Interrupted)
 }
 
-/// The successor key a rotated record points to, if this record is such a pointer.
 /// Whether the data's `_session_expiry` is an instant at or before `now`.
 fn expiry_passed(data: &crate::codec::Data, now: OffsetDateTime) -> bool {
     crate::codec::lookup(data, crate::expiry::EXPIRY_KEY)
@@ -1032,8 +1066,26 @@ fn expiry_passed(data: &crate::codec::Data, now: OffsetDateTime) -> bool {
         .is_some_and(|at| at <= now)
 }
 
-fn moved_to(data: &crate::codec::Data) -> Option<&str> {
-    crate::codec::lookup(data, MOVED_KEY).and_then(serde_json::Value::as_str)
+/// Whether this record is what `cycle_key` left under a rotated key (or, from an older
+/// release, a pointer to the new key).
+fn is_rotated(data: &crate::codec::Data) -> bool {
+    data.contains_key(ROTATED_KEY) || data.contains_key(MOVED_KEY)
+}
+
+/// The end of a request that came with a key `cycle_key` rotated away, inside the grace
+/// window. It was served the session as it was before the rotation, and it stays read-only:
+/// nothing is written (no save, touch or delete), no cookie is set or deleted (the browser
+/// may hold the new key by now), and a change of any kind fails as [`Error::Rotated`] rather
+/// than reach the new session. The grace window keeps a login's parallel requests from
+/// breaking; it must not hand the new session to whoever else holds the old key.
+fn finish_rotated(st: &State) -> Result<Outcome, Error> {
+    if st.modified {
+        return Err(Error::Rotated);
+    }
+    Ok(Outcome {
+        cookie: CookieAction::Keep,
+        vary: st.accessed,
+    })
 }
 
 /// A short random pause before the next merge attempt, growing with each conflict, so that

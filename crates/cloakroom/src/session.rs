@@ -136,6 +136,10 @@ pub(crate) struct State {
     /// The session is stored at the end of the request even when it holds nothing, and so gets
     /// a key: Django's `cycle_key()` and `create()` store an empty session under a new key.
     pub must_persist: bool,
+    /// The request came with a key `cycle_key` rotated away, inside the grace window: it was
+    /// served the session as it was before the rotation, read-only (see
+    /// `manager::finish_rotated`).
+    pub rotated: bool,
     /// The user and key this session was linked under in the store's user index when it was
     /// loaded (or last saved): what the save unlinks when the user or the key changes.
     pub linked: Option<(String, String)>,
@@ -508,8 +512,11 @@ impl Session {
     /// session fixation.
     ///
     /// With an `absolute_lifetime`, the lifetime starts again here: it counts from login.
-    /// With a `rotation_grace`, the old key keeps leading to this session for that many
-    /// seconds, so parallel requests of the same page load do not fail or fork a session.
+    /// With a `rotation_grace`, the old key keeps working for that many seconds, read-only:
+    /// requests that carry it are served the session as it was before the rotation (without a
+    /// logged-in user), get no cookie, and fail as [`Error::Rotated`] if they change anything.
+    /// Parallel requests of the same page load that only read do not break, and the new key
+    /// never reaches whoever else holds the old one.
     ///
     /// # Errors
     /// [`Error::AlreadySaved`] after the request's save began (a streaming body).

@@ -519,9 +519,11 @@ pub async fn absolute_lifetime_caps_an_active_session(store: Arc<dyn SessionStor
     );
 }
 
-/// Rotation grace: requests in flight with the old key reach the new session for a few
-/// seconds (their changes land there, and they get the new cookie); then the old key is useless.
-pub async fn rotation_grace_forwards_the_old_key(store: Arc<dyn SessionStore>) {
+/// Rotation grace: for a few seconds the old key is served the session as it was before the
+/// rotation, read-only and without the logged-in user; it never leads to the new key. A request
+/// under it that changes anything (whether it loaded before or after the rotation) fails as
+/// [`Error::Rotated`](crate::Error::Rotated) and writes nothing. Then the old key is useless.
+pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionStore>) {
     if store.keeps_data_in_cookie() {
         return;
     }
@@ -541,24 +543,47 @@ pub async fn rotation_grace_forwards_the_old_key(store: Arc<dyn SessionStore>) {
     let login = other_server.start(Some(&old));
     let s = login.load().await.unwrap();
     s.cycle_key().unwrap();
-    s.insert("user", "ana").unwrap();
+    s.login_as("ana", "django.contrib.auth.backends.ModelBackend", "hash")
+        .unwrap();
     let new = cookie_of(&login.commit(200).await.unwrap().cookie);
     assert_ne!(new, old);
 
+    // Its changes stay out of the new session: the old key may be an attacker's.
     let s = in_flight.load().await.unwrap();
     s.update("cart", |c: &mut Vec<String>| c.push("apple".into()))
         .unwrap();
-    let cookie = cookie_of(&in_flight.commit(200).await.unwrap().cookie);
-    assert_eq!(cookie, new, "the in-flight request forked a session");
+    assert!(matches!(
+        in_flight.commit(200).await,
+        Err(crate::Error::Rotated)
+    ));
 
+    // A later request under the old key reads the pre-login snapshot, and sets no cookie.
     let late = sessions.start(Some(&old));
     let s = late.load().await.unwrap();
-    assert_eq!(s.get::<String>("user").unwrap().as_deref(), Some("ana"));
-    assert_eq!(
-        s.get::<Vec<String>>("cart").unwrap(),
-        Some(vec!["apple".to_owned()])
-    );
-    assert_eq!(cookie_of(&late.commit(200).await.unwrap().cookie), new);
+    assert_eq!(s.get::<u64>("visits").unwrap(), Some(1));
+    assert_eq!(s.user_id(), None, "the old key is never logged in");
+    assert_eq!(s.session_key().as_deref(), Some(old.as_str()));
+    assert_eq!(late.commit(200).await.unwrap().cookie, CookieAction::Keep);
+    // Nothing stored under the old key leads to the new one.
+    let parked = sessions.store().load(&old, clock.now()).await.unwrap();
+    assert!(!parked.expect("the snapshot is there").data.contains(&new));
+
+    // A write under the old key fails, and writes nothing anywhere.
+    let late = sessions.start(Some(&old));
+    let s = late.load().await.unwrap();
+    s.insert("visits", 99).unwrap();
+    assert!(matches!(late.commit(200).await, Err(crate::Error::Rotated)));
+    let fresh = sessions.start(Some(&old));
+    let s = fresh.load().await.unwrap();
+    assert_eq!(s.get::<u64>("visits").unwrap(), Some(1));
+    fresh.commit(200).await.unwrap();
+
+    let current = sessions.start(Some(&new));
+    let s = current.load().await.unwrap();
+    assert_eq!(s.user_id().as_deref(), Some("ana"));
+    assert_eq!(s.get::<Vec<String>>("cart").unwrap(), None);
+    assert_eq!(s.get::<u64>("visits").unwrap(), Some(1));
+    current.commit(200).await.unwrap();
 
     clock.advance(Duration::from_secs(6));
     assert!(
@@ -1128,7 +1153,7 @@ macro_rules! conformance_tests {
             delete_is_idempotent, hostile_keys_are_absent, session_lifecycle,
             unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
             idle_timeout_rolls_without_write_storm, absolute_lifetime_caps_an_active_session,
-            rotation_grace_forwards_the_old_key, flush_has_no_grace,
+            rotation_grace_serves_the_old_key_read_only, flush_has_no_grace,
             remember_me_switches_the_cookie, user_login_links_and_lists,
             user_revoke_ends_one_session, user_revoke_all_logs_out_everywhere,
             user_logout_unlinks, user_cycle_key_moves_the_entry,

@@ -9,7 +9,10 @@
 //!   sessions every few thousand writes;
 //! - a full shard first sweeps its expired sessions, then evicts the least recently used
 //!   sixteenth of itself, so a write never waits on more than one shard's sweep and the cost is
-//!   a few steps per write on average.
+//!   a few steps per write on average;
+//! - full counts bytes too (`cache_max_bytes`, split evenly between shards): a shard over its
+//!   share evicts least recently used sessions until it is a sixteenth under it. A count bound
+//!   alone let 400 anonymous 1.9 MB sessions take 790 MB (issue 14).
 //!
 //! The user index ([`UserIndex`]) keeps each session's entry on the session itself, so it goes
 //! with it, plus a map from each user to their session keys; whatever drops a linked session
@@ -32,6 +35,14 @@ use crate::store::{
 const SHARDS: usize = 64;
 /// A shard sweeps its expired sessions after this many writes.
 const SWEEP_EVERY: u32 = 4096;
+/// What an entry costs beyond its key and data: the entry itself, the map's slot and the
+/// allocations' headers (about 100 bytes on 64-bit targets), rounded up.
+const ENTRY_OVERHEAD: usize = 128;
+
+/// The bytes one session counts for against the cache's byte bound.
+fn cost(key: &str, entry: &Entry) -> usize {
+    key.len() + entry.data.len() + ENTRY_OVERHEAD
+}
 
 struct Entry {
     data: Box<str>,
@@ -60,6 +71,8 @@ type Hasher = foldhash::fast::RandomState;
 #[derive(Default)]
 struct Shard {
     map: HashMap<Box<str>, Entry, Hasher>,
+    /// What the sessions in `map` cost (see [`cost`]).
+    bytes: usize,
     writes: u32,
     /// Counts loads and saves: the shard's clock for least-recently-used eviction.
     uses: u64,
@@ -71,6 +84,24 @@ impl Shard {
         self.uses
     }
 
+    /// Stores a session, keeping `bytes` in step.
+    fn insert(&mut self, key: Box<str>, entry: Entry) {
+        let key_len = key.len();
+        self.bytes += cost(&key, &entry);
+        if let Some(old) = self.map.insert(key, entry) {
+            self.bytes = self
+                .bytes
+                .saturating_sub(key_len + old.data.len() + ENTRY_OVERHEAD);
+        }
+    }
+
+    /// Takes a session out, keeping `bytes` in step.
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.map.remove(key)?;
+        self.bytes = self.bytes.saturating_sub(cost(key, &entry));
+        Some(entry)
+    }
+
     /// Drops the sessions `keep` refuses, adding the linked ones to `orphans`.
     fn drop_where(
         &mut self,
@@ -78,13 +109,16 @@ impl Shard {
         mut keep: impl FnMut(&Entry) -> bool,
     ) -> usize {
         let before = self.map.len();
+        let mut freed = 0;
         self.map.retain(|key, e| {
             let kept = keep(e);
             if !kept {
+                freed += cost(key, e);
                 orphans.extend(orphan(key, e));
             }
             kept
         });
+        self.bytes = self.bytes.saturating_sub(freed);
         before - self.map.len()
     }
 
@@ -92,40 +126,68 @@ impl Shard {
         self.drop_where(orphans, |e| e.expires_at > now)
     }
 
-    /// Makes room for one more session: expired ones go first, then the least recently used.
-    fn make_room(&mut self, limit: usize, orphans: &mut Vec<Orphan>) {
+    /// Makes room for `incoming` more bytes (a new session's, or 0 after an update grew one),
+    /// within `limit` sessions and `max_bytes`: expired ones go first, then the least recently
+    /// used. The most recently used session always stays (an update's own).
+    fn make_room(&mut self, limit: Limits, incoming: usize, orphans: &mut Vec<Orphan>) {
         self.writes += 1;
         if self.writes >= SWEEP_EVERY {
             self.writes = 0;
             self.sweep_expired(OffsetDateTime::now_utc(), orphans);
         }
-        if self.map.len() < limit {
+        let new = usize::from(incoming > 0);
+        let fits = |s: &Self| s.map.len() + new <= limit.count && s.bytes + incoming <= limit.bytes;
+        if fits(self) {
             return;
         }
         self.sweep_expired(OffsetDateTime::now_utc(), orphans);
-        if self.map.len() < limit {
+        if fits(self) {
             return;
         }
-        // Evict a sixteenth at once, so the next fifteen-sixteenths of writes find room.
-        let evict = (limit / 16).max(1);
-        let mut used: Vec<u64> = self.map.values().map(|e| e.used).collect();
-        let (_, &mut cutoff, _) = used.select_nth_unstable(evict - 1);
-        let mut left = evict;
-        self.drop_where(orphans, |e| {
-            if left > 0 && e.used <= cutoff {
-                left -= 1;
-                false
-            } else {
-                true
+        // Evict at least a sixteenth of the count or of the bytes at once, so the next
+        // fifteen-sixteenths of writes find room.
+        let mut by_age: Vec<(u64, usize)> = self
+            .map
+            .iter()
+            .map(|(key, e)| (e.used, cost(key, e)))
+            .collect();
+        by_age.sort_unstable_by_key(|(used, _)| *used);
+        let by_count = if self.map.len() + new > limit.count {
+            (limit.count / 16).max(1)
+        } else {
+            0
+        };
+        let target = limit.bytes - limit.bytes / 16;
+        let (mut by_bytes, mut left) = (0, self.bytes + incoming);
+        for (_, bytes) in &by_age {
+            if left <= target {
+                break;
             }
-        });
+            left = left.saturating_sub(*bytes);
+            by_bytes += 1;
+        }
+        let evict = by_count
+            .max(by_bytes)
+            .min(by_age.len().saturating_sub(1 - new));
+        let Some(&(cutoff, _)) = evict.checked_sub(1).and_then(|i| by_age.get(i)) else {
+            return;
+        };
+        // `used` values are unique within a shard (one tick per use): exactly `evict` go.
+        self.drop_where(orphans, |e| e.used > cutoff);
     }
+}
+
+/// A shard's share of the cache's bounds.
+#[derive(Clone, Copy)]
+struct Limits {
+    count: usize,
+    bytes: usize,
 }
 
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
     hasher: foldhash::quality::RandomState,
-    per_shard: usize,
+    per_shard: Limits,
     /// Each user's linked session keys (the entries themselves live on the sessions).
     users: Mutex<HashMap<String, HashSet<Box<str>>>>,
 }
@@ -146,17 +208,39 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A cache that holds at most `capacity` sessions.
+    /// A cache that holds at most `capacity` sessions, and at most the default
+    /// `cache_max_bytes` (256 MiB) of them.
     pub fn new(capacity: u64) -> Self {
+        Self::with_limits(capacity, crate::config::DEFAULT_CACHE_MAX_BYTES)
+    }
+
+    /// A cache that holds at most `capacity` sessions and `max_bytes` bytes of them (keys and
+    /// data, plus about 128 bytes per session); least recently used sessions go first.
+    ///
+    /// The bytes are split evenly between the cache's 64 shards; a single session larger than
+    /// a shard's share is still kept (alone in its shard), so `max_bytes` should be at least 64
+    /// times the largest session (`max_session_bytes`, which settings validation checks).
+    pub fn with_limits(capacity: u64, max_bytes: u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         Self {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 hasher: foldhash::quality::RandomState::default(),
-                per_shard: capacity.div_ceil(SHARDS).max(1),
+                per_shard: Limits {
+                    count: capacity.div_ceil(SHARDS).max(1),
+                    bytes: (max_bytes / SHARDS).max(1),
+                },
                 users: Mutex::default(),
             }),
         }
+    }
+
+    /// How many bytes the cache's sessions count for against its byte bound (see
+    /// [`with_limits`](Self::with_limits)).
+    pub fn bytes(&self) -> u64 {
+        let n: usize = self.inner.shards.iter().map(|s| lock(s).bytes).sum();
+        n as u64
     }
 
     /// How many sessions the cache holds (expired ones not yet swept included).
@@ -188,6 +272,7 @@ impl MemoryStore {
         now: OffsetDateTime,
         write: impl FnOnce(&mut Entry),
     ) -> Updated {
+        let limits = self.inner.per_shard;
         let mut shard = self.shard(key);
         let used = shard.tick();
         let Some(entry) = shard.map.get_mut(key) else {
@@ -202,8 +287,17 @@ impl MemoryStore {
                 expires_at: entry.expires_at,
             });
         }
+        let before = entry.data.len();
         write(entry);
         entry.used = used;
+        let after = entry.data.len();
+        shard.bytes = (shard.bytes + after).saturating_sub(before);
+        let mut orphans = Vec::new();
+        if after > before {
+            shard.make_room(limits, 0, &mut orphans);
+        }
+        drop(shard);
+        self.forget(orphans);
         Updated::Stored
     }
 }
@@ -254,7 +348,7 @@ impl SessionStore for MemoryStore {
             return Ok(None);
         };
         if entry.expires_at <= now {
-            let gone = shard.map.remove(key).and_then(|e| orphan(key, &e));
+            let gone = shard.remove(key).and_then(|e| orphan(key, &e));
             drop(shard);
             self.forget(gone.into_iter().collect());
             return Ok(None);
@@ -273,17 +367,15 @@ impl SessionStore for MemoryStore {
         if shard.map.contains_key(key) {
             return Ok(Created::Taken);
         }
+        let entry = Entry {
+            data: Box::from(record.data.as_str()),
+            expires_at: record.expires_at,
+            used,
+            linked: None,
+        };
         let mut orphans = Vec::new();
-        shard.make_room(limit, &mut orphans);
-        shard.map.insert(
-            Box::from(key),
-            Entry {
-                data: Box::from(record.data.as_str()),
-                expires_at: record.expires_at,
-                used,
-                linked: None,
-            },
-        );
+        shard.make_room(limit, cost(key, &entry), &mut orphans);
+        shard.insert(Box::from(key), entry);
         drop(shard);
         self.forget(orphans);
         Ok(Created::Stored)
@@ -315,11 +407,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let gone = self
-            .shard(key)
-            .map
-            .remove(key)
-            .and_then(|e| orphan(key, &e));
+        let gone = self.shard(key).remove(key).and_then(|e| orphan(key, &e));
         self.forget(gone.into_iter().collect());
         Ok(())
     }
@@ -410,7 +498,7 @@ impl UserIndex for MemoryStore {
             .and_then(|e| e.linked.as_ref())
             .is_some_and(|l| l.user_id == user_id);
         if theirs {
-            shard.map.remove(id);
+            shard.remove(id);
         }
         drop(shard);
         self.forget(vec![(user_id.to_owned(), Box::from(id))]);
@@ -509,6 +597,57 @@ mod tests {
         }
         assert!(store.len() <= 6400, "{} sessions kept", store.len());
         assert!(store.len() >= 5000, "evicted too eagerly: {}", store.len());
+    }
+
+    /// Issue 14: 400 anonymous 1.9 MB sessions took 790 MB under a count-only bound.
+    #[tokio::test]
+    async fn unbounded_session_size_cache_stays_under_its_byte_bound() {
+        let max_bytes = 64 * 1024 * 1024;
+        let store = MemoryStore::with_limits(1_000_000, max_bytes);
+        let big = "x".repeat(60_000);
+        let recent = "recentkey0001";
+        store.create(recent, &record(&big, 3600)).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        for i in 0..2_000 {
+            if i % 10 == 0 {
+                assert!(store.load(recent, now).await.unwrap().is_some(), "at {i}");
+            }
+            store
+                .create(&format!("key{i:010}"), &record(&big, 3600))
+                .await
+                .unwrap();
+            // A session that grows through updates counts too.
+            let key = format!("key{:010}", i / 2);
+            if let Some(old) = store.load(&key, now).await.unwrap() {
+                let grown = record(&format!("{big}{big}"), 3600);
+                store.update(&key, &old.data, &grown, now).await.unwrap();
+            }
+        }
+        let counted: usize = store
+            .inner
+            .shards
+            .iter()
+            .map(|s| {
+                let shard = lock(s);
+                shard.map.iter().map(|(k, e)| cost(k, e)).sum::<usize>()
+            })
+            .sum();
+        assert_eq!(store.bytes(), counted as u64, "the byte count drifted");
+        assert!(
+            store.bytes() <= max_bytes,
+            "{} bytes kept, bound {max_bytes}",
+            store.bytes()
+        );
+        assert!(
+            store.bytes() >= max_bytes / 4,
+            "evicted too eagerly: {}",
+            store.bytes()
+        );
+        for i in 0..2_000 {
+            store.delete(&format!("key{i:010}")).await.unwrap();
+        }
+        store.delete(recent).await.unwrap();
+        assert_eq!(store.bytes(), 0);
     }
 
     #[tokio::test]

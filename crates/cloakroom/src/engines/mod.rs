@@ -230,7 +230,10 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
         #[cfg(not(feature = "redis"))]
         Some(url) => Err(unsupported(&format!("cache_url `{url}`"), "redis")),
         #[cfg(feature = "memory")]
-        None => Ok(Arc::new(memory::MemoryStore::new(settings.cache_capacity))),
+        None => Ok(Arc::new(memory::MemoryStore::with_limits(
+            settings.cache_capacity,
+            settings.cache_max_bytes,
+        ))),
         #[cfg(not(feature = "memory"))]
         None => Err(unsupported(
             "the `cached_db` engine without a cache_url (the in-process cache)",
@@ -270,7 +273,8 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
         Engine::CachedDb => open_cached_db(settings).await,
         #[cfg(feature = "memory")]
         Engine::Cache if settings.cache_url.is_none() => {
-            let store = memory::MemoryStore::new(settings.cache_capacity);
+            let store =
+                memory::MemoryStore::with_limits(settings.cache_capacity, settings.cache_max_bytes);
             Ok(Opened::server_side(Arc::new(store)))
         }
         #[cfg(feature = "file")]

@@ -43,8 +43,9 @@ impl<S> SessionService<S> {
 ///
 /// A store failure is a 503 with `Retry-After` (the fail-closed policy); a session deleted by
 /// another request is a 400, as Django's `SessionInterrupted`; an exclusive route that waited
-/// out its bound is a 409 with `Retry-After`; anything else is a 500. The body says what
-/// happened, never the session key.
+/// out its bound is a 409 with `Retry-After`; a change under a key a login rotated away
+/// ([`Error::Rotated`]) is a 409; a session over `max_session_bytes` ([`Error::TooLarge`]) is
+/// a 413; anything else is a 500. The body says what happened, never the session key.
 pub fn error_response<B: From<String>>(error: &Error) -> Response<B> {
     let (status, retry) = match error {
         Error::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, Some(e.retry_after())),
@@ -54,6 +55,8 @@ pub fn error_response<B: From<String>>(error: &Error) -> Response<B> {
             StatusCode::CONFLICT,
             Some(std::time::Duration::from_secs(1)),
         ),
+        Error::Rotated => (StatusCode::CONFLICT, None),
+        Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, None),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     let mut response = Response::new(B::from(format!("{error}\n")));
