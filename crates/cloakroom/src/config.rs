@@ -486,8 +486,11 @@ impl Settings {
         if !self.cookie_path.starts_with('/') {
             return invalid("cookie_path", "must start with `/`");
         }
-        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > MAX_COOKIE_AGE {
-            return invalid("cookie_age", "is unreasonably large");
+        if self.cookie_age > MAX_COOKIE_AGE {
+            return Err(ConfigError::Invalid {
+                setting: "cookie_age",
+                reason: format!("must be at most {MAX_COOKIE_AGE} seconds (about 110 years)"),
+            });
         }
         if self.table.is_empty()
             || !self
@@ -512,11 +515,21 @@ impl Settings {
                 "must be at least 1 (leave it unset for no limit)",
             );
         }
-        if self.idle_timeout == Some(0) || self.absolute_lifetime == Some(0) {
-            return invalid(
-                "idle_timeout",
-                "idle_timeout and absolute_lifetime must be above 0 (leave them unset for none)",
-            );
+        // Each of these is added to "now"; past MAX_COOKIE_AGE the sum leaves the calendar.
+        for (setting, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("absolute_lifetime", self.absolute_lifetime),
+            ("remember_me_age", Some(self.remember_me_age)),
+        ] {
+            if value.is_some_and(|v| v == 0 || v > MAX_COOKIE_AGE) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    reason: format!(
+                        "must be between 1 and {MAX_COOKIE_AGE} seconds (about 110 years); \
+                         leave it unset for none"
+                    ),
+                });
+            }
         }
         if self.data_format == DataFormat::Django
             && self.secret_key.is_none()
