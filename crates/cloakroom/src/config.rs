@@ -161,8 +161,89 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `url` with its credentials replaced by `***`, for `Debug`, logs and error messages: the
+/// password in the userinfo (`postgres://user:***@host/db`, `redis://:***@host`) and the
+/// value of any query parameter that names a secret (`?password=***`, `sslpassword`, `token`,
+/// `secret`). A URL without credentials comes back unchanged.
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL we can take apart (`postgres:/u:pw@h`): hide whatever precedes an `@`.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]).into(),
+            None => url.into(),
+        };
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The userinfo ends at the last `@` before the path: a password may hold an `@` itself.
+    let (user, host_and_rest) = match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _password)) => (Some(format!("{user}:***")), &rest[at..]),
+            None => (None, rest),
+        },
+        None => (None, rest),
+    };
+    let (head, query) = match host_and_rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (host_and_rest, None),
+    };
+    let secret_key = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        ["pass", "secret", "token", "auth", "key"]
+            .iter()
+            .any(|s| k.contains(s))
+    };
+    let query = query.map(|q| {
+        let (q, fragment) = match q.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (q, None),
+        };
+        let mut out: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if secret_key(k) => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        if let Some(f) = fragment {
+            if let Some(last) = out.last_mut() {
+                last.push('#');
+                last.push_str(f);
+            }
+        }
+        out.join("&")
+    });
+    let redacted = match (user, query) {
+        (None, None) => return url.into(),
+        (user, query) => {
+            let mut out = format!("{scheme}://{}{head}", user.unwrap_or_default());
+            if let Some(q) = query {
+                out.push('?');
+                out.push_str(&q);
+            }
+            out
+        }
+    };
+    if redacted == url {
+        url.into()
+    } else {
+        redacted.into()
+    }
+}
+
+/// A URL setting as `Debug` shows it: credentials redacted.
+struct RedactedUrl<'a>(&'a Option<String>);
+
+impl fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0.as_deref().map(redact_url), f)
+    }
+}
+
 /// Every cloakroom setting. Field names are Django's without the `SESSION_` prefix.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` redacts the credentials in `database_url` and `cache_url` (see [`redact_url`]) and
+/// every [`Secret`].
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Settings {
@@ -253,6 +334,82 @@ pub struct Settings {
     /// The most live sessions one user may have (`None`, the default: no limit). A login that
     /// goes over it revokes the user's oldest sessions (see [`crate::Sessions::sessions_of`]).
     pub max_sessions_per_user: Option<u32>,
+}
+
+// By hand, for the URLs; the destructuring makes a new field a compile error here.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            cookie_name,
+            cookie_age,
+            cookie_domain,
+            cookie_path,
+            cookie_secure,
+            cookie_httponly,
+            cookie_samesite,
+            cookie_partitioned,
+            expire_at_browser_close,
+            save_every_request,
+            engine,
+            database_url,
+            table,
+            cache_url,
+            file_path,
+            secret_key,
+            secret_key_fallbacks,
+            data_format,
+            store_timeout_ms,
+            on_store_error,
+            lock_timeout_ms,
+            cache_capacity,
+            redis_client_cache_ms,
+            breaker_threshold,
+            breaker_cooldown_ms,
+            idle_timeout,
+            absolute_lifetime,
+            refresh_threshold,
+            rotation_grace,
+            remember_me_age,
+            hash_keys,
+            admin_token,
+            max_sessions_per_user,
+        } = self;
+        f.debug_struct("Settings")
+            .field("cookie_name", cookie_name)
+            .field("cookie_age", cookie_age)
+            .field("cookie_domain", cookie_domain)
+            .field("cookie_path", cookie_path)
+            .field("cookie_secure", cookie_secure)
+            .field("cookie_httponly", cookie_httponly)
+            .field("cookie_samesite", cookie_samesite)
+            .field("cookie_partitioned", cookie_partitioned)
+            .field("expire_at_browser_close", expire_at_browser_close)
+            .field("save_every_request", save_every_request)
+            .field("engine", engine)
+            .field("database_url", &RedactedUrl(database_url))
+            .field("table", table)
+            .field("cache_url", &RedactedUrl(cache_url))
+            .field("file_path", file_path)
+            .field("secret_key", secret_key)
+            .field("secret_key_fallbacks", secret_key_fallbacks)
+            .field("data_format", data_format)
+            .field("store_timeout_ms", store_timeout_ms)
+            .field("on_store_error", on_store_error)
+            .field("lock_timeout_ms", lock_timeout_ms)
+            .field("cache_capacity", cache_capacity)
+            .field("redis_client_cache_ms", redis_client_cache_ms)
+            .field("breaker_threshold", breaker_threshold)
+            .field("breaker_cooldown_ms", breaker_cooldown_ms)
+            .field("idle_timeout", idle_timeout)
+            .field("absolute_lifetime", absolute_lifetime)
+            .field("refresh_threshold", refresh_threshold)
+            .field("rotation_grace", rotation_grace)
+            .field("remember_me_age", remember_me_age)
+            .field("hash_keys", hash_keys)
+            .field("admin_token", admin_token)
+            .field("max_sessions_per_user", max_sessions_per_user)
+            .finish()
+    }
 }
 
 /// The default session table (Django's own is `django_session`; same columns).
@@ -675,6 +832,42 @@ mod tests {
         let err = Settings::from_toml_str("data_format = \"django\"").unwrap_err();
         assert!(err.to_string().contains("secret_key"), "{err}");
         assert!("pickle".parse::<DataFormat>().is_err());
+    }
+
+    #[test]
+    fn debug_of_settings_redacts_url_passwords() {
+        let s = Settings::default()
+            .with_database_url(Some("postgres://u:hunter2@h/db".to_owned()))
+            .with_cache_url(Some("redis://:hunter2@h".to_owned()));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("postgres://u:***@h/db"), "{debug}");
+        assert!(debug.contains("redis://:***@h"), "{debug}");
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_and_secret_parameters_only() {
+        for (url, want) in [
+            ("postgres://u:p@ss@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("redis://:hunter2@h", "redis://:***@h"),
+            ("mysql://root@127.0.0.1/test", "mysql://root@127.0.0.1/test"),
+            (
+                "sqlite://sessions.sqlite3?mode=rwc",
+                "sqlite://sessions.sqlite3?mode=rwc",
+            ),
+            (
+                "postgres://h/db?user=u&password=hunter2&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "rediss://u:hunter2@h:6380/0?token=abc#x",
+                "rediss://u:***@h:6380/0?token=***#x",
+            ),
+            ("not a url", "not a url"),
+            ("postgres:/u:hunter2@h", "***@h"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
     }
 
     #[test]
