@@ -200,3 +200,37 @@ async fn a_non_utf8_tracker_cookie_keeps_the_session_cookie() {
         );
     }
 }
+
+/// Issue 14, point 9: a signed-cookie session over the browser's 4 KB answered 503 with
+/// `Retry-After: 1`, though retrying cannot make it smaller. It is a 413 naming the size.
+#[tokio::test]
+async fn an_oversized_signed_cookie_session_is_413_with_the_size_not_503() {
+    let demo = Demo::start(&["--engine", "signed_cookies"]);
+    // Random letters (xorshift) do not compress: 5 KB of them cannot fit in a 4 KB cookie.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let item: String = (0..5_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + u8::try_from(x % 26).unwrap_or(0))
+        })
+        .collect();
+    let reply = send(
+        visitor()
+            .post(demo.url("/api/cart"))
+            .json(&json!({ "item": item })),
+    )
+    .await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(
+        !reply.headers.contains_key("retry-after"),
+        "retrying cannot help: {:?}",
+        reply.headers
+    );
+    assert!(
+        reply.body.contains("bytes") && reply.body.contains("4096"),
+        "the body names the size and the limit: {}",
+        reply.body
+    );
+}

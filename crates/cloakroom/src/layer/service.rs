@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use tower_service::Service;
 
 use crate::cookies;
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::manager::{LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
@@ -25,11 +25,15 @@ impl<S> SessionService<S> {
 
 /// The response for a session error, as the layer writes it.
 ///
-/// A store failure is a 503 with `Retry-After` (the fail-closed policy); a session deleted by
-/// another request is a 400, as Django's `SessionInterrupted`; anything else is a 500. The body
+/// A store failure is a 503 with `Retry-After` (the fail-closed policy), except a session too
+/// large for its store, a 413 without it (retrying cannot help; the body gives the size and the
+/// limit); a session deleted by another request is a 400, as Django's `SessionInterrupted`;
+/// anything else is a 500. The body
 /// says what happened, never the session key.
 pub fn error_response<B: From<String>>(error: &Error) -> Response<B> {
     let (status, retry) = match error {
+        // Retrying cannot make a session smaller: 413, and the body gives the size and limit.
+        Error::Store(StoreError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, None),
         Error::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, Some(e.retry_after())),
         Error::Interrupted => (StatusCode::BAD_REQUEST, None),
         Error::Contended { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
