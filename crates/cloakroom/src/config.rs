@@ -657,6 +657,24 @@ impl Settings {
         {
             return invalid("table", "must be letters, digits and `_` only");
         }
+        if let Some((dialect, limit)) = self.identifier_limit() {
+            // PostgreSQL truncates a longer name silently, so `<table>_user` would lose its
+            // tail and `migrate` fail on a column; MySQL refuses it. The longest name made
+            // from `table` is its user index's index (engines::sql::Table).
+            let longest = format!("{}{LONGEST_DERIVED_SUFFIX}", self.table);
+            if longest.len() > limit {
+                return Err(ConfigError::Invalid {
+                    setting: "table",
+                    reason: format!(
+                        "`{}` makes the name `{longest}` ({} bytes), over {dialect}'s \
+                         {limit}-byte limit on identifiers; use a table name of at most {} bytes",
+                        self.table,
+                        longest.len(),
+                        limit - LONGEST_DERIVED_SUFFIX.len()
+                    ),
+                });
+            }
+        }
         if !(0.0..=1.0).contains(&self.refresh_threshold) {
             return invalid("refresh_threshold", "must be a fraction between 0 and 1");
         }
@@ -726,6 +744,26 @@ impl Settings {
             );
         }
         Ok(())
+    }
+}
+
+/// The longest suffix a SQL store adds to `table` for the names it creates
+/// (`<table>_user_user_id_idx`; see `engines::sql::Table`, whose test holds it to this).
+pub(crate) const LONGEST_DERIVED_SUFFIX: &str = "_user_user_id_idx";
+
+impl Settings {
+    /// The database `database_url` names and its limit on identifier length, in bytes, when
+    /// the engine keeps a table there and the database has one short enough to matter.
+    fn identifier_limit(&self) -> Option<(&'static str, usize)> {
+        if !matches!(self.engine, Engine::Db | Engine::CachedDb) {
+            return None;
+        }
+        let scheme = self.database_url.as_deref()?.split(':').next()?;
+        match scheme {
+            "postgres" | "postgresql" => Some(("PostgreSQL", 63)),
+            "mysql" | "mariadb" => Some(("MySQL", 64)),
+            _ => None,
+        }
     }
 }
 
@@ -868,6 +906,31 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), want, "{url}");
         }
+    }
+
+    #[test]
+    fn a_table_whose_derived_names_exceed_the_identifier_limit_is_refused() {
+        let on = |url: &str, table: &str| {
+            Settings::default()
+                .with_database_url(Some(url.to_owned()))
+                .with_table(table)
+                .validate()
+        };
+        let t63 = "t".repeat(63);
+        let err = on("postgres://127.0.0.1/test", &t63)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`table`") && err.contains(&format!("{t63}_user_user_id_idx")),
+            "{err}"
+        );
+        assert!(err.contains("at most 46 bytes"), "{err}");
+        on("postgres://127.0.0.1/test", &"t".repeat(46)).unwrap();
+        on("postgres://127.0.0.1/test", &"t".repeat(47)).unwrap_err();
+        on("mysql://root@127.0.0.1/test", &"t".repeat(47)).unwrap();
+        on("mysql://root@127.0.0.1/test", &"t".repeat(48)).unwrap_err();
+        // SQLite has no such limit.
+        on("sqlite://x.sqlite3", &t63).unwrap();
     }
 
     #[test]
