@@ -102,7 +102,11 @@ where
                     Ok(response)
                 }
                 Err(error) => {
-                    tracing::warn!(engine = sessions.store().engine(), %error, "session save failed");
+                    crate::observe::warn_store_failure(
+                        sessions.store().engine(),
+                        &error,
+                        "session save failed",
+                    );
                     Ok(error_response(&error))
                 }
             }
