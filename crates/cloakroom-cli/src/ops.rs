@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cloakroom::codec::{Codec, Data};
+use cloakroom::config::redact_url;
 use cloakroom::engines::Opened;
 use cloakroom::store::{Created, Record, Scan, UserIndex, UserSession};
 use cloakroom::{Engine, Settings};
@@ -41,9 +42,12 @@ pub const COPY_BATCH: usize = 500;
 /// [`CliError::Url`] when the scheme names no engine.
 pub fn settings_for(url: &str, base: &Settings) -> Result<Settings, CliError> {
     let mut s = base.clone();
-    let (scheme, _) = url
-        .split_once("://")
-        .ok_or_else(|| CliError::Url(url.to_owned(), "no scheme (`sqlite://`, `redis://` …)"))?;
+    let (scheme, _) = url.split_once("://").ok_or_else(|| {
+        CliError::Url(
+            redact_url(url).into_owned(),
+            "no scheme (`sqlite://`, `redis://` …)",
+        )
+    })?;
     let (without_table, table) = take_table(url);
     if let Some(table) = table {
         s.table = table;
@@ -61,13 +65,13 @@ pub fn settings_for(url: &str, base: &Settings) -> Result<Settings, CliError> {
             s.engine = Engine::File;
             let path = without_table.trim_start_matches("file://");
             if path.is_empty() {
-                return Err(CliError::Url(url.to_owned(), "no folder after `file://`"));
+                return Err(CliError::Url(redact_url(url).into_owned(), "no folder after `file://`"));
             }
             s.file_path = Some(path.into());
         }
         _ => {
             return Err(CliError::Url(
-                url.to_owned(),
+                redact_url(url).into_owned(),
                 "not an engine URL: use sqlite://, postgres://, mysql://, redis://, redis-cluster:// or file://",
             ))
         }
@@ -351,6 +355,21 @@ pub async fn stats(opened: &Opened, settings: &Settings) -> Result<String, CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_errors_do_not_print_passwords() {
+        for url in [
+            "ftp://u:hunter2@h/db",
+            "postgres:/u:hunter2@h",
+            "file://u:hunter2@",
+        ] {
+            let err = settings_for(url, &Settings::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(!err.contains("hunter2"), "{url}: {err}");
+        }
+    }
 
     #[test]
     fn table_comes_off_the_query() {

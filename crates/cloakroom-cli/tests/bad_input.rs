@@ -152,3 +152,85 @@ async fn huge_expiry_values_never_panic() {
         assert_eq!(visits.session_cookie().value, cookie.value);
     }
 }
+
+/// Issue 14, point 7: a tracker cookie with a Latin-1 byte (`caf\xe9`) anywhere in the header
+/// made the whole header unreadable, so a signed-in visitor silently got a new session. Django
+/// reads the header as Latin-1 and keeps the session; so does cloakroom, per cookie.
+#[tokio::test]
+async fn a_non_utf8_tracker_cookie_keeps_the_session_cookie() {
+    let demo = Demo::start(&[]);
+    let first = send(bare().get(demo.url("/api/visits"))).await;
+    let key = first.new_key();
+    let mut visits = 1;
+    for header in [
+        format!("track=caf\u{e9}; sessionid={key}"),
+        format!("sessionid={key}; track=caf\u{e9}"),
+        format!("caf\u{e9}; sessionid={key}; \u{ff}=\u{80}"),
+    ] {
+        // Each char below U+0100 as the one byte it is in Latin-1: `\xe9`, not UTF-8's C3 A9.
+        let bytes: Vec<u8> = header.chars().map(|c| c as u8).collect();
+        assert!(std::str::from_utf8(&bytes).is_err());
+        visits += 1;
+        let reply = send(
+            bare()
+                .get(demo.url("/api/visits"))
+                .header("cookie", HeaderValue::from_bytes(&bytes).unwrap()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{header:?}: {reply:?}");
+        assert_eq!(reply.json(), json!({ "visits": visits }), "{header:?}");
+        assert!(
+            reply.cookie("sessionid").is_none_or(|c| c.value == key),
+            "{header:?}: the session was replaced: {:?}",
+            reply.headers
+        );
+        // The same bytes on a raw connection, as a browser's request would carry them.
+        visits += 1;
+        let request = [
+            &b"GET /api/visits HTTP/1.1\r\nHost: x\r\nCookie: "[..],
+            &bytes,
+            b"\r\nConnection: close\r\n\r\n",
+        ]
+        .concat();
+        let head = raw_request(&demo, &request).await;
+        assert_eq!(status_of(&head), 200, "{head}");
+        assert!(
+            head.contains(&format!("{{\"visits\":{visits}}}")),
+            "{header:?}: {head}"
+        );
+    }
+}
+
+/// Issue 14, point 9: a signed-cookie session over the browser's 4 KB answered 503 with
+/// `Retry-After: 1`, though retrying cannot make it smaller. It is a 413 naming the size.
+#[tokio::test]
+async fn an_oversized_signed_cookie_session_is_413_with_the_size_not_503() {
+    let demo = Demo::start(&["--engine", "signed_cookies"]);
+    // Random letters (xorshift) do not compress: 5 KB of them cannot fit in a 4 KB cookie.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let item: String = (0..5_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + u8::try_from(x % 26).unwrap_or(0))
+        })
+        .collect();
+    let reply = send(
+        visitor()
+            .post(demo.url("/api/cart"))
+            .json(&json!({ "item": item })),
+    )
+    .await;
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(
+        !reply.headers.contains_key("retry-after"),
+        "retrying cannot help: {:?}",
+        reply.headers
+    );
+    assert!(
+        reply.body.contains("bytes") && reply.body.contains("4096"),
+        "the body names the size and the limit: {}",
+        reply.body
+    );
+}

@@ -87,11 +87,16 @@ impl Breaker {
         if failures >= self.threshold {
             let until = self.now_ms().saturating_add(self.cooldown_ms()).max(1);
             self.open_until.store(until, Ordering::Release);
-            tracing::warn!(
-                failures,
-                cooldown_ms = self.cooldown_ms(),
-                "session store keeps failing; circuit breaker open"
-            );
+            // A failed trial re-opens it each cooldown: one line per window, with a count.
+            static OPENINGS: crate::observe::WarnLimiter = crate::observe::WarnLimiter::new();
+            if let Some(held) = OPENINGS.admit() {
+                tracing::warn!(
+                    failures,
+                    cooldown_ms = self.cooldown_ms(),
+                    reopened_unlogged = held,
+                    "session store keeps failing; circuit breaker open"
+                );
+            }
         }
     }
 }

@@ -66,6 +66,9 @@ pub enum DecodeError {
     /// A cached value's record text is not base64.
     #[error("cached session record is not base64")]
     Base64,
+    /// A reserved key holds a value out of its range (see [`crate::expiry::check_reserved`]).
+    #[error("stored session data has an out-of-range value: {0}")]
+    Reserved(#[from] crate::expiry::ReservedError),
 }
 
 /// How session data is written into a store.
@@ -116,9 +119,15 @@ impl Codec {
     /// Decodes stored text back into session data.
     ///
     /// # Errors
-    /// [`DecodeError`] when the text is not what this codec writes; the caller treats the
-    /// session as new and logs a warning.
+    /// [`DecodeError`] when the text is not what this codec writes, or holds a reserved key
+    /// out of range; the caller treats the session as new and logs a warning.
     pub fn decode(&self, text: &str) -> Result<Data, DecodeError> {
+        let data = self.decode_unchecked(text)?;
+        crate::expiry::check_reserved(&data)?;
+        Ok(data)
+    }
+
+    fn decode_unchecked(&self, text: &str) -> Result<Data, DecodeError> {
         match self {
             Self::Json => Ok(serde_json::from_str(text)?),
             // Django reads session_data without a max age: expiry is the store's business.

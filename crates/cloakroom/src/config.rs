@@ -161,8 +161,89 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `url` with its credentials replaced by `***`, for `Debug`, logs and error messages: the
+/// password in the userinfo (`postgres://user:***@host/db`, `redis://:***@host`) and the
+/// value of any query parameter that names a secret (`?password=***`, `sslpassword`, `token`,
+/// `secret`). A URL without credentials comes back unchanged.
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL we can take apart (`postgres:/u:pw@h`): hide whatever precedes an `@`.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]).into(),
+            None => url.into(),
+        };
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The userinfo ends at the last `@` before the path: a password may hold an `@` itself.
+    let (user, host_and_rest) = match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _password)) => (Some(format!("{user}:***")), &rest[at..]),
+            None => (None, rest),
+        },
+        None => (None, rest),
+    };
+    let (head, query) = match host_and_rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (host_and_rest, None),
+    };
+    let secret_key = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        ["pass", "secret", "token", "auth", "key"]
+            .iter()
+            .any(|s| k.contains(s))
+    };
+    let query = query.map(|q| {
+        let (q, fragment) = match q.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (q, None),
+        };
+        let mut out: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if secret_key(k) => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        if let Some(f) = fragment {
+            if let Some(last) = out.last_mut() {
+                last.push('#');
+                last.push_str(f);
+            }
+        }
+        out.join("&")
+    });
+    let redacted = match (user, query) {
+        (None, None) => return url.into(),
+        (user, query) => {
+            let mut out = format!("{scheme}://{}{head}", user.unwrap_or_default());
+            if let Some(q) = query {
+                out.push('?');
+                out.push_str(&q);
+            }
+            out
+        }
+    };
+    if redacted == url {
+        url.into()
+    } else {
+        redacted.into()
+    }
+}
+
+/// A URL setting as `Debug` shows it: credentials redacted.
+struct RedactedUrl<'a>(&'a Option<String>);
+
+impl fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0.as_deref().map(redact_url), f)
+    }
+}
+
 /// Every cloakroom setting. Field names are Django's without the `SESSION_` prefix.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` redacts the credentials in `database_url` and `cache_url` (see [`redact_url`]) and
+/// every [`Secret`].
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Settings {
@@ -279,6 +360,86 @@ pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// The in-process cache's shards (see `engines::memory`): `cache_max_bytes` must give each
 /// room for one session of `max_session_bytes`.
 const CACHE_SHARDS: u64 = 64;
+
+// By hand, for the URLs; the destructuring makes a new field a compile error here.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            cookie_name,
+            cookie_age,
+            cookie_domain,
+            cookie_path,
+            cookie_secure,
+            cookie_httponly,
+            cookie_samesite,
+            cookie_partitioned,
+            expire_at_browser_close,
+            save_every_request,
+            engine,
+            database_url,
+            table,
+            cache_url,
+            file_path,
+            secret_key,
+            secret_key_fallbacks,
+            data_format,
+            store_timeout_ms,
+            on_store_error,
+            lock_timeout_ms,
+            cache_capacity,
+            redis_client_cache_ms,
+            breaker_threshold,
+            breaker_cooldown_ms,
+            idle_timeout,
+            absolute_lifetime,
+            refresh_threshold,
+            rotation_grace,
+            remember_me_age,
+            hash_keys,
+            admin_token,
+            max_sessions_per_user,
+            max_session_bytes,
+            cache_max_bytes,
+        } = self;
+        f.debug_struct("Settings")
+            .field("cookie_name", cookie_name)
+            .field("cookie_age", cookie_age)
+            .field("cookie_domain", cookie_domain)
+            .field("cookie_path", cookie_path)
+            .field("cookie_secure", cookie_secure)
+            .field("cookie_httponly", cookie_httponly)
+            .field("cookie_samesite", cookie_samesite)
+            .field("cookie_partitioned", cookie_partitioned)
+            .field("expire_at_browser_close", expire_at_browser_close)
+            .field("save_every_request", save_every_request)
+            .field("engine", engine)
+            .field("database_url", &RedactedUrl(database_url))
+            .field("table", table)
+            .field("cache_url", &RedactedUrl(cache_url))
+            .field("file_path", file_path)
+            .field("secret_key", secret_key)
+            .field("secret_key_fallbacks", secret_key_fallbacks)
+            .field("data_format", data_format)
+            .field("store_timeout_ms", store_timeout_ms)
+            .field("on_store_error", on_store_error)
+            .field("lock_timeout_ms", lock_timeout_ms)
+            .field("cache_capacity", cache_capacity)
+            .field("redis_client_cache_ms", redis_client_cache_ms)
+            .field("breaker_threshold", breaker_threshold)
+            .field("breaker_cooldown_ms", breaker_cooldown_ms)
+            .field("idle_timeout", idle_timeout)
+            .field("absolute_lifetime", absolute_lifetime)
+            .field("refresh_threshold", refresh_threshold)
+            .field("rotation_grace", rotation_grace)
+            .field("remember_me_age", remember_me_age)
+            .field("hash_keys", hash_keys)
+            .field("admin_token", admin_token)
+            .field("max_sessions_per_user", max_sessions_per_user)
+            .field("max_session_bytes", max_session_bytes)
+            .field("cache_max_bytes", cache_max_bytes)
+            .finish()
+    }
+}
 
 /// The default session table (Django's own is `django_session`; same columns).
 pub const DEFAULT_TABLE: &str = "cloakroom_session";
@@ -517,8 +678,11 @@ impl Settings {
         if !self.cookie_path.starts_with('/') {
             return invalid("cookie_path", "must start with `/`");
         }
-        if i64::try_from(self.cookie_age).is_err() || self.cookie_age > MAX_COOKIE_AGE {
-            return invalid("cookie_age", "is unreasonably large");
+        if self.cookie_age > MAX_COOKIE_AGE {
+            return Err(ConfigError::Invalid {
+                setting: "cookie_age",
+                reason: format!("must be at most {MAX_COOKIE_AGE} seconds (about 110 years)"),
+            });
         }
         if self.table.is_empty()
             || !self
@@ -527,6 +691,24 @@ impl Settings {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return invalid("table", "must be letters, digits and `_` only");
+        }
+        if let Some((dialect, limit)) = self.identifier_limit() {
+            // PostgreSQL truncates a longer name silently, so `<table>_user` would lose its
+            // tail and `migrate` fail on a column; MySQL refuses it. The longest name made
+            // from `table` is its user index's index (engines::sql::Table).
+            let longest = format!("{}{LONGEST_DERIVED_SUFFIX}", self.table);
+            if longest.len() > limit {
+                return Err(ConfigError::Invalid {
+                    setting: "table",
+                    reason: format!(
+                        "`{}` makes the name `{longest}` ({} bytes), over {dialect}'s \
+                         {limit}-byte limit on identifiers; use a table name of at most {} bytes",
+                        self.table,
+                        longest.len(),
+                        limit - LONGEST_DERIVED_SUFFIX.len()
+                    ),
+                });
+            }
         }
         if !(0.0..=1.0).contains(&self.refresh_threshold) {
             return invalid("refresh_threshold", "must be a fraction between 0 and 1");
@@ -543,11 +725,21 @@ impl Settings {
                 "must be at least 1 (leave it unset for no limit)",
             );
         }
-        if self.idle_timeout == Some(0) || self.absolute_lifetime == Some(0) {
-            return invalid(
-                "idle_timeout",
-                "idle_timeout and absolute_lifetime must be above 0 (leave them unset for none)",
-            );
+        // Each of these is added to "now"; past MAX_COOKIE_AGE the sum leaves the calendar.
+        for (setting, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("absolute_lifetime", self.absolute_lifetime),
+            ("remember_me_age", Some(self.remember_me_age)),
+        ] {
+            if value.is_some_and(|v| v == 0 || v > MAX_COOKIE_AGE) {
+                return Err(ConfigError::Invalid {
+                    setting,
+                    reason: format!(
+                        "must be between 1 and {MAX_COOKIE_AGE} seconds (about 110 years); \
+                         leave it unset for none"
+                    ),
+                });
+            }
         }
         if self.data_format == DataFormat::Django
             && self.secret_key.is_none()
@@ -607,6 +799,26 @@ impl Settings {
             );
         }
         Ok(())
+    }
+}
+
+/// The longest suffix a SQL store adds to `table` for the names it creates
+/// (`<table>_user_user_id_idx`; see `engines::sql::Table`, whose test holds it to this).
+pub(crate) const LONGEST_DERIVED_SUFFIX: &str = "_user_user_id_idx";
+
+impl Settings {
+    /// The database `database_url` names and its limit on identifier length, in bytes, when
+    /// the engine keeps a table there and the database has one short enough to matter.
+    fn identifier_limit(&self) -> Option<(&'static str, usize)> {
+        if !matches!(self.engine, Engine::Db | Engine::CachedDb) {
+            return None;
+        }
+        let scheme = self.database_url.as_deref()?.split(':').next()?;
+        match scheme {
+            "postgres" | "postgresql" => Some(("PostgreSQL", 63)),
+            "mysql" | "mariadb" => Some(("MySQL", 64)),
+            _ => None,
+        }
     }
 }
 
@@ -733,6 +945,67 @@ mod tests {
             "engine = \"cache\"\ncache_url = \"redis://127.0.0.1\"\ncache_max_bytes = 1000",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn debug_of_settings_redacts_url_passwords() {
+        let s = Settings::default()
+            .with_database_url(Some("postgres://u:hunter2@h/db".to_owned()))
+            .with_cache_url(Some("redis://:hunter2@h".to_owned()));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("postgres://u:***@h/db"), "{debug}");
+        assert!(debug.contains("redis://:***@h"), "{debug}");
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_and_secret_parameters_only() {
+        for (url, want) in [
+            ("postgres://u:p@ss@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("redis://:hunter2@h", "redis://:***@h"),
+            ("mysql://root@127.0.0.1/test", "mysql://root@127.0.0.1/test"),
+            (
+                "sqlite://sessions.sqlite3?mode=rwc",
+                "sqlite://sessions.sqlite3?mode=rwc",
+            ),
+            (
+                "postgres://h/db?user=u&password=hunter2&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "rediss://u:hunter2@h:6380/0?token=abc#x",
+                "rediss://u:***@h:6380/0?token=***#x",
+            ),
+            ("not a url", "not a url"),
+            ("postgres:/u:hunter2@h", "***@h"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_table_whose_derived_names_exceed_the_identifier_limit_is_refused() {
+        let on = |url: &str, table: &str| {
+            Settings::default()
+                .with_database_url(Some(url.to_owned()))
+                .with_table(table)
+                .validate()
+        };
+        let t63 = "t".repeat(63);
+        let err = on("postgres://127.0.0.1/test", &t63)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`table`") && err.contains(&format!("{t63}_user_user_id_idx")),
+            "{err}"
+        );
+        assert!(err.contains("at most 46 bytes"), "{err}");
+        on("postgres://127.0.0.1/test", &"t".repeat(46)).unwrap();
+        on("postgres://127.0.0.1/test", &"t".repeat(47)).unwrap_err();
+        on("mysql://root@127.0.0.1/test", &"t".repeat(47)).unwrap();
+        on("mysql://root@127.0.0.1/test", &"t".repeat(48)).unwrap_err();
+        // SQLite has no such limit.
+        on("sqlite://x.sqlite3", &t63).unwrap();
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The session cookie on the wire: finding it in `Cookie` headers and writing `Set-Cookie`.
 //!
 //! Parsing follows Django's reading of the header (split on `;`, split each pair at its first
-//! `=`, trim, drop surrounding quotes, the last duplicate wins) and never fails: a header that is
-//! not UTF-8 or a pair without `=` is skipped.
+//! `=`, trim, drop surrounding quotes, the last duplicate wins) and never fails. It works on
+//! bytes, one cookie at a time: a pair that is not UTF-8 or has no `=` is skipped and the rest
+//! of the header still counts. Django does the same in effect (WSGI hands it the header as
+//! Latin-1, so a tracker cookie `caf\xe9` is just another cookie and the session cookie is kept;
+//! checked with Django 5.2.19's `WSGIRequest.COOKIES`).
 
 use time::{Duration, OffsetDateTime};
 
@@ -13,28 +16,29 @@ use crate::manager::CookieAction;
 
 /// Finds the value of cookie `name` in the `Cookie` header values of a request.
 ///
-/// The last occurrence wins, across headers too, as in Django.
+/// The last occurrence wins, across headers too, as in Django. A value that is not UTF-8 is
+/// no session key: when it is the last occurrence, the result is `None`.
 pub fn find<'a, I>(headers: I, name: &str) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
     let mut found = None;
     for header in headers {
-        let Ok(text) = std::str::from_utf8(header) else {
-            continue;
-        };
-        for pair in text.split(';') {
-            let Some((k, v)) = pair.split_once('=') else {
+        for pair in header.split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if k.trim() == name {
-                let v = v.trim();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v);
-                found = Some(v);
+            let (k, v) = (&pair[..eq], &pair[eq + 1..]);
+            if k.trim_ascii() != name.as_bytes() {
+                continue;
             }
+            let v = v.trim_ascii();
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
+            // Still the last one: Django would read it (as Latin-1) and find no such session.
+            found = std::str::from_utf8(v).ok();
         }
     }
     found
@@ -150,6 +154,26 @@ mod tests {
             Some("quoted")
         );
         assert_eq!(find_in(&[b"nosessionid=abc"], "sessionid"), None);
+    }
+
+    #[test]
+    fn a_non_utf8_byte_in_another_cookie_keeps_the_session_cookie() {
+        for header in [
+            &b"track=caf\xe9; sessionid=abc"[..],
+            b"sessionid=abc; track=caf\xe9",
+            b"caf\xe9; sessionid=abc; \xff\xfe=\x80",
+        ] {
+            assert_eq!(find_in(&[header], "sessionid").as_deref(), Some("abc"));
+        }
+        // The session cookie itself not UTF-8: it still wins, and is no key.
+        assert_eq!(
+            find_in(&[b"sessionid=abc", b"sessionid=caf\xe9"], "sessionid"),
+            None
+        );
+        assert_eq!(
+            find_in(&[b"sessionid=caf\xe9; sessionid=abc"], "sessionid").as_deref(),
+            Some("abc")
+        );
     }
 
     #[test]

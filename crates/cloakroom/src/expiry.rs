@@ -58,7 +58,52 @@ impl Expiry {
             Self::Idle(d) if d.as_secs() == 0 => Some(Value::from(0)),
             Self::Idle(d) => Some(Value::from(d.as_secs())),
             Self::At(at) => Some(Value::from(format_iso(at))),
-            Self::In(d) => Some(Value::from(format_iso(now + d))),
+            Self::In(d) => Some(Value::from(format_iso(after(now, d.as_secs())))),
+        }
+    }
+}
+
+/// `secs` seconds after `now`, at most [`MAX_COOKIE_AGE`] seconds after it: every lifetime is
+/// clamped there, so the sum stays a representable date (and never panics).
+pub(crate) fn after(now: OffsetDateTime, secs: u64) -> OffsetDateTime {
+    let secs = i64::try_from(secs.min(MAX_COOKIE_AGE)).unwrap_or(0);
+    now.checked_add(time::Duration::seconds(secs))
+        .unwrap_or(now)
+}
+
+/// Why stored session data cannot be used as it is: a reserved key out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReservedError {
+    /// `_cloakroom_idle` is not a whole number of seconds between 1 and [`MAX_COOKIE_AGE`].
+    #[error(
+        "`{IDLE_KEY}` is {value}, not a whole number of seconds between 1 and {MAX_COOKIE_AGE}"
+    )]
+    Idle {
+        /// The stored value, as JSON text (at most 40 characters).
+        value: String,
+    },
+}
+
+/// Checks the reserved keys that cloakroom itself writes (`_cloakroom_idle`): a stored value
+/// out of range came from elsewhere (a row an app wrote, a crafted value) and makes the whole
+/// session corrupt data, as Django treats data it cannot decode. `_session_expiry` is Django's
+/// and keeps Django's reading (see [`Lifetime`]): out-of-range numbers are clamped.
+///
+/// # Errors
+/// [`ReservedError`] naming the key and the value.
+pub fn check_reserved(data: &Data) -> Result<(), ReservedError> {
+    match lookup(data, IDLE_KEY) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Number(n))
+            if n.as_u64()
+                .is_some_and(|s| (1..=MAX_COOKIE_AGE).contains(&s)) =>
+        {
+            Ok(())
+        }
+        Some(other) => {
+            let value = other.to_string().chars().take(40).collect();
+            Err(ReservedError::Idle { value })
         }
     }
 }
@@ -107,6 +152,13 @@ pub fn parse_iso(text: &str) -> Option<OffsetDateTime> {
         })
 }
 
+/// When a session holding `data` and saved at `now` expires under `settings`: Django's rules,
+/// the idle timeout and the absolute deadline, as the core applies them on save. For tools that
+/// list stored sessions; never panics, whatever the data holds.
+pub fn expires_at(data: &Data, settings: &Settings, now: OffsetDateTime) -> OffsetDateTime {
+    Lifetime::of(data, settings, now).expires_at
+}
+
 /// The expiry rules of one session, derived from its data and the settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Lifetime {
@@ -126,14 +178,17 @@ impl Lifetime {
     pub(crate) fn of(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
         let mut lifetime = Self::django(data, settings, now);
         let explicit = !matches!(lookup(data, EXPIRY_KEY), None | Some(Value::Null));
+        // Clamped like `_session_expiry`: the codec refuses stored values out of range, this
+        // keeps a value a handler just set (or any other) from overflowing the date.
         let idle = lookup(data, IDLE_KEY)
             .and_then(Value::as_u64)
             .or(settings.idle_timeout)
+            .map(|s| s.min(MAX_COOKIE_AGE))
             .and_then(|s| i64::try_from(s).ok())
             .filter(|s| *s > 0);
         if let (false, Some(idle)) = (explicit, idle) {
             lifetime.age = idle;
-            lifetime.expires_at = now + time::Duration::seconds(idle);
+            lifetime.expires_at = after(now, idle.unsigned_abs());
             lifetime.idle = Some(idle);
         }
         if let Some(deadline) = lookup(data, DEADLINE_KEY)
@@ -149,10 +204,10 @@ impl Lifetime {
     }
 
     fn django(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
-        let cookie_age = i64::try_from(settings.cookie_age).unwrap_or(i64::MAX / 2);
+        let cookie_age = i64::try_from(settings.cookie_age.min(MAX_COOKIE_AGE)).unwrap_or(0);
         let default = |browser_close| Self {
             age: cookie_age,
-            expires_at: now + time::Duration::seconds(cookie_age),
+            expires_at: after(now, cookie_age.unsigned_abs()),
             browser_close,
             idle: None,
         };
@@ -165,7 +220,7 @@ impl Lifetime {
                     let secs = i64::try_from(secs.min(MAX_COOKIE_AGE)).unwrap_or(cookie_age);
                     Self {
                         age: secs,
-                        expires_at: now + time::Duration::seconds(secs),
+                        expires_at: after(now, secs.unsigned_abs()),
                         browser_close: false,
                         idle: None,
                     }

@@ -479,8 +479,11 @@ impl LazySession {
         let found = match self.read_record(candidate).await {
             Ok(found) => found,
             Err(e) if self.policy() == OnStoreError::FailOpen => {
-                tracing::warn!(engine = shared.store.engine(), error = %e,
-                    "session store failed; continuing with an anonymous session (fail-open)");
+                crate::observe::warn_store_failure(
+                    shared.store.engine(),
+                    &e,
+                    "session store failed; continuing with an anonymous session (fail-open)",
+                );
                 self.session.state().detached = true;
                 return Ok(());
             }
@@ -592,8 +595,11 @@ impl LazySession {
         // Put back what a handler that kept a clone may still look at.
         let result = match self.finish(&mut st, status, had_cookie).await {
             Err(Error::Store(e)) if self.policy() == OnStoreError::FailOpen => {
-                tracing::warn!(engine = shared.store.engine(), error = %e,
-                    "session store failed; the response goes out unsaved (fail-open)");
+                crate::observe::warn_store_failure(
+                    shared.store.engine(),
+                    &e,
+                    "session store failed; the response goes out unsaved (fail-open)",
+                );
                 Ok(Outcome {
                     cookie: CookieAction::Keep,
                     vary: st.accessed,
@@ -946,7 +952,7 @@ impl LazySession {
         match result {
             Ok(()) => Ok(()),
             Err(e) if self.policy() == OnStoreError::FailOpen => {
-                tracing::warn!(engine = shared.store.engine(), error = %e,
+                crate::observe::warn_store_failure(shared.store.engine(), &e,
                     "the user index failed; the session is saved but its entry may be stale (fail-open)");
                 Ok(())
             }

@@ -21,7 +21,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -73,6 +73,72 @@ pub fn error_kind(error: &StoreError) -> &'static str {
         StoreError::CircuitOpen { .. } => "circuit_open",
         StoreError::TooLarge { .. } => "too_large",
         StoreError::NoUserIndex { .. } => "no_user_index",
+    }
+}
+
+/// How often a burst of store failures writes a log line: the first failure at once, then at
+/// most one line per window, carrying the count of those not logged. An outage fails every
+/// request, and one WARN line each (40,000 in 15 s in a review) buries everything else.
+pub const WARN_WINDOW: Duration = Duration::from_secs(10);
+
+/// Lets one log line through per [`WARN_WINDOW`] and counts the others.
+pub(crate) struct WarnLimiter {
+    /// When the last line went out, and how many were held back since.
+    state: Mutex<Option<(Instant, u64)>>,
+}
+
+impl WarnLimiter {
+    pub(crate) const fn new() -> Self {
+        Self {
+            state: Mutex::new(None),
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may go out now, else `None` (and
+    /// this one is counted).
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match &mut *state {
+            Some((last, held)) if now.duration_since(*last) < WARN_WINDOW => {
+                *held = held.saturating_add(1);
+                None
+            }
+            Some((last, held)) => {
+                let count = std::mem::take(held);
+                *last = now;
+                Some(count)
+            }
+            None => {
+                *state = Some((now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// The one window all store-failure warnings share (see [`warn_store_failure`]).
+pub(crate) static STORE_FAILURES: WarnLimiter = WarnLimiter::new();
+
+/// Logs a store failure at WARN (`what` happened, `error` why), rate-limited across the
+/// process by [`WARN_WINDOW`]: every store-failure warning of the core and the layer goes
+/// through here. The metrics ([`ERRORS`]) still count each failure.
+pub(crate) fn warn_store_failure(
+    engine: &'static str,
+    error: &dyn std::fmt::Display,
+    what: &'static str,
+) {
+    match STORE_FAILURES.admit() {
+        None => {}
+        Some(0) => tracing::warn!(engine, %error, "{what}"),
+        Some(held) => tracing::warn!(
+            engine,
+            %error,
+            not_logged = held,
+            "{what} ({held} more session store failures since the last such line were not \
+             logged; at most one line per {} s)",
+            WARN_WINDOW.as_secs()
+        ),
     }
 }
 

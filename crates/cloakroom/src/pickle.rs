@@ -6,6 +6,19 @@
 //! and written (protocol 2, which every Python 3 reads). Anything that would build or call a
 //! Python object (`GLOBAL`, `STACK_GLOBAL`, `REDUCE`, `BUILD`, `INST`, `OBJ`, `NEWOBJ`, …) is
 //! refused: unpickling those runs code.
+//!
+//! Memo references (`BINGET`, `DUP`) let a few bytes name one value many times, and a list
+//! of two references to the list before it, nested 30 deep, names 2^30 values in 1.2 KB. The
+//! reader keeps each memoised value once (an arena of nodes that refer to each other by index),
+//! measures what the value would expand to before building any of it, and refuses input over
+//! [`MAX_PICKLE_BYTES`] or expanding past [`MAX_EXPANDED_BYTES`] as corrupt data, so the work
+//! and memory stay proportional to the input.
+//!
+//! Why not the `serde-pickle` crate: version 1.2.0 reads Django's five cache vectors exactly as
+//! this reader does and refuses the bombs above in under 0.4 ms, but it refuses them, and valid
+//! pickles, as "recursive structure found" whenever a shared value is referenced one level
+//! deeper: `a = {'q': 1}; pickle.dumps({'x': [a, [a]]}, 5)` fails there and loads here
+//! (measured on Python 3.11's bytes), and a session a Django app wrote must not be lost.
 
 use serde_json::{Map, Number, Value};
 
@@ -27,12 +40,32 @@ pub enum PickleError {
     /// The value is not a JSON-shaped dict (a non-string key, a cycle, a huge integer, …).
     #[error("the pickled session is not JSON-shaped: {0}")]
     NotJson(&'static str),
+    /// The pickle is longer than [`MAX_PICKLE_BYTES`].
+    #[error("the pickle is {len} bytes, over the {limit}-byte bound on a session pickle")]
+    TooLong {
+        /// The pickle's length.
+        len: usize,
+        /// [`MAX_PICKLE_BYTES`].
+        limit: usize,
+    },
+    /// Memo references repeat values until the session would expand past
+    /// [`MAX_EXPANDED_BYTES`] (a "pickle bomb").
+    #[error("the pickle expands to more than {limit} bytes of session data (memo references repeat values); refused as corrupt")]
+    Expands {
+        /// [`MAX_EXPANDED_BYTES`].
+        limit: usize,
+    },
 }
 
-/// Nesting deeper than this, or more values than [`MAX_NODES`], is refused (memo references
-/// could otherwise make a tiny pickle expand into a huge value).
+/// The longest pickle read, in bytes: the same 1 MiB that a signed cookie may inflate to.
+pub const MAX_PICKLE_BYTES: usize = 1 << 20;
+
+/// The most a pickle may expand to, counted as the length of the session's JSON text: the
+/// 1 MiB a signed cookie may inflate to, so a pickled session holds what a cookie could.
+pub const MAX_EXPANDED_BYTES: usize = 1 << 20;
+
+/// Nesting deeper than this is refused (the expanded value is built recursively).
 const MAX_DEPTH: usize = 256;
-const MAX_NODES: usize = 4_000_000;
 
 enum Obj {
     None,
@@ -374,17 +407,71 @@ impl<'a> Reader<'a> {
             }
         }
         let root = self.pop()?;
-        let mut budget = MAX_NODES;
-        self.to_json(root, 0, &mut budget)
+        let mut seen = vec![Seen::No; self.arena.len()];
+        self.measure(root, 0, &mut seen)?;
+        self.to_json(root)
     }
 
-    fn to_json(&self, i: usize, depth: usize, budget: &mut usize) -> Result<Value, PickleError> {
-        if depth > MAX_DEPTH {
-            return Err(PickleError::NotJson("nested too deep (or a cycle)"));
+    /// The expanded size of value `i` (about its JSON text length) and its nesting height,
+    /// each node measured once however many references reach it, so this is linear in the
+    /// arena. Refuses past [`MAX_EXPANDED_BYTES`] or [`MAX_DEPTH`], and a value inside itself.
+    fn measure(&self, i: usize, depth: usize, seen: &mut [Seen]) -> Result<Measured, PickleError> {
+        let too_deep = PickleError::NotJson("nested too deep");
+        match seen[i] {
+            Seen::Done(m) if depth + m.height > MAX_DEPTH => return Err(too_deep),
+            Seen::Done(m) => return Ok(m),
+            Seen::Open => return Err(PickleError::NotJson("a value that contains itself")),
+            Seen::No if depth > MAX_DEPTH => return Err(too_deep),
+            Seen::No => {}
         }
-        *budget = budget
-            .checked_sub(1)
-            .ok_or(PickleError::NotJson("too many values"))?;
+        seen[i] = Seen::Open;
+        let mut m = Measured { size: 2, height: 0 };
+        let add = |m: &mut Measured, child: Measured, extra: usize| {
+            m.size = m.size.saturating_add(child.size).saturating_add(extra);
+            m.height = m.height.max(child.height + 1);
+            if m.size > MAX_EXPANDED_BYTES {
+                return Err(PickleError::Expands {
+                    limit: MAX_EXPANDED_BYTES,
+                });
+            }
+            Ok(())
+        };
+        match &self.arena[i] {
+            Obj::None | Obj::Bool(_) => m.size = 5,
+            Obj::Int(n) => {
+                let digits = n.unsigned_abs().checked_ilog10().unwrap_or(0) as usize + 1;
+                m.size = digits + usize::from(*n < 0);
+            }
+            // serde_json writes an f64 in at most 24 characters.
+            Obj::Float(_) => m.size = 24,
+            Obj::Str(s) => m.size = s.len().saturating_add(2),
+            Obj::List(items) | Obj::Tuple(items) => {
+                for &j in items {
+                    let child = self.measure(j, depth + 1, seen)?;
+                    add(&mut m, child, 1)?;
+                }
+            }
+            Obj::Dict(pairs) => {
+                for &(k, v) in pairs {
+                    let Obj::Str(key) = &self.arena[k] else {
+                        return Err(PickleError::NotJson("a dict key that is not a string"));
+                    };
+                    let child = self.measure(v, depth + 1, seen)?;
+                    add(&mut m, child, key.len().saturating_add(4))?;
+                }
+            }
+        }
+        if m.size > MAX_EXPANDED_BYTES {
+            return Err(PickleError::Expands {
+                limit: MAX_EXPANDED_BYTES,
+            });
+        }
+        seen[i] = Seen::Done(m);
+        Ok(m)
+    }
+
+    /// Builds the value; [`Self::measure`] has bounded its size and depth and ruled out cycles.
+    fn to_json(&self, i: usize) -> Result<Value, PickleError> {
         Ok(match &self.arena[i] {
             Obj::None => Value::Null,
             Obj::Bool(b) => Value::Bool(*b),
@@ -405,7 +492,7 @@ impl<'a> Reader<'a> {
             Obj::List(items) | Obj::Tuple(items) => Value::Array(
                 items
                     .iter()
-                    .map(|&j| self.to_json(j, depth + 1, budget))
+                    .map(|&j| self.to_json(j))
                     .collect::<Result<_, _>>()?,
             ),
             Obj::Dict(pairs) => {
@@ -414,12 +501,27 @@ impl<'a> Reader<'a> {
                     let Obj::Str(key) = &self.arena[k] else {
                         return Err(PickleError::NotJson("a dict key that is not a string"));
                     };
-                    map.insert(key.clone(), self.to_json(v, depth + 1, budget)?);
+                    map.insert(key.clone(), self.to_json(v)?);
                 }
                 Value::Object(map)
             }
         })
     }
+}
+
+/// What a value expands to: about its JSON text length, and how deep it nests.
+#[derive(Clone, Copy)]
+struct Measured {
+    size: usize,
+    height: usize,
+}
+
+/// Where [`Reader::measure`] is with a node.
+#[derive(Clone, Copy)]
+enum Seen {
+    No,
+    Open,
+    Done(Measured),
 }
 
 /// Python's `raw-unicode-escape` decoding of a protocol-0 `UNICODE` argument: `\uXXXX` and
@@ -453,11 +555,18 @@ fn unescape_raw_unicode(bytes: &[u8]) -> Result<String, PickleError> {
 }
 
 /// Reads a pickled session dict (any protocol, 0 to 5), refusing every opcode that would
-/// build a Python object.
+/// build a Python object, and any pickle that is longer than [`MAX_PICKLE_BYTES`] or expands
+/// past [`MAX_EXPANDED_BYTES`]. Time and memory are linear in the input's length.
 ///
 /// # Errors
 /// [`PickleError`] when the bytes are not a pickle of a JSON-shaped dict.
 pub fn loads(bytes: &[u8]) -> Result<Data, PickleError> {
+    if bytes.len() > MAX_PICKLE_BYTES {
+        return Err(PickleError::TooLong {
+            len: bytes.len(),
+            limit: MAX_PICKLE_BYTES,
+        });
+    }
     let reader = Reader {
         bytes,
         pos: 0,
@@ -595,6 +704,17 @@ mod tests {
     }
 
     #[test]
+    fn a_value_shared_at_two_depths_loads() {
+        // a = {'q': 1}; pickle.dumps({'x': [a, [a]]}, 5) from Python 3.11 (serde-pickle 1.2.0
+        // refuses it as recursive).
+        let bytes = b"\x80\x05\x95\x1a\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01x\x94]\x94(}\x94\x8c\x01q\x94K\x01s]\x94h\x03aes.";
+        assert_eq!(
+            loads(bytes).unwrap(),
+            data(json!({"x": [{"q": 1}, [{"q": 1}]]}))
+        );
+    }
+
+    #[test]
     fn reads_protocol_0() {
         // pickle.dumps({'k': [1, '\u00e9', True, None, 2.5]}, 0) from Python 3.11.
         let bytes = b"(dp0\nVk\np1\n(lp2\nI1\naV\xe9\np3\naI01\naNaF2.5\nas.";
@@ -622,5 +742,71 @@ mod tests {
         assert!(loads(b"\x80\x02]q\x00.").is_err(), "not a dict");
         // A list that contains itself.
         assert!(loads(b"\x80\x02}(X\x01\x00\x00\x00a]q\x00h\x00aus.").is_err());
+    }
+
+    /// `{'k': v30}` where `v0` is a string of `leaf` bytes and `v(i+1)` is a list of `fanout`
+    /// memo references to `vi`: 2 + ~2·fanout bytes per level, fanout^levels values expanded.
+    fn memo_bomb(levels: u8, fanout: usize, leaf: u32) -> Vec<u8> {
+        let mut out = b"\x80\x02}X\x01\x00\x00\x00k".to_vec();
+        out.push(b'X');
+        out.extend_from_slice(&leaf.to_le_bytes());
+        out.extend(std::iter::repeat_n(b'x', leaf as usize));
+        out.extend_from_slice(b"q\x000");
+        for level in 0..levels {
+            out.push(b'(');
+            for _ in 0..fanout {
+                out.extend_from_slice(&[b'h', level]);
+            }
+            out.extend_from_slice(&[b'l', b'q', level + 1, b'0']);
+        }
+        out.extend_from_slice(&[b'h', levels, b's', b'.']);
+        out
+    }
+
+    #[test]
+    fn pickle_memo_bomb_is_refused_as_too_large() {
+        for (levels, fanout, leaf) in [(30, 2, 1000), (30, 255, 1), (200, 2, 0)] {
+            let bomb = memo_bomb(levels, fanout, leaf);
+            assert_eq!(
+                loads(&bomb),
+                Err(PickleError::Expands {
+                    limit: MAX_EXPANDED_BYTES
+                }),
+                "{levels} levels of {fanout}"
+            );
+        }
+        // The same shape, small enough, loads: sharing is fine, expanding past the bound is not.
+        let small = loads(&memo_bomb(3, 2, 1)).unwrap();
+        assert_eq!(
+            small["k"],
+            serde_json::json!([[["x", "x"], ["x", "x"]], [["x", "x"], ["x", "x"]]])
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_building() {
+        let nest = |depth: usize| {
+            let mut out = b"\x80\x02}X\x01\x00\x00\x00k".to_vec();
+            out.extend(std::iter::repeat_n(b'(', depth));
+            out.push(b'N');
+            out.extend(std::iter::repeat_n(b'l', depth));
+            out.extend_from_slice(b"s.");
+            out
+        };
+        assert_eq!(
+            loads(&nest(100_000)),
+            Err(PickleError::NotJson("nested too deep"))
+        );
+        assert!(
+            loads(&nest(MAX_DEPTH - 1)).is_ok(),
+            "the dict and its lists: {MAX_DEPTH} levels"
+        );
+        assert!(loads(&nest(MAX_DEPTH)).is_err());
+    }
+
+    #[test]
+    fn input_over_the_byte_bound_is_refused_before_reading() {
+        let long = vec![b'N'; MAX_PICKLE_BYTES + 1];
+        assert!(matches!(loads(&long), Err(PickleError::TooLong { .. })));
     }
 }

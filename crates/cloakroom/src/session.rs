@@ -640,13 +640,17 @@ impl Session {
     }
 
     /// Sets this session's idle timeout (per session, overriding the `idle_timeout` setting):
-    /// it ends after `timeout` without a request. `None` goes back to the setting.
+    /// it ends after `timeout` without a request, clamped to 1 s ..= `MAX_COOKIE_AGE` (a stored
+    /// value out of that range is read as corrupt data). `None` goes back to the setting.
     ///
     /// # Errors
     /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
     pub fn set_idle_timeout(&self, timeout: Option<Duration>) -> Result<(), Error> {
         match timeout {
-            Some(t) => self.insert_value(IDLE_KEY, Value::from(t.as_secs().max(1))),
+            Some(t) => self.insert_value(
+                IDLE_KEY,
+                Value::from(t.as_secs().clamp(1, crate::config::MAX_COOKIE_AGE)),
+            ),
             None => self.remove_value(IDLE_KEY).map(drop),
         }
     }

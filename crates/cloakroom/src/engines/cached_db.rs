@@ -104,8 +104,11 @@ impl CachedDbStore {
     }
 
     fn cache_failed(&self, step: &'static str, e: &StoreError) {
-        tracing::warn!(engine = ENGINE, cache = self.cache.engine(), step, error = %e,
-            "session cache failed; the database still answers");
+        // Rate-limited with every store failure: a cache outage fails each request's step.
+        if let Some(held) = crate::observe::STORE_FAILURES.admit() {
+            tracing::warn!(engine = ENGINE, cache = self.cache.engine(), step, error = %e,
+                not_logged = held, "session cache failed; the database still answers");
+        }
     }
 
     /// Drops the cache's copy, so the next read refills it from the database; best-effort.

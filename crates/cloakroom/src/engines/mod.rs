@@ -192,7 +192,10 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
         Ok(Opened::server_side(Arc::new(store)))
     }
     #[cfg(not(feature = "redis"))]
-    Err(unsupported(&format!("cache_url `{url}`"), "redis"))
+    Err(unsupported(
+        &format!("cache_url `{}`", crate::config::redact_url(url)),
+        "redis",
+    ))
 }
 
 /// The cache of the `cached_db` engine: Redis when `cache_url` names it, else in-process.
@@ -228,7 +231,10 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
             Ok(Arc::new(store))
         }
         #[cfg(not(feature = "redis"))]
-        Some(url) => Err(unsupported(&format!("cache_url `{url}`"), "redis")),
+        Some(url) => Err(unsupported(
+            &format!("cache_url `{}`", crate::config::redact_url(url)),
+            "redis",
+        )),
         #[cfg(feature = "memory")]
         None => Ok(Arc::new(memory::MemoryStore::with_limits(
             settings.cache_capacity,

@@ -298,19 +298,10 @@ fn error_code(e: &FredError) -> &str {
     e.details().split_whitespace().next().unwrap_or_default()
 }
 
-/// A URL with its password replaced, for logs and error messages.
+/// A URL with its credentials replaced, for logs and error messages (one rule for every URL:
+/// [`crate::config::redact_url`]).
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable URL>".to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***{}", &rest[at..])
-        }
-        None => url.to_owned(),
-    }
+    crate::config::redact_url(url).into_owned()
 }
 
 fn bad_url(reason: impl Into<String>) -> ConfigError {

@@ -382,6 +382,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_derived_name_is_longer_than_the_suffix_config_checks() {
+        let table = Table::new("t").unwrap();
+        let longest = crate::config::LONGEST_DERIVED_SUFFIX.len() + 1;
+        let mut names = vec![
+            table.expiry_index(),
+            table.user_table(),
+            table.user_id_index(),
+            format!("{}_session_fk", table.user_table()),
+        ];
+        #[cfg(feature = "postgres")]
+        names.push(crate::engines::postgres::like_index(&table));
+        for name in names {
+            assert!(name.len() <= longest, "{name}");
+        }
+    }
+
+    #[test]
     fn table_names_are_plain_identifiers() {
         assert!(Table::new("django_session").is_ok());
         assert!(Table::new("x1").is_ok());

@@ -400,10 +400,30 @@ fn readers() -> usize {
         .clamp(2, 8)
 }
 
+/// Creates the database file readable by its owner only (0600), before SQLite opens it: it
+/// holds live session keys, and SQLite creates its `-wal` and `-shm` files with the database
+/// file's permissions. An empty file is an empty database to SQLite; an existing file is left
+/// as it is.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot create the SQLite database {}: {e}", path.display()),
+        )),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path` or
     /// `sqlite::memory:`), with WAL, `synchronous = NORMAL` and a 5 s busy timeout, and keeps
-    /// sessions in the default table.
+    /// sessions in the default table. A new database file (and so its `-wal` and `-shm`) is
+    /// created readable by its owner only (0600): it holds live session keys.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the file cannot be opened.
@@ -417,6 +437,7 @@ impl SqliteStore {
             .statement_cache_capacity(32);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if !in_memory {
+            create_private(options.get_filename()).map_err(|e| StoreError::backend(ENGINE, e))?;
             // Switching a new file to WAL needs an exclusive lock, and SQLite answers "database
             // is locked" at once (without the busy timeout) when two new connections race to do
             // it; so one connection does it before the pool opens the others.

@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::ErrorHandler;
 use crate::cookies;
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::manager::{LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
@@ -48,6 +48,8 @@ impl<S> SessionService<S> {
 /// a 413; anything else is a 500. The body says what happened, never the session key.
 pub fn error_response<B: From<String>>(error: &Error) -> Response<B> {
     let (status, retry) = match error {
+        // Retrying cannot make a session smaller: 413, and the body gives the size and limit.
+        Error::Store(StoreError::TooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, None),
         Error::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, Some(e.retry_after())),
         Error::Interrupted => (StatusCode::BAD_REQUEST, None),
         Error::Contended { .. } | Error::Unsaved => (StatusCode::SERVICE_UNAVAILABLE, None),
@@ -126,7 +128,11 @@ where
                     Ok(response)
                 }
                 Err(error) => {
-                    tracing::warn!(engine = sessions.store().engine(), %error, "session save failed");
+                    crate::observe::warn_store_failure(
+                        sessions.store().engine(),
+                        &error,
+                        "session save failed",
+                    );
                     Ok(match &on_error {
                         Some(handler) => handler(&error).map(ResBody::from),
                         None => error_response(&error),
