@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cloakroom::engines::migrating::MigratingStore;
 use cloakroom::{
-    Engine, Expiry, Secret, Session, SessionLayer, SessionStore, Sessions, Settings, TypedKey,
+    Engine, Expiry, Secret, Session, SessionLayer, SessionStore, Sessions, Settings, StoreError,
+    TypedKey,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
@@ -39,16 +40,18 @@ pub async fn run(
     mut settings: Settings,
     addr: &str,
     migrate_from: Option<Settings>,
+    migrate: bool,
 ) -> std::result::Result<(), CliError> {
     if settings.secret_key.is_none() {
         settings.secret_key = Some(secret_beside_data()?);
     }
     let opened = cloakroom::engines::open(&settings).await?;
-    if embedded_sqlite(&settings) {
+    if migrate || embedded_sqlite(&settings) {
         if let Some(migrate) = &opened.migrate {
             migrate.migrate().await?;
         }
     }
+    check_tables(&*opened.store).await?;
     let store = match migrate_from {
         Some(old) => {
             let old = cloakroom::engines::open(&old).await?;
@@ -126,6 +129,26 @@ async fn same_site_only(request: Request, next: Next) -> Response {
 }
 
 /// The embedded default needs no set-up step: the demo creates its own SQLite table.
+/// Refuses to serve on a database that lacks cloakroom's tables: the session table, or the
+/// user index beside it (Django's own migrations make `django_session` but not
+/// `django_session_user`). Serving anyway would answer every request that needs them with 503;
+/// the error names `cloakroom migrate`. A store that cannot be reached is not refused here:
+/// the outage policy answers for it once requests come.
+async fn check_tables(store: &dyn SessionStore) -> std::result::Result<(), CliError> {
+    let now = time::OffsetDateTime::now_utc();
+    // A well-formed key no session has: only the table's existence is in question.
+    let probe = "0".repeat(32);
+    if let Err(e @ StoreError::MissingTable { .. }) = store.load(&probe, now).await {
+        return Err(e.into());
+    }
+    if let Some(index) = store.users() {
+        if let Err(e @ StoreError::MissingTable { .. }) = index.sessions_of("", now).await {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
 fn embedded_sqlite(settings: &Settings) -> bool {
     matches!(settings.engine, Engine::Db | Engine::CachedDb)
         && settings

@@ -56,6 +56,11 @@ enum Command {
         /// each to the configured engine on first use; writes go to the configured engine only.
         #[arg(long, env = "CLOAKROOM_MIGRATE_FROM")]
         migrate_from: Option<String>,
+        /// Create the tables that are missing (as `cloakroom migrate`) before serving, on a
+        /// server database too; without it the demo refuses to start on a database that lacks
+        /// them (an embedded SQLite file is always migrated).
+        #[arg(long)]
+        migrate: bool,
     },
 }
 
@@ -319,12 +324,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let opened = cloakroom::engines::open(&settings).await?;
             println!("{}", ops::stats(&opened, &settings).await?);
         }
-        Command::Demo { addr, migrate_from } => {
+        Command::Demo {
+            addr,
+            migrate_from,
+            migrate,
+        } => {
             let old = match migrate_from {
                 Some(url) => Some(ops::settings_for(&url, &settings)?),
                 None => None,
             };
-            demo::run(settings, &addr, old).await?;
+            demo::run(settings, &addr, old, migrate).await?;
         }
     }
     Ok(())

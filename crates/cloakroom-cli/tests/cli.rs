@@ -221,3 +221,63 @@ fn a_config_file_with_an_unknown_setting_is_refused_naming_it() {
     assert!(err.contains("cookie_nam"), "{err}");
     assert!(err.contains("cloakroom.toml"), "and the file: {err}");
 }
+
+/// The demo on a server database that was never migrated, or whose session table Django made
+/// without cloakroom's user index beside it, refuses to start naming `cloakroom migrate`,
+/// instead of starting and answering every request that needs the table with 503.
+#[tokio::test]
+async fn demo_on_a_server_database_without_cloakrooms_tables_refuses_to_start() {
+    let dir = Scratch::new("unmigrated");
+    let start = |url: &str, table: &str| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        cli(
+            &dir,
+            &[
+                "demo",
+                "--addr",
+                &addr,
+                "--database-url",
+                url,
+                "--table",
+                table,
+            ],
+        )
+    };
+    for url in [support::postgres_url(), support::mysql_url()] {
+        let table = support::unique_table("unmigrated");
+        let (ok, _, err) = start(&url, &table);
+        assert!(!ok, "{url}: the demo started on a missing table");
+        assert!(
+            err.contains(&format!("`{table}` does not exist")) && err.contains("cloakroom migrate"),
+            "{url}: {err}"
+        );
+    }
+
+    // PostgreSQL with Django's table only: the user index is what is missing.
+    let url = support::postgres_url();
+    let table = support::unique_table("djangoonly");
+    support::migrate(&url, &table);
+    let dropped = std::process::Command::new("psql")
+        .args([&url, "-c", &format!("DROP TABLE \"{table}_user\"")])
+        .output()
+        .expect("psql runs");
+    assert!(dropped.status.success(), "{dropped:?}");
+    let (ok, _, err) = start(&url, &table);
+    assert!(!ok, "the demo started without the user index");
+    assert!(
+        err.contains(&format!("`{table}_user` does not exist"))
+            && err.contains("cloakroom migrate"),
+        "{err}"
+    );
+
+    // Where the operator asks for it, the demo creates what is missing and serves logins.
+    let demo = Demo::start(&["--migrate", "--database-url", &url, "--table", &table]);
+    let ana = visitor();
+    let login = send(
+        ana.post(demo.url("/api/login"))
+            .json(&json!({ "username": "ana" })),
+    )
+    .await;
+    assert_eq!(login.status, 200, "{login:?}");
+    assert_eq!(send(ana.get(demo.url("/api/sessions"))).await.status, 200);
+}

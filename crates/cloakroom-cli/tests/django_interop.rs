@@ -276,8 +276,11 @@ fn python_sql(db: &Path, sql: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The demo on Django's table; `--migrate` adds cloakroom's user index beside it (Django's
+/// own migrations make only `django_session`).
 fn db_demo(url: &str, extra: &[&str]) -> Demo {
     let mut args = vec![
+        "--migrate",
         "--database-url",
         url,
         "--table",

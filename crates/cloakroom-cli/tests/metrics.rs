@@ -104,9 +104,25 @@ async fn counters_move_with_requests_on_sqlite() {
 
 #[tokio::test]
 async fn errors_are_counted_by_kind_on_postgres() {
-    // A table that does not exist: every load fails with `missing_table`.
+    // A table dropped under the running demo: every load fails with `missing_table`. (The
+    // demo refuses to start on a table that is missing already.)
     let missing = unique_table("metrics_missing");
-    let demo = Demo::start(&["--database-url", &postgres_url(), "--table", &missing]);
+    let demo = Demo::start(&[
+        "--migrate",
+        "--database-url",
+        &postgres_url(),
+        "--table",
+        &missing,
+    ]);
+    let dropped = std::process::Command::new("psql")
+        .args([
+            &postgres_url(),
+            "-c",
+            &format!("DROP TABLE \"{missing}_user\", \"{missing}\""),
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(dropped.status.success(), "{dropped:?}");
     let cookie = support::session("abcdefghijklmnopqrstuvwxyz012345");
     for _ in 0..2 {
         let reply = send(
