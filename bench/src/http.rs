@@ -44,7 +44,12 @@ pub fn get(port: u16, path: &str, cookie: Option<&str>) -> std::io::Result<Reply
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
+    parse(&raw)
+}
+
+/// A whole HTTP/1.1 response as read from a `Connection: close` stream.
+pub fn parse(raw: &[u8]) -> std::io::Result<Reply> {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines

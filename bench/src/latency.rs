@@ -175,20 +175,9 @@ async fn get(
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
-    let cookie = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .and_then(|(_, v)| v.split(';').next())
-        .map(|pair| pair.trim().to_owned());
-    Ok((status, cookie))
+    let reply = crate::http::parse(&raw)?;
+    let cookie = reply.cookie_pair();
+    Ok((reply.status, cookie))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
