@@ -218,7 +218,10 @@ impl Sql {
             .collect();
         let mut script = schema.join(";\n") + ";\n";
         if let Sql::Sqlite { pool, .. } = self {
-            sqlx::raw_sql(&script).execute(pool).await.expect("the old schema");
+            sqlx::raw_sql(&script)
+                .execute(pool)
+                .await
+                .expect("the old schema");
             script.clear();
         }
         for suffix in ["", "_user"] {
@@ -442,7 +445,10 @@ impl OwnRedis {
         }
         let out = self.cli(&["--pipe"], &script);
         let out = String::from_utf8_lossy(&out);
-        assert!(out.contains("errors: 0"), "loading the Redis fixture: {out}");
+        assert!(
+            out.contains("errors: 0"),
+            "loading the Redis fixture: {out}"
+        );
     }
 
     /// The value under `key`, if any.
@@ -640,7 +646,10 @@ async fn upgrade(name: &str) {
     let mut args = store.args();
     args.extend(fx.settings_args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if matches!(&store.sql, Some((Sql::Postgres { .. } | Sql::Mysql { .. }, _))) {
+    if matches!(
+        &store.sql,
+        Some((Sql::Postgres { .. } | Sql::Mysql { .. }, _))
+    ) {
         // The documented upgrade step: `migrate` again, on the old tables.
         let (ok, out, err) = support::cli(&store.scratch, &[&["migrate"], &args[..]].concat());
         assert!(ok, "cloakroom migrate on the old tables: {out}{err}");
@@ -704,7 +713,11 @@ async fn upgrade(name: &str) {
         assert_ne!(a_now, a, "{name}: a new signed cookie carries the count");
     } else {
         let after = store.data(a).await.expect("the session is still stored");
-        assert_ne!(Some(&after), before.as_ref(), "{name}: the save did not land");
+        assert_ne!(
+            Some(&after),
+            before.as_ref(),
+            "{name}: the save did not land"
+        );
         if fx.str("/settings/data_format") == "json" {
             let text = String::from_utf8_lossy(&after);
             assert!(
@@ -761,17 +774,20 @@ async fn upgrade(name: &str) {
         for s in sessions {
             assert!(s["expires_at"].as_i64() > s["created_at"].as_i64(), "{s}");
         }
-        assert_eq!(store.indexed(phone).await.unwrap_or(true), true, "{name}");
+        assert!(store.indexed(phone).await.unwrap_or(true), "{name}");
 
         let out = with(http.post(demo.url("/api/logout-everywhere")), phone).await;
         assert_eq!(out.json(), json!({ "revoked": 2 }), "{name}: {}", out.body);
         for key in [phone, laptop] {
             let reply = with(http.get(demo.url("/api/whoami")), key).await;
             assert_eq!(reply.json(), json!({ "username": null }), "{name}");
-            assert_eq!(store.data(key).await, None, "{name}: a revoked session stayed");
             assert_eq!(
-                store.indexed(key).await.unwrap_or(false),
-                false,
+                store.data(key).await,
+                None,
+                "{name}: a revoked session stayed"
+            );
+            assert!(
+                !store.indexed(key).await.unwrap_or(false),
                 "{name}: the user index kept a revoked session"
             );
         }
