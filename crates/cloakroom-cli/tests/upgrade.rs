@@ -667,6 +667,10 @@ async fn upgrade(name: &str) {
     // The rotated key first: its grace window is counting down since the dump.
     let (k, k2) = (fx.cookie("rotated_old"), fx.cookie("rotated_new"));
     if !cookies_only {
+        assert!(
+            store.data(k).await.is_some(),
+            "{name}: the old rotation pointer is live in the store, inside its window"
+        );
         let whoami = with(http.get(demo.url("/api/whoami")), k).await;
         assert_eq!(whoami.json(), json!({ "username": null }), "{name}");
         let cart = with(http.get(demo.url("/api/cart")), k).await;
