@@ -196,7 +196,10 @@ impl LazySession {
     /// request gets an empty session that is never saved instead.
     pub async fn load(&self) -> Result<Session, Error> {
         let inner = &self.session.inner;
-        inner.load_done.get_or_try_init(|| crate::load::fetch(inner)).await?;
+        inner
+            .load_done
+            .get_or_try_init(|| crate::load::fetch(inner))
+            .await?;
         Ok(self.session.clone())
     }
 

@@ -137,27 +137,9 @@ pub(crate) fn plan(
     settings: &Settings,
     now: OffsetDateTime,
 ) -> Plan {
-    // Django skips the save on a 5xx, but its `flush()` has already deleted the record: a
-    // logout whose page then fails still logs out, so a flush's deletions go through, and an
-    // emptied session's cookie is deleted as Django's middleware does whatever the status.
-    // Nothing else is written: a login that failed after `cycle_key` must not delete the old
-    // record without storing its replacement.
     let failed = status >= 500;
-    if st.detached || (failed && !st.flushed) {
-        return Plan::leave(Cookie::Keep);
-    }
-    if st.rotated {
-        // Read-only: no save, touch or delete, and no cookie (the browser may hold the new
-        // key by now).
-        let write = if st.modified {
-            Write::Refuse
-        } else {
-            Write::Nothing
-        };
-        return Plan {
-            write,
-            ..Plan::leave(Cookie::Keep)
-        };
+    if let Some(plan) = read_only(st, failed) {
+        return plan;
     }
     let delete = !st.doomed.is_empty();
     let base = Plan {
@@ -201,6 +183,29 @@ pub(crate) fn plan(
         cookie: Cookie::Written,
         ..base
     }
+}
+
+/// The ends that write nothing whatever the session holds: a 5xx without a flush, a session
+/// whose load failed under fail-open, and a key `cycle_key` rotated away.
+fn read_only(st: &Recorded, failed: bool) -> Option<Plan> {
+    // Django skips the save on a 5xx, but its `flush()` has already deleted the record: a
+    // logout whose page then fails still logs out, so a flush's deletions go through, and an
+    // emptied session's cookie is deleted as Django's middleware does whatever the status.
+    // Nothing else is written: a login that failed after `cycle_key` must not delete the old
+    // record without storing its replacement.
+    if st.detached || (failed && !st.flushed) {
+        return Some(Plan::leave(Cookie::Keep));
+    }
+    // A rotated-away key is read-only: no save, touch or delete, and no cookie (the browser
+    // may hold the new key by now); a change fails rather than reach the new session.
+    st.rotated.then(|| Plan {
+        write: if st.modified {
+            Write::Refuse
+        } else {
+            Write::Nothing
+        },
+        ..Plan::leave(Cookie::Keep)
+    })
 }
 
 /// A new session (or a cycled key) starts its absolute lifetime now, unless the handler set
