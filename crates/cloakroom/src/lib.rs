@@ -76,11 +76,17 @@ mod extract;
 pub mod hashed;
 pub mod key;
 pub mod layer;
+mod load;
 mod locks;
 mod manager;
 pub mod observe;
 pub mod pickle;
+mod plan;
+mod recorded;
+mod response;
+mod runner;
 mod session;
+mod shared;
 pub mod signing;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -27,7 +27,7 @@ const MAX_USER_AGENT: usize = 512;
 /// The longest client address kept (an IPv6 address with a zone fits).
 const MAX_IP: usize = 64;
 
-pub(crate) use crate::codec::{user_id as user_of, AUTH_USER_ID};
+use crate::codec::{user_id as user_of, AUTH_USER_ID};
 
 /// The `User-Agent` and address [`Session::record_client`] stored in the data.
 pub(crate) fn client_of(data: &Data) -> (Option<String>, Option<String>) {
@@ -73,92 +73,7 @@ fn truncated(text: &str, max: usize) -> &str {
 }
 use crate::error::Error;
 use crate::expiry::{Expiry, Lifetime, DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
-use crate::manager::Shared;
-
-/// A change that re-runs against whatever the store holds now.
-pub(crate) type Change = Arc<dyn Fn(&mut Data) -> Result<(), Error> + Send + Sync>;
-
-/// One thing a request did to the data, replayed in order when its save meets a newer record.
-#[derive(Clone)]
-pub(crate) enum Op {
-    Set(String, Value),
-    Remove(String),
-    Clear,
-    Apply(Change),
-}
-
-impl Op {
-    pub(crate) fn replay(&self, data: &mut Data) -> Result<(), Error> {
-        match self {
-            Self::Set(k, v) => {
-                data.insert(k.clone(), v.clone());
-            }
-            Self::Remove(k) => {
-                data.shift_remove(k);
-            }
-            Self::Clear => data.clear(),
-            Self::Apply(f) => f(data)?,
-        }
-        Ok(())
-    }
-}
-
-/// The mutable state of one request's session.
-#[derive(Default)]
-pub(crate) struct State {
-    /// The live key this session was loaded under, if any.
-    pub key: Option<String>,
-    /// The stored text as loaded: the compare-and-swap token for the save.
-    pub loaded: Option<String>,
-    pub data: Data,
-    pub ops: Vec<Op>,
-    /// Keys whose records go at the end of the request (flush, cycle_key).
-    pub doomed: Vec<String>,
-    /// `flush` was called: the doomed records go even if the response is a 5xx (a logout must
-    /// log out), where a `cycle_key` alone deletes nothing.
-    pub flushed: bool,
-    pub accessed: bool,
-    pub modified: bool,
-    /// The store failed and the policy is fail-open: nothing is saved.
-    pub detached: bool,
-    /// When the loaded record expires (for rolling idle timeouts).
-    pub expires_at: Option<OffsetDateTime>,
-    /// The key and data this session had before `cycle_key()`, when a rotation grace window
-    /// keeps the old key pointing here for a few seconds.
-    pub cycled_from: Option<(String, String)>,
-    /// The cookie must be sent again even if nothing changed (the request came with a key
-    /// that was rotated, inside the grace window).
-    pub resend: bool,
-    /// An exclusive route's place in its visitor's queue; dropped after the save.
-    pub exclusive: Option<crate::locks::KeyGuard>,
-    /// The request's save has begun: changes from now on would be lost, so they fail.
-    pub closed: bool,
-    /// The session is stored at the end of the request even when it holds nothing, and so gets
-    /// a key: Django's `cycle_key()` and `create()` store an empty session under a new key.
-    pub must_persist: bool,
-    /// The request came with a key `cycle_key` rotated away, inside the grace window: it was
-    /// served the session as it was before the rotation, read-only (see
-    /// `manager::finish_rotated`).
-    pub rotated: bool,
-    /// The user and key this session was linked under in the store's user index when it was
-    /// loaded (or last saved): what the save unlinks when the user or the key changes.
-    pub linked: Option<(String, String)>,
-}
-
-pub(crate) struct Inner {
-    pub shared: Arc<Shared>,
-    /// The session cookie as the request carried it.
-    pub cookie: Option<String>,
-    pub loaded: tokio::sync::OnceCell<()>,
-    pub state: Mutex<State>,
-    /// This route's store-error policy, when it overrides the settings.
-    pub policy: std::sync::OnceLock<crate::config::OnStoreError>,
-    /// Set on an exclusive route: how long its load may wait for the visitor's other
-    /// exclusive requests.
-    pub exclusive: std::sync::OnceLock<Option<Duration>>,
-    /// The layer's error handler, when the app set one.
-    pub on_error: std::sync::OnceLock<crate::layer::ErrorHandler>,
-}
+use crate::recorded::{Change, Context, Op, Recorded};
 
 /// A loaded session: read and change it like a dictionary; the layer saves it after the
 /// response if it changed.
@@ -179,7 +94,7 @@ pub(crate) struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Session {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Context>,
 }
 
 impl fmt::Debug for Session {
@@ -210,16 +125,11 @@ fn encode<T: Serialize>(key: &str, value: &T) -> Result<Value, Error> {
 }
 
 impl Session {
-    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere while holding the lock leaves data that is still consistent (every
-        // change is a single insert or remove), so a poisoned lock is taken over.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn state(&self) -> MutexGuard<'_, Recorded> {
+        self.inner.state()
     }
 
-    fn read(&self) -> MutexGuard<'_, State> {
+    fn read(&self) -> MutexGuard<'_, Recorded> {
         let mut st = self.state();
         st.accessed = true;
         st
@@ -227,7 +137,7 @@ impl Session {
 
     /// The state, for a change: refused once the request's save has begun, since nothing
     /// would save the change.
-    fn writable(&self) -> Result<MutexGuard<'_, State>, Error> {
+    fn writable(&self) -> Result<MutexGuard<'_, Recorded>, Error> {
         let st = self.read();
         if st.closed {
             return Err(Error::AlreadySaved);
@@ -478,7 +388,7 @@ impl Session {
     /// [`Error::Contended`] when it kept changing, and [`Error::Unsaved`] when the session's
     /// load already failed under fail-open.
     pub async fn save(&self) -> Result<String, Error> {
-        crate::manager::save_now(self).await
+        crate::runner::save_now(&self.inner).await
     }
 
     /// Logs out: the data goes, the stored record is deleted and the key is dropped, so the old
@@ -501,7 +411,7 @@ impl Session {
         }
         st.data.clear();
         st.ops.clear();
-        st.loaded = None;
+        st.token = None;
         st.modified = true;
         st.flushed = true;
         st.must_persist = false;
@@ -524,9 +434,9 @@ impl Session {
         let shared = &self.inner.shared;
         {
             let mut st = self.writable()?;
-            let loaded = st.loaded.take();
+            let token = st.token.take();
             if let Some(old) = st.key.take() {
-                match loaded {
+                match token {
                     Some(data) if shared.settings.rotation_grace > 0 => {
                         st.cycled_from = Some((old, data));
                     }

@@ -8,10 +8,7 @@ use super::SessionService;
 use crate::error::Error;
 use crate::manager::Sessions;
 
-/// Turns a session error into the response the client gets (see
-/// [`SessionLayer::with_error_handler`]). The body is text; the layer converts it into the
-/// service's body type.
-pub type ErrorHandler = Arc<dyn Fn(&Error) -> Response<String> + Send + Sync>;
+pub use crate::response::ErrorHandler;
 
 /// Adds sessions to every request of the wrapped service.
 ///

@@ -12,4 +12,5 @@ mod service;
 pub use self::exclusive::{ExclusiveLayer, ExclusiveService};
 pub use self::layer::{ErrorHandler, SessionLayer};
 pub use self::policy::{OnStoreErrorLayer, OnStoreErrorService};
-pub use self::service::{error_response, SessionService};
+pub use self::service::SessionService;
+pub use crate::response::error_response;

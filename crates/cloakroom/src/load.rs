@@ -1,0 +1,117 @@
+//! The load: the first use of a request's session reads its record, at most once per request.
+//! Corrupt, expired and rotated-away data comes back as a fresh session; a store failure under
+//! the fail-open policy as an empty session that is never saved.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::codec::{user_id as user_of, Data};
+use crate::config::OnStoreError;
+use crate::error::{Error, StoreError};
+use crate::expiry::MOVED_KEY;
+use crate::key;
+use crate::locks::KeyGuard;
+use crate::recorded::Context;
+use crate::runner::ROTATED_KEY;
+use crate::store::Record;
+
+/// Reads the session the request's cookie names into the recorded state.
+pub(crate) async fn fetch(ctx: &Context) -> Result<(), Error> {
+    let shared = &ctx.shared;
+    let Some(candidate) = ctx.cookie.as_deref() else {
+        return Ok(());
+    };
+    if !shared.in_cookie() && !key::is_well_formed(candidate) {
+        return Ok(());
+    }
+    let exclusive = exclusive_turn(ctx, candidate).await?;
+    let found = match read_record(ctx, candidate).await {
+        Ok(found) => found,
+        Err(e) if ctx.policy() == OnStoreError::FailOpen => {
+            crate::observe::warn_store_failure(
+                shared.store.engine(),
+                &e,
+                "session store failed; continuing with an anonymous session (fail-open)",
+            );
+            ctx.state().detached = true;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut st = ctx.state();
+    if let Some((key, record, mut data)) = found {
+        // A key the store does not hold keeps no lock.
+        st.exclusive = exclusive;
+        st.resend = key != candidate;
+        st.rotated = data.shift_remove(ROTATED_KEY).is_some();
+        st.linked = user_of(&data)
+            .filter(|_| !st.rotated)
+            .map(|user| (user, key.clone()));
+        st.data = data;
+        st.key = Some(key);
+        st.expires_at = Some(record.expires_at);
+        st.token = Some(record.data);
+    }
+    Ok(())
+}
+
+/// Only an exclusive route waits, and only for the same visitor's exclusive requests: taken
+/// before the load, so that the load sees what the previous one saved.
+async fn exclusive_turn(ctx: &Context, candidate: &str) -> Result<Option<KeyGuard>, Error> {
+    let shared = &ctx.shared;
+    let (Some(&wait), false) = (ctx.exclusive.get(), shared.in_cookie()) else {
+        return Ok(None);
+    };
+    let wait = wait.unwrap_or(Duration::from_millis(shared.settings.lock_timeout_ms));
+    let turn = shared.exclusive_locks.lock(candidate, wait).await;
+    turn.map(Some)
+        .ok_or(Error::ExclusiveTimeout { waited: wait })
+}
+
+/// Loads and decodes the live record under `key`. A record that `cycle_key` left behind under
+/// a rotation grace window comes back with its `_cloakroom_rotated` marker (the caller serves
+/// it read-only); one from an older release, which held only the new key, is treated as gone.
+/// Corrupt data is never adopted.
+async fn read_record(
+    ctx: &Context,
+    key: &str,
+) -> Result<Option<(String, Record, Data)>, StoreError> {
+    let shared = &ctx.shared;
+    let now = shared.clock.now();
+    let Some((record, moved)) = shared.load(key, now).await? else {
+        return Ok(None);
+    };
+    let data = match shared.codec.decode(&record.data) {
+        Ok(data) => data,
+        Err(e) => {
+            // Never adopted and never overwritten: the visitor gets a new key.
+            tracing::warn!(engine = shared.store.engine(), error = %e,
+                "stored session data is corrupt; starting a fresh session");
+            return Ok(None);
+        }
+    };
+    if !shared.in_cookie() && expiry_passed(&data, now) {
+        // Django's file backend ends a session whose `_session_expiry` instant has passed,
+        // whatever the file's mtime says; the other stores already agree (their expiry is
+        // that instant). Signed cookies keep Django's rule: the cookie age only.
+        return Ok(None);
+    }
+    if data.contains_key(MOVED_KEY)
+        || (data.contains_key(ROTATED_KEY) && shared.settings.rotation_grace == 0)
+    {
+        return Ok(None);
+    }
+    if moved {
+        crate::runner::link_moved(ctx, key, &record, &data, now).await?;
+    }
+    Ok(Some((key.to_owned(), record, data)))
+}
+
+/// Whether the data's `_session_expiry` is an instant at or before `now`.
+fn expiry_passed(data: &Data, now: OffsetDateTime) -> bool {
+    crate::codec::lookup(data, crate::expiry::EXPIRY_KEY)
+        .and_then(serde_json::Value::as_str)
+        .and_then(crate::expiry::parse_iso)
+        .is_some_and(|at| at <= now)
+}

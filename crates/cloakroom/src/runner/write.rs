@@ -1,0 +1,247 @@
+//! The writes of a request's end: a create under a fresh key, a rolling touch, the
+//! compare-and-swap update that merges with concurrent saves, and the rotation snapshot.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::Written;
+use crate::codec::Data;
+use crate::error::Error;
+use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
+use crate::key;
+use crate::locks::KeyGuard;
+use crate::observe::Operation;
+use crate::recorded::Recorded;
+use crate::shared::Shared;
+use crate::store::{Created, Record, Updated};
+
+/// In the record `cycle_key` leaves under the old key for the grace window: when the key was
+/// rotated. The rest of the record is the session as it was then, read-only.
+pub(crate) const ROTATED_KEY: &str = "_cloakroom_rotated";
+/// Django's `django.contrib.auth` keys, which a rotated key's snapshot does not keep: an old
+/// key is never logged in.
+const AUTH_KEYS: [&str; 3] = [
+    crate::codec::AUTH_USER_ID,
+    "_auth_user_backend",
+    "_auth_user_hash",
+];
+/// How many times a save re-applies its changes to a newer record before giving up.
+const MAX_MERGES: u32 = 64;
+/// How many fresh keys a create draws before giving up (Django's cache backend uses 10,000;
+/// with 165 bits per key a second draw is already astronomically unlikely).
+const MAX_KEY_DRAWS: u32 = 16;
+
+/// Whether this record is what `cycle_key` left under a rotated key (or, from an older
+/// release, a pointer to the new key).
+pub(crate) fn is_rotated(data: &Data) -> bool {
+    data.contains_key(ROTATED_KEY) || data.contains_key(MOVED_KEY)
+}
+
+/// The `Max-Age` of a cookie for `lifetime`: none for a browser-session cookie.
+fn max_age(lifetime: &Lifetime) -> Option<i64> {
+    (!lifetime.browser_close).then_some(lifetime.age)
+}
+
+/// Stores the session under a fresh key (never overwriting), starting its absolute lifetime
+/// at `deadline` when the plan set one.
+pub(super) async fn create(
+    shared: &Shared,
+    st: &mut Recorded,
+    deadline: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<Written, Error> {
+    if let Some(deadline) = deadline {
+        st.data.insert(
+            DEADLINE_KEY.to_owned(),
+            serde_json::Value::from(crate::expiry::format_iso(deadline)),
+        );
+    }
+    st.token = None;
+    let lifetime = Lifetime::of(&st.data, &shared.settings, now);
+    let record = Record {
+        data: shared.encode_bounded(&st.data)?,
+        expires_at: lifetime.expires_at,
+    };
+    for _ in 0..MAX_KEY_DRAWS {
+        let key = key::generate()?;
+        match shared
+            .call(Operation::Create, shared.store.create(&key, &record))
+            .await?
+        {
+            Created::Stored => {
+                let max_age = max_age(&lifetime);
+                return Ok(Written {
+                    key,
+                    record,
+                    max_age,
+                });
+            }
+            Created::Taken => continue,
+        }
+    }
+    Err(Error::Contended {
+        attempts: MAX_KEY_DRAWS,
+    })
+}
+
+/// A rolling session's refresh: moves the expiry of the loaded record to `expires_at`.
+/// `None` when another request saved meanwhile (and so moved the expiry itself) or the
+/// session is gone, which the next request will find out.
+pub(super) async fn touch(
+    shared: &Shared,
+    st: &Recorded,
+    expires_at: OffsetDateTime,
+    max_age: Option<i64>,
+    now: OffsetDateTime,
+) -> Result<Option<Written>, Error> {
+    let (Some(key), Some(token)) = (&st.key, &st.token) else {
+        return Ok(None);
+    };
+    let record = Record {
+        data: token.clone(),
+        expires_at,
+    };
+    match shared
+        .call(Operation::Touch, shared.store.touch(key, &record, now))
+        .await?
+    {
+        Updated::Stored => Ok(Some(Written {
+            key: key.clone(),
+            record,
+            max_age,
+        })),
+        Updated::Conflict(_) | Updated::Missing => Ok(None),
+    }
+}
+
+/// Saves the session under its key by compare-and-swap against the loaded text. On a
+/// conflict it waits for the key's other savers in this process, replays this request's
+/// changes on the newer record and tries again, at most [`MAX_MERGES`] times.
+pub(super) async fn update(
+    shared: &Shared,
+    st: &mut Recorded,
+    now: OffsetDateTime,
+) -> Result<Written, Error> {
+    let (Some(key), Some(mut expected)) = (st.key.clone(), st.token.take()) else {
+        return Err(Error::Interrupted);
+    };
+    // Computed once, and again only when a merge changes the data.
+    let mut lifetime = Lifetime::of(&st.data, &shared.settings, now);
+    let mut record = Record {
+        data: shared.encode_bounded(&st.data)?,
+        expires_at: lifetime.expires_at,
+    };
+    let mut merges = 0;
+    // Taken only once a save has met another: the others' saves of this key in this process
+    // then go one at a time, so each merges about once.
+    let mut queued = None;
+    loop {
+        let update = shared.store.update(&key, &expected, &record, now);
+        match shared.call(Operation::Update, update).await? {
+            Updated::Stored => break,
+            Updated::Missing => return Err(Error::Interrupted),
+            Updated::Conflict(current) => {
+                merges += 1;
+                if merges > MAX_MERGES {
+                    return Err(Error::Contended { attempts: merges });
+                }
+                wait_turn(shared, &key, &mut queued, merges).await;
+                let data = merge(shared, st, &current)?;
+                lifetime = Lifetime::of(&data, &shared.settings, now);
+                record = Record {
+                    data: shared.encode_bounded(&data)?,
+                    expires_at: lifetime.expires_at,
+                };
+                st.data = data;
+                expected = current.data;
+            }
+        }
+    }
+    let max_age = max_age(&lifetime);
+    Ok(Written {
+        key,
+        record,
+        max_age,
+    })
+}
+
+/// Before a merge: the first conflict queues behind the key's other savers (bounded like a
+/// store call; past it the merge goes on unqueued, and the compare-and-swap still loses
+/// nothing); later ones back off.
+async fn wait_turn(shared: &Shared, key: &str, queued: &mut Option<KeyGuard>, merges: u32) {
+    if queued.is_none() {
+        let wait = shared.settings.store_timeout();
+        *queued = shared.save_locks.lock(key, wait).await;
+    } else {
+        backoff(merges).await;
+    }
+}
+
+/// This request's changes replayed on the record another request saved.
+fn merge(shared: &Shared, st: &Recorded, current: &Record) -> Result<Data, Error> {
+    let mut data = shared.codec.decode(&current.data).map_err(|e| {
+        tracing::warn!(error = %e, "a concurrent save left corrupt data");
+        Error::Interrupted
+    })?;
+    if is_rotated(&data) {
+        // A login rotated the key while this request ran: its changes stay out of the new
+        // session (they may be an attacker's who held the old key).
+        return Err(Error::Rotated);
+    }
+    for op in &st.ops {
+        op.replay(&mut data)?;
+    }
+    Ok(data)
+}
+
+/// Leaves, under a rotated key, the session as it was before the rotation, marked read-only,
+/// for the grace window (see [`crate::plan`]). It holds nothing that leads to the new key,
+/// and no logged-in user.
+pub(super) async fn park_snapshot(
+    shared: &Shared,
+    old: &str,
+    mut expected: String,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
+    let grace = Duration::from_secs(shared.settings.rotation_grace);
+    for _ in 0..MAX_MERGES {
+        // The snapshot is what the store held under the old key (a concurrent save under it
+        // included), never this request's changes.
+        let Ok(mut snapshot) = shared.codec.decode(&expected) else {
+            break;
+        };
+        for auth in AUTH_KEYS {
+            snapshot.shift_remove(auth);
+        }
+        let rotated_at = serde_json::Value::from(crate::expiry::format_iso(now));
+        snapshot.insert(ROTATED_KEY.to_owned(), rotated_at);
+        let record = Record {
+            data: shared.codec.encode(&snapshot),
+            expires_at: now + grace,
+        };
+        let update = shared.store.update(old, &expected, &record, now);
+        match shared.call(Operation::Update, update).await? {
+            Updated::Stored | Updated::Missing => return Ok(()),
+            Updated::Conflict(current) => expected = current.data,
+        }
+    }
+    // Could not park the snapshot: fall back to no grace rather than leave the old key live.
+    shared
+        .call(Operation::Delete, shared.store.delete(old))
+        .await?;
+    Ok(())
+}
+
+/// A short random pause before the next merge attempt, growing with each conflict, so that
+/// many requests racing for one record (several app servers, or a lock wait that timed out)
+/// spread out instead of colliding again in lockstep.
+async fn backoff(attempt: u32) {
+    let ceiling_us = 500u64 << attempt.min(6); // 0.5 ms … 32 ms
+    let mut bytes = [0u8; 8];
+    let jitter = match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) % ceiling_us,
+        Err(_) => ceiling_us / 2,
+    };
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
+}

@@ -1,0 +1,220 @@
+//! What the sessions of one app share: the store, the settings, the codec, the clock, the
+//! circuit breaker and the per-key locks, and [`Shared::call`], the one way the core calls the
+//! store (breaker, timeout, metrics and span around every call).
+//!
+//! The store's methods that are not about storing bytes (`load_moved`, `cookie_value`,
+//! `keeps_data_in_cookie`, `users`) are called here and nowhere else in the core, so that
+//! narrowing the store trait edits one place.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::breaker::Breaker;
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{Codec, Data};
+use crate::config::Settings;
+use crate::error::{ConfigError, Error, StoreError};
+use crate::locks::KeyLocks;
+use crate::observe::{Observer, Operation};
+use crate::store::{Record, SessionStore, UserIndex};
+
+/// Everything the sessions of one app share.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// The store the core calls, each call observed by `observer`.
+    pub store: Arc<dyn SessionStore>,
+    /// The same store wrapped in [`Instrumented`](crate::observe::Instrumented), for the app's
+    /// own calls through [`Sessions::store`](crate::Sessions::store).
+    pub observed: Arc<dyn SessionStore>,
+    observer: Arc<Observer>,
+    pub settings: Settings,
+    pub codec: Codec,
+    pub clock: Arc<dyn Clock>,
+    /// Savers of one key that met a conflict queue here before merging (store calls only).
+    pub save_locks: KeyLocks,
+    /// Exclusive routes of one visitor run one at a time (opt-in, held from load to save).
+    pub exclusive_locks: KeyLocks,
+    breaker: Arc<Breaker>,
+    /// The store keeps the data in the cookie (signed cookies): asked once, at construction.
+    in_cookie: bool,
+}
+
+impl Shared {
+    /// The machinery for `store` under `settings`: keys hashed when `hash_keys` asks for it,
+    /// a breaker with the configured threshold, and the system clock.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the settings cannot work, or ask to hash the keys of a store that
+    /// has none (signed cookies).
+    pub fn new(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
+        settings.validate()?;
+        let in_cookie = store.keeps_data_in_cookie();
+        let store: Arc<dyn SessionStore> = match (settings.hash_keys, in_cookie) {
+            (true, true) => {
+                return Err(ConfigError::Invalid {
+                    setting: "hash_keys",
+                    reason: format!(
+                        "the {} engine keeps the data in the cookie: there is no key to hash",
+                        store.engine()
+                    ),
+                })
+            }
+            (true, false) => Arc::new(crate::hashed::HashedKeys::new(store)),
+            (false, _) => store,
+        };
+        let breaker = Arc::new(Breaker::new(
+            settings.breaker_threshold,
+            Duration::from_millis(settings.breaker_cooldown_ms),
+        ));
+        // Every store call gets a span and metrics (see `observe`): the core's own through
+        // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
+        let observer = Arc::new(Observer::new(store.engine()));
+        let observed: Arc<dyn SessionStore> =
+            Arc::new(crate::observe::Instrumented::new(Arc::clone(&store)));
+        Ok(Self {
+            store,
+            observed,
+            observer,
+            codec: settings.codec(),
+            settings,
+            clock: Arc::new(SystemClock),
+            save_locks: KeyLocks::default(),
+            exclusive_locks: KeyLocks::default(),
+            breaker,
+            in_cookie,
+        })
+    }
+
+    /// Runs one store call under the configured timeout, observed as `op` (span, metrics).
+    pub async fn call<T: crate::observe::Outcome>(
+        &self,
+        op: Operation,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let engine = self.store.engine();
+        if let Err(e) = self.breaker.admit(engine) {
+            crate::observe::record_error(engine, &e);
+            return Err(e);
+        }
+        let after = self.settings.store_timeout();
+        let bounded = Bounded {
+            fut: self.observer.observe(op, fut),
+            sleep: None,
+            after,
+        };
+        let result = match bounded.await {
+            Some(result) => result,
+            None => Err(StoreError::Timeout { engine, after }),
+        };
+        // A session too large for its store is the app's problem, not the store's health.
+        let healthy = !matches!(
+            result,
+            Err(StoreError::Timeout { .. }
+                | StoreError::Backend { .. }
+                | StoreError::MissingTable { .. })
+        );
+        self.breaker.record(healthy);
+        if let Err(e) = &result {
+            crate::observe::record_error(engine, e);
+        }
+        result
+    }
+
+    /// Encodes `data` for the store, refusing it over `max_session_bytes`. Every record the
+    /// core creates or updates, and so every cookie it sets (signed or not), is encoded here:
+    /// the one place the size bound is enforced, before anything is written.
+    pub fn encode_bounded(&self, data: &Data) -> Result<String, Error> {
+        let text = self.codec.encode(data);
+        let limit = self.settings.max_session_bytes;
+        if text.len() > limit {
+            return Err(Error::TooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        Ok(text)
+    }
+
+    /// The name the store (and so its user index) knows session `key` by.
+    pub fn stored_id(&self, key: &str) -> String {
+        crate::hashed::stored_id(&self.settings, key)
+    }
+
+    /// Whether the data travels in the cookie (signed cookies): then any cookie value may be
+    /// a session, and there is no key to lock, expire or index.
+    pub fn in_cookie(&self) -> bool {
+        self.in_cookie
+    }
+
+    /// Loads the live record under `key`, and whether this very load moved it in from another
+    /// store (a live migration's first use).
+    pub async fn load(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        self.call(Operation::Load, self.store.load_moved(key, now))
+            .await
+    }
+
+    /// The value the cookie carries for `record`, saved under `key`.
+    pub fn cookie_value(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<String, StoreError> {
+        self.store
+            .cookie_value(key, record, now)
+            .map(Cow::into_owned)
+    }
+
+    /// The store's index of sessions by user, if it keeps one.
+    pub fn users(&self) -> Option<&dyn UserIndex> {
+        self.store.users()
+    }
+
+    /// The store's index of sessions by user, or [`StoreError::NoUserIndex`] naming the engine.
+    pub fn user_index(&self) -> Result<&dyn UserIndex, StoreError> {
+        self.users().ok_or(StoreError::NoUserIndex {
+            engine: self.store.engine(),
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A store call with a time limit whose timer is armed only if the call does not finish at
+    /// once: an in-process store never pays for one, a remote one pays once. `None` when the
+    /// limit passed.
+    struct Bounded<F> {
+        #[pin]
+        fut: F,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        after: Duration,
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let after = *this.after;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
