@@ -23,7 +23,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlQueryResult, MyS
 use sqlx::{MySqlPool, Row as _};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::sql::{Dialect, Failure, Params, ServerOptions, SqlStore, Syntax, Table};
+use super::sql::{Dialect, Failure, ServerOptions, Sql, SqlStore, Table};
 
 /// `ER_DUP_KEYNAME`: the index already exists (another server migrated at the same time).
 const ER_DUP_KEYNAME: u16 = 1061;
@@ -50,20 +50,7 @@ fn error_number(e: &dyn DatabaseError) -> Option<u16> {
 impl Dialect for MySql {
     type Db = sqlx::MySql;
     const ENGINE: &'static str = "mysql";
-    const SYNTAX: Syntax = Syntax {
-        quote: '`',
-        params: Params::Positional,
-        // Both sides as utf8mb4 bytes: no case folding, no PAD SPACE, whatever the column's
-        // charset and collation (see the module docs).
-        same_data: "CAST(CONVERT(session_data USING utf8mb4) AS BINARY) = CAST(CONVERT($4 USING utf8mb4) AS BINARY)",
-        // The server hashes the data it holds (as utf8mb4 bytes, as above) and compares it
-        // with the caller's hex digest: the session travels neither way, is not rewritten.
-        same_digest: "SHA2(CONVERT(session_data USING utf8mb4), 256) = $3",
-        // Oldest first along the expiry index; single-table DELETE takes a LIMIT directly.
-        clear: "DELETE FROM {t} WHERE expire_date < $1 ORDER BY expire_date LIMIT {batch}",
-        count_both: "SELECT CAST(COALESCE(SUM(expire_date > $1), 0) AS SIGNED), CAST(COALESCE(SUM(expire_date <= $2), 0) AS SIGNED) FROM {t}",
-        on_duplicate_key: true,
-    };
+    const SQL: Sql = Sql::MySql;
 
     fn connect_options(
         url: &str,

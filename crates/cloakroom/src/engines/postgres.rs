@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow};
 use sqlx::{PgPool, Row as _};
 use time::OffsetDateTime;
 
-use super::sql::{Dialect, Failure, Params, ServerOptions, SqlStore, Syntax, Table};
+use super::sql::{Dialect, Failure, ServerOptions, Sql, SqlStore, Table};
 
 /// The advisory lock `migrate` holds, so that app servers migrating at once do not race on
 /// `CREATE TABLE IF NOT EXISTS` (which is not safe under concurrency in PostgreSQL).
@@ -44,19 +44,7 @@ pub fn like_index(table: &Table) -> String {
 impl Dialect for Postgres {
     type Db = sqlx::Postgres;
     const ENGINE: &'static str = "postgres";
-    const SYNTAX: Syntax = Syntax {
-        quote: '"',
-        params: Params::Dollar,
-        // Byte for byte under PostgreSQL's (deterministic) collations.
-        same_data: "session_data = $4",
-        // The server hashes the data it holds and compares it with the caller's digest: the
-        // session travels neither way and is not rewritten. `convert_to` hashes the UTF-8
-        // bytes whatever the database encoding.
-        same_digest: "sha256(convert_to(session_data, 'UTF8')) = $3",
-        clear: "DELETE FROM {t} WHERE session_key IN (SELECT session_key FROM {t} WHERE expire_date < $1 LIMIT {batch})",
-        count_both: "SELECT COUNT(*) FILTER (WHERE expire_date > $1), COUNT(*) FILTER (WHERE expire_date <= $2) FROM {t}",
-        on_duplicate_key: false,
-    };
+    const SQL: Sql = Sql::Postgres;
 
     fn connect_options(url: &str, options: &ServerOptions) -> Result<PgConnectOptions, sqlx::Error> {
         let mut connect = PgConnectOptions::from_str(url)?;

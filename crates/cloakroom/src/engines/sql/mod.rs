@@ -16,11 +16,11 @@ mod store;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use pool::ServerOptions;
-pub(crate) use queries::{Params, Queries, Syntax};
+pub(crate) use queries::{Queries, Sql};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) use store::{Dialect, Failure, SqlQuery};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub use store::SqlStore;
+pub use store::{PoolStatus, SqlStore};
 
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, Record, Updated};

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::pool::{connect_pool, Breakage, ServerOptions};
 use super::{
-    clear_in_batches, data_digest, guarded_write, scan_batch, scan_limit, Queries, Syntax, Table,
+    clear_in_batches, data_digest, guarded_write, scan_batch, scan_limit, Queries, Sql, Table,
 };
 use crate::error::{ConfigError, StoreError};
 use crate::store::{
@@ -62,8 +62,8 @@ pub trait Dialect: Clone + std::fmt::Debug + Send + Sync + 'static {
     type Db: Driver;
     /// The engine's name, in errors and metrics.
     const ENGINE: &'static str;
-    /// The statements' syntax.
-    const SYNTAX: Syntax;
+    /// The statements' dialect.
+    const SQL: Sql;
     /// The connection options `url` names, with the dialect's own defaults and `options`'s
     /// statement cache.
     fn connect_options(
@@ -176,9 +176,18 @@ where
     }
 }
 
+/// The connections of a server store's pool ([`SqlStore::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Connections open, idle or in use.
+    pub size: u32,
+    /// Connections open and idle.
+    pub idle: usize,
+}
+
 /// Sessions in a table of a server SQL database: [`PostgresStore`](super::super::postgres::PostgresStore)
 /// and [`MySqlStore`](super::super::mysql::MySqlStore) are this store with their dialect.
-#[derive(Clone, Debug)]
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D::Db>,
     table: Table,
@@ -186,6 +195,28 @@ pub struct SqlStore<D: Dialect> {
     /// Failures that may have killed pooled connections (see [`Breakage`]).
     breakage: Breakage,
     dialect: PhantomData<D>,
+}
+
+// By hand: a derive would ask `Clone` and `Debug` of the driver's database type too.
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            table: self.table.clone(),
+            q: Arc::clone(&self.q),
+            breakage: self.breakage.clone(),
+            dialect: PhantomData,
+        }
+    }
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("engine", &D::ENGINE)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -214,7 +245,7 @@ impl<D: Dialect> SqlStore<D> {
     fn build(pool: Pool<D::Db>, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {
         let table = Table::new(table)?;
         Ok(Self {
-            q: Arc::new(Queries::new(&table, &D::SYNTAX)),
+            q: Arc::new(Queries::new(&table, D::SQL)),
             pool,
             table,
             breakage,
@@ -251,6 +282,15 @@ impl<D: Dialect> SqlStore<D> {
         let row = self.one(&self.q.count, [Arg::At(now)]).await?;
         let n = D::Db::int(&row, 0).map_err(|e| self.error(e))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// How many connections the pool holds and how many of them are idle, for health checks
+    /// and metrics.
+    pub fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+        }
     }
 
     /// A failed statement's error, noted for the pool's acquire checks.

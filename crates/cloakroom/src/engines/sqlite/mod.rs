@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use self::conns::{is_busy, Conns, Location, BUSY_TIMEOUT};
 use super::sql::{
-    clear_in_batches, guarded_write, scan_batch, scan_limit, Params, Queries, Syntax, Table,
+    clear_in_batches, guarded_write, scan_batch, scan_limit, Queries, Sql, Table,
 };
 use crate::digits::{push_padded, push_two};
 use crate::error::{ConfigError, StoreError};
@@ -33,18 +33,6 @@ use crate::store::{
 };
 
 const ENGINE: &str = "sqlite";
-
-/// SQLite's statements, where they differ from the other databases'.
-const SYNTAX: Syntax = Syntax {
-    quote: '"',
-    params: Params::Numbered,
-    same_data: "session_data = $4",
-    // The data is compared, never rewritten; binding it costs nothing in-process.
-    same_digest: "session_data = $3",
-    clear: "DELETE FROM {t} WHERE session_key IN (SELECT session_key FROM {t} WHERE expire_date < $1 LIMIT {batch})",
-    count_both: "SELECT COALESCE(SUM(expire_date > $1), 0), COALESCE(SUM(expire_date <= $2), 0) FROM {t}",
-    on_duplicate_key: false,
-};
 
 /// Sessions in a SQLite table.
 #[derive(Clone, Debug)]
@@ -157,7 +145,7 @@ impl SqliteStore {
         let table = Table::new(crate::config::DEFAULT_TABLE)
             .map_err(|e| StoreError::backend(ENGINE, e))?;
         Ok(Self {
-            q: Arc::new(Queries::new(&table, &SYNTAX)),
+            q: Arc::new(Queries::new(&table, Sql::Sqlite)),
             conns: Arc::new(conns),
             table,
         })
@@ -170,7 +158,7 @@ impl SqliteStore {
     pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
         let table = Table::new(table)?;
         Ok(Self {
-            q: Arc::new(Queries::new(&table, &SYNTAX)),
+            q: Arc::new(Queries::new(&table, Sql::Sqlite)),
             table,
             ..self
         })
