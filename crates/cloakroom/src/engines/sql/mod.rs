@@ -9,6 +9,8 @@
 use std::future::Future;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+mod driver;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod pool;
 mod queries;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -18,7 +20,7 @@ mod store;
 pub use pool::ServerOptions;
 pub(crate) use queries::{Queries, Sql};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) use store::{Dialect, Failure, SqlQuery};
+pub(crate) use driver::{Dialect, Failure, SqlQuery};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use store::{PoolStatus, SqlStore};
 

@@ -13,6 +13,8 @@
 //! clearsessions, scans and counts) always run on a blocking thread.
 
 mod conns;
+mod datetime;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +24,14 @@ use rusqlite::{ErrorCode, OptionalExtension as _};
 use time::OffsetDateTime;
 
 use self::conns::{is_busy, Conns, Location, BUSY_TIMEOUT};
+pub use self::datetime::django_datetime;
+use self::datetime::parse_django_datetime;
 use super::sql::{
     clear_in_batches, guarded_write, scan_batch, scan_limit, Queries, Sql, Table,
 };
-use crate::digits::{push_padded, push_two};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
-    UserSession,
 };
 
 const ENGINE: &str = "sqlite";
@@ -41,46 +43,6 @@ pub struct SqliteStore {
     conns: Arc<Conns>,
     table: Table,
     q: Arc<Queries>,
-}
-
-/// Formats an instant as Django stores `expire_date` in SQLite: the UTC wall clock as text,
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, fraction omitted when zero. Expiry filters compare this text.
-pub fn django_datetime(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let mut out = String::with_capacity(26);
-    // Written by hand: three of these per counter request cost 12k instructions via format!.
-    let year = at.year();
-    if year < 0 {
-        out.push('-');
-        push_padded(&mut out, u64::from(year.unsigned_abs()), 3);
-    } else {
-        push_padded(&mut out, u64::from(year.unsigned_abs()), 4);
-    }
-    for (sep, n) in [
-        ('-', u8::from(at.month())),
-        ('-', at.day()),
-        (' ', at.hour()),
-        (':', at.minute()),
-        (':', at.second()),
-    ] {
-        out.push(sep);
-        push_two(&mut out, n);
-    }
-    if let us @ 1.. = at.microsecond() {
-        out.push('.');
-        push_padded(&mut out, u64::from(us), 6);
-    }
-    out
-}
-
-fn parse_django_datetime(text: &str) -> Option<OffsetDateTime> {
-    let format = time::macros::format_description!(
-        version = 2,
-        "[year]-[month]-[day] [hour]:[minute]:[second][optional [.[subsecond]]]"
-    );
-    time::PrimitiveDateTime::parse(text, format)
-        .ok()
-        .map(time::PrimitiveDateTime::assume_utc)
 }
 
 /// Whether an insert failed because the key is taken.
@@ -113,18 +75,6 @@ fn record(data: String, expire: &str) -> Result<Record, StoreError> {
     let expires_at = parse_django_datetime(expire)
         .ok_or_else(|| StoreError::backend(ENGINE, format!("unreadable expire_date `{expire}`")))?;
     Ok(Record { data, expires_at })
-}
-
-/// Reads column `i` as a Django datetime.
-fn read_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<OffsetDateTime> {
-    let text: String = row.get(i)?;
-    parse_django_datetime(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("unreadable datetime `{text}`").into(),
-        )
-    })
 }
 
 impl SqliteStore {
@@ -345,82 +295,6 @@ impl SessionStore for SqliteStore {
     }
 }
 
-/// The index in `<table>_user` (see [`Table::user_table`]), with the semantics of the server
-/// engines' (`SqlStore`'s): the connections turn SQLite's foreign keys on, so deleting a
-/// session deletes its entry.
-#[async_trait]
-impl UserIndex for SqliteStore {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        let q = Arc::clone(&self.q);
-        let (id, user) = (entry.id.clone(), entry.user_id.clone());
-        let (agent, ip) = (entry.user_agent.clone(), entry.ip.clone());
-        let [created, seen, expires] =
-            [entry.created_at, entry.last_seen, entry.expires_at].map(django_datetime);
-        let done = self
-            .conns
-            .write(move |c| {
-                let args = (&id, &user, &created, &seen, &expires, &agent, &ip, &id);
-                c.prepare_cached(&q.link)?.execute(args)
-            })
-            .await?;
-        match done {
-            // The session was deleted meanwhile: it is simply not linked.
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-            {
-                Ok(())
-            }
-            done => self.check(done, true).await.map(drop),
-        }
-    }
-
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let (q, user, id) = (Arc::clone(&self.q), user_id.to_owned(), id.to_owned());
-        let done = self
-            .conns
-            .write(move |c| c.prepare_cached(&q.unlink)?.execute([&user, &id]))
-            .await?;
-        self.check(done, true).await.map(drop)
-    }
-
-    async fn sessions_of(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
-        let (q, user, now) = (Arc::clone(&self.q), user_id.to_owned(), django_datetime(now));
-        let found = self
-            .conns
-            .read(move |c| {
-                let mut statement = c.prepare_cached(&q.sessions_of)?;
-                let rows = statement.query_map([&user, &now], |row| {
-                    Ok(UserSession {
-                        id: row.get(0)?,
-                        user_id: row.get(1)?,
-                        created_at: read_at(row, 2)?,
-                        last_seen: read_at(row, 3)?,
-                        expires_at: read_at(row, 4)?,
-                        user_agent: row.get(5)?,
-                        ip: row.get(6)?,
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?;
-        self.check(found, true).await
-    }
-
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let (q, user, owned_id) = (Arc::clone(&self.q), user_id.to_owned(), id.to_owned());
-        let done = self
-            .conns
-            .write(move |c| c.prepare_cached(&q.revoke)?.execute([&user, &owned_id]))
-            .await?;
-        self.check(done, true).await?;
-        UserIndex::unlink(self, user_id, id).await
-    }
-}
-
 #[async_trait]
 impl ClearExpired for SqliteStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -478,31 +352,5 @@ impl Scan for SqliteStore {
             live: u64::try_from(live).unwrap_or(0),
             expired: u64::try_from(expired).unwrap_or(0),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn datetimes_are_djangos_sqlite_text() {
-        assert_eq!(
-            django_datetime(datetime!(2025-01-15 00:00:00.25 UTC)),
-            "2025-01-15 00:00:00.250000"
-        );
-        assert_eq!(
-            django_datetime(datetime!(2099-01-01 00:00:00 UTC)),
-            "2099-01-01 00:00:00"
-        );
-        assert_eq!(
-            django_datetime(datetime!(0987-12-31 23:59:09.000001 +01:00)),
-            "0987-12-31 22:59:09.000001"
-        );
-        assert_eq!(
-            parse_django_datetime("2025-01-15 00:00:00.250000"),
-            Some(datetime!(2025-01-15 00:00:00.25 UTC))
-        );
     }
 }
