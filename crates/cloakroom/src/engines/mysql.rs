@@ -70,7 +70,12 @@ impl Dialect for MySql {
     }
 
     fn bind_digest<'q>(q: SqlQuery<'q>, digest: &'q [u8; 32]) -> SqlQuery<'q> {
-        q.bind(digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        q.bind(
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        )
     }
 
     fn read_at(row: &MySqlRow, i: usize) -> Result<OffsetDateTime, sqlx::Error> {
@@ -116,7 +121,8 @@ impl Dialect for MySql {
             match sqlx::query(&create_index).execute(pool).await {
                 Ok(_) => {}
                 // Another server created it between our look and our CREATE.
-                Err(sqlx::Error::Database(e)) if error_number(e.as_ref()) == Some(ER_DUP_KEYNAME) => {}
+                Err(sqlx::Error::Database(e))
+                    if error_number(e.as_ref()) == Some(ER_DUP_KEYNAME) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -46,7 +46,10 @@ impl Dialect for Postgres {
     const ENGINE: &'static str = "postgres";
     const SQL: Sql = Sql::Postgres;
 
-    fn connect_options(url: &str, options: &ServerOptions) -> Result<PgConnectOptions, sqlx::Error> {
+    fn connect_options(
+        url: &str,
+        options: &ServerOptions,
+    ) -> Result<PgConnectOptions, sqlx::Error> {
         let mut connect = PgConnectOptions::from_str(url)?;
         if connect.get_application_name().is_none() {
             connect = connect.application_name("cloakroom");

@@ -120,14 +120,13 @@ where
         sql: &'q str,
         args: impl IntoIterator<Item = Arg<'q>>,
     ) -> SqlQuery<'q, Self> {
-        args.into_iter()
-            .fold(sqlx::query(sql), |q, arg| match arg {
-                Arg::Text(text) => q.bind(text),
-                Arg::MaybeText(text) => q.bind(text),
-                Arg::Int(n) => q.bind(n),
-                Arg::At(at) => D::bind_at(q, at),
-                Arg::Digest(digest) => D::bind_digest(q, digest),
-            })
+        args.into_iter().fold(sqlx::query(sql), |q, arg| match arg {
+            Arg::Text(text) => q.bind(text),
+            Arg::MaybeText(text) => q.bind(text),
+            Arg::Int(n) => q.bind(n),
+            Arg::At(at) => D::bind_at(q, at),
+            Arg::Digest(digest) => D::bind_digest(q, digest),
+        })
     }
 
     fn execute<'q>(

@@ -17,10 +17,10 @@ mod queries;
 mod store;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use driver::{Dialect, Failure, SqlQuery};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use pool::ServerOptions;
 pub(crate) use queries::{Queries, Sql};
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) use driver::{Dialect, Failure, SqlQuery};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use store::{PoolStatus, SqlStore};
 

@@ -182,12 +182,11 @@ pub(crate) async fn connect_pool<DB: sqlx::Database>(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-        #[test]
+    #[test]
     fn connections_idle_before_a_connection_failure_are_suspect() {
         use std::time::Duration;
         let breakage = Breakage::default();

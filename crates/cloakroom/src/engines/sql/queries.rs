@@ -75,10 +75,16 @@ impl Sql {
         let columns = ["user_id", "last_seen", "expire_date", "user_agent", "ip"];
         if self == Self::MySql {
             let set = columns.map(|c| format!("{c} = VALUES({c})"));
-            return (" FROM DUAL", format!("ON DUPLICATE KEY UPDATE {}", set.join(", ")));
+            return (
+                " FROM DUAL",
+                format!("ON DUPLICATE KEY UPDATE {}", set.join(", ")),
+            );
         }
         let set = columns.map(|c| format!("{c} = excluded.{c}"));
-        ("", format!("ON CONFLICT (session_key) DO UPDATE SET {}", set.join(", ")))
+        (
+            "",
+            format!("ON CONFLICT (session_key) DO UPDATE SET {}", set.join(", ")),
+        )
     }
 
     /// `sql`, written with `$1`, `$2`, …, with the parameters as this dialect writes them.
@@ -130,7 +136,10 @@ pub struct Queries {
 impl Queries {
     /// The statements on `table` in `dialect`.
     pub fn new(table: &Table, dialect: Sql) -> Self {
-        let (t, u) = (dialect.quote(table.name()), dialect.quote(&table.user_table()));
+        let (t, u) = (
+            dialect.quote(table.name()),
+            dialect.quote(&table.user_table()),
+        );
         let (dual, upsert) = dialect.upsert();
         let (same_data, same_digest) = (dialect.same_data(), dialect.same_digest());
         let sql = |text: String| dialect.params(&text.replace("{t}", &t));

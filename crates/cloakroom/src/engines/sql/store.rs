@@ -1,6 +1,5 @@
-//! One store for the server SQL engines, generic over its dialect: the statements of a
-//! request, the user index, `clearsessions` and scans are written once here; a dialect
-//! ([`Dialect`], in `postgres.rs` and `mysql.rs`) gives what differs (see `driver.rs`).
+//! One store for the server SQL engines, written once here and generic over its dialect
+//! ([`Dialect`] in `driver.rs`; `postgres.rs`, `mysql.rs`), which gives what differs.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -90,7 +90,10 @@ pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
 
 /// A statement to run on a connection: it owns what it binds, so that it can move to a
 /// blocking thread when it has to wait.
-pub(super) trait Statement<T>: Fn(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static {}
+pub(super) trait Statement<T>:
+    Fn(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static
+{
+}
 impl<T, F: Fn(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static> Statement<T> for F {}
 
 /// One of the store's connections.
@@ -223,7 +226,10 @@ impl Conns {
             // Switching a new file to WAL needs an exclusive lock, and SQLite answers "database
             // is locked" at once when two new connections race to do it; so the writer does
             // it, waiting for the lock, before the readers open.
-            let conn = writer.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let conn = writer
+                .conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             Conn::retry_while_busy(&conn, &|c: &rusqlite::Connection| {
                 c.pragma_update_and_check(None, "journal_mode", "WAL", |row| {
                     row.get::<_, String>(0)
@@ -306,7 +312,6 @@ impl Conns {
         .map_err(|e| StoreError::backend(ENGINE, e))
     }
 }
-
 
 /// How many reader connections a store opens: WAL readers never block each other or the
 /// writer, and more of them than the cores run at once only wait.

@@ -26,9 +26,7 @@ use time::OffsetDateTime;
 use self::conns::{is_busy, Conns, Location, BUSY_TIMEOUT};
 pub use self::datetime::django_datetime;
 use self::datetime::parse_django_datetime;
-use super::sql::{
-    clear_in_batches, guarded_write, scan_batch, scan_limit, Queries, Sql, Table,
-};
+use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Queries, Sql, Table};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
@@ -92,8 +90,8 @@ impl SqliteStore {
         let conns = tokio::task::spawn_blocking(move || Conns::open(&location))
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))??;
-        let table = Table::new(crate::config::DEFAULT_TABLE)
-            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        let table =
+            Table::new(crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))?;
         Ok(Self {
             q: Arc::new(Queries::new(&table, Sql::Sqlite)),
             conns: Arc::new(conns),
@@ -153,7 +151,8 @@ COMMIT;"#
         let n = self
             .conns
             .off_runtime(false, move |c| {
-                c.prepare_cached(&q.count)?.query_row([&now], |row| row.get::<_, i64>(0))
+                c.prepare_cached(&q.count)?
+                    .query_row([&now], |row| row.get::<_, i64>(0))
             })
             .await?;
         Ok(u64::try_from(self.check(n, false).await?).unwrap_or(0))
@@ -191,7 +190,10 @@ COMMIT;"#
         }
         if is_busy(&e) {
             let after = BUSY_TIMEOUT;
-            return Err(StoreError::backend(ENGINE, LockedTooLong { after, source: e }));
+            return Err(StoreError::backend(
+                ENGINE,
+                LockedTooLong { after, source: e },
+            ));
         }
         Err(StoreError::backend(ENGINE, e))
     }
@@ -327,7 +329,11 @@ impl Scan for SqliteStore {
             .off_runtime(false, move |c| {
                 let mut statement = c.prepare_cached(&q.scan)?;
                 let rows = statement.query_map((&cursor, &now, limit), |row| {
-                    Ok((row.get::<_, String>(2)?, row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    Ok((
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                    ))
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
@@ -344,7 +350,9 @@ impl Scan for SqliteStore {
             .conns
             .off_runtime(false, move |c| {
                 c.prepare_cached(&q.count_both)?
-                    .query_row([&now, &now], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+                    .query_row([&now, &now], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                    })
             })
             .await?;
         let (live, expired) = self.check(counts, false).await?;

@@ -53,7 +53,11 @@ impl UserIndex for SqliteStore {
         user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<UserSession>, StoreError> {
-        let (q, user, now) = (Arc::clone(&self.q), user_id.to_owned(), django_datetime(now));
+        let (q, user, now) = (
+            Arc::clone(&self.q),
+            user_id.to_owned(),
+            django_datetime(now),
+        );
         let found = self
             .conns
             .read(move |c| {
