@@ -125,8 +125,7 @@ impl<D: Dialect> SqlStore<D> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// How many connections the pool holds and how many of them are idle, for health checks
-    /// and metrics.
+    /// The pool's connections, open and idle (for health checks and metrics).
     pub fn pool_status(&self) -> PoolStatus {
         PoolStatus {
             size: self.pool.size(),
