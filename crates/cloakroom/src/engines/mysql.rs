@@ -23,7 +23,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlQueryResult, MyS
 use sqlx::{MySqlPool, Row as _};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::sql::{Dialect, Failure, ServerOptions, Sql, SqlStore, Table};
+use super::sql::{Dialect, Failure, Flavor, ServerOptions, SqlStore, Table};
 
 /// `ER_DUP_KEYNAME`: the index already exists (another server migrated at the same time).
 const ER_DUP_KEYNAME: u16 = 1061;
@@ -50,7 +50,7 @@ fn error_number(e: &dyn DatabaseError) -> Option<u16> {
 impl Dialect for MySql {
     type Db = sqlx::MySql;
     const ENGINE: &'static str = "mysql";
-    const SQL: Sql = Sql::MySql;
+    const FLAVOR: Flavor = Flavor::MySql;
 
     fn connect_options(
         url: &str,

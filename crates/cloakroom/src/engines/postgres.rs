@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow};
 use sqlx::{PgPool, Row as _};
 use time::OffsetDateTime;
 
-use super::sql::{Dialect, Failure, ServerOptions, Sql, SqlStore, Table};
+use super::sql::{Dialect, Failure, Flavor, ServerOptions, SqlStore, Table};
 
 /// The advisory lock `migrate` holds, so that app servers migrating at once do not race on
 /// `CREATE TABLE IF NOT EXISTS` (which is not safe under concurrency in PostgreSQL).
@@ -44,7 +44,7 @@ pub fn like_index(table: &Table) -> String {
 impl Dialect for Postgres {
     type Db = sqlx::Postgres;
     const ENGINE: &'static str = "postgres";
-    const SQL: Sql = Sql::Postgres;
+    const FLAVOR: Flavor = Flavor::Postgres;
 
     fn connect_options(
         url: &str,

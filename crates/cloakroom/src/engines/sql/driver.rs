@@ -9,7 +9,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use time::OffsetDateTime;
 
 use super::pool::ServerOptions;
-use super::{Sql, Table};
+use super::{Flavor, Table};
 
 /// A statement with its arguments, on database `DB`.
 pub type SqlQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
@@ -50,8 +50,8 @@ pub trait Dialect: Clone + std::fmt::Debug + Send + Sync + 'static {
     type Db: Driver;
     /// The engine's name, in errors and metrics.
     const ENGINE: &'static str;
-    /// The statements' dialect.
-    const SQL: Sql;
+    /// The statements' flavor of SQL.
+    const FLAVOR: Flavor;
     /// The connection options `url` names, with the dialect's own defaults and `options`'s
     /// statement cache.
     fn connect_options(

@@ -20,7 +20,7 @@ mod store;
 pub(crate) use driver::{Dialect, Failure, SqlQuery};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use pool::ServerOptions;
-pub(crate) use queries::{Queries, Sql};
+pub(crate) use queries::{Flavor, Queries};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use store::{PoolStatus, SqlStore};
 

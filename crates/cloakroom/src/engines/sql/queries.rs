@@ -1,11 +1,11 @@
 //! The statements of a SQL store, written once for the three databases: where they differ
-//! (quoting, parameters, a few clauses) is the [`Sql`] dialect's, in this one file.
+//! (quoting, parameters, a few clauses) is the [`Flavor`] dialect's, in this one file.
 
 use super::{Table, CLEAR_BATCH};
 
 /// The SQL dialect of a store's statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sql {
+pub enum Flavor {
     /// PostgreSQL: `"t"`, `$1`.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
@@ -18,7 +18,7 @@ pub enum Sql {
     Sqlite,
 }
 
-impl Sql {
+impl Flavor {
     /// The compare-and-swap's test that the stored data is `$4`, byte for byte.
     fn same_data(self) -> &'static str {
         match self {
@@ -135,7 +135,7 @@ pub struct Queries {
 
 impl Queries {
     /// The statements on `table` in `dialect`.
-    pub fn new(table: &Table, dialect: Sql) -> Self {
+    pub fn new(table: &Table, dialect: Flavor) -> Self {
         let (t, u) = (
             dialect.quote(table.name()),
             dialect.quote(&table.user_table()),
@@ -169,13 +169,13 @@ mod tests {
     #[test]
     fn parameters_are_written_in_each_dialects_style() {
         let sql = "a = $1 AND b = $2 AND c = $12 AND d = '$'";
-        assert_eq!(Sql::Postgres.params(sql), sql);
+        assert_eq!(Flavor::Postgres.params(sql), sql);
         assert_eq!(
-            Sql::Sqlite.params(sql),
+            Flavor::Sqlite.params(sql),
             "a = ?1 AND b = ?2 AND c = ?12 AND d = '$'"
         );
         assert_eq!(
-            Sql::MySql.params(sql),
+            Flavor::MySql.params(sql),
             "a = ? AND b = ? AND c = ? AND d = '$'"
         );
     }

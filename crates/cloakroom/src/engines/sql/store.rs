@@ -86,7 +86,7 @@ impl<D: Dialect> SqlStore<D> {
     fn build(pool: Pool<D::Db>, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {
         let table = Table::new(table)?;
         Ok(Self {
-            q: Arc::new(Queries::new(&table, D::SQL)),
+            q: Arc::new(Queries::new(&table, D::FLAVOR)),
             pool,
             table,
             breakage,

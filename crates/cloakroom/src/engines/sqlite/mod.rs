@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use self::conns::{is_busy, Conns, Location, BUSY_TIMEOUT};
 pub use self::datetime::django_datetime;
 use self::datetime::parse_django_datetime;
-use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Queries, Sql, Table};
+use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Flavor, Queries, Table};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
@@ -93,7 +93,7 @@ impl SqliteStore {
         let table =
             Table::new(crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))?;
         Ok(Self {
-            q: Arc::new(Queries::new(&table, Sql::Sqlite)),
+            q: Arc::new(Queries::new(&table, Flavor::Sqlite)),
             conns: Arc::new(conns),
             table,
         })
@@ -106,7 +106,7 @@ impl SqliteStore {
     pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
         let table = Table::new(table)?;
         Ok(Self {
-            q: Arc::new(Queries::new(&table, Sql::Sqlite)),
+            q: Arc::new(Queries::new(&table, Flavor::Sqlite)),
             table,
             ..self
         })
