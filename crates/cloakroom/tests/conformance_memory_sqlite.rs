@@ -17,11 +17,14 @@ mod sqlite {
 
     use cloakroom::engines::sqlite::SqliteStore;
 
-    async fn store() -> Arc<SqliteStore> {
+    fn url() -> String {
         let dir = std::env::temp_dir().join(format!("cloakroom-conf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/sessions.sqlite3", dir.display());
-        let store = SqliteStore::connect(&url).await.unwrap();
+        format!("sqlite://{}/sessions.sqlite3", dir.display())
+    }
+
+    async fn store() -> Arc<SqliteStore> {
+        let store = SqliteStore::connect(&url()).await.unwrap();
         store.migrate().await.unwrap();
         Arc::new(store)
     }
@@ -35,13 +38,14 @@ mod sqlite {
         use cloakroom::{Record, SessionStore, Updated};
         let store = store().await;
         let table = format!("touch_only_{}", std::process::id());
-        let store = Arc::new(SqliteStore::new(store.pool().clone(), &table).unwrap());
+        let store = Arc::new(store.as_ref().clone().with_table(&table).unwrap());
         store.migrate().await.unwrap();
+        let db = sqlx::SqlitePool::connect(&url()).await.unwrap();
         sqlx::raw_sql(&format!(
             r#"CREATE TRIGGER IF NOT EXISTS "{table}_data_frozen" BEFORE UPDATE OF session_data ON "{table}"
                BEGIN SELECT RAISE(ABORT, 'session_data written'); END;"#
         ))
-        .execute(store.pool())
+        .execute(&db)
         .await
         .unwrap();
         let key = cloakroom::key::generate().unwrap();

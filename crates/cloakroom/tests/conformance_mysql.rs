@@ -31,12 +31,17 @@ fn unique(suffix: &str) -> String {
     format!("{run}{suffix}")
 }
 
+/// A pool of the test's own, for the statements the store does not run.
+async fn db() -> MySqlPool {
+    MySqlPool::connect(&url()).await.unwrap()
+}
+
 async fn connect() -> MySqlStore {
     let url = url();
     let store = MySqlStore::connect(&url).await.unwrap_or_else(|e| {
         panic!("MySQL/MariaDB at {url} (CLOAKROOM_TEST_MYSQL_URL) is unreachable: {e}")
     });
-    drop_leftovers(store.pool()).await;
+    drop_leftovers(&db().await).await;
     store
 }
 
@@ -93,9 +98,9 @@ fn record(data: &str, expires_at: OffsetDateTime) -> Record {
 }
 
 /// Drops a session table and the user index whose foreign key points to it.
-async fn drop_table(pool: &MySqlPool, table: &str) {
+async fn drop_table(table: &str) {
     sqlx::query(&format!("DROP TABLE IF EXISTS `{table}_user`, `{table}`"))
-        .execute(pool)
+        .execute(&db().await)
         .await
         .unwrap();
 }
@@ -112,7 +117,7 @@ async fn migrate_twice_is_harmless() {
         store.exists(&key).await.unwrap(),
         "a second migrate lost data"
     );
-    drop_table(store.pool(), &unique("_twice")).await;
+    drop_table(&unique("_twice")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +132,7 @@ async fn concurrent_migrations_do_not_race() {
     for run in runs {
         run.await.unwrap().unwrap();
     }
-    drop_table(store.pool(), &unique("_race")).await;
+    drop_table(&unique("_race")).await;
 }
 
 /// `django_session` in the pool's database: its columns and indexes as information_schema
@@ -177,10 +182,10 @@ async fn pool_on_database(admin: &MySqlPool, database: &str) -> MySqlPool {
 
 #[tokio::test]
 async fn migrating_django_session_makes_djangos_table() {
-    let admin = connect().await;
+    connect().await;
     let (ours, djangos) = (unique("_ours"), unique("_django"));
-    let ours_pool = pool_on_database(admin.pool(), &ours).await;
-    let djangos_pool = pool_on_database(admin.pool(), &djangos).await;
+    let ours_pool = pool_on_database(&db().await, &ours).await;
+    let djangos_pool = pool_on_database(&db().await, &djangos).await;
     // Django's DDL, verbatim from its MySQL schema editor (FORMAT.md §3).
     sqlx::raw_sql(
         "CREATE TABLE `django_session` (`session_key` varchar(40) NOT NULL PRIMARY KEY, `session_data` longtext NOT NULL, `expire_date` datetime(6) NOT NULL);
@@ -189,7 +194,15 @@ CREATE INDEX `django_session_expire_date_a5c62663` ON `django_session` (`expire_
     .execute(&djangos_pool)
     .await
     .unwrap();
-    let store = MySqlStore::new(ours_pool.clone(), "django_session").unwrap();
+    // The test server's URL on database `ours`.
+    let base = url();
+    let (base, query) = base.split_once('?').unwrap_or((&base, ""));
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let store = MySqlStore::connect(&format!("{server}/{ours}?{query}"))
+        .await
+        .unwrap()
+        .with_table("django_session")
+        .unwrap();
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
 
@@ -207,7 +220,7 @@ CREATE INDEX `django_session_expire_date_a5c62663` ON `django_session` (`expire_
     );
     for database in [&ours, &djangos] {
         sqlx::query(&format!("DROP DATABASE `{database}`"))
-            .execute(admin.pool())
+            .execute(&db().await)
             .await
             .unwrap();
     }
@@ -216,13 +229,13 @@ CREATE INDEX `django_session_expire_date_a5c62663` ON `django_session` (`expire_
 #[tokio::test]
 async fn other_tables_get_readable_index_names() {
     let table = unique("_names");
-    let store = store_on("_names").await;
+    store_on("_names").await;
     let names: Vec<(String,)> = sqlx::query_as(
         "SELECT DISTINCT CAST(index_name AS CHAR) FROM information_schema.statistics \
          WHERE table_schema = DATABASE() AND table_name = ?",
     )
     .bind(&table)
-    .fetch_all(store.pool())
+    .fetch_all(&db().await)
     .await
     .unwrap();
     let mut names: Vec<String> = names.into_iter().map(|(n,)| n).collect();
@@ -231,7 +244,7 @@ async fn other_tables_get_readable_index_names() {
         names,
         ["PRIMARY".to_owned(), format!("{table}_expire_date_idx")]
     );
-    drop_table(store.pool(), &table).await;
+    drop_table(&table).await;
 }
 
 fn assert_missing_table<T: std::fmt::Debug>(result: Result<T, StoreError>, table: &str) {
@@ -271,7 +284,7 @@ async fn compare_and_swap_is_byte_exact_under_a_case_insensitive_collation() {
     sqlx::query(&format!(
         "ALTER TABLE `{table}` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
     ))
-    .execute(store.pool())
+    .execute(&db().await)
     .await
     .unwrap();
     let key = cloakroom::key::generate().unwrap();
@@ -291,7 +304,7 @@ async fn compare_and_swap_is_byte_exact_under_a_case_insensitive_collation() {
         ))
         .bind(&key)
         .bind(expected)
-        .fetch_one(store.pool())
+        .fetch_one(&db().await)
         .await
         .unwrap();
         assert_eq!(equal, 1, "collation does not fold `{expected}`");
@@ -329,7 +342,7 @@ async fn compare_and_swap_is_byte_exact_under_a_case_insensitive_collation() {
             .data,
         r#"{"a":"y"}"#
     );
-    drop_table(store.pool(), &table).await;
+    drop_table(&table).await;
 }
 
 /// Regression guard: MySQL reports *changed* rows unless the client asks for found rows, and
@@ -362,7 +375,7 @@ async fn expiry_round_trips_as_the_utc_wall_clock() {
         unique("")
     ))
     .bind(&key)
-    .fetch_one(store.pool())
+    .fetch_one(&db().await)
     .await
     .unwrap();
     assert_eq!(wall, "2099-01-01 00:00:00.250000");
@@ -391,7 +404,7 @@ async fn clear_expired_deletes_in_batches() {
          WHERE n < ?"
     ))
     .bind(expired)
-    .execute(store.pool())
+    .execute(&db().await)
     .await
     .unwrap();
     let now = OffsetDateTime::now_utc();
@@ -405,13 +418,13 @@ async fn clear_expired_deletes_in_batches() {
     let cleared = store.clear_expired(now).await.unwrap();
     assert_eq!(cleared, u64::try_from(expired).unwrap());
     let left: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM `{table}`"))
-        .fetch_one(store.pool())
+        .fetch_one(&db().await)
         .await
         .unwrap();
     assert_eq!(left, 3, "live sessions were cleared");
     assert_eq!(store.count_live(now).await.unwrap(), 3);
     assert_eq!(store.clear_expired(now).await.unwrap(), 0);
-    drop_table(store.pool(), &table).await;
+    drop_table(&table).await;
 }
 
 #[tokio::test]
@@ -436,5 +449,5 @@ async fn settings_open_mysql_and_mariadb_urls() {
             .await
             .unwrap();
     }
-    drop_table(connect().await.pool(), &unique("_open")).await;
+    drop_table(&unique("_open")).await;
 }

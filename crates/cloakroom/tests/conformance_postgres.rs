@@ -31,12 +31,17 @@ fn unique(suffix: &str) -> String {
     format!("{run}{suffix}")
 }
 
+/// A pool of the test's own, for the statements the store does not run.
+async fn db() -> PgPool {
+    PgPool::connect(&url()).await.unwrap()
+}
+
 async fn connect() -> PostgresStore {
     let url = url();
     let store = PostgresStore::connect(&url).await.unwrap_or_else(|e| {
         panic!("PostgreSQL at {url} (CLOAKROOM_TEST_POSTGRES_URL) is unreachable: {e}")
     });
-    drop_leftovers(store.pool()).await;
+    drop_leftovers(&db().await).await;
     store
 }
 
@@ -89,11 +94,11 @@ fn record(data: &str, expires_at: OffsetDateTime) -> Record {
 }
 
 /// Drops a session table and the user index whose foreign key points to it.
-async fn drop_table(store: &PostgresStore, table: &str) {
+async fn drop_table(table: &str) {
     sqlx::query(&format!(
         r#"DROP TABLE IF EXISTS "{table}_user", "{table}""#
     ))
-    .execute(store.pool())
+    .execute(&db().await)
     .await
     .unwrap();
 }
@@ -110,7 +115,7 @@ async fn migrate_twice_is_harmless() {
         store.exists(&key).await.unwrap(),
         "a second migrate lost data"
     );
-    drop_table(&store, &unique("_twice")).await;
+    drop_table(&unique("_twice")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +130,7 @@ async fn concurrent_migrations_do_not_race() {
     for run in runs {
         run.await.unwrap().unwrap();
     }
-    drop_table(&store, &unique("_race")).await;
+    drop_table(&unique("_race")).await;
 }
 
 /// Columns and indexes of `django_session` in `schema`, as the catalog describes them, with
@@ -161,11 +166,11 @@ async fn describe(pool: &PgPool, schema: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn migrating_django_session_makes_djangos_table() {
-    let admin = connect().await;
+    connect().await;
     let (ours, djangos) = (unique("_ours"), unique("_django"));
     for schema in [&ours, &djangos] {
         sqlx::query(&format!(r#"CREATE SCHEMA "{schema}""#))
-            .execute(admin.pool())
+            .execute(&db().await)
             .await
             .unwrap();
     }
@@ -176,14 +181,20 @@ CREATE TABLE "django_session" ("session_key" varchar(40) NOT NULL PRIMARY KEY, "
 CREATE INDEX "django_session_session_key_c0390e0f_like" ON "django_session" ("session_key" varchar_pattern_ops);
 CREATE INDEX "django_session_expire_date_a5c62663" ON "django_session" ("expire_date");"#
     ))
-    .execute(admin.pool())
+    .execute(&db().await)
     .await
     .unwrap();
     let options = PgConnectOptions::from_str(&url())
         .unwrap()
         .options([("search_path", ours.as_str())]);
     let pool = PgPool::connect_with(options).await.unwrap();
-    let store = PostgresStore::new(pool.clone(), "django_session").unwrap();
+    let base = url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let store = PostgresStore::connect(&format!("{base}{sep}options[search_path]={ours}"))
+        .await
+        .unwrap()
+        .with_table("django_session")
+        .unwrap();
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
 
@@ -202,7 +213,7 @@ CREATE INDEX "django_session_expire_date_a5c62663" ON "django_session" ("expire_
     );
     for schema in [&ours, &djangos] {
         sqlx::query(&format!(r#"DROP SCHEMA "{schema}" CASCADE"#))
-            .execute(admin.pool())
+            .execute(&db().await)
             .await
             .unwrap();
     }
@@ -211,12 +222,12 @@ CREATE INDEX "django_session_expire_date_a5c62663" ON "django_session" ("expire_
 #[tokio::test]
 async fn other_tables_get_readable_index_names() {
     let table = unique("_names");
-    let store = store_on("_names").await;
+    store_on("_names").await;
     let names: Vec<(String,)> = sqlx::query_as(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1 ORDER BY indexname",
     )
     .bind(&table)
-    .fetch_all(store.pool())
+    .fetch_all(&db().await)
     .await
     .unwrap();
     let names: Vec<String> = names.into_iter().map(|(n,)| n).collect();
@@ -228,7 +239,7 @@ async fn other_tables_get_readable_index_names() {
             format!("{table}_session_key_like"),
         ]
     );
-    drop_table(&store, &table).await;
+    drop_table(&table).await;
 }
 
 fn assert_missing_table<T: std::fmt::Debug>(result: Result<T, StoreError>, table: &str) {
@@ -285,7 +296,7 @@ async fn clear_expired_deletes_in_batches() {
            SELECT 'expired' || g, '{{}}', now() - interval '1 day' FROM generate_series(1, $1) g"#
     ))
     .bind(expired)
-    .execute(store.pool())
+    .execute(&db().await)
     .await
     .unwrap();
     let now = OffsetDateTime::now_utc();
@@ -299,13 +310,13 @@ async fn clear_expired_deletes_in_batches() {
     let cleared = store.clear_expired(now).await.unwrap();
     assert_eq!(cleared, u64::try_from(expired).unwrap());
     let left: i64 = sqlx::query_scalar(&format!(r#"SELECT COUNT(*) FROM "{table}""#))
-        .fetch_one(store.pool())
+        .fetch_one(&db().await)
         .await
         .unwrap();
     assert_eq!(left, 3, "live sessions were cleared");
     assert_eq!(store.count_live(now).await.unwrap(), 3);
     assert_eq!(store.clear_expired(now).await.unwrap(), 0);
-    drop_table(&store, &table).await;
+    drop_table(&table).await;
 }
 
 #[tokio::test]
@@ -331,7 +342,7 @@ async fn settings_open_postgres_and_postgresql_urls() {
             .await
             .unwrap();
     }
-    drop_table(&connect().await, &unique("_open")).await;
+    drop_table(&unique("_open")).await;
 }
 
 /// A touch moves `expire_date` alone: a trigger that refuses any write of `session_data` lets it
@@ -344,7 +355,7 @@ async fn touch_never_writes_the_session_data() {
         r#"CREATE FUNCTION "{table}_frozen"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'session_data written'; END $$;
            CREATE TRIGGER "{table}_frozen" BEFORE UPDATE OF session_data ON "{table}" FOR EACH ROW EXECUTE FUNCTION "{table}_frozen"();"#
     ))
-    .execute(store.pool())
+    .execute(&db().await)
     .await
     .unwrap();
     let key = cloakroom::key::generate().unwrap();
@@ -368,9 +379,9 @@ async fn touch_never_writes_the_session_data() {
             .is_err(),
         "the trigger does not see a write of session_data"
     );
-    drop_table(&store, &table).await;
+    drop_table(&table).await;
     sqlx::query(&format!(r#"DROP FUNCTION IF EXISTS "{table}_frozen"()"#))
-        .execute(store.pool())
+        .execute(&db().await)
         .await
         .unwrap();
 }
@@ -515,7 +526,7 @@ async fn get(app: &axum::Router, path: &str, cookie: Option<&str>) -> Option<Str
 /// (and pings it) in a task of its own after the query.
 async fn settle(store: &PostgresStore) {
     for _ in 0..500 {
-        if store.pool().num_idle() == store.pool().size() as usize {
+        if store.pool_status().idle == store.pool_status().size as usize {
             return;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -558,7 +569,7 @@ async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
     // Each statement is prepared on first use (a round trip of its own), once per connection:
     // every pooled connection (the pool hands idle ones out in turn) runs both requests once.
     // Waiting for each release keeps the pool from opening more while one is still pinged.
-    for _ in 0..2 * store.pool().size() + 2 {
+    for _ in 0..2 * store.pool_status().size + 2 {
         settle(&store).await;
         get(&app, "/visits", Some(&cookie)).await;
         settle(&store).await;
@@ -599,5 +610,5 @@ async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
         read_only, expected,
         "read-only page: one SELECT with sqlx's release ping"
     );
-    drop_table(&store, &table).await;
+    drop_table(&table).await;
 }

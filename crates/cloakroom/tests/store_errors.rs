@@ -18,6 +18,8 @@ async fn visits(session: Session) -> Result<String, cloakroom::Error> {
 struct App {
     addr: SocketAddr,
     store: SqliteStore,
+    /// The store's database, for the tests' own statements.
+    db: String,
 }
 
 async fn start(settings: Settings) -> App {
@@ -27,9 +29,8 @@ async fn start(settings: Settings) -> App {
         cloakroom::key::generate().unwrap()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = SqliteStore::connect(&format!("sqlite://{}/s.sqlite3", dir.display()))
-        .await
-        .unwrap();
+    let db = format!("sqlite://{}/s.sqlite3", dir.display());
+    let store = SqliteStore::connect(&db).await.unwrap();
     store.migrate().await.unwrap();
     let sessions = Sessions::new(store.clone(), settings).unwrap();
     let app = Router::new()
@@ -43,7 +44,7 @@ async fn start(settings: Settings) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    App { addr, store }
+    App { addr, store, db }
 }
 
 impl App {
@@ -51,10 +52,11 @@ impl App {
         format!("http://{}{path}", self.addr)
     }
     async fn break_store(&self) {
-        sqlx::query("DROP TABLE cloakroom_session")
-            .execute(self.store.pool())
-            .await
-            .unwrap();
+        self.execute("DROP TABLE cloakroom_session").await;
+    }
+    async fn execute(&self, sql: &str) {
+        let db = sqlx::SqlitePool::connect(&self.db).await.unwrap();
+        sqlx::query(sql).execute(&db).await.unwrap();
     }
 }
 
@@ -162,10 +164,7 @@ async fn the_breaker_fails_fast_then_recovers_without_a_restart() {
 #[tokio::test]
 async fn a_missing_user_index_table_is_named_with_its_fix() {
     let app = start(Settings::default()).await;
-    sqlx::query("DROP TABLE cloakroom_session_user")
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    app.execute("DROP TABLE cloakroom_session_user").await;
     let sessions = Sessions::new(app.store.clone(), Settings::default()).unwrap();
     let login = || async {
         let lazy = sessions.start(None);

@@ -1,0 +1,399 @@
+//! One store for the server SQL engines, written once here and generic over its dialect
+//! ([`Dialect`] in `driver.rs`; `postgres.rs`, `mysql.rs`), which gives what differs.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{Database, Pool};
+use time::OffsetDateTime;
+
+use super::driver::{Arg, Dialect, Driver as _, Failure};
+use super::pool::{connect_pool, Breakage, ServerOptions};
+use super::{clear_in_batches, data_digest, guarded_write, scan_batch, scan_limit, Queries, Table};
+use crate::error::{ConfigError, StoreError};
+use crate::store::{
+    Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
+    UserSession,
+};
+
+/// The connections of a server store's pool ([`SqlStore::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Connections open, idle or in use.
+    pub size: u32,
+    /// Connections open and idle.
+    pub idle: usize,
+}
+
+/// Sessions in a table of a server SQL database: [`PostgresStore`](super::super::postgres::PostgresStore)
+/// and [`MySqlStore`](super::super::mysql::MySqlStore) are this store with their dialect.
+pub struct SqlStore<D: Dialect> {
+    pool: Pool<D::Db>,
+    table: Table,
+    q: Arc<Queries>,
+    /// Failures that may have killed pooled connections (see [`Breakage`]).
+    breakage: Breakage,
+    dialect: PhantomData<D>,
+}
+
+// By hand: a derive would ask `Clone` and `Debug` of the driver's database type too.
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            table: self.table.clone(),
+            q: Arc::clone(&self.q),
+            breakage: self.breakage.clone(),
+            dialect: PhantomData,
+        }
+    }
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("engine", &D::ENGINE)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Connects to the database at `url` with the pool defaults of [`ServerOptions`], and
+    /// keeps sessions in the default table.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is malformed or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &ServerOptions::default()).await
+    }
+
+    /// Connects to the database at `url` with the pool `options`, and keeps sessions in the
+    /// default table.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is malformed or the server cannot be reached.
+    pub async fn connect_with(url: &str, options: &ServerOptions) -> Result<Self, StoreError> {
+        let connect =
+            D::connect_options(url, options).map_err(|e| StoreError::backend(D::ENGINE, e))?;
+        let (pool, breakage) = connect_pool(D::ENGINE, connect, options).await?;
+        Self::build(pool, crate::config::DEFAULT_TABLE, breakage)
+            .map_err(|e| StoreError::backend(D::ENGINE, e))
+    }
+
+    fn build(pool: Pool<D::Db>, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {
+        let table = Table::new(table)?;
+        Ok(Self {
+            q: Arc::new(Queries::new(&table, D::FLAVOR)),
+            pool,
+            table,
+            breakage,
+            dialect: PhantomData,
+        })
+    }
+
+    /// The same database, another table.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
+    pub fn with_table(self, table: &str) -> Result<Self, ConfigError> {
+        Self::build(self.pool, table, self.breakage)
+    }
+
+    /// Creates the table and its indexes unless they exist, exactly as Django's
+    /// `sessions.0001_initial` does, and the user index table beside it
+    /// ([`Table::user_table`]), which Django never reads (idempotent, and safe to run from
+    /// several servers at once).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database refuses.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        D::migrate(&self.pool, &self.table)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// How many live sessions the table holds.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub async fn count_live(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let row = self.one(&self.q.count, [Arg::At(now)]).await?;
+        let n = D::Db::int(&row, 0).map_err(|e| self.error(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The pool's connections, open and idle (for health checks and metrics).
+    pub fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+        }
+    }
+
+    /// A failed statement's error, noted for the pool's acquire checks.
+    fn error(&self, e: sqlx::Error) -> StoreError {
+        self.breakage.saw(&e);
+        match &e {
+            sqlx::Error::Database(db) if D::failure(db.as_ref()) == Failure::MissingTable => {
+                StoreError::MissingTable {
+                    table: self.table.name().to_owned(),
+                }
+            }
+            _ => StoreError::backend(D::ENGINE, e),
+        }
+    }
+
+    /// A failed index statement's error; a missing table is the index table (a store migrated
+    /// before the index existed), named so `migrate` is the evident fix.
+    fn index_error(&self, e: sqlx::Error) -> StoreError {
+        match self.error(e) {
+            StoreError::MissingTable { .. } => StoreError::MissingTable {
+                table: self.table.user_table(),
+            },
+            other => other,
+        }
+    }
+
+    /// Runs a statement; the rows it matched, or the driver's error.
+    async fn run<'q>(
+        &'q self,
+        sql: &'q str,
+        args: impl IntoIterator<Item = Arg<'q>>,
+    ) -> Result<u64, sqlx::Error> {
+        let done = D::Db::execute(&self.pool, D::Db::query::<D>(sql, args)).await?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn one<'q>(
+        &'q self,
+        sql: &'q str,
+        args: impl IntoIterator<Item = Arg<'q>>,
+    ) -> Result<<D::Db as Database>::Row, StoreError> {
+        D::Db::fetch_optional(&self.pool, D::Db::query::<D>(sql, args))
+            .await
+            .map_err(|e| self.error(e))?
+            .ok_or_else(|| self.error(sqlx::Error::RowNotFound))
+    }
+
+    async fn all<'q>(
+        &'q self,
+        sql: &'q str,
+        args: impl IntoIterator<Item = Arg<'q>>,
+    ) -> Result<Vec<<D::Db as Database>::Row>, sqlx::Error> {
+        D::Db::fetch_all(&self.pool, D::Db::query::<D>(sql, args)).await
+    }
+
+    /// A session row's record: `session_data` at column `at`, `expire_date` after it.
+    fn record(&self, row: &<D::Db as Database>::Row, at: usize) -> Result<Record, StoreError> {
+        Ok(Record {
+            data: D::Db::text(row, at).map_err(|e| self.error(e))?,
+            expires_at: D::read_at(row, at + 1).map_err(|e| self.error(e))?,
+        })
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> SessionStore for SqlStore<D> {
+    fn engine(&self) -> &'static str {
+        D::ENGINE
+    }
+
+    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        let q = D::Db::query::<D>(&self.q.load, [Arg::Text(key), Arg::At(now)]);
+        let row = D::Db::fetch_optional(&self.pool, q)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.map(|row| self.record(&row, 0)).transpose()
+    }
+
+    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
+        let args = [
+            Arg::Text(key),
+            Arg::Text(&record.data),
+            Arg::At(record.expires_at),
+        ];
+        match self.run(&self.q.create, args).await {
+            Ok(_) => Ok(Created::Stored),
+            Err(sqlx::Error::Database(e)) if D::failure(e.as_ref()) == Failure::Duplicate => {
+                Ok(Created::Taken)
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let args = [
+            Arg::Text(&record.data),
+            Arg::At(record.expires_at),
+            Arg::Text(key),
+            Arg::Text(expected),
+            Arg::At(now),
+        ];
+        // MySQL counts matched rows, not changed ones: sqlx connects with CLIENT_FOUND_ROWS.
+        let rows = self.run(&self.q.update, args).await;
+        guarded_write(rows.map_err(|e| self.error(e))?, self.load(key, now)).await
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Updated, StoreError> {
+        let digest = data_digest(&record.data);
+        let args = [
+            Arg::At(record.expires_at),
+            Arg::Text(key),
+            Arg::Digest(&digest),
+            Arg::At(now),
+        ];
+        let rows = self.run(&self.q.touch, args).await;
+        guarded_write(rows.map_err(|e| self.error(e))?, self.load(key, now)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.run(&self.q.delete, [Arg::Text(key)])
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let q = D::Db::query::<D>(&self.q.exists, [Arg::Text(key)]);
+        let row = D::Db::fetch_optional(&self.pool, q)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.is_some())
+    }
+
+    fn users(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+/// The index in `<table>_user` (see [`Table::user_table`]):
+/// - `link` inserts only while the session row exists and keeps an existing row's `created`;
+///   a session deleted meanwhile (a foreign key violation) is simply not linked.
+/// - `sessions_of` joins the live session row, whose own `expire_date` is reported: Django
+///   may have saved the session since its last link.
+/// - `revoke` deletes the session row only if the index says it is this user's; the foreign
+///   key's `ON DELETE CASCADE` takes the entry along (and `unlink` does, should a connection
+///   run without foreign keys).
+#[async_trait]
+impl<D: Dialect> UserIndex for SqlStore<D> {
+    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+        let args = [
+            Arg::Text(&entry.id),
+            Arg::Text(&entry.user_id),
+            Arg::At(entry.created_at),
+            Arg::At(entry.last_seen),
+            Arg::At(entry.expires_at),
+            Arg::MaybeText(entry.user_agent.as_deref()),
+            Arg::MaybeText(entry.ip.as_deref()),
+            Arg::Text(&entry.id),
+        ];
+        match self.run(&self.q.link, args).await {
+            Err(sqlx::Error::Database(e)) if D::failure(e.as_ref()) == Failure::ForeignKey => {
+                Ok(())
+            }
+            other => other.map(drop).map_err(|e| self.index_error(e)),
+        }
+    }
+
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.run(&self.q.unlink, [Arg::Text(user_id), Arg::Text(id)])
+            .await
+            .map_err(|e| self.index_error(e))?;
+        Ok(())
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let fail = |e| self.index_error(e);
+        let rows = self
+            .all(&self.q.sessions_of, [Arg::Text(user_id), Arg::At(now)])
+            .await
+            .map_err(fail)?;
+        rows.iter()
+            .map(|row| {
+                Ok(UserSession {
+                    id: D::Db::text(row, 0).map_err(fail)?,
+                    user_id: D::Db::text(row, 1).map_err(fail)?,
+                    created_at: D::read_at(row, 2).map_err(fail)?,
+                    last_seen: D::read_at(row, 3).map_err(fail)?,
+                    expires_at: D::read_at(row, 4).map_err(fail)?,
+                    user_agent: D::Db::maybe_text(row, 5).map_err(fail)?,
+                    ip: D::Db::maybe_text(row, 6).map_err(fail)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.run(&self.q.revoke, [Arg::Text(user_id), Arg::Text(id)])
+            .await
+            .map_err(|e| self.index_error(e))?;
+        UserIndex::unlink(self, user_id, id).await
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> ClearExpired for SqlStore<D> {
+    async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        clear_in_batches(|| self.clear_expired_batch(now)).await
+    }
+
+    async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.run(&self.q.clear, [Arg::At(now)])
+            .await
+            .map_err(|e| self.error(e))
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Scan for SqlStore<D> {
+    async fn scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<Batch, StoreError> {
+        let limit = scan_limit(limit);
+        let args = [
+            Arg::Text(cursor.unwrap_or("")),
+            Arg::At(now),
+            Arg::Int(limit),
+        ];
+        let rows = self
+            .all(&self.q.scan, args)
+            .await
+            .map_err(|e| self.error(e))?;
+        scan_batch(&rows, limit, |row| {
+            let key = D::Db::text(row, 2).map_err(|e| self.error(e))?;
+            Ok((key, self.record(row, 0)?))
+        })
+    }
+
+    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
+        let row = self
+            .one(&self.q.count_both, [Arg::At(now), Arg::At(now)])
+            .await?;
+        let count = |i| D::Db::int(&row, i).map_err(|e| self.error(e));
+        Ok(Counts {
+            live: u64::try_from(count(0)?).unwrap_or(0),
+            expired: u64::try_from(count(1)?).unwrap_or(0),
+        })
+    }
+}
