@@ -15,23 +15,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
-use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
+use crate::expiry::Lifetime;
 use crate::key;
+use crate::keys::{AUTH_KEYS, DEADLINE_KEY, MOVED_KEY, ROTATED_KEY};
 use crate::locks::KeyLocks;
 use crate::observe::{Observer, Operation};
 use crate::session::{user_of, Inner, Session, State};
 use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
-/// In the record `cycle_key` leaves under the old key for the grace window: when the key was
-/// rotated. The rest of the record is the session as it was then, read-only.
-const ROTATED_KEY: &str = "_cloakroom_rotated";
-/// Django's `django.contrib.auth` keys, which a rotated key's snapshot does not keep: an old
-/// key is never logged in.
-const AUTH_KEYS: [&str; 3] = [
-    crate::session::AUTH_USER_ID,
-    "_auth_user_backend",
-    "_auth_user_hash",
-];
 /// How many times a save re-applies its changes to a newer record before giving up.
 const MAX_MERGES: u32 = 64;
 /// How many fresh keys a create draws before giving up (Django's cache backend uses 10,000;
@@ -97,7 +88,7 @@ impl Shared {
     /// the one place the size bound is enforced, before anything is written.
     fn encode_bounded(&self, data: &crate::codec::Data) -> Result<String, Error> {
         let text = self.codec.encode(data);
-        let limit = self.settings.max_session_bytes;
+        let limit = self.settings.session.max_session_bytes;
         if text.len() > limit {
             return Err(Error::TooLarge {
                 size: text.len(),
@@ -183,7 +174,7 @@ impl Sessions {
     /// [`ConfigError`] when the settings cannot work.
     pub fn from_arc(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
-        let store: Arc<dyn SessionStore> = if settings.hash_keys {
+        let store: Arc<dyn SessionStore> = if settings.session.hash_keys {
             if store.keeps_data_in_cookie() {
                 return Err(ConfigError::Invalid {
                     setting: "hash_keys",
@@ -198,8 +189,8 @@ impl Sessions {
             store
         };
         let breaker = Arc::new(Breaker::new(
-            settings.breaker_threshold,
-            Duration::from_millis(settings.breaker_cooldown_ms),
+            settings.resilience.breaker_threshold,
+            Duration::from_millis(settings.resilience.breaker_cooldown_ms),
         ));
         // Every store call gets a span and metrics (see `observe`): the core's own through
         // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
@@ -415,7 +406,7 @@ impl LazySession {
             .policy
             .get()
             .copied()
-            .unwrap_or(inner.shared.settings.on_store_error)
+            .unwrap_or(inner.shared.settings.resilience.on_store_error)
     }
 
     /// Makes this request exclusive for its visitor: it waits (at most `wait`, or the
@@ -465,7 +456,9 @@ impl LazySession {
         // taken before the load, so that the load sees what the previous one saved.
         let exclusive = match (inner.exclusive.get(), in_cookie) {
             (Some(&wait), false) => {
-                let wait = wait.unwrap_or(Duration::from_millis(shared.settings.lock_timeout_ms));
+                let wait = wait.unwrap_or(Duration::from_millis(
+                    shared.settings.resilience.lock_timeout_ms,
+                ));
                 Some(
                     shared
                         .exclusive_locks
@@ -538,7 +531,7 @@ impl LazySession {
             return Ok(None);
         }
         if data.contains_key(MOVED_KEY)
-            || (data.contains_key(ROTATED_KEY) && shared.settings.rotation_grace == 0)
+            || (data.contains_key(ROTATED_KEY) && shared.settings.session.rotation_grace == 0)
         {
             return Ok(None);
         }
@@ -564,7 +557,7 @@ impl LazySession {
         let settings = &shared.settings;
         let had_cookie = inner.cookie.is_some();
         if !self.is_loaded() {
-            if !(settings.save_every_request && had_cookie) {
+            if !(settings.session.save_every_request && had_cookie) {
                 self.session.state().closed = true;
                 return Ok(Outcome {
                     cookie: CookieAction::Keep,
@@ -673,7 +666,7 @@ impl LazySession {
                 keep(st.accessed)
             });
         }
-        if !(st.modified || settings.save_every_request) {
+        if !(st.modified || settings.session.save_every_request) {
             return Ok(match self.roll(st, now).await? {
                 Some(outcome) => {
                     if let (Some(key), Some(expires_at)) = (st.key.clone(), st.expires_at) {
@@ -688,7 +681,7 @@ impl LazySession {
         if st.key.is_none() {
             // A new session (or a cycled key) starts its absolute lifetime now.
             if let (Some(life), false) = (
-                settings.absolute_lifetime,
+                settings.session.absolute_lifetime,
                 st.data.contains_key(DEADLINE_KEY),
             ) {
                 let deadline = now + Duration::from_secs(life);
@@ -700,7 +693,7 @@ impl LazySession {
         }
 
         // Computed once, and again only when a merge changes the data.
-        let mut lifetime = Lifetime::of(&st.data, settings, now);
+        let mut lifetime = Lifetime::of(&st.data, &settings.session, now);
         let mut record = Record {
             data: shared.encode_bounded(&st.data)?,
             expires_at: lifetime.expires_at,
@@ -744,7 +737,7 @@ impl LazySession {
                             for op in &st.ops {
                                 op.replay(&mut data)?;
                             }
-                            lifetime = Lifetime::of(&data, settings, now);
+                            lifetime = Lifetime::of(&data, &settings.session, now);
                             record = Record {
                                 data: shared.encode_bounded(&data)?,
                                 expires_at: lifetime.expires_at,
@@ -797,7 +790,7 @@ impl LazySession {
                 vary: st.accessed,
             });
         };
-        let lifetime = Lifetime::of(&st.data, &shared.settings, now);
+        let lifetime = Lifetime::of(&st.data, &shared.settings.session, now);
         let record = Record {
             data: data.clone(),
             expires_at: st.expires_at.unwrap_or(lifetime.expires_at),
@@ -823,13 +816,13 @@ impl LazySession {
         else {
             return Ok(None);
         };
-        let lifetime = Lifetime::of(&st.data, settings, now);
+        let lifetime = Lifetime::of(&st.data, &settings.session, now);
         let Some(idle) = lifetime.idle else {
             return Ok(None);
         };
         let remaining = (stored_expiry - now).as_seconds_f64();
         #[allow(clippy::cast_precision_loss)]
-        let fresh_enough = remaining > idle as f64 * (1.0 - settings.refresh_threshold);
+        let fresh_enough = remaining > idle as f64 * (1.0 - settings.session.refresh_threshold);
         if fresh_enough || lifetime.expires_at <= stored_expiry {
             return Ok(None);
         }
@@ -907,7 +900,7 @@ impl LazySession {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let shared = &self.session.inner.shared;
-        let Some(cap) = shared.settings.max_sessions_per_user else {
+        let Some(cap) = shared.settings.session.max_sessions_per_user else {
             return Ok(());
         };
         let me = shared.stored_id(key);
@@ -970,7 +963,7 @@ impl LazySession {
         now: OffsetDateTime,
     ) -> Result<(), Error> {
         let shared = &self.session.inner.shared;
-        let grace = Duration::from_secs(shared.settings.rotation_grace);
+        let grace = Duration::from_secs(shared.settings.session.rotation_grace);
         for _ in 0..MAX_MERGES {
             // The snapshot is what the store held under the old key (a concurrent save under
             // it included), never this request's changes.
@@ -1066,7 +1059,7 @@ pub(crate) async fn save_now(session: &Session) -> Result<String, Error> {
 
 /// Whether the data's `_session_expiry` is an instant at or before `now`.
 fn expiry_passed(data: &crate::codec::Data, now: OffsetDateTime) -> bool {
-    crate::codec::lookup(data, crate::expiry::EXPIRY_KEY)
+    crate::codec::lookup(data, crate::keys::EXPIRY_KEY)
         .and_then(serde_json::Value::as_str)
         .and_then(crate::expiry::parse_iso)
         .is_some_and(|at| at <= now)

@@ -13,21 +13,14 @@ use time::OffsetDateTime;
 
 use crate::codec::{lookup, lookup_mut, Data};
 
-/// Django's `BACKEND_SESSION_KEY`: the dotted path of the backend that authenticated the user.
-const AUTH_USER_BACKEND: &str = "_auth_user_backend";
-/// Django's `HASH_SESSION_KEY`: the session auth hash derived from the user's password.
-const AUTH_USER_HASH: &str = "_auth_user_hash";
-/// Where [`Session::record_client`] keeps the client's `User-Agent` and address, so that every
-/// write of the session (on any app server) carries them to the user index. Not one of
-/// Django's keys; a Django app sharing the store just sees one more key.
-pub(crate) const CLIENT_KEY: &str = "_cloakroom_client";
 /// The longest `User-Agent` kept: real ones are a few hundred bytes; a client cannot make the
 /// session (or the index) carry more.
 const MAX_USER_AGENT: usize = 512;
 /// The longest client address kept (an IPv6 address with a zone fits).
 const MAX_IP: usize = 64;
 
-pub(crate) use crate::codec::{user_id as user_of, AUTH_USER_ID};
+pub(crate) use crate::keys::user_id as user_of;
+use crate::keys::{AUTH_USER_BACKEND, AUTH_USER_HASH, AUTH_USER_ID, CLIENT_KEY};
 
 /// The `User-Agent` and address [`Session::record_client`] stored in the data.
 pub(crate) fn client_of(data: &Data) -> (Option<String>, Option<String>) {
@@ -72,7 +65,8 @@ fn truncated(text: &str, max: usize) -> &str {
     &text[..end]
 }
 use crate::error::Error;
-use crate::expiry::{Expiry, Lifetime, DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
+use crate::expiry::{Expiry, Lifetime};
+use crate::keys::{DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
 use crate::manager::Shared;
 
 /// A change that re-runs against whatever the store holds now.
@@ -527,7 +521,7 @@ impl Session {
             let loaded = st.loaded.take();
             if let Some(old) = st.key.take() {
                 match loaded {
-                    Some(data) if shared.settings.rotation_grace > 0 => {
+                    Some(data) if shared.settings.session.rotation_grace > 0 => {
                         st.cycled_from = Some((old, data));
                     }
                     _ => st.doomed.push(old),
@@ -537,7 +531,7 @@ impl Session {
             // Django's `cycle_key()` stores the session under its new key at once, empty or not.
             st.must_persist = true;
         }
-        if let Some(life) = shared.settings.absolute_lifetime {
+        if let Some(life) = shared.settings.session.absolute_lifetime {
             self.set_absolute_lifetime(Duration::from_secs(life))?;
         }
         Ok(())
@@ -662,7 +656,7 @@ impl Session {
     /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
     pub fn remember_me(&self, remember: bool) -> Result<(), Error> {
         if remember {
-            let age = self.inner.shared.settings.remember_me_age;
+            let age = self.inner.shared.settings.session.remember_me_age;
             self.set_expiry(Expiry::In(Duration::from_secs(age)))
         } else {
             self.set_expiry(Expiry::BrowserClose)
@@ -685,7 +679,7 @@ impl Session {
         let st = self.state();
         Lifetime::of(
             &st.data,
-            &self.inner.shared.settings,
+            &self.inner.shared.settings.session,
             self.inner.shared.clock.now(),
         )
     }
