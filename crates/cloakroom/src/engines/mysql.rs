@@ -40,7 +40,7 @@ use super::sql::{
     clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Breakage,
     Table, CLEAR_BATCH,
 };
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
 };
@@ -156,14 +156,16 @@ impl MySqlStore {
     /// keeps sessions in the default table.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is malformed or the server cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// [`OpenError::Config`] naming `database_url` when the URL is malformed,
+    /// [`OpenError::Store`] when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
         // sqlx reads host, user and options from the URL and ignores its scheme.
-        let options =
-            MySqlConnectOptions::from_str(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+        let options = MySqlConnectOptions::from_str(url).map_err(|e| ConfigError::Rejected {
+            setting: "database_url",
+            source: e.into(),
+        })?;
         let (pool, breakage) = connect_pool(ENGINE, options).await?;
-        Self::build(pool, crate::config::DEFAULT_TABLE, breakage)
-            .map_err(|e| StoreError::backend(ENGINE, e))
+        Ok(Self::build(pool, crate::config::DEFAULT_TABLE, breakage)?)
     }
 
     /// Sessions in `table` of an existing pool.
@@ -175,10 +177,10 @@ impl MySqlStore {
     /// The pool must be sqlx's (which sets `CLIENT_FOUND_ROWS`; see the module docs).
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
-    pub fn new(pool: MySqlPool, table: &str) -> Result<Self, ConfigError> {
+    /// [`OpenError::Config`] when `table` is not a plain identifier.
+    pub fn new(pool: MySqlPool, table: &str) -> Result<Self, OpenError> {
         // A pool built elsewhere has its own acquire checks; nothing consults this one.
-        Self::build(pool, table, Breakage::default())
+        Ok(Self::build(pool, table, Breakage::default())?)
     }
 
     fn build(pool: MySqlPool, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {

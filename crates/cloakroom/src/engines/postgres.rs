@@ -34,7 +34,7 @@ use super::sql::{
     clear_in_batches, connect_pool, data_digest, guarded_write, scan_batch, scan_limit, Breakage,
     Table, CLEAR_BATCH,
 };
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
 };
@@ -142,16 +142,18 @@ impl PostgresStore {
     /// defaults in the [module docs](self), and keeps sessions in the default table.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is malformed or the server cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut options =
-            PgConnectOptions::from_str(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+    /// [`OpenError::Config`] naming `database_url` when the URL is malformed,
+    /// [`OpenError::Store`] when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| ConfigError::Rejected {
+            setting: "database_url",
+            source: e.into(),
+        })?;
         if options.get_application_name().is_none() {
             options = options.application_name("cloakroom");
         }
         let (pool, breakage) = connect_pool(ENGINE, options).await?;
-        Self::build(pool, crate::config::DEFAULT_TABLE, breakage)
-            .map_err(|e| StoreError::backend(ENGINE, e))
+        Ok(Self::build(pool, crate::config::DEFAULT_TABLE, breakage)?)
     }
 
     /// Sessions in `table` of an existing pool.
@@ -161,10 +163,10 @@ impl PostgresStore {
     /// builds. Set `test_before_acquire` on yours for a quick recovery after a server restart.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] when `table` is not a plain identifier.
-    pub fn new(pool: PgPool, table: &str) -> Result<Self, ConfigError> {
+    /// [`OpenError::Config`] when `table` is not a plain identifier.
+    pub fn new(pool: PgPool, table: &str) -> Result<Self, OpenError> {
         // A pool built elsewhere has its own acquire checks; nothing consults this one.
-        Self::build(pool, table, Breakage::default())
+        Ok(Self::build(pool, table, Breakage::default())?)
     }
 
     fn build(pool: PgPool, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 
 use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Table, CLEAR_BATCH};
 use crate::digits::{push_padded, push_two};
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
 };
@@ -426,10 +426,14 @@ impl SqliteStore {
     /// created readable by its owner only (0600): it holds live session keys.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the file cannot be opened.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// [`OpenError::Config`] naming `database_url` when sqlx cannot read the URL,
+    /// [`OpenError::Store`] when the file cannot be opened.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::backend(ENGINE, e))?
+            .map_err(|e| ConfigError::Rejected {
+                setting: "database_url",
+                source: e.into(),
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -480,10 +484,10 @@ impl SqliteStore {
     /// `synchronous = NORMAL` and foreign keys on); the pool serves the rest.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when `table` is not a plain identifier or the database cannot
-    /// be opened.
-    pub fn new(pool: SqlitePool, table: &str) -> Result<Self, StoreError> {
-        let table = Table::new(table).map_err(|e| StoreError::backend(ENGINE, e))?;
+    /// [`OpenError::Config`] when `table` is not a plain identifier, [`OpenError::Store`] when
+    /// the database cannot be opened.
+    pub fn new(pool: SqlitePool, table: &str) -> Result<Self, OpenError> {
+        let table = Table::new(table)?;
         let direct = Direct::open(&pool.connect_options(), readers())
             .map_err(|e| StoreError::backend(ENGINE, e))?;
         Ok(Self {
