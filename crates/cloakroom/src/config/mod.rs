@@ -258,7 +258,7 @@ impl Settings {
         }
         let parsed: WithExtra<T> = toml::from_str(text).map_err(|e| ConfigError::File {
             path: "<toml>".into(),
-            source: FileError::Toml(Box::new(e)),
+            source: FileError::Toml(Box::new(name_the_setting(text, e))),
         })?;
         parsed.settings.validate()?;
         Ok((parsed.settings, parsed.extra))
@@ -352,6 +352,27 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// `error` with the setting it is about named, when it is a value of the wrong type: through
+/// `flatten`, the TOML reader loses the key (it says "invalid type: string, expected u64" and
+/// no more), so each key is tried alone against each group to find the one refused. Runs only
+/// on a file already refused.
+fn name_the_setting(text: &str, error: toml::de::Error) -> toml::de::Error {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return error; // not TOML at all: the reader's own message has the line
+    };
+    for (key, value) in table {
+        let alone = toml::Value::Table(toml::Table::from_iter([(key.clone(), value)]));
+        let refused = SessionSettings::deserialize(alone.clone())
+            .err()
+            .or_else(|| ResilienceSettings::deserialize(alone.clone()).err())
+            .or_else(|| StoreSettings::deserialize(alone).err());
+        if let Some(refused) = refused {
+            return serde::de::Error::custom(format!("setting `{key}`: {}", refused.message()));
+        }
+    }
+    error
 }
 
 /// No extra settings: what [`Settings::from_toml_file`] reads beside cloakroom's.
