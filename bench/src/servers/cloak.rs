@@ -99,7 +99,7 @@ async fn prefill(
     if n == 0 {
         return Ok(0);
     }
-    let url = settings.database_url.as_deref().unwrap_or_default();
+    let url = settings.store.database_url.as_deref().unwrap_or_default();
     if args.server == "cloakroom-sqlite" {
         let pool = sqlx::SqlitePool::connect(url).await?;
         let sql = format!(
@@ -107,7 +107,7 @@ async fn prefill(
                INSERT INTO "{t}" (session_key, session_data, expire_date)
                SELECT lower(hex(randomblob(16))), '{PREFILL_DATA}',
                       strftime('%Y-%m-%d %H:%M:%S', 'now', '+{SESSION_SECONDS} seconds') FROM c"#,
-            t = settings.table
+            t = settings.store.table
         );
         sqlx::query(&sql).execute(&pool).await?;
         pool.close().await;
@@ -120,7 +120,7 @@ async fn prefill(
                SELECT md5(random()::text || g::text), '{PREFILL_DATA}',
                       now() + interval '{SESSION_SECONDS} seconds'
                FROM generate_series(1, {n}) g"#,
-            t = settings.table
+            t = settings.store.table
         );
         sqlx::query(&sql).execute(&pool).await?;
         pool.close().await;

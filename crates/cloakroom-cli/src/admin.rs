@@ -2,7 +2,7 @@
 //! 20 a page, filtered by user), shows one session's decoded data, and revokes one session or
 //! all of a user's. Plain server-rendered HTML forms; no JavaScript.
 //!
-//! It is off unless the `admin_token` setting is set: then every `/admin` route answers 404.
+//! It is off unless the demo's `admin_token` setting is set: then every `/admin` route answers 404.
 //!
 //! How it is protected:
 //! - Logging in takes the token, compared as SHA-256 digests in constant time (`subtle`), so
@@ -39,9 +39,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use cloakroom::codec;
 use cloakroom::store::{Scan, SessionStore};
-use cloakroom::{Sessions, Settings, StoreError};
+use cloakroom::{Secret, Sessions, Settings, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -120,11 +119,12 @@ const LOGIN_FORM_LIFETIME: i64 = 3600;
 /// [`CliError::Io`] when the OS has no randomness for the cookie key.
 pub fn router(
     settings: &Settings,
+    admin_token: Option<&Secret>,
     store: Arc<dyn SessionStore>,
     scan: Option<Arc<dyn Scan>>,
     sessions: Sessions,
 ) -> Result<Router, CliError> {
-    let Some(token) = &settings.admin_token else {
+    let Some(token) = admin_token else {
         return Ok(Router::new());
     };
     let mut key = [0u8; 64];
@@ -133,7 +133,7 @@ pub fn router(
     let admin = Admin(Arc::new(Inner {
         token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         key,
-        secure: settings.cookie_secure,
+        secure: settings.session.cookie_secure,
         store,
         scan,
         sessions,
@@ -440,7 +440,7 @@ impl Inner {
         let scan = self
             .scan
             .as_ref()
-            .ok_or_else(|| CliError::NoScan(self.settings.engine.to_string()))?;
+            .ok_or_else(|| CliError::NoScan(self.settings.store.engine.to_string()))?;
         let mut rows = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -462,7 +462,7 @@ impl Inner {
     fn owner(&self, data: &str) -> Option<String> {
         ops::decode(&self.settings, data)
             .ok()
-            .and_then(|data| codec::user_id(&data))
+            .and_then(|data| cloakroom::keys::user_id(&data))
     }
 
     /// Revokes the session named `key`: deleted from the store, so its next request is
@@ -729,7 +729,7 @@ async fn view(
     };
     let (user, data) = match ops::decode(&admin.settings, &record.data) {
         Ok(data) => (
-            codec::user_id(&data),
+            cloakroom::keys::user_id(&data),
             serde_json::to_string_pretty(&data).unwrap_or_else(|e| e.to_string()),
         ),
         Err(e) => (None, e.to_string()),

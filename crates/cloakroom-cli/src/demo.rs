@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cloakroom::config::Backend;
 use cloakroom::engines::migrating::MigratingStore;
 use cloakroom::{
     Engine, Expiry, Secret, Session, SessionLayer, SessionStore, Sessions, Settings, StoreError,
@@ -21,6 +22,42 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::CliError;
+
+/// The demo's own settings, beside cloakroom's: flags of `cloakroom demo`, or keys of the same
+/// `--config` file. The library never reads them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DemoSettings {
+    /// The token that opens the admin page (`/admin/sessions`); `None`, the default, turns the
+    /// page off (its routes answer 404).
+    pub admin_token: Option<Secret>,
+}
+
+/// The shortest `admin_token` accepted: a guessable token would open every session.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+impl DemoSettings {
+    /// Checks the demo's settings, naming the one to change.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`](cloakroom::ConfigError::Invalid) naming `admin_token` when it
+    /// is shorter than 16 characters.
+    pub fn validate(&self) -> std::result::Result<(), cloakroom::ConfigError> {
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().chars().count() < MIN_ADMIN_TOKEN_LEN)
+        {
+            return Err(cloakroom::ConfigError::Invalid {
+                setting: "admin_token",
+                reason: "must be at least 16 characters: it is the only lock on the admin page \
+                         (e.g. `openssl rand -hex 24`)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
 
 const VISITS: TypedKey<u64> = TypedKey::new("visits");
 const FLASH: TypedKey<String> = TypedKey::new("flash");
@@ -38,12 +75,13 @@ type Result<T> = std::result::Result<T, cloakroom::Error>;
 /// one on first use (`MigratingStore`).
 pub async fn run(
     mut settings: Settings,
+    demo: DemoSettings,
     addr: &str,
     migrate_from: Option<Settings>,
     migrate: bool,
 ) -> std::result::Result<(), CliError> {
-    if settings.secret_key.is_none() {
-        settings.secret_key = Some(secret_beside_data()?);
+    if settings.session.secret_key.is_none() {
+        settings.session.secret_key = Some(secret_beside_data()?);
     }
     let opened = cloakroom::engines::open(&settings).await?;
     if migrate || embedded_sqlite(&settings) {
@@ -62,7 +100,13 @@ pub async fn run(
     // The admin page works on the store's own names (under hash_keys, the hashes), outside the
     // session layer: an admin's visit neither creates nor touches a visitor session.
     let sessions = Sessions::from_arc(store.clone(), settings.clone())?;
-    let admin = crate::admin::router(&settings, store, opened.scan.clone(), sessions.clone())?;
+    let admin = crate::admin::router(
+        &settings,
+        demo.admin_token.as_ref(),
+        store,
+        opened.scan.clone(),
+        sessions.clone(),
+    )?;
     let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -150,11 +194,12 @@ async fn check_tables(store: &dyn SessionStore) -> std::result::Result<(), CliEr
 }
 
 fn embedded_sqlite(settings: &Settings) -> bool {
-    matches!(settings.engine, Engine::Db | Engine::CachedDb)
+    matches!(settings.store.engine, Engine::Db | Engine::CachedDb)
         && settings
+            .store
             .database_url
             .as_deref()
-            .is_none_or(|url| url.starts_with("sqlite:"))
+            .is_none_or(|url| Backend::of_url(url) == Some(Backend::Sqlite))
 }
 
 /// Reads the secret key kept beside the data, generating it on first run.

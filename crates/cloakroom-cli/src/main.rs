@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use cloakroom::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
+use demo::DemoSettings;
 
 mod admin;
 mod demo;
@@ -61,6 +62,10 @@ enum Command {
         /// them (an embedded SQLite file is always migrated).
         #[arg(long)]
         migrate: bool,
+        /// Turns on the demo's admin page (`/admin/sessions`): the token that opens it (16+
+        /// chars). Also `admin_token` in the `--config` file.
+        #[arg(long, env = "CLOAKROOM_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
 }
 
@@ -157,14 +162,6 @@ struct SettingsArgs {
     /// Keep only a SHA-256 of each session key in the store (not shareable with Django).
     #[arg(long, global = true, env = "CLOAKROOM_HASH_KEYS", num_args = 0..=1, default_missing_value = "true")]
     hash_keys: Option<bool>,
-    /// Turns on the demo's admin page (`/admin/sessions`): the token that opens it (16+ chars).
-    #[arg(
-        long,
-        global = true,
-        env = "CLOAKROOM_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    admin_token: Option<String>,
     /// The largest session in bytes, encoded (64 KiB); a larger save fails with 413.
     #[arg(long, global = true, env = "CLOAKROOM_MAX_SESSION_BYTES")]
     max_session_bytes: Option<usize>,
@@ -185,67 +182,55 @@ fn parse_policy(s: &str) -> Result<OnStoreError, String> {
 }
 
 impl SettingsArgs {
-    fn resolve(&self) -> Result<Settings, cloakroom::ConfigError> {
-        let mut s = match &self.config {
-            Some(path) => Settings::from_toml_file(path)?,
-            None => Settings::default(),
+    /// The settings (and the demo's own, which share the `--config` file), each flag or
+    /// variable over the file's value.
+    fn resolve(&self) -> Result<(Settings, DemoSettings), cloakroom::ConfigError> {
+        let (mut s, demo) = match &self.config {
+            Some(path) => Settings::from_toml_file_with::<DemoSettings>(path)?,
+            None => (Settings::default(), DemoSettings::default()),
         };
+        // Each flag names the group its setting belongs to.
         macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = &self.$field { s.$field = v.clone().into(); } )* };
+            ($($group:ident.$field:ident),*) => {
+                $( if let Some(v) = &self.$field { s.$group.$field = v.clone().into(); } )*
+            };
         }
         set!(
-            engine,
-            cookie_name,
-            cookie_age,
-            cookie_path,
-            cookie_secure,
-            cookie_httponly,
-            cookie_samesite,
-            cookie_partitioned,
-            expire_at_browser_close,
-            save_every_request,
-            table,
-            data_format,
-            store_timeout_ms,
-            on_store_error,
-            refresh_threshold,
-            rotation_grace,
-            hash_keys,
-            max_session_bytes,
-            cache_max_bytes
+            store.engine,
+            session.cookie_name,
+            session.cookie_age,
+            session.cookie_path,
+            session.cookie_secure,
+            session.cookie_httponly,
+            session.cookie_samesite,
+            session.cookie_partitioned,
+            session.expire_at_browser_close,
+            session.save_every_request,
+            store.table,
+            session.data_format,
+            resilience.store_timeout_ms,
+            resilience.on_store_error,
+            session.refresh_threshold,
+            session.rotation_grace,
+            session.hash_keys,
+            session.max_session_bytes,
+            store.cache_max_bytes,
+            session.idle_timeout,
+            session.max_sessions_per_user,
+            session.absolute_lifetime,
+            store.database_url,
+            store.cache_url,
+            session.cookie_domain,
+            store.file_path
         );
-        if let Some(v) = self.idle_timeout {
-            s.idle_timeout = Some(v);
-        }
-        if let Some(v) = self.max_sessions_per_user {
-            s.max_sessions_per_user = Some(v);
-        }
-        if let Some(v) = self.absolute_lifetime {
-            s.absolute_lifetime = Some(v);
-        }
-        if let Some(v) = &self.database_url {
-            s.database_url = Some(v.clone());
-        }
-        if let Some(v) = &self.cache_url {
-            s.cache_url = Some(v.clone());
-        }
-        if let Some(v) = &self.cookie_domain {
-            s.cookie_domain = Some(v.clone());
-        }
-        if let Some(v) = &self.file_path {
-            s.file_path = Some(v.clone());
-        }
         if let Some(v) = &self.secret_key {
-            s.secret_key = Some(Secret::new(v.clone()));
-        }
-        if let Some(v) = &self.admin_token {
-            s.admin_token = Some(Secret::new(v.clone()));
+            s.session.secret_key = Some(Secret::new(v.clone()));
         }
         if let Some(v) = &self.secret_key_fallbacks {
-            s.secret_key_fallbacks = v.iter().cloned().map(Secret::new).collect();
+            s.session.secret_key_fallbacks = v.iter().cloned().map(Secret::new).collect();
         }
         s.validate()?;
-        Ok(s)
+        Ok((s, demo))
     }
 }
 
@@ -264,8 +249,6 @@ enum CliError {
     NothingToMigrate(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("`{0}`: {1}")]
-    Url(String, &'static str),
     #[error("the `{0}` engine cannot list its sessions (signed cookies live in browsers)")]
     NoScan(String),
     #[error("a session kept changing in the destination while it was copied; run copy again")]
@@ -277,17 +260,17 @@ enum CliError {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let settings = cli.settings.resolve()?;
+    let (settings, file_demo) = cli.settings.resolve()?;
     match cli.command {
         Command::Migrate => {
             let opened = cloakroom::engines::open(&settings).await?;
             let migrate = opened
                 .migrate
-                .ok_or_else(|| CliError::NothingToMigrate(settings.engine.to_string()))?;
+                .ok_or_else(|| CliError::NothingToMigrate(settings.store.engine.to_string()))?;
             migrate.migrate().await?;
             println!(
                 "the session table `{}` is ready ({})",
-                settings.table,
+                settings.store.table,
                 opened.store.engine()
             );
         }
@@ -328,12 +311,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             addr,
             migrate_from,
             migrate,
+            admin_token,
         } => {
             let old = match migrate_from {
                 Some(url) => Some(ops::settings_for(&url, &settings)?),
                 None => None,
             };
-            demo::run(settings, &addr, old, migrate).await?;
+            let demo = DemoSettings {
+                admin_token: admin_token.map(Secret::new).or(file_demo.admin_token),
+            };
+            demo.validate()?;
+            demo::run(settings, demo, &addr, old, migrate).await?;
         }
     }
     Ok(())

@@ -24,10 +24,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cloakroom::codec::{Codec, Data};
-use cloakroom::config::redact_url;
 use cloakroom::engines::Opened;
 use cloakroom::store::{Created, Record, Scan, UserIndex, UserSession};
-use cloakroom::{Engine, Settings};
+use cloakroom::Settings;
 use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 
@@ -36,71 +35,13 @@ use crate::CliError;
 /// How many sessions `copy` reads and writes per batch.
 pub const COPY_BATCH: usize = 500;
 
-/// The settings that open the engine `url` names, on top of `base`.
+/// The settings that open the engine `url` names, on top of `base`: the library's one table
+/// of URL schemes ([`cloakroom::config::SCHEMES`]) picks the engine.
 ///
 /// # Errors
-/// [`CliError::Url`] when the scheme names no engine.
+/// [`CliError::Config`] when the scheme names no engine or the result cannot work.
 pub fn settings_for(url: &str, base: &Settings) -> Result<Settings, CliError> {
-    let mut s = base.clone();
-    let (scheme, _) = url.split_once("://").ok_or_else(|| {
-        CliError::Url(
-            redact_url(url).into_owned(),
-            "no scheme (`sqlite://`, `redis://` …)",
-        )
-    })?;
-    let (without_table, table) = take_table(url);
-    if let Some(table) = table {
-        s.table = table;
-    }
-    match scheme {
-        "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => {
-            s.engine = Engine::Db;
-            s.database_url = Some(without_table);
-        }
-        "redis" | "rediss" | "redis-cluster" | "valkey" | "valkey-cluster" => {
-            s.engine = Engine::Cache;
-            s.cache_url = Some(without_table);
-        }
-        "file" => {
-            s.engine = Engine::File;
-            let path = without_table.trim_start_matches("file://");
-            if path.is_empty() {
-                return Err(CliError::Url(redact_url(url).into_owned(), "no folder after `file://`"));
-            }
-            s.file_path = Some(path.into());
-        }
-        _ => {
-            return Err(CliError::Url(
-                redact_url(url).into_owned(),
-                "not an engine URL: use sqlite://, postgres://, mysql://, redis://, redis-cluster:// or file://",
-            ))
-        }
-    }
-    s.validate()?;
-    Ok(s)
-}
-
-/// Splits `?table=NAME` off a URL, keeping the other query parameters.
-fn take_table(url: &str) -> (String, Option<String>) {
-    let Some((head, query)) = url.split_once('?') else {
-        return (url.to_owned(), None);
-    };
-    let mut table = None;
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(|pair| match pair.strip_prefix("table=") {
-            Some(name) => {
-                table = Some(name.to_owned());
-                false
-            }
-            None => !pair.is_empty(),
-        })
-        .collect();
-    if rest.is_empty() {
-        (head.to_owned(), table)
-    } else {
-        (format!("{head}?{}", rest.join("&")), table)
-    }
+    Ok(base.for_url(url)?)
 }
 
 /// A progress bar on stderr (drawn only on a terminal) counting `total` items.
@@ -121,7 +62,7 @@ fn scan_of(opened: &Opened, settings: &Settings) -> Result<std::sync::Arc<dyn Sc
     opened
         .scan
         .clone()
-        .ok_or_else(|| CliError::NoScan(settings.engine.to_string()))
+        .ok_or_else(|| CliError::NoScan(settings.store.engine.to_string()))
 }
 
 /// What `copy` did with each session.
@@ -327,10 +268,13 @@ pub fn decode(settings: &Settings, text: &str) -> Result<Data, CliError> {
     }
     match Codec::Json.decode(text) {
         Ok(data) => Ok(data),
-        Err(json) => match &settings.secret_key {
-            Some(secret) => Codec::django(secret.clone(), settings.secret_key_fallbacks.clone())
-                .decode(text)
-                .map_err(|e| CliError::Undecodable(e.to_string())),
+        Err(json) => match &settings.session.secret_key {
+            Some(secret) => Codec::django(
+                secret.clone(),
+                settings.session.secret_key_fallbacks.clone(),
+            )
+            .decode(text)
+            .map_err(|e| CliError::Undecodable(e.to_string())),
             None => Err(CliError::Undecodable(json.to_string())),
         },
     }
@@ -345,7 +289,7 @@ pub async fn stats(opened: &Opened, settings: &Settings) -> Result<String, CliEr
     let counts = scan.count(OffsetDateTime::now_utc()).await?;
     Ok(format!(
         "{} ({}): {} live, {} expired",
-        settings.engine,
+        settings.store.engine,
         opened.store.engine(),
         counts.live,
         counts.expired
@@ -355,6 +299,7 @@ pub async fn stats(opened: &Opened, settings: &Settings) -> Result<String, CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloakroom::Engine;
 
     #[test]
     fn url_errors_do_not_print_passwords() {
@@ -372,35 +317,19 @@ mod tests {
     }
 
     #[test]
-    fn table_comes_off_the_query() {
-        assert_eq!(
-            take_table("postgres://u@h/db?table=t1&sslmode=disable"),
-            (
-                "postgres://u@h/db?sslmode=disable".to_owned(),
-                Some("t1".to_owned())
-            )
-        );
-        assert_eq!(
-            take_table("sqlite://x.db?table=s"),
-            ("sqlite://x.db".to_owned(), Some("s".to_owned()))
-        );
-        assert_eq!(
-            take_table("redis://h:1/0"),
-            ("redis://h:1/0".to_owned(), None)
-        );
-    }
-
-    #[test]
     fn schemes_pick_engines() {
         let base = Settings::default();
         let s = settings_for("file:///tmp/x", &base).unwrap();
-        assert_eq!(s.engine, Engine::File);
-        assert_eq!(s.file_path.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        assert_eq!(s.store.engine, Engine::File);
+        assert_eq!(
+            s.store.file_path.as_deref(),
+            Some(std::path::Path::new("/tmp/x"))
+        );
         let s = settings_for("redis-cluster://127.0.0.1:7000", &base).unwrap();
-        assert_eq!(s.engine, Engine::Cache);
+        assert_eq!(s.store.engine, Engine::Cache);
         let s = settings_for("mysql://root@127.0.0.1/test?table=abc", &base).unwrap();
-        assert_eq!(s.engine, Engine::Db);
-        assert_eq!(s.table, "abc");
+        assert_eq!(s.store.engine, Engine::Db);
+        assert_eq!(s.store.table, "abc");
         assert!(settings_for("ftp://x", &base).is_err());
         assert!(settings_for("nothing", &base).is_err());
     }

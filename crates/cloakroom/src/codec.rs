@@ -7,46 +7,40 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::config::Secret;
-use crate::signing::{Signer, SESSION_SALT};
+pub use crate::data::Data;
+pub(crate) use crate::data::{lookup, lookup_mut};
+use crate::signing::{Secret, Signer, SESSION_SALT};
 
-/// The session data: a JSON object whose keys keep their insertion order (as Python dicts do).
-pub type Data = Map<String, Value>;
-
-/// The value under `key`. A session holds a handful of keys, and comparing that many short
-/// strings is several times cheaper than hashing `key` with the map's SipHash, which the core
-/// would otherwise pay for each of the special keys it checks on every request.
-pub(crate) fn lookup<'a>(data: &'a Data, key: &str) -> Option<&'a Value> {
-    if data.len() <= 8 {
-        data.iter().find_map(|(k, v)| (k == key).then_some(v))
-    } else {
-        data.get(key)
-    }
+/// How server-side stores keep the session data (the `data_format` setting). It lives with the
+/// codec, which it chooses (see [`Settings::codec`](crate::Settings::codec)), so the codec
+/// needs nothing from the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// Plain JSON: the fastest form, for stores only cloakroom reads.
+    #[default]
+    Json,
+    /// Django's own `session_data` format (signed with `secret_key`, see
+    /// [`Codec::Django`]) in the `db`, `cached_db` and `file` engines, so a Django app with the
+    /// same `SECRET_KEY` shares the store. The `signed_cookies` engine always writes Django's
+    /// cookie format, whatever this says.
+    Django,
 }
 
-/// The value under `key`, to change in place (see [`lookup`]).
-pub(crate) fn lookup_mut<'a>(data: &'a mut Data, key: &str) -> Option<&'a mut Value> {
-    if data.len() <= 8 {
-        data.iter_mut().find_map(|(k, v)| (k == key).then_some(v))
-    } else {
-        data.get_mut(key)
-    }
-}
-
-/// Django's `SESSION_KEY`: where `login()` keeps the logged-in user's primary key.
-pub const AUTH_USER_ID: &str = "_auth_user_id";
-
-/// The user a session's data belongs to (`_auth_user_id`, text or a number as Django reads
-/// it), as [`Session::user_id`](crate::Session::user_id) reads it: for tools that decode
-/// stored sessions themselves (an admin listing, a migration script).
-pub fn user_id(data: &Data) -> Option<String> {
-    match lookup(data, AUTH_USER_ID)? {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+impl std::str::FromStr for DataFormat {
+    type Err = crate::ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "django" => Ok(Self::Django),
+            _ => Err(crate::ConfigError::Invalid {
+                setting: "data_format",
+                reason: format!("`{s}` is not a data format; use json or django"),
+            }),
+        }
     }
 }
 
@@ -66,9 +60,9 @@ pub enum DecodeError {
     /// A cached value's record text is not base64.
     #[error("cached session record is not base64")]
     Base64,
-    /// A reserved key holds a value out of its range (see [`crate::expiry::check_reserved`]).
+    /// A reserved key holds a value out of its range (see [`crate::keys::check_reserved`]).
     #[error("stored session data has an out-of-range value: {0}")]
-    Reserved(#[from] crate::expiry::ReservedError),
+    Reserved(#[from] crate::keys::ReservedError),
 }
 
 /// How session data is written into a store.
@@ -123,7 +117,7 @@ impl Codec {
     /// out of range; the caller treats the session as new and logs a warning.
     pub fn decode(&self, text: &str) -> Result<Data, DecodeError> {
         let data = self.decode_unchecked(text)?;
-        crate::expiry::check_reserved(&data)?;
+        crate::keys::check_reserved(&data)?;
         Ok(data)
     }
 
@@ -144,17 +138,8 @@ impl Codec {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_user_is_djangos_auth_user_id_as_text() {
-        let data: Data = serde_json::from_str(r#"{"_auth_user_id": 42}"#).unwrap();
-        assert_eq!(super::user_id(&data).as_deref(), Some("42"));
-        let data: Data = serde_json::from_str(r#"{"_auth_user_id": "ana"}"#).unwrap();
-        assert_eq!(super::user_id(&data).as_deref(), Some("ana"));
-        let data: Data = serde_json::from_str(r#"{"username": "ana"}"#).unwrap();
-        assert_eq!(super::user_id(&data), None);
-    }
-
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn json_round_trips_and_keeps_order() {

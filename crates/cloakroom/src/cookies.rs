@@ -61,33 +61,37 @@ pub fn set_cookie_header(
         CookieAction::Delete => ("", Some(0)),
     };
     let mut out = String::with_capacity(
-        settings.cookie_name.len()
+        settings.session.cookie_name.len()
             + value.len()
-            + settings.cookie_path.len()
-            + settings.cookie_domain.as_ref().map_or(0, String::len)
+            + settings.session.cookie_path.len()
+            + settings
+                .session
+                .cookie_domain
+                .as_ref()
+                .map_or(0, String::len)
             + 112,
     );
-    out.push_str(&settings.cookie_name);
+    out.push_str(&settings.session.cookie_name);
     out.push('=');
     out.push_str(value);
-    if settings.cookie_httponly {
+    if settings.session.cookie_httponly {
         out.push_str("; HttpOnly");
     }
-    out.push_str(match settings.cookie_samesite {
+    out.push_str(match settings.session.cookie_samesite {
         SameSite::Strict => "; SameSite=Strict",
         SameSite::Lax => "; SameSite=Lax",
         SameSite::None => "; SameSite=None",
     });
-    if settings.cookie_partitioned {
+    if settings.session.cookie_partitioned {
         out.push_str("; Partitioned");
     }
     // A partitioned cookie must be secure (CHIPS), as the `cookie` crate writes it.
-    if settings.cookie_secure || settings.cookie_partitioned {
+    if settings.session.cookie_secure || settings.session.cookie_partitioned {
         out.push_str("; Secure");
     }
     out.push_str("; Path=");
-    out.push_str(&settings.cookie_path);
-    if let Some(domain) = &settings.cookie_domain {
+    out.push_str(&settings.session.cookie_path);
+    if let Some(domain) = &settings.session.cookie_domain {
         out.push_str("; Domain=");
         out.push_str(domain);
     }
@@ -232,17 +236,17 @@ mod tests {
             CookieAction::Set { value, max_age } => (value.as_str(), *max_age),
             _ => ("", Some(0)),
         };
-        let mut c = Cookie::build((settings.cookie_name.as_str(), value))
-            .path(settings.cookie_path.as_str())
-            .http_only(settings.cookie_httponly)
-            .secure(settings.cookie_secure)
-            .same_site(match settings.cookie_samesite {
+        let mut c = Cookie::build((settings.session.cookie_name.as_str(), value))
+            .path(settings.session.cookie_path.as_str())
+            .http_only(settings.session.cookie_httponly)
+            .secure(settings.session.cookie_secure)
+            .same_site(match settings.session.cookie_samesite {
                 SameSite::Strict => S::Strict,
                 SameSite::Lax => S::Lax,
                 SameSite::None => S::None,
             })
-            .partitioned(settings.cookie_partitioned);
-        if let Some(domain) = &settings.cookie_domain {
+            .partitioned(settings.session.cookie_partitioned);
+        if let Some(domain) = &settings.session.cookie_domain {
             c = c.domain(domain.as_str());
         }
         if let Some(age) = max_age {

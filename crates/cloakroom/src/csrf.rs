@@ -40,11 +40,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::Error;
+use crate::keys::CSRF_SESSION_KEY;
 use crate::manager::LazySession;
 use crate::session::Session;
 
-/// The session key the token is kept under: Django's `CSRF_SESSION_KEY`.
-pub const CSRF_SESSION_KEY: &str = "_csrftoken";
 /// The request header that carries the token: Django's default `CSRF_HEADER_NAME`
 /// (`HTTP_X_CSRFTOKEN`).
 pub const CSRF_HEADER: &str = "x-csrftoken";

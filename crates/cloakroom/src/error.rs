@@ -154,6 +154,9 @@ pub enum Error {
 }
 
 /// A setting that cannot be used, named so the message says which one to fix.
+///
+/// Its own type, apart from [`StoreError`]: a configuration problem is the operator's to fix
+/// before the app starts, never an outage to retry.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -165,12 +168,63 @@ pub enum ConfigError {
         /// What is wrong and what would work.
         reason: String,
     },
-    /// The TOML file could not be read or parsed.
-    #[error("config file {path}: {reason}")]
+    /// A settings file could not be read, is not TOML, names a setting that does not exist or
+    /// gives one a value of the wrong type.
+    #[error("config file {path}: {source}")]
     File {
-        /// The file.
+        /// The file (`<toml>` for text given directly).
         path: String,
-        /// What is wrong.
-        reason: String,
+        /// What went wrong, from the operating system or the TOML reader.
+        #[source]
+        source: FileError,
     },
+    /// A setting's value was refused by the library that reads it (a database URL the driver
+    /// cannot parse, a Redis URL its client cannot use).
+    #[error("setting `{setting}`: {source}")]
+    Rejected {
+        /// The setting's name, as in the TOML file.
+        setting: &'static str,
+        /// The driver's explanation.
+        #[source]
+        source: BoxError,
+    },
+    /// An engine URL (`cloakroom copy --from`, a live migration's source) names no engine.
+    #[error("`{url}`: {reason}")]
+    Url {
+        /// The URL, its credentials redacted.
+        url: String,
+        /// What is wrong and what would work.
+        reason: &'static str,
+    },
+}
+
+/// Why a store could not be opened: the one error type of every engine constructor and of
+/// [`engines::open`](crate::engines::open).
+///
+/// The two cases want different fixes: a [`Config`](Self::Config) problem is the operator's
+/// (change the setting it names), a [`Store`](Self::Store) failure is the server's (start it,
+/// or retry).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The settings (or constructor arguments) cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be reached or refused to open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a settings file could not be used: the source of [`ConfigError::File`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The file could not be read.
+    #[error("cannot read it ({0}); check the path and its permissions")]
+    Read(#[source] std::io::Error),
+    /// The text is not TOML, or not settings: an unknown name or a value of the wrong type.
+    /// The source is the TOML reader's error (a `toml::de::Error`), boxed so that the TOML
+    /// crate's releases are not ours.
+    #[error("{0}")]
+    Toml(#[source] BoxError),
 }

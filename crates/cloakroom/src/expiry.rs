@@ -13,17 +13,9 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::codec::{lookup, Data};
-use crate::config::{Settings, MAX_COOKIE_AGE};
-
-/// The key Django keeps per-session expiry under.
-pub const EXPIRY_KEY: &str = "_session_expiry";
-/// A per-session idle timeout in seconds (overrides the `idle_timeout` setting).
-pub const IDLE_KEY: &str = "_cloakroom_idle";
-/// The instant (ISO 8601) at which the session ends however active it is.
-pub const DEADLINE_KEY: &str = "_cloakroom_deadline";
-/// In a record left behind by `cycle_key()` under a rotation grace window: the new key.
-pub const MOVED_KEY: &str = "_cloakroom_moved_to";
+use crate::config::SessionSettings;
+use crate::data::{lookup, Data};
+use crate::keys::{DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY, MAX_COOKIE_AGE};
 
 /// When a session should expire: the argument of [`Session::set_expiry`](crate::Session::set_expiry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,43 +61,6 @@ pub(crate) fn after(now: OffsetDateTime, secs: u64) -> OffsetDateTime {
     let secs = i64::try_from(secs.min(MAX_COOKIE_AGE)).unwrap_or(0);
     now.checked_add(time::Duration::seconds(secs))
         .unwrap_or(now)
-}
-
-/// Why stored session data cannot be used as it is: a reserved key out of its range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReservedError {
-    /// `_cloakroom_idle` is not a whole number of seconds between 1 and [`MAX_COOKIE_AGE`].
-    #[error(
-        "`{IDLE_KEY}` is {value}, not a whole number of seconds between 1 and {MAX_COOKIE_AGE}"
-    )]
-    Idle {
-        /// The stored value, as JSON text (at most 40 characters).
-        value: String,
-    },
-}
-
-/// Checks the reserved keys that cloakroom itself writes (`_cloakroom_idle`): a stored value
-/// out of range came from elsewhere (a row an app wrote, a crafted value) and makes the whole
-/// session corrupt data, as Django treats data it cannot decode. `_session_expiry` is Django's
-/// and keeps Django's reading (see [`Lifetime`]): out-of-range numbers are clamped.
-///
-/// # Errors
-/// [`ReservedError`] naming the key and the value.
-pub fn check_reserved(data: &Data) -> Result<(), ReservedError> {
-    match lookup(data, IDLE_KEY) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(n))
-            if n.as_u64()
-                .is_some_and(|s| (1..=MAX_COOKIE_AGE).contains(&s)) =>
-        {
-            Ok(())
-        }
-        Some(other) => {
-            let value = other.to_string().chars().take(40).collect();
-            Err(ReservedError::Idle { value })
-        }
-    }
 }
 
 /// Formats an instant as Python's `datetime.isoformat()` does for an aware UTC datetime:
@@ -155,7 +110,7 @@ pub fn parse_iso(text: &str) -> Option<OffsetDateTime> {
 /// When a session holding `data` and saved at `now` expires under `settings`: Django's rules,
 /// the idle timeout and the absolute deadline, as the core applies them on save. For tools that
 /// list stored sessions; never panics, whatever the data holds.
-pub fn expires_at(data: &Data, settings: &Settings, now: OffsetDateTime) -> OffsetDateTime {
+pub fn expires_at(data: &Data, settings: &SessionSettings, now: OffsetDateTime) -> OffsetDateTime {
     Lifetime::of(data, settings, now).expires_at
 }
 
@@ -175,7 +130,7 @@ pub(crate) struct Lifetime {
 impl Lifetime {
     /// Django's rules, then an idle timeout (when no `_session_expiry` overrides it), then
     /// the absolute deadline: the effective expiry is the earliest.
-    pub(crate) fn of(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
+    pub(crate) fn of(data: &Data, settings: &SessionSettings, now: OffsetDateTime) -> Self {
         let mut lifetime = Self::django(data, settings, now);
         let explicit = !matches!(lookup(data, EXPIRY_KEY), None | Some(Value::Null));
         // Clamped like `_session_expiry`: the codec refuses stored values out of range, this
@@ -203,7 +158,7 @@ impl Lifetime {
         lifetime
     }
 
-    fn django(data: &Data, settings: &Settings, now: OffsetDateTime) -> Self {
+    fn django(data: &Data, settings: &SessionSettings, now: OffsetDateTime) -> Self {
         let cookie_age = i64::try_from(settings.cookie_age.min(MAX_COOKIE_AGE)).unwrap_or(0);
         let default = |browser_close| Self {
             age: cookie_age,
@@ -280,7 +235,7 @@ mod tests {
     #[test]
     fn lifetime_follows_djangos_rules() {
         let now = datetime!(2025-01-01 00:00:00 UTC);
-        let s = Settings::default();
+        let s = crate::Settings::default().session;
         let mut data = Data::new();
         let l = Lifetime::of(&data, &s, now);
         assert_eq!(l.age, 1_209_600);
@@ -309,7 +264,9 @@ mod tests {
             assert_eq!((l.age, l.browser_close), (MAX_COOKIE_AGE as i64, false));
         }
 
-        let global_close = Settings::default().with_expire_at_browser_close(true);
+        let global_close = crate::Settings::default()
+            .with_expire_at_browser_close(true)
+            .session;
         data.insert(EXPIRY_KEY.into(), Value::from(300));
         assert!(!Lifetime::of(&data, &global_close, now).browser_close);
         data.remove(EXPIRY_KEY);

@@ -28,7 +28,7 @@ pub const STORED_KEY_LEN: usize = 40;
 /// [`Sessions::sessions_of`](crate::Sessions::sessions_of) lists, so an app can mark the
 /// current session in that list.
 pub fn stored_id(settings: &Settings, key: &str) -> String {
-    if settings.hash_keys {
+    if settings.session.hash_keys {
         stored_key(key)
     } else {
         key.to_owned()

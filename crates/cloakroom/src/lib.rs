@@ -67,6 +67,7 @@ pub mod codec;
 pub mod config;
 pub mod cookies;
 pub mod csrf;
+mod data;
 mod digits;
 pub mod engines;
 mod error;
@@ -75,6 +76,7 @@ pub mod expiry;
 mod extract;
 pub mod hashed;
 pub mod key;
+pub mod keys;
 pub mod layer;
 mod load;
 mod locks;
@@ -93,7 +95,7 @@ pub mod store;
 pub mod testing;
 
 pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
-pub use error::{BoxError, ConfigError, Error, StoreError};
+pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
 pub use expiry::Expiry;
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;

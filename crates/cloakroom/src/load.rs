@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::codec::{user_id as user_of, Data};
+use crate::codec::Data;
+use crate::keys::user_id as user_of;
 use crate::config::OnStoreError;
 use crate::error::{Error, StoreError};
-use crate::expiry::MOVED_KEY;
+use crate::keys::MOVED_KEY;
 use crate::key;
 use crate::locks::KeyGuard;
 use crate::recorded::Context;
@@ -63,7 +64,7 @@ async fn exclusive_turn(ctx: &Context, candidate: &str) -> Result<Option<KeyGuar
     let (Some(&wait), false) = (ctx.exclusive.get(), shared.in_cookie()) else {
         return Ok(None);
     };
-    let wait = wait.unwrap_or(Duration::from_millis(shared.settings.lock_timeout_ms));
+    let wait = wait.unwrap_or(Duration::from_millis(shared.settings.resilience.lock_timeout_ms));
     let turn = shared.exclusive_locks.lock(candidate, wait).await;
     turn.map(Some)
         .ok_or(Error::ExclusiveTimeout { waited: wait })
@@ -98,7 +99,7 @@ async fn read_record(
         return Ok(None);
     }
     if data.contains_key(MOVED_KEY)
-        || (data.contains_key(ROTATED_KEY) && shared.settings.rotation_grace == 0)
+        || (data.contains_key(ROTATED_KEY) && shared.settings.session.rotation_grace == 0)
     {
         return Ok(None);
     }
@@ -110,7 +111,7 @@ async fn read_record(
 
 /// Whether the data's `_session_expiry` is an instant at or before `now`.
 fn expiry_passed(data: &Data, now: OffsetDateTime) -> bool {
-    crate::codec::lookup(data, crate::expiry::EXPIRY_KEY)
+    crate::codec::lookup(data, crate::keys::EXPIRY_KEY)
         .and_then(serde_json::Value::as_str)
         .and_then(crate::expiry::parse_iso)
         .is_some_and(|at| at <= now)

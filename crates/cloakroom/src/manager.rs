@@ -259,7 +259,7 @@ impl LazySession {
         let settings = &inner.shared.settings;
         let had_cookie = inner.cookie.is_some();
         if !self.is_loaded() {
-            if !(settings.save_every_request && had_cookie) {
+            if !(settings.session.save_every_request && had_cookie) {
                 self.session.state().closed = true;
                 return Ok(Outcome {
                     cookie: CookieAction::Keep,

@@ -22,7 +22,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use crate::codec::Data;
+use crate::data::Data;
 
 /// Why bytes are not a session pickle this reader accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

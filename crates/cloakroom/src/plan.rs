@@ -7,7 +7,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::config::Settings;
-use crate::expiry::{Lifetime, DEADLINE_KEY};
+use crate::expiry::Lifetime;
+use crate::keys::DEADLINE_KEY;
 use crate::recorded::Recorded;
 
 /// What the response must do with the session cookie.
@@ -167,7 +168,7 @@ pub(crate) fn plan(
             ..base
         };
     }
-    if !(st.modified || settings.save_every_request) {
+    if !(st.modified || settings.session.save_every_request) {
         return unmodified(st, settings, now, base);
     }
     let write = match (&st.key, &st.token) {
@@ -211,7 +212,7 @@ fn read_only(st: &Recorded, failed: bool) -> Option<Plan> {
 /// A new session (or a cycled key) starts its absolute lifetime now, unless the handler set
 /// its own deadline.
 fn deadline(st: &Recorded, settings: &Settings, now: OffsetDateTime) -> Option<OffsetDateTime> {
-    let life = settings.absolute_lifetime?;
+    let life = settings.session.absolute_lifetime?;
     (!st.data.contains_key(DEADLINE_KEY)).then(|| now + Duration::from_secs(life))
 }
 
@@ -247,11 +248,11 @@ fn refresh(st: &Recorded, settings: &Settings, now: OffsetDateTime) -> Option<Li
     let (Some(_), Some(_), Some(stored)) = (&st.key, &st.token, st.expires_at) else {
         return None;
     };
-    let lifetime = Lifetime::of(&st.data, settings, now);
+    let lifetime = Lifetime::of(&st.data, &settings.session, now);
     let idle = lifetime.idle?;
     let remaining = (stored - now).as_seconds_f64();
     #[allow(clippy::cast_precision_loss)]
-    let fresh_enough = remaining > idle as f64 * (1.0 - settings.refresh_threshold);
+    let fresh_enough = remaining > idle as f64 * (1.0 - settings.session.refresh_threshold);
     (!fresh_enough && lifetime.expires_at > stored).then_some(lifetime)
 }
 
@@ -260,7 +261,7 @@ fn resend(st: &Recorded, settings: &Settings, now: OffsetDateTime) -> Cookie {
     if st.key.is_none() || st.token.is_none() {
         return Cookie::Keep;
     }
-    let lifetime = Lifetime::of(&st.data, settings, now);
+    let lifetime = Lifetime::of(&st.data, &settings.session, now);
     let expires_at = st.expires_at.unwrap_or(lifetime.expires_at);
     let age = (expires_at - now).whole_seconds();
     Cookie::Resend {

@@ -131,6 +131,6 @@ impl Context {
         self.policy
             .get()
             .copied()
-            .unwrap_or(self.shared.settings.on_store_error)
+            .unwrap_or(self.shared.settings.resilience.on_store_error)
     }
 }

@@ -27,7 +27,7 @@ const MAX_USER_AGENT: usize = 512;
 /// The longest client address kept (an IPv6 address with a zone fits).
 const MAX_IP: usize = 64;
 
-use crate::codec::{user_id as user_of, AUTH_USER_ID};
+use crate::keys::{user_id as user_of, AUTH_USER_ID};
 
 /// The `User-Agent` and address [`Session::record_client`] stored in the data.
 pub(crate) fn client_of(data: &Data) -> (Option<String>, Option<String>) {
@@ -72,7 +72,8 @@ fn truncated(text: &str, max: usize) -> &str {
     &text[..end]
 }
 use crate::error::Error;
-use crate::expiry::{Expiry, Lifetime, DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
+use crate::expiry::{Expiry, Lifetime};
+use crate::keys::{DEADLINE_KEY, EXPIRY_KEY, IDLE_KEY};
 use crate::recorded::{Change, Context, Op, Recorded};
 
 /// A loaded session: read and change it like a dictionary; the layer saves it after the
@@ -437,7 +438,7 @@ impl Session {
             let token = st.token.take();
             if let Some(old) = st.key.take() {
                 match token {
-                    Some(data) if shared.settings.rotation_grace > 0 => {
+                    Some(data) if shared.settings.session.rotation_grace > 0 => {
                         st.cycled_from = Some((old, data));
                     }
                     _ => st.doomed.push(old),
@@ -447,7 +448,7 @@ impl Session {
             // Django's `cycle_key()` stores the session under its new key at once, empty or not.
             st.must_persist = true;
         }
-        if let Some(life) = shared.settings.absolute_lifetime {
+        if let Some(life) = shared.settings.session.absolute_lifetime {
             self.set_absolute_lifetime(Duration::from_secs(life))?;
         }
         Ok(())
@@ -572,7 +573,7 @@ impl Session {
     /// [`Error::AlreadySaved`] after the request's save began (a streaming body).
     pub fn remember_me(&self, remember: bool) -> Result<(), Error> {
         if remember {
-            let age = self.inner.shared.settings.remember_me_age;
+            let age = self.inner.shared.settings.session.remember_me_age;
             self.set_expiry(Expiry::In(Duration::from_secs(age)))
         } else {
             self.set_expiry(Expiry::BrowserClose)
@@ -595,7 +596,7 @@ impl Session {
         let st = self.state();
         Lifetime::of(
             &st.data,
-            &self.inner.shared.settings,
+            &self.inner.shared.settings.session,
             self.inner.shared.clock.now(),
         )
     }

@@ -55,7 +55,7 @@ impl Shared {
     pub fn new(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
         let in_cookie = store.keeps_data_in_cookie();
-        let store: Arc<dyn SessionStore> = match (settings.hash_keys, in_cookie) {
+        let store: Arc<dyn SessionStore> = match (settings.session.hash_keys, in_cookie) {
             (true, true) => {
                 return Err(ConfigError::Invalid {
                     setting: "hash_keys",
@@ -69,8 +69,8 @@ impl Shared {
             (false, _) => store,
         };
         let breaker = Arc::new(Breaker::new(
-            settings.breaker_threshold,
-            Duration::from_millis(settings.breaker_cooldown_ms),
+            settings.resilience.breaker_threshold,
+            Duration::from_millis(settings.resilience.breaker_cooldown_ms),
         ));
         // Every store call gets a span and metrics (see `observe`): the core's own through
         // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
@@ -131,7 +131,7 @@ impl Shared {
     /// the one place the size bound is enforced, before anything is written.
     pub fn encode_bounded(&self, data: &Data) -> Result<String, Error> {
         let text = self.codec.encode(data);
-        let limit = self.settings.max_session_bytes;
+        let limit = self.settings.session.max_session_bytes;
         if text.len() > limit {
             return Err(Error::TooLarge {
                 size: text.len(),

@@ -50,8 +50,30 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::codec::Data;
-use crate::config::Secret;
+use crate::data::Data;
+
+/// A secret (Django's `SECRET_KEY` or one of its fallbacks) that `Debug` never prints. It lives
+/// with the signer that uses it, so the settings and the codec both take it from here.
+#[derive(Clone, serde::Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for signing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 /// The salt of session data in the `db`, `cached_db` and `file` stores: Django's
 /// `"django.contrib.sessions." + SessionStore.__qualname__`, the same for every built-in backend.

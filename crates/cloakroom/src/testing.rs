@@ -670,7 +670,7 @@ pub async fn user_login_links_and_lists(store: Arc<dyn SessionStore>) {
         newest.created_at
     );
     assert!(near(newest.last_seen, at), "last_seen {}", newest.last_seen);
-    let age = Duration::from_secs(sessions.settings().cookie_age);
+    let age = Duration::from_secs(sessions.settings().session.cookie_age);
     assert!(
         near(newest.expires_at, at + age),
         "expires_at {}",

@@ -4,8 +4,9 @@
 
 use axum::routing::{get, post};
 use axum::Router;
-use cloakroom::csrf::{CsrfLayer, CSRF_SESSION_KEY};
+use cloakroom::csrf::CsrfLayer;
 use cloakroom::engines::memory::MemoryStore;
+use cloakroom::keys::CSRF_SESSION_KEY;
 use cloakroom::{Session, SessionLayer, Sessions, Settings};
 
 async fn serve() -> String {

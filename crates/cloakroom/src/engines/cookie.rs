@@ -35,8 +35,9 @@ use time::OffsetDateTime;
 
 use crate::codec::Data;
 use crate::config::Secret;
-use crate::error::{ConfigError, StoreError};
-use crate::expiry::{parse_iso, EXPIRY_KEY};
+use crate::error::{ConfigError, OpenError, StoreError};
+use crate::expiry::parse_iso;
+use crate::keys::EXPIRY_KEY;
 use crate::signing::{Signer, COOKIE_SALT};
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
@@ -81,7 +82,7 @@ impl SignedCookieStore {
     /// seconds, and sizes cookies named `cookie_name`.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming `secret_key` when the secret is empty (anyone could sign
+    /// [`OpenError::Config`] naming `secret_key` when the secret is empty (anyone could sign
     /// sessions), as Django refuses an empty `SECRET_KEY`.
     ///
     /// # Examples
@@ -91,19 +92,20 @@ impl SignedCookieStore {
     ///
     /// let store = SignedCookieStore::new(Secret::new("a long random secret"), vec![], 1_209_600, "sessionid")?;
     /// let sessions = Sessions::new(store, Settings::default())?;
-    /// # Ok::<(), cloakroom::ConfigError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(
         secret: Secret,
         fallbacks: Vec<Secret>,
         cookie_age: u64,
         cookie_name: impl Into<String>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, OpenError> {
         if secret.expose().is_empty() {
             return Err(ConfigError::Invalid {
                 setting: "secret_key",
                 reason: "must not be empty: it signs the session cookies".into(),
-            });
+            }
+            .into());
         }
         Ok(Self {
             signer: Signer::new(&secret, &fallbacks, COOKIE_SALT)

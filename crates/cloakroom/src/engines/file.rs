@@ -57,7 +57,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, OpenError, StoreError};
 use crate::key;
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
@@ -128,22 +128,23 @@ impl FileStore {
     /// `<cookie_name><key>`, living `cookie_age` seconds after their mtime.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming `file_path` when the folder is missing or not writable,
+    /// [`OpenError::Config`] naming `file_path` when the folder is missing or not writable,
     /// `cookie_name` when it cannot start a file name, `cookie_age` when it is out of range.
     ///
     /// # Examples
     /// ```no_run
     /// use cloakroom::engines::file::FileStore;
     /// let store = FileStore::new("/var/lib/myapp/sessions", "sessionid", 1_209_600)?;
-    /// # Ok::<(), cloakroom::ConfigError>(())
+    /// # Ok::<(), cloakroom::OpenError>(())
     /// ```
     pub fn new(
         dir: impl Into<PathBuf>,
         cookie_name: &str,
         cookie_age: u64,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, OpenError> {
         let dir = dir.into();
-        let invalid = |setting, reason: String| ConfigError::Invalid { setting, reason };
+        let invalid =
+            |setting, reason: String| OpenError::Config(ConfigError::Invalid { setting, reason });
         // Cookie names are RFC 7230 tokens: no `/`, `\`, NUL or `:`, so the name cannot leave
         // the folder either.
         if cookie_name.is_empty()
@@ -190,7 +191,7 @@ impl FileStore {
     ///
     /// # Errors
     /// As [`new`](Self::new).
-    pub fn in_temp_dir(cookie_name: &str, cookie_age: u64) -> Result<Self, ConfigError> {
+    pub fn in_temp_dir(cookie_name: &str, cookie_age: u64) -> Result<Self, OpenError> {
         Self::new(std::env::temp_dir(), cookie_name, cookie_age)
     }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::{Engine, Settings};
+use crate::config::{Backend, DataFormat, Engine, Settings};
 use crate::error::{ConfigError, StoreError};
 use crate::store::{ClearExpired, Scan, SessionStore};
 
@@ -55,17 +55,7 @@ impl std::fmt::Debug for Opened {
     }
 }
 
-/// Why an engine could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// The settings do not name a usable engine.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The store could not be reached.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub use crate::error::OpenError;
 
 fn unsupported(what: &str, feature: &str) -> OpenError {
     OpenError::Config(ConfigError::Invalid {
@@ -127,59 +117,64 @@ impl Opened {
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://cloakroom.sqlite3";
 
 async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
-    let url = settings
+    let wiring = &settings.store;
+    let url = wiring
         .database_url
         .as_deref()
         .unwrap_or(DEFAULT_DATABASE_URL);
-    let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
+    let backend = Backend::of_url(url).filter(|b| b.engine() == Engine::Db);
+    match backend {
         #[cfg(feature = "sqlite")]
-        "sqlite" => {
+        Some(Backend::Sqlite) => {
             let store = sqlite::SqliteStore::connect(url)
                 .await?
-                .with_table(&settings.table)?;
+                .with_table(&wiring.table)?;
             Ok(Opened::sql(Arc::new(store)))
         }
-        #[cfg(not(feature = "sqlite"))]
-        "sqlite" => Err(unsupported("a sqlite:// database", "sqlite")),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => {
+        Some(Backend::Postgres) => {
             let store = postgres::PostgresStore::connect(url)
                 .await?
-                .with_table(&settings.table)?;
+                .with_table(&wiring.table)?;
             Ok(Opened::sql(Arc::new(store)))
         }
-        #[cfg(not(feature = "postgres"))]
-        "postgres" | "postgresql" => Err(unsupported("a postgres:// database", "postgres")),
         #[cfg(feature = "mysql")]
-        "mysql" | "mariadb" => {
+        Some(Backend::MySql) => {
             let store = mysql::MySqlStore::connect(url)
                 .await?
-                .with_table(&settings.table)?;
+                .with_table(&wiring.table)?;
             Ok(Opened::sql(Arc::new(store)))
         }
-        #[cfg(not(feature = "mysql"))]
-        "mysql" | "mariadb" => Err(unsupported("a mysql:// or mariadb:// database", "mysql")),
-        _ => Err(OpenError::Config(ConfigError::Invalid {
+        Some(other) => Err(unsupported(
+            &format!("a {url_scheme} database", url_scheme = scheme_of(url)),
+            other.feature(),
+        )),
+        None => Err(OpenError::Config(ConfigError::Invalid {
             setting: "database_url",
             reason: format!(
-                "`{scheme}` is not a supported database; use sqlite://, postgres:// or mysql:// (mariadb://)"
+                "`{}` is not a supported database; use sqlite://, postgres:// or mysql:// (mariadb://)",
+                scheme_of(url)
             ),
         })),
     }
 }
 
+/// The scheme of `url`, for messages (never the credentials after it).
+fn scheme_of(url: &str) -> &str {
+    url.split(':').next().unwrap_or_default()
+}
+
 /// The `cache` engine on the server `cache_url` names, connected (a stopped server shows now).
 async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
-    let url = settings.cache_url.as_deref().unwrap_or_default();
+    let url = settings.store.cache_url.as_deref().unwrap_or_default();
     #[cfg(feature = "redis")]
     {
         redis::check_url(url)?;
-        let store = if settings.redis_client_cache_ms > 0 {
+        let store = if settings.store.redis_client_cache_ms > 0 {
             redis::RedisStore::connect_with_client_cache(
                 url,
-                std::time::Duration::from_millis(settings.redis_client_cache_ms),
-                usize::try_from(settings.cache_capacity).unwrap_or(usize::MAX),
+                std::time::Duration::from_millis(settings.store.redis_client_cache_ms),
+                usize::try_from(settings.store.cache_capacity).unwrap_or(usize::MAX),
             )
             .await?
         } else {
@@ -188,7 +183,7 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
         let store = store
             .with_command_timeout(settings.store_timeout())
             // Django's pickles, carried as base64 by `Codec::DjangoCache` (see Settings::codec).
-            .with_binary_values(settings.data_format == crate::config::DataFormat::Django);
+            .with_binary_values(settings.session.data_format == DataFormat::Django);
         Ok(Opened::server_side(Arc::new(store)))
     }
     #[cfg(not(feature = "redis"))]
@@ -200,7 +195,7 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
 
 /// The cache of the `cached_db` engine: Redis when `cache_url` names it, else in-process.
 async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, OpenError> {
-    match settings.cache_url.as_deref() {
+    match settings.store.cache_url.as_deref() {
         #[cfg(feature = "redis")]
         Some(url) => {
             redis::check_url(url)?;
@@ -209,7 +204,7 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
             // cache answers (see cached_db: no copy may go stale). A reachable cache is waited
             // for, so the first requests do not meet a connection still opening. A short
             // timeout leaves the database most of the request's time when the cache hangs.
-            let django = settings.data_format == crate::config::DataFormat::Django;
+            let django = settings.session.data_format == DataFormat::Django;
             let store = redis::RedisStore::connect_lazy(url).await?;
             if !store.wait_connected(settings.store_timeout()).await {
                 tracing::warn!("the session cache (`cache_url`) does not answer yet: sessions are read from the database, and changes fail under `on_store_error` until it does");
@@ -237,8 +232,8 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
         )),
         #[cfg(feature = "memory")]
         None => Ok(Arc::new(memory::MemoryStore::with_limits(
-            settings.cache_capacity,
-            settings.cache_max_bytes,
+            settings.store.cache_capacity,
+            settings.store.cache_max_bytes,
         ))),
         #[cfg(not(feature = "memory"))]
         None => Err(unsupported(
@@ -273,40 +268,53 @@ async fn open_cached_db(settings: &Settings) -> Result<Opened, OpenError> {
 /// [`OpenError::Store`] when the server cannot be reached.
 pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
     settings.validate()?;
-    match settings.engine {
+    match settings.store.engine {
         Engine::Db => open_db(settings).await,
-        Engine::Cache if settings.cache_url.is_some() => open_cache_server(settings).await,
+        Engine::Cache if settings.store.cache_url.is_some() => open_cache_server(settings).await,
         Engine::CachedDb => open_cached_db(settings).await,
         #[cfg(feature = "memory")]
-        Engine::Cache if settings.cache_url.is_none() => {
-            let store =
-                memory::MemoryStore::with_limits(settings.cache_capacity, settings.cache_max_bytes);
+        Engine::Cache if settings.store.cache_url.is_none() => {
+            let store = memory::MemoryStore::with_limits(
+                settings.store.cache_capacity,
+                settings.store.cache_max_bytes,
+            );
             Ok(Opened::server_side(Arc::new(store)))
         }
         #[cfg(feature = "file")]
         Engine::File => {
-            let store = match &settings.file_path {
-                Some(dir) => file::FileStore::new(dir, &settings.cookie_name, settings.cookie_age),
-                None => file::FileStore::in_temp_dir(&settings.cookie_name, settings.cookie_age),
+            let store = match &settings.store.file_path {
+                Some(dir) => file::FileStore::new(
+                    dir,
+                    &settings.session.cookie_name,
+                    settings.session.cookie_age,
+                ),
+                None => file::FileStore::in_temp_dir(
+                    &settings.session.cookie_name,
+                    settings.session.cookie_age,
+                ),
             }?;
             Ok(Opened::server_side(Arc::new(store)))
         }
         Engine::SignedCookies => {
-            let secret = settings
-                .secret_key
-                .clone()
-                .ok_or_else(|| ConfigError::Invalid {
+            let secret =
+                settings
+                    .session
+                    .secret_key
+                    .clone()
+                    .ok_or_else(|| {
+                        ConfigError::Invalid {
                     setting: "secret_key",
                     reason:
                         "the signed_cookies engine signs the session into the cookie and needs a \
                          secret key: set `secret_key` in the config file, or pass `--secret-key`"
                             .into(),
-                })?;
+                }
+                    })?;
             let store = Arc::new(cookie::SignedCookieStore::new(
                 secret,
-                settings.secret_key_fallbacks.clone(),
-                settings.cookie_age,
-                settings.cookie_name.clone(),
+                settings.session.secret_key_fallbacks.clone(),
+                settings.session.cookie_age,
+                settings.session.cookie_name.clone(),
             )?);
             Ok(Opened {
                 store: store.clone(),

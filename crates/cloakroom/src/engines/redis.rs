@@ -60,7 +60,7 @@ use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, Key, SetOptio
 use sha1::{Digest, Sha1};
 use time::OffsetDateTime;
 
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
     UserSession,
@@ -382,7 +382,7 @@ pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
 ///
 /// # Examples
 /// ```no_run
-/// # async fn run() -> Result<(), cloakroom::StoreError> {
+/// # async fn run() -> Result<(), cloakroom::OpenError> {
 /// use cloakroom::engines::redis::RedisStore;
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/0")
 ///     .await?
@@ -448,9 +448,9 @@ impl RedisStore {
     /// or a stopped server shows at startup. Later disconnections are retried in the background.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is not a Redis URL (the source is a
-    /// [`ConfigError`] naming `cache_url`) or the server cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// [`OpenError::Config`] naming `cache_url` when the URL is not a Redis URL,
+    /// [`OpenError::Store`] when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
         let store = Self::build(url, true)?;
         store.init().await?;
         Ok(store)
@@ -461,8 +461,8 @@ impl RedisStore {
     /// answers. For a cache in front of a database, so the app starts while the cache is down.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is not a Redis URL.
-    pub async fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+    /// [`OpenError::Config`] naming `cache_url` when the URL is not a Redis URL.
+    pub async fn connect_lazy(url: &str) -> Result<Self, OpenError> {
         let store = Self::build(url, false)?;
         // The task retries with the reconnect policy until the server answers; dropping its
         // handle only detaches it.
@@ -480,8 +480,8 @@ impl RedisStore {
         )
     }
 
-    fn build(url: &str, fail_at_first_connection: bool) -> Result<Self, StoreError> {
-        let config = config_of(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+    fn build(url: &str, fail_at_first_connection: bool) -> Result<Self, OpenError> {
+        let config = config_of(url)?;
         Self::build_from(config, url, fail_at_first_connection)
     }
 
@@ -489,7 +489,7 @@ impl RedisStore {
         mut config: Config,
         url: &str,
         fail_at_first_connection: bool,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, OpenError> {
         config.fail_fast = fail_at_first_connection;
         let mut builder = Builder::from_config(config);
         builder
@@ -505,9 +505,10 @@ impl RedisStore {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
             // Room for bursts of invalidation notices; a lagging reader empties the cache.
             .with_performance_config(|p| p.broadcast_channel_capacity = 4_096);
-        let client = builder
-            .build()
-            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        let client = builder.build().map_err(|e| ConfigError::Rejected {
+            setting: "cache_url",
+            source: e.into(),
+        })?;
         let mut store = Self {
             client,
             target: redact(url),
@@ -535,23 +536,22 @@ impl RedisStore {
     /// old. A reconnection empties the cache. See the module docs.
     ///
     /// # Errors
-    /// As [`connect`](Self::connect); and [`StoreError::Backend`] with a [`ConfigError`]
-    /// naming `redis_client_cache_ms` for a cluster URL (the cache needs one server).
+    /// As [`connect`](Self::connect); and [`OpenError::Config`] naming
+    /// `redis_client_cache_ms` for a cluster URL (the cache needs one server).
     pub async fn connect_with_client_cache(
         url: &str,
         ttl: Duration,
         capacity: usize,
-    ) -> Result<Self, StoreError> {
-        let mut config = config_of(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+    ) -> Result<Self, OpenError> {
+        let mut config = config_of(url)?;
         if config.server.is_clustered() {
-            return Err(StoreError::backend(
-                ENGINE,
-                ConfigError::Invalid {
-                    setting: "redis_client_cache_ms",
-                    reason: "the client-side cache works with one Redis server, not a cluster; set it to 0"
+            return Err(ConfigError::Invalid {
+                setting: "redis_client_cache_ms",
+                reason:
+                    "the client-side cache works with one Redis server, not a cluster; set it to 0"
                         .to_owned(),
-                },
-            ));
+            }
+            .into());
         }
         // Invalidation notices arrive on the command connection itself (RESP3 push frames).
         config.version = fred::types::RespVersion::RESP3;
@@ -591,7 +591,8 @@ impl RedisStore {
                          redis_client_cache_ms; set it to 0 on older servers)",
                         store.target
                     ),
-                ));
+                )
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }

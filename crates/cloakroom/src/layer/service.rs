@@ -62,7 +62,7 @@ where
                 .get_all(COOKIE)
                 .iter()
                 .map(HeaderValue::as_bytes),
-            &settings.cookie_name,
+            &settings.session.cookie_name,
         );
         let session: LazySession = self.sessions.start(cookie);
         if let Some(handler) = &self.on_error {

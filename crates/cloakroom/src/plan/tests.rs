@@ -75,7 +75,7 @@ struct Row {
 fn defaults(_: &mut Settings) {}
 
 fn rolling(s: &mut Settings) {
-    s.idle_timeout = Some(600);
+    s.session.idle_timeout = Some(600);
 }
 
 /// One row per rule.
@@ -217,7 +217,7 @@ const ROWS: &[Row] = &[
             st.data.insert("a".into(), 1.into());
             modified(st);
         },
-        settings: |s| s.absolute_lifetime = Some(3600),
+        settings: |s| s.session.absolute_lifetime = Some(3600),
         status: 200,
         had_cookie: false,
         expect: Plan {
@@ -234,7 +234,7 @@ const ROWS: &[Row] = &[
                 .insert(DEADLINE_KEY.into(), "2030-01-01T13:00:00+00:00".into());
             modified(st);
         },
-        settings: |s| s.absolute_lifetime = Some(3600),
+        settings: |s| s.session.absolute_lifetime = Some(3600),
         status: 200,
         had_cookie: false,
         expect: CREATED,
@@ -245,7 +245,7 @@ const ROWS: &[Row] = &[
             loaded(st, 100);
             modified(st);
         },
-        settings: |s| s.absolute_lifetime = Some(3600),
+        settings: |s| s.session.absolute_lifetime = Some(3600),
         status: 200,
         had_cookie: true,
         expect: SAVED,
@@ -265,7 +265,7 @@ const ROWS: &[Row] = &[
     Row {
         rule: "cycle_key with grace: new key created, snapshot parked under the old",
         state: |st| cycled(st, true),
-        settings: |s| s.rotation_grace = 10,
+        settings: |s| s.session.rotation_grace = 10,
         status: 200,
         had_cookie: true,
         expect: Plan {
@@ -290,7 +290,7 @@ const ROWS: &[Row] = &[
     Row {
         rule: "save_every_request saves an unchanged session",
         state: |st| loaded(st, 100),
-        settings: |s| s.save_every_request = true,
+        settings: |s| s.session.save_every_request = true,
         status: 200,
         had_cookie: true,
         expect: SAVED,
@@ -371,7 +371,7 @@ const ROWS: &[Row] = &[
             loaded(st, 100);
             st.resend = true;
         },
-        settings: |s| s.expire_at_browser_close = true,
+        settings: |s| s.session.expire_at_browser_close = true,
         status: 200,
         had_cookie: true,
         expect: Plan::leave(Cookie::Resend {

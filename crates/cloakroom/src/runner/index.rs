@@ -4,7 +4,8 @@
 
 use time::OffsetDateTime;
 
-use crate::codec::{user_id as user_of, Data};
+use crate::codec::Data;
+use crate::keys::user_id as user_of;
 use crate::config::OnStoreError;
 use crate::error::{Error, StoreError};
 use crate::observe::Operation;
@@ -59,7 +60,7 @@ async fn enforce_cap(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let shared = &ctx.shared;
-    let Some(cap) = shared.settings.max_sessions_per_user else {
+    let Some(cap) = shared.settings.session.max_sessions_per_user else {
         return Ok(());
     };
     let me = shared.stored_id(key);

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use super::Written;
 use crate::codec::Data;
 use crate::error::Error;
-use crate::expiry::{Lifetime, DEADLINE_KEY, MOVED_KEY};
+use crate::expiry::Lifetime;
+use crate::keys::{DEADLINE_KEY, MOVED_KEY};
 use crate::key;
 use crate::locks::KeyGuard;
 use crate::observe::Operation;
@@ -22,7 +23,7 @@ pub(crate) const ROTATED_KEY: &str = "_cloakroom_rotated";
 /// Django's `django.contrib.auth` keys, which a rotated key's snapshot does not keep: an old
 /// key is never logged in.
 const AUTH_KEYS: [&str; 3] = [
-    crate::codec::AUTH_USER_ID,
+    crate::keys::AUTH_USER_ID,
     "_auth_user_backend",
     "_auth_user_hash",
 ];
@@ -58,7 +59,7 @@ pub(super) async fn create(
         );
     }
     st.token = None;
-    let lifetime = Lifetime::of(&st.data, &shared.settings, now);
+    let lifetime = Lifetime::of(&st.data, &shared.settings.session, now);
     let record = Record {
         data: shared.encode_bounded(&st.data)?,
         expires_at: lifetime.expires_at,
@@ -127,7 +128,7 @@ pub(super) async fn update(
         return Err(Error::Interrupted);
     };
     // Computed once, and again only when a merge changes the data.
-    let mut lifetime = Lifetime::of(&st.data, &shared.settings, now);
+    let mut lifetime = Lifetime::of(&st.data, &shared.settings.session, now);
     let mut record = Record {
         data: shared.encode_bounded(&st.data)?,
         expires_at: lifetime.expires_at,
@@ -148,7 +149,7 @@ pub(super) async fn update(
                 }
                 wait_turn(shared, &key, &mut queued, merges).await;
                 let data = merge(shared, st, &current)?;
-                lifetime = Lifetime::of(&data, &shared.settings, now);
+                lifetime = Lifetime::of(&data, &shared.settings.session, now);
                 record = Record {
                     data: shared.encode_bounded(&data)?,
                     expires_at: lifetime.expires_at,
@@ -204,7 +205,7 @@ pub(super) async fn park_snapshot(
     mut expected: String,
     now: OffsetDateTime,
 ) -> Result<(), Error> {
-    let grace = Duration::from_secs(shared.settings.rotation_grace);
+    let grace = Duration::from_secs(shared.settings.session.rotation_grace);
     for _ in 0..MAX_MERGES {
         // The snapshot is what the store held under the old key (a concurrent save under it
         // included), never this request's changes.
