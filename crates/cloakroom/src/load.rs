@@ -7,11 +7,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::codec::Data;
-use crate::keys::user_id as user_of;
 use crate::config::OnStoreError;
 use crate::error::{Error, StoreError};
-use crate::keys::MOVED_KEY;
 use crate::key;
+use crate::keys::user_id as user_of;
+use crate::keys::MOVED_KEY;
 use crate::locks::KeyGuard;
 use crate::recorded::Context;
 use crate::runner::ROTATED_KEY;
@@ -64,7 +64,9 @@ async fn exclusive_turn(ctx: &Context, candidate: &str) -> Result<Option<KeyGuar
     let (Some(&wait), false) = (ctx.exclusive.get(), shared.in_cookie()) else {
         return Ok(None);
     };
-    let wait = wait.unwrap_or(Duration::from_millis(shared.settings.resilience.lock_timeout_ms));
+    let wait = wait.unwrap_or(Duration::from_millis(
+        shared.settings.resilience.lock_timeout_ms,
+    ));
     let turn = shared.exclusive_locks.lock(candidate, wait).await;
     turn.map(Some)
         .ok_or(Error::ExclusiveTimeout { waited: wait })

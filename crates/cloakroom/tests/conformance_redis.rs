@@ -45,8 +45,9 @@ async fn keys_are_djangos_cache_keys() {
     // What create writes sits under exactly that key, as plain data text, with a TTL.
     let rec = record(r#"{"a":1}"#, Duration::from_secs(600));
     assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
-    let raw: Option<String> = store.client().get(store.redis_key(&key)).await.unwrap();
-    let ttl: i64 = store.client().pttl(store.redis_key(&key)).await.unwrap();
+    let client = support::redis::raw().await;
+    let raw: Option<String> = client.get(store.redis_key(&key)).await.unwrap();
+    let ttl: i64 = client.pttl(store.redis_key(&key)).await.unwrap();
     store.delete(&key).await.unwrap();
     assert_eq!(raw.as_deref(), Some(r#"{"a":1}"#));
     assert!((590_000..=600_000).contains(&ttl), "TTL {ttl} ms");
@@ -111,8 +112,8 @@ async fn a_key_of_another_type_is_absent_not_a_crash() {
     let store = scoped.store();
     let key = fresh_key();
     let lpush = CustomCommand::new_static("LPUSH", ClusterHash::FirstKey, false);
-    let _: Value = store
-        .client()
+    let _: Value = support::redis::raw()
+        .await
         .custom(lpush, vec![store.redis_key(&key), "x".to_owned()])
         .await
         .unwrap();
@@ -134,8 +135,8 @@ async fn a_value_that_is_not_text_is_absent() {
     let scoped = support::redis::scoped().await;
     let store = scoped.store();
     let key = fresh_key();
-    let _: Value = store
-        .client()
+    let _: Value = support::redis::raw()
+        .await
         .set(
             store.redis_key(&key),
             Value::Bytes(vec![0x80, 0x05, 0x95, 0xff].into()),
@@ -159,8 +160,8 @@ async fn a_key_without_ttl_loads_as_long_lived() {
     let scoped = support::redis::scoped().await;
     let store = scoped.store();
     let key = fresh_key();
-    let _: Value = store
-        .client()
+    let _: Value = support::redis::raw()
+        .await
         .set(store.redis_key(&key), "{}", None, None, false)
         .await
         .unwrap();

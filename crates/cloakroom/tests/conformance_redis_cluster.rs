@@ -143,8 +143,14 @@ async fn expired_sessions_take_their_index_entries_and_the_user_set_along() {
             other => panic!("no cookie: {other:?}"),
         }
     }
+    // A plain client, as `redis-cli -c` would look.
+    let cluster = tokio::task::spawn_blocking(support::redis_cluster::shared)
+        .await
+        .unwrap();
+    let node = format!("redis-cluster://127.0.0.1:{}", cluster.ports()[0]);
+    let client = support::redis::raw_at(&node).await;
     let exists = |key: String| {
-        let client = store.client().clone();
+        let client = client.clone();
         async move { client.exists::<i64, _>(key).await.unwrap() == 1 }
     };
     let set = store.user_set_key(&user);

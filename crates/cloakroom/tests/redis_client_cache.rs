@@ -1,4 +1,4 @@
-//! The Redis engine's client-side cache (`RedisStore::connect_with_client_cache`) on the
+//! The Redis engine's client-side cache (`RedisStore::start_client_cache`) on the
 //! machine's Redis: the whole store contract with the cache on, and what the cache itself must
 //! guarantee: another client's write is seen once its invalidation arrives, a reconnection
 //! empties the cache, expiry is respected, and the compare-and-swap still refuses stale data.
@@ -9,8 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use cloakroom::{Created, Record, SessionStore, Updated};
-use fred::interfaces::{ClientLike, KeysInterface};
-use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::interfaces::KeysInterface;
 use time::OffsetDateTime;
 
 cloakroom::conformance_tests!(support::redis::scoped_cached());
@@ -36,13 +35,8 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Writes `value` under `redis_key` through another client (as another app server or Django
 /// would), with a ten-minute TTL.
-async fn write_elsewhere(
-    other: &cloakroom::engines::redis::RedisStore,
-    redis_key: String,
-    value: &str,
-) {
+async fn write_elsewhere(other: &fred::clients::Client, redis_key: String, value: &str) {
     let _: () = other
-        .client()
         .set(
             redis_key,
             value,
@@ -55,18 +49,9 @@ async fn write_elsewhere(
 }
 
 /// Runs `CLIENT <args>` on `store`'s connection.
-async fn client_command<T: fred::types::FromValue>(
-    store: &cloakroom::engines::redis::RedisStore,
-    args: Vec<Value>,
-) -> T {
-    store
-        .client()
-        .custom(
-            CustomCommand::new_static("CLIENT", ClusterHash::Random, false),
-            args,
-        )
-        .await
-        .unwrap()
+async fn client_command(store: &cloakroom::engines::redis::RedisStore, args: &[&str]) -> String {
+    let command = [&["CLIENT"], args].concat();
+    store.command(&command).await.unwrap().unwrap_or_default()
 }
 
 async fn data_of(store: &impl SessionStore, key: &str) -> Option<String> {
@@ -88,13 +73,13 @@ async fn loads_are_kept_and_another_clients_write_is_seen() {
     assert_eq!(store.client_cache_len(), 1, "the session is kept");
 
     // Another process (here a plain client, as Django would be) overwrites the value.
-    let other = support::redis::connect().await;
+    let other = support::redis::raw().await;
     write_elsewhere(&other, store.redis_key(&key), "two").await;
     until("the invalidation arrives", || store.client_cache_len() == 0).await;
     assert_eq!(data_of(store, &key).await.as_deref(), Some("two"));
 
     // And a delete by another client.
-    let _: i64 = other.client().del(store.redis_key(&key)).await.unwrap();
+    let _: i64 = other.del(store.redis_key(&key)).await.unwrap();
     until("the delete's invalidation arrives", || {
         store.client_cache_len() == 0
     })
@@ -152,14 +137,10 @@ async fn a_reconnection_empties_the_cache() {
     assert_eq!(store.client_cache_len(), 1);
 
     // Cut the store's connection, then write while it is down: that invalidation is lost.
-    let id: i64 = client_command(store, vec![Value::from("ID")]).await;
+    let id = client_command(store, &["ID"]).await;
     let other = support::redis::connect().await;
-    let _: Value = client_command(
-        &other,
-        vec![Value::from("KILL"), Value::from("ID"), Value::from(id)],
-    )
-    .await;
-    write_elsewhere(&other, store.redis_key(&key), "two").await;
+    client_command(&other, &["KILL", "ID", &id]).await;
+    write_elsewhere(&support::redis::raw().await, store.redis_key(&key), "two").await;
     // The client reconnects by itself; the cache comes back on, empty, with tracking on.
     until("the reconnection empties the cache", || {
         store.client_cache_len() == 0
@@ -200,8 +181,8 @@ async fn kept_sessions_are_read_again_after_the_ttl() {
         .await
         .unwrap();
     assert_eq!(data_of(store, &key).await.as_deref(), Some("one"));
-    let _: Value = client_command(store, vec![Value::from("TRACKING"), Value::from("OFF")]).await;
-    let other = support::redis::connect().await;
+    client_command(store, &["TRACKING", "OFF"]).await;
+    let other = support::redis::raw().await;
     write_elsewhere(&other, store.redis_key(&key), "two").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(data_of(store, &key).await.as_deref(), Some("two"));
@@ -209,13 +190,11 @@ async fn kept_sessions_are_read_again_after_the_ttl() {
 
 #[tokio::test]
 async fn a_cluster_url_is_refused() {
-    let err = cloakroom::engines::redis::RedisStore::connect_with_client_cache(
-        "redis-cluster://127.0.0.1:1,127.0.0.1:2",
-        Duration::from_secs(1),
-        10,
-    )
-    .await
-    .unwrap_err();
+    use cloakroom::engines::redis::{RedisOptions, RedisStore};
+    let options = RedisOptions::default().with_client_cache(Duration::from_secs(1), 10);
+    let err = RedisStore::connect_with("redis-cluster://127.0.0.1:1,127.0.0.1:2", &options)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("redis_client_cache_ms")
             || format!("{err:?}").contains("redis_client_cache_ms"),

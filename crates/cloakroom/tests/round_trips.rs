@@ -131,14 +131,11 @@ impl PrivateRedis {
     /// Calls per command since the last reset, from `INFO commandstats` (commands that a
     /// script runs are counted too, under their own names).
     async fn commands(&self, store: &cloakroom::engines::redis::RedisStore) -> Vec<(String, u64)> {
-        use fred::interfaces::ClientLike as _;
-        use fred::types::{ClusterHash, CustomCommand};
-        let info = CustomCommand::new_static("INFO", ClusterHash::FirstKey, false);
-        let text: String = store
-            .client()
-            .custom(info, vec!["commandstats"])
+        let text = store
+            .command(&["INFO", "commandstats"])
             .await
-            .unwrap();
+            .unwrap()
+            .unwrap_or_default();
         let mut counts: Vec<(String, u64)> = text
             .lines()
             .filter_map(|line| {
@@ -154,12 +151,7 @@ impl PrivateRedis {
             .filter(|(name, _)| name != "info" && !name.starts_with("config"))
             .collect();
         counts.sort();
-        let reset = CustomCommand::new_static("CONFIG", ClusterHash::FirstKey, false);
-        let _: fred::types::Value = store
-            .client()
-            .custom(reset, vec!["RESETSTAT"])
-            .await
-            .unwrap();
+        store.command(&["CONFIG", "RESETSTAT"]).await.unwrap();
         counts
     }
 }

@@ -5,6 +5,8 @@ pub mod cached_db;
 pub mod cookie;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(any(feature = "file", feature = "memory"))]
+mod listed;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod migrating;
@@ -170,20 +172,20 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
     #[cfg(feature = "redis")]
     {
         redis::check_url(url)?;
-        let store = if settings.store.redis_client_cache_ms > 0 {
-            redis::RedisStore::connect_with_client_cache(
-                url,
+        let mut options = redis::RedisOptions::default();
+        if settings.store.redis_client_cache_ms > 0 {
+            options = options.with_client_cache(
                 std::time::Duration::from_millis(settings.store.redis_client_cache_ms),
                 usize::try_from(settings.store.cache_capacity).unwrap_or(usize::MAX),
-            )
+            );
+        }
+        let store = redis::RedisStore::connect_with(url, &options)
             .await?
-        } else {
-            redis::RedisStore::connect(url).await?
-        };
-        let store = store
             .with_command_timeout(settings.store_timeout())
             // Django's pickles, carried as base64 by `Codec::DjangoCache` (see Settings::codec).
             .with_binary_values(settings.session.data_format == DataFormat::Django);
+        // Started here, explicitly: its task ends when the store is dropped.
+        store.start_client_cache().await?;
         Ok(Opened::server_side(Arc::new(store)))
     }
     #[cfg(not(feature = "redis"))]
@@ -327,29 +329,5 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
             &format!("the `{other}` engine"),
             &other.to_string(),
         )),
-    }
-}
-
-/// The batch of up to `limit` sessions with keys after `cursor`, from a store that lists all
-/// its sessions at once (a folder, the in-process cache): sorted by key, so the key is the
-/// cursor.
-#[cfg(any(feature = "file", feature = "memory"))]
-pub(crate) fn batch_after(
-    mut all: Vec<(String, crate::store::Record)>,
-    cursor: Option<&str>,
-    limit: usize,
-) -> crate::store::Batch {
-    all.retain(|(key, _)| cursor.is_none_or(|after| key.as_str() > after));
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    let more = all.len() > limit.max(1);
-    all.truncate(limit.max(1));
-    let next = if more {
-        all.last().map(|(key, _)| key.clone())
-    } else {
-        None
-    };
-    crate::store::Batch {
-        sessions: all,
-        next,
     }
 }

@@ -5,9 +5,9 @@
 use time::OffsetDateTime;
 
 use crate::codec::Data;
-use crate::keys::user_id as user_of;
 use crate::config::OnStoreError;
 use crate::error::{Error, StoreError};
+use crate::keys::user_id as user_of;
 use crate::observe::Operation;
 use crate::plan::index_steps;
 use crate::recorded::{Context, Recorded};

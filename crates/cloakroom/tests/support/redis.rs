@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cloakroom::engines::redis::RedisStore;
+use cloakroom::engines::redis::{RedisOptions, RedisStore};
 use cloakroom::{ClearExpired, Created, Record, SessionStore, StoreError, Updated};
 use fred::interfaces::{ClientLike, KeysInterface};
 use futures_util::StreamExt;
@@ -60,22 +60,24 @@ pub async fn scoped() -> Arc<Scoped> {
 /// for the store's own prefix when this returns.
 pub async fn scoped_cached_for(ttl: std::time::Duration) -> Arc<Scoped> {
     let url = url();
-    let store = match RedisStore::connect_with_client_cache(&url, ttl, 10_000).await {
-        Ok(store) => store,
-        Err(e) => panic!(
+    let options = RedisOptions::default().with_client_cache(ttl, 10_000);
+    let unreachable = |e: &dyn std::fmt::Display| -> ! {
+        panic!(
             "the test Redis at {url} is unreachable or refuses client tracking ({e}); start it \
              or set CLOAKROOM_TEST_REDIS_URL"
-        ),
+        )
     };
+    let store = RedisStore::connect_with(&url, &options)
+        .await
+        .unwrap_or_else(|e| unreachable(&e));
     let scoped = Scoped::new(store, super::unique("cloakroom-test"));
-    let started = std::time::Instant::now();
-    while !scoped.store().client_cache_on() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "client tracking did not come on for the new prefix"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    if let Err(e) = scoped.store().start_client_cache().await {
+        unreachable(&e);
     }
+    assert!(
+        scoped.store().client_cache_on(),
+        "client tracking did not come on for the new prefix"
+    );
     Arc::new(scoped)
 }
 
@@ -84,13 +86,25 @@ pub async fn scoped_cached() -> Arc<Scoped> {
     scoped_cached_for(std::time::Duration::from_secs(60)).await
 }
 
-/// Deletes every key under `prefix:` (SCAN, so the shared server is never blocked).
-pub async fn delete_prefixed(url: &str, prefix: &str) {
+/// A plain client of the Redis at `url` (fred's URL format), for what a test does behind a
+/// store's back, as Django or another app server would.
+pub async fn raw_at(url: &str) -> fred::clients::Client {
     let client =
         fred::types::Builder::from_config(fred::types::config::Config::from_url(url).unwrap())
             .build()
             .unwrap();
     client.init().await.unwrap();
+    client
+}
+
+/// [`raw_at`] the test Redis.
+pub async fn raw() -> fred::clients::Client {
+    raw_at(&url()).await
+}
+
+/// Deletes every key under `prefix:` (SCAN, so the shared server is never blocked).
+pub async fn delete_prefixed(url: &str, prefix: &str) {
+    let client = raw_at(url).await;
     let mut keys = client.scan_buffered(format!("{prefix}:*"), Some(500), None);
     let mut found = Vec::new();
     while let Some(key) = keys.next().await {

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::driver::{Arg, Dialect, Driver as _, Failure};
 use super::pool::{connect_pool, Breakage, ServerOptions};
 use super::{clear_in_batches, data_digest, guarded_write, scan_batch, scan_limit, Queries, Table};
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
     UserSession,
@@ -65,8 +65,9 @@ impl<D: Dialect> SqlStore<D> {
     /// keeps sessions in the default table.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is malformed or the server cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// [`OpenError::Config`] naming `database_url` when the URL is malformed,
+    /// [`OpenError::Store`] when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
         Self::connect_with(url, &ServerOptions::default()).await
     }
 
@@ -74,13 +75,14 @@ impl<D: Dialect> SqlStore<D> {
     /// default table.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is malformed or the server cannot be reached.
-    pub async fn connect_with(url: &str, options: &ServerOptions) -> Result<Self, StoreError> {
-        let connect =
-            D::connect_options(url, options).map_err(|e| StoreError::backend(D::ENGINE, e))?;
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(url: &str, options: &ServerOptions) -> Result<Self, OpenError> {
+        let connect = D::connect_options(url, options).map_err(|e| ConfigError::Rejected {
+            setting: "database_url",
+            source: e.into(),
+        })?;
         let (pool, breakage) = connect_pool(D::ENGINE, connect, options).await?;
-        Self::build(pool, crate::config::DEFAULT_TABLE, breakage)
-            .map_err(|e| StoreError::backend(D::ENGINE, e))
+        Ok(Self::build(pool, crate::config::DEFAULT_TABLE, breakage)?)
     }
 
     fn build(pool: Pool<D::Db>, table: &str, breakage: Breakage) -> Result<Self, ConfigError> {

@@ -27,7 +27,7 @@ use self::conns::{is_busy, Conns, Location, BUSY_TIMEOUT};
 pub use self::datetime::django_datetime;
 use self::datetime::parse_django_datetime;
 use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Flavor, Queries, Table};
-use crate::error::{ConfigError, StoreError};
+use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
 };
@@ -83,15 +83,18 @@ impl SqliteStore {
     /// only (0600): it holds live session keys.
     ///
     /// # Errors
-    /// [`StoreError::Backend`] when the URL is malformed or the file cannot be opened.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let location = Location::parse(url).map_err(|e| StoreError::backend(ENGINE, e))?;
+    /// [`OpenError::Config`] naming `database_url` when the URL is malformed,
+    /// [`OpenError::Store`] when the file cannot be opened.
+    pub async fn connect(url: &str) -> Result<Self, OpenError> {
+        let location = Location::parse(url).map_err(|e| ConfigError::Rejected {
+            setting: "database_url",
+            source: e.into(),
+        })?;
         // Opening may wait up to the busy timeout for the lock that switches a file to WAL.
         let conns = tokio::task::spawn_blocking(move || Conns::open(&location))
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))??;
-        let table =
-            Table::new(crate::config::DEFAULT_TABLE).map_err(|e| StoreError::backend(ENGINE, e))?;
+        let table = Table::new(crate::config::DEFAULT_TABLE)?;
         Ok(Self {
             q: Arc::new(Queries::new(&table, Flavor::Sqlite)),
             conns: Arc::new(conns),
