@@ -39,10 +39,10 @@ use subtle::ConstantTimeEq as _;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::Error;
 use crate::keys::CSRF_SESSION_KEY;
-use crate::manager::LazySession;
-use crate::session::Session;
+use crate::Error;
+use crate::LazySession;
+use crate::Session;
 
 /// The request header that carries the token: Django's default `CSRF_HEADER_NAME`
 /// (`HTTP_X_CSRFTOKEN`).

@@ -61,52 +61,18 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod breaker;
-pub mod clock;
-pub mod codec;
-pub mod config;
-pub mod cookies;
+// The core, whole: `cloakroom::Session`, `cloakroom::store`, `cloakroom::config` … are the
+// core's. Items defined below (the `engines` module) take precedence over the glob.
+pub use cloakroom_core::*;
+
 pub mod csrf;
-mod data;
-mod digits;
 pub mod engines;
-mod error;
-pub mod expiry;
-#[cfg(feature = "axum")]
-mod extract;
-pub mod hashed;
-pub mod key;
-pub mod keys;
 pub mod layer;
-mod load;
-mod locks;
-mod manager;
-pub mod observe;
-pub mod pickle;
-mod plan;
-mod recorded;
-mod response;
-mod runner;
-mod session;
-mod shared;
-pub mod signing;
-pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
-pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
-pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
-pub use expiry::Expiry;
-#[cfg(feature = "axum")]
-pub use extract::SessionRejection;
 pub use layer::SessionLayer;
-pub use manager::{CookieAction, LazySession, Outcome, Sessions};
-pub use session::{Session, TypedKey};
-pub use store::{ClearExpired, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
-#[cfg(feature = "axum")]
-impl axum_core::response::IntoResponse for Error {
-    fn into_response(self) -> axum_core::response::Response {
-        layer::error_response::<axum_core::body::Body>(&self)
-    }
-}
+/// The store conformance suite for engines written outside cloakroom (feature `testing`).
+#[cfg(feature = "testing")]
+pub use cloakroom_testkit as testing;
+#[cfg(feature = "testing")]
+pub use cloakroom_testkit::{conformance_tests, cookie_conformance_tests};

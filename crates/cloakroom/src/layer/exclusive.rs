@@ -5,7 +5,7 @@ use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::manager::LazySession;
+use crate::LazySession;
 
 /// Runs the routes it wraps one at a time per visitor (Laravel's `->block()`): an exclusive
 /// request waits until the same session's other exclusive requests in this process have

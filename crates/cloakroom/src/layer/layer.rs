@@ -5,8 +5,8 @@ use http::Response;
 use tower_layer::Layer;
 
 use super::SessionService;
-use crate::error::Error;
-use crate::manager::Sessions;
+use crate::Error;
+use crate::Sessions;
 
 pub use crate::response::ErrorHandler;
 

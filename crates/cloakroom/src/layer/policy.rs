@@ -5,7 +5,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::OnStoreError;
-use crate::manager::LazySession;
+use crate::LazySession;
 
 /// Sets the store-error policy for the routes it wraps, overriding the settings: put it inside
 /// the [`SessionLayer`](super::SessionLayer) (in axum, `route_layer` on the routes that should

@@ -8,8 +8,8 @@ use tower_service::Service;
 
 use super::ErrorHandler;
 use crate::cookies;
-use crate::manager::{LazySession, Sessions};
 use crate::response::error_response;
+use crate::{LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
 #[derive(Clone)]

@@ -3,7 +3,7 @@
 //! three datetimes per counter request took 12k instructions through `format!` (callgrind).
 
 /// Appends `n` in decimal, as `n.to_string()` writes it.
-pub(crate) fn push_int(out: &mut String, n: i64) {
+pub fn push_int(out: &mut String, n: i64) {
     if n < 0 {
         out.push('-');
     }
@@ -12,7 +12,7 @@ pub(crate) fn push_int(out: &mut String, n: i64) {
 
 /// Appends `n` in decimal with at least `width` digits, zeros in front, as
 /// `format!("{n:0width$}")` writes it.
-pub(crate) fn push_padded(out: &mut String, n: u64, width: usize) {
+pub fn push_padded(out: &mut String, n: u64, width: usize) {
     let mut digits = [b'0'; 20];
     let mut at = digits.len();
     let mut rest = n;
@@ -29,7 +29,7 @@ pub(crate) fn push_padded(out: &mut String, n: u64, width: usize) {
 
 /// Appends the last two digits of `n` (a day, an hour, a minute …), zero-padded: the most
 /// common case, without the loop.
-pub(crate) fn push_two(out: &mut String, n: u8) {
+pub fn push_two(out: &mut String, n: u8) {
     out.push(char::from(b'0' + n / 10 % 10));
     out.push(char::from(b'0' + n % 10));
 }

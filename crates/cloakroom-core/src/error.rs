@@ -132,7 +132,7 @@ pub enum Error {
         /// How many times the save was retried.
         attempts: u32,
     },
-    /// An [exclusive route](crate::layer::ExclusiveLayer) waited its whole bound for the same
+    /// An exclusive route (`ExclusiveLayer` in the `cloakroom` crate) waited its whole bound for the same
     /// visitor's other exclusive requests to finish.
     #[error("another exclusive request of this session ran for longer than this one may wait ({waited:?}); retry the request, or raise the route's wait (`ExclusiveLayer::with_wait`)")]
     ExclusiveTimeout {

@@ -23,7 +23,7 @@ pub const AUTH_KEYS: [&str; 3] = [AUTH_USER_ID, AUTH_USER_BACKEND, AUTH_USER_HAS
 /// or an ISO 8601 instant (see [`crate::expiry`]).
 pub const EXPIRY_KEY: &str = "_session_expiry";
 /// Django's `CSRF_SESSION_KEY` (with `CSRF_USE_SESSIONS = True`): the CSRF secret, kept in the
-/// session (see [`crate::csrf`]).
+/// session (see `cloakroom::csrf`).
 pub const CSRF_SESSION_KEY: &str = "_csrftoken";
 
 /// cloakroom's per-session idle timeout in seconds (overrides the `idle_timeout` setting).

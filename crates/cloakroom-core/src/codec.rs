@@ -87,7 +87,7 @@ pub enum Codec {
     /// Django's cache value: the session dict pickled (what Django's `RedisCache` stores under
     /// the `cache` and `cached_db` session keys; not signed, as in Django). The record text is
     /// the standard base64 of the pickle, and a Redis store
-    /// [`with_binary_values`](crate::engines::redis::RedisStore::with_binary_values) stores the
+    /// `RedisStore::with_binary_values` (`cloakroom-redis`) stores the
     /// pickle bytes themselves. Reads pickles of protocols 0 to 5, writes protocol 2; never
     /// reads an opcode that builds a Python object (see [`crate::pickle`]).
     DjangoCache,

@@ -1,4 +1,6 @@
-//! The conformance suite: every clause of the [store contract](crate::store), written once and
+//! # cloakroom-testkit
+//!
+//! The conformance suite: every clause of the [store contract](cloakroom_core::store), written once and
 //! run against every engine on its real server. A third-party store runs it with one line:
 //!
 //! ```ignore
@@ -6,6 +8,13 @@
 //! ```
 //!
 //! Each check panics with a message that names the clause it broke (this module is for tests).
+
+// The core's modules under the names this suite uses.
+#[allow(unused_imports)]
+use cloakroom_core::{clock, config, hashed, key, keys, signing, store, Settings, StoreError};
+// What the exported macros name through `$crate`.
+#[doc(hidden)]
+pub use cloakroom_core::{ClearExpired, SessionStore};
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::clock::{Clock, ManualClock};
-use crate::manager::{CookieAction, Sessions};
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
-use crate::StoreError;
-use crate::{key, Settings};
+use cloakroom_core::{CookieAction, Sessions};
+use clock::{Clock, ManualClock};
+use store::{Created, Record, Updated};
 
 fn record(data: &str, expires_at: OffsetDateTime) -> Record {
     Record {
@@ -417,7 +424,7 @@ pub async fn session_expiry_follows_the_clock(store: Arc<dyn SessionStore>) {
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     s.insert("a", 1).unwrap();
-    s.set_expiry(crate::Expiry::seconds(60)).unwrap();
+    s.set_expiry(cloakroom_core::Expiry::seconds(60)).unwrap();
     let key = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     clock.advance(Duration::from_secs(30));
     assert!(!sessions.start(Some(&key)).load().await.unwrap().is_empty());
@@ -522,7 +529,7 @@ pub async fn absolute_lifetime_caps_an_active_session(store: Arc<dyn SessionStor
 /// Rotation grace: for a few seconds the old key is served the session as it was before the
 /// rotation, read-only and without the logged-in user; it never leads to the new key. A request
 /// under it that changes anything (whether it loaded before or after the rotation) fails as
-/// [`Error::Rotated`](crate::Error::Rotated) and writes nothing. Then the old key is useless.
+/// [`Error::Rotated`](cloakroom_core::Error::Rotated) and writes nothing. Then the old key is useless.
 pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionStore>) {
     if store.keeps_data_in_cookie() {
         return;
@@ -554,7 +561,7 @@ pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionS
         .unwrap();
     assert!(matches!(
         in_flight.commit(200).await,
-        Err(crate::Error::Rotated)
+        Err(cloakroom_core::Error::Rotated)
     ));
 
     // A later request under the old key reads the pre-login snapshot, and sets no cookie.
@@ -572,7 +579,10 @@ pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionS
     let late = sessions.start(Some(&old));
     let s = late.load().await.unwrap();
     s.insert("visits", 99).unwrap();
-    assert!(matches!(late.commit(200).await, Err(crate::Error::Rotated)));
+    assert!(matches!(
+        late.commit(200).await,
+        Err(cloakroom_core::Error::Rotated)
+    ));
     let fresh = sessions.start(Some(&old));
     let s = fresh.load().await.unwrap();
     assert_eq!(s.get::<u64>("visits").unwrap(), Some(1));
@@ -635,7 +645,7 @@ async fn listed(sessions: &Sessions, user: &str) -> Vec<String> {
 
 /// The id the index lists for the session behind `cookie` (its key, or the key's hash).
 fn id_of(sessions: &Sessions, cookie: &str) -> String {
-    crate::hashed::stored_id(sessions.settings(), cookie)
+    hashed::stored_id(sessions.settings(), cookie)
 }
 
 fn near(a: OffsetDateTime, b: OffsetDateTime) -> bool {
@@ -822,7 +832,7 @@ pub async fn user_expired_sessions_are_not_listed(store: Arc<dyn SessionStore>) 
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     s.login_as(&user, "b", "h").unwrap();
-    s.set_expiry(crate::Expiry::seconds(60)).unwrap();
+    s.set_expiry(cloakroom_core::Expiry::seconds(60)).unwrap();
     let short = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     let long = login(&sessions, &user, "laptop").await;
     clock.advance(Duration::from_secs(61));
@@ -861,7 +871,7 @@ pub async fn user_entries_go_with_clear_expired(
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     s.login_as(&user, "b", "h").unwrap();
-    s.set_expiry(crate::Expiry::seconds(60)).unwrap();
+    s.set_expiry(cloakroom_core::Expiry::seconds(60)).unwrap();
     lazy.commit(200).await.unwrap();
     assert_eq!(listed(&sessions, &user).await.len(), 1);
     clear
@@ -912,7 +922,7 @@ pub async fn user_index_under_hash_keys(store: Arc<dyn SessionStore>) {
     let user = fresh_user();
     let cookie = login(&sessions, &user, "phone").await;
     let ids = listed(&sessions, &user).await;
-    assert_eq!(ids, [crate::hashed::stored_key(&cookie)]);
+    assert_eq!(ids, [hashed::stored_key(&cookie)]);
     sessions.revoke(&user, &ids[0]).await.unwrap();
     assert!(
         !read_only(&sessions, &cookie).await.1,
@@ -986,15 +996,15 @@ pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionSt
             "{k} did not survive the cookie"
         );
     }
-    let django = crate::signing::Signer::new(
-        &crate::Secret::new(COOKIE_SECRET),
+    let django = signing::Signer::new(
+        &cloakroom_core::Secret::new(COOKIE_SECRET),
         &[],
-        crate::signing::COOKIE_SALT,
+        signing::COOKIE_SALT,
     );
     let data = django
         .loads(
             &cookie,
-            Some(Duration::from_secs(crate::config::DEFAULT_COOKIE_AGE)),
+            Some(Duration::from_secs(config::DEFAULT_COOKIE_AGE)),
             clock.now(),
         )
         .expect("the cookie is not a Django signed_cookies value");
@@ -1012,10 +1022,10 @@ pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn Se
         String::from_utf8(bytes).unwrap()
     };
     let ts = cookie.find(':').unwrap() + 1;
-    let other_salt = crate::signing::Signer::new(
-        &crate::Secret::new(COOKIE_SECRET),
+    let other_salt = signing::Signer::new(
+        &cloakroom_core::Secret::new(COOKIE_SECRET),
         &[],
-        crate::signing::SESSION_SALT,
+        signing::SESSION_SALT,
     )
     .dumps(
         &serde_json::from_str(r#"{"user":"1"}"#).unwrap(),
@@ -1047,7 +1057,7 @@ pub async fn cookie_expired_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn Ses
     let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
     set_whole_second(&clock);
     let cookie = save_new(&sessions, &[("a", serde_json::json!(1))]).await;
-    clock.advance(Duration::from_secs(crate::config::DEFAULT_COOKIE_AGE));
+    clock.advance(Duration::from_secs(config::DEFAULT_COOKIE_AGE));
     assert!(
         !sessions
             .start(Some(&cookie))
@@ -1115,7 +1125,7 @@ pub async fn cookie_oversized_is_too_large(make: impl Fn(&str, &[&str]) -> Arc<d
     let lazy = sessions.start(None);
     lazy.load().await.unwrap().insert("blob", &noise).unwrap();
     match lazy.commit(200).await {
-        Err(crate::Error::Store(e @ crate::StoreError::TooLarge { .. })) => {
+        Err(cloakroom_core::Error::Store(e @ cloakroom_core::StoreError::TooLarge { .. })) => {
             let msg = e.to_string();
             assert!(msg.contains("4096"), "the message lacks the limit: {msg}");
             assert!(msg.contains("bytes"), "the message lacks the size: {msg}");
@@ -1167,13 +1177,13 @@ macro_rules! conformance_tests {
         async fn clear_expired_keeps_live() {
             let store = $make.await;
             let clear: ::std::sync::Arc<dyn $crate::ClearExpired> = store.clone();
-            $crate::testing::clear_expired_keeps_live(store, clear).await;
+            $crate::clear_expired_keeps_live(store, clear).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn user_entries_go_with_clear_expired() {
             let store = $make.await;
             let clear: ::std::sync::Arc<dyn $crate::ClearExpired> = store.clone();
-            $crate::testing::user_entries_go_with_clear_expired(store, clear).await;
+            $crate::user_entries_go_with_clear_expired(store, clear).await;
         }
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -1181,7 +1191,7 @@ macro_rules! conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let store: ::std::sync::Arc<dyn $crate::SessionStore> = $make.await;
-                $crate::testing::$name(store).await;
+                $crate::$name(store).await;
             }
         )*
     };
@@ -1216,9 +1226,9 @@ macro_rules! cookie_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let store: ::std::sync::Arc<dyn $crate::SessionStore> =
-                    ($make)($crate::testing::COOKIE_SECRET, &[]);
+                    ($make)($crate::COOKIE_SECRET, &[]);
                 assert!(store.keeps_data_in_cookie(), "not a cookie store");
-                $crate::testing::$name(store).await;
+                $crate::$name(store).await;
             }
         )*
     };
@@ -1226,7 +1236,7 @@ macro_rules! cookie_conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                $crate::testing::$name($make).await;
+                $crate::$name($make).await;
             }
         )*
     };
@@ -1392,7 +1402,7 @@ impl SessionStore for Counting {
         self.inner.keeps_data_in_cookie()
     }
 
-    fn users(&self) -> Option<&dyn crate::store::UserIndex> {
+    fn users(&self) -> Option<&dyn store::UserIndex> {
         self.inner.users()
     }
 }

@@ -69,7 +69,7 @@ use fred::types::config::Options;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
 use self::client_cache::Local;
-pub(crate) use self::connect::check_url;
+pub use self::connect::check_url;
 pub use self::connect::{ClientCache, RedisOptions};
 pub use self::django::{CACHED_DB_SESSION_PREFIX, CACHE_SESSION_PREFIX};
 use crate::error::StoreError;

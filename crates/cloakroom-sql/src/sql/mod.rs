@@ -167,7 +167,7 @@ mod tests {
             format!("{}_session_fk", table.user_table()),
         ];
         #[cfg(feature = "postgres")]
-        names.push(crate::engines::postgres::like_index(&table));
+        names.push(crate::postgres::like_index(&table));
         for name in names {
             assert!(name.len() <= longest, "{name}");
         }

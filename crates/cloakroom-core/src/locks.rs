@@ -5,7 +5,7 @@
 //! - a save that met a concurrent save (a compare-and-swap conflict) waits for the other
 //!   savers of the same key in this process before it merges, so that N racing requests
 //!   merge about once each instead of colliding N times; the wait covers store calls only;
-//! - an [exclusive route](crate::layer::ExclusiveLayer), opt-in, holds its visitor's lock
+//! - an exclusive route (`ExclusiveLayer` in the `cloakroom` crate), opt-in, holds its visitor's lock
 //!   from load to save.
 //!
 //! Keyed by the exact key, never by a hash bucket: a visitor can only ever wait for requests

@@ -30,7 +30,7 @@ pub struct ResilienceSettings {
     pub store_timeout_ms: u64,
     /// What a request gets when the store fails.
     pub on_store_error: OnStoreError,
-    /// How long a request on an [exclusive route](crate::layer::ExclusiveLayer) waits, in
+    /// How long a request on an exclusive route (`ExclusiveLayer` in the `cloakroom` crate) waits, in
     /// milliseconds, for the same visitor's other exclusive requests before it fails with
     /// [`Error::ExclusiveTimeout`](crate::Error::ExclusiveTimeout). Other routes never wait.
     pub lock_timeout_ms: u64,

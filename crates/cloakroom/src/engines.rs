@@ -1,117 +1,37 @@
-//! The engines, one module each, behind cargo features. Each only moves records: the core
-//! does keys, encoding, expiry rules and merging.
-
-pub mod cached_db;
-pub mod cookie;
-#[cfg(feature = "file")]
-pub mod file;
-#[cfg(any(feature = "file", feature = "memory"))]
-mod listed;
-#[cfg(feature = "memory")]
-pub mod memory;
-pub mod migrating;
-#[cfg(feature = "mysql")]
-pub mod mysql;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-#[cfg(feature = "redis")]
-pub mod redis;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub mod sql;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
+//! The engines, by driver family, and [`open`]: the one place that turns settings into an
+//! engine.
+//!
+//! The in-process cache, the file engine, signed cookies and the two compositions (`cached_db`,
+//! `migrating`) come from `cloakroom-core`; the SQL engines from `cloakroom-sql`; Redis from
+//! `cloakroom-redis`. Each is here under the name it always had (`cloakroom::engines::sqlite`,
+//! `cloakroom::engines::redis` …), behind its cargo feature.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use cloakroom_core::config::{Backend, DataFormat, Engine, Settings};
+pub use cloakroom_core::engines::*;
+use cloakroom_core::{ClearExpired, ConfigError, SessionStore};
 
-use crate::config::{Backend, DataFormat, Engine, Settings};
-use crate::error::{ConfigError, StoreError};
-use crate::store::{ClearExpired, Scan, SessionStore};
+#[cfg(feature = "mysql")]
+pub use cloakroom_sql::mysql;
+#[cfg(feature = "postgres")]
+pub use cloakroom_sql::postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use cloakroom_sql::sql;
+#[cfg(feature = "sqlite")]
+pub use cloakroom_sql::sqlite;
 
-/// An optional ability: creating the session table (`cloakroom migrate`).
-#[async_trait]
-pub trait Migrate: Send + Sync {
-    /// Creates the table and its index unless they exist; running it twice is harmless.
-    async fn migrate(&self) -> Result<(), StoreError>;
+/// The `cache` engine on Redis, Valkey and Redis Cluster (the `cloakroom-redis` crate).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use cloakroom_redis::*;
 }
-
-/// An engine opened from settings, with the optional abilities it has.
-#[derive(Clone)]
-pub struct Opened {
-    /// The store itself.
-    pub store: Arc<dyn SessionStore>,
-    /// Deleting expired sessions, where the engine needs it.
-    pub clear: Option<Arc<dyn ClearExpired>>,
-    /// Creating the table, where the engine has one.
-    pub migrate: Option<Arc<dyn Migrate>>,
-    /// Walking every session in batches, where the engine can (all but `signed_cookies`).
-    pub scan: Option<Arc<dyn Scan>>,
-}
-
-impl std::fmt::Debug for Opened {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opened")
-            .field("engine", &self.store.engine())
-            .finish()
-    }
-}
-
-pub use crate::error::OpenError;
 
 fn unsupported(what: &str, feature: &str) -> OpenError {
     OpenError::Config(ConfigError::Invalid {
         setting: "engine",
         reason: format!("{what} needs cloakroom built with the `{feature}` feature"),
     })
-}
-
-/// The SQL engines' own `migrate`, as the [`Migrate`] ability.
-macro_rules! migrate_ability {
-    ($($feature:literal => $store:ty),* $(,)?) => {$(
-        #[cfg(feature = $feature)]
-        #[async_trait]
-        impl Migrate for $store {
-            async fn migrate(&self) -> Result<(), StoreError> {
-                <$store>::migrate(self).await
-            }
-        }
-    )*};
-}
-
-migrate_ability!(
-    "sqlite" => sqlite::SqliteStore,
-    "postgres" => postgres::PostgresStore,
-    "mysql" => mysql::MySqlStore,
-);
-
-impl Opened {
-    /// A server-side store with the abilities every one of them has: clearing and scanning.
-    #[cfg(any(
-        feature = "memory",
-        feature = "file",
-        feature = "redis",
-        feature = "sqlite",
-        feature = "postgres",
-        feature = "mysql"
-    ))]
-    fn server_side<S: SessionStore + ClearExpired + Scan>(store: Arc<S>) -> Self {
-        Self {
-            store: store.clone(),
-            scan: Some(store.clone()),
-            clear: Some(store),
-            migrate: None,
-        }
-    }
-
-    /// A SQL store: a server-side store with a table to create.
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-    fn sql<S: SessionStore + ClearExpired + Scan + Migrate>(store: Arc<S>) -> Self {
-        Self {
-            migrate: Some(store.clone()),
-            ..Self::server_side(store)
-        }
-    }
 }
 
 /// The database URL the `db` engine uses when none is given: a SQLite file in the working
@@ -190,7 +110,7 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
     }
     #[cfg(not(feature = "redis"))]
     Err(unsupported(
-        &format!("cache_url `{}`", crate::config::redact_url(url)),
+        &format!("cache_url `{}`", cloakroom_core::config::redact_url(url)),
         "redis",
     ))
 }
@@ -229,7 +149,7 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
         }
         #[cfg(not(feature = "redis"))]
         Some(url) => Err(unsupported(
-            &format!("cache_url `{}`", crate::config::redact_url(url)),
+            &format!("cache_url `{}`", cloakroom_core::config::redact_url(url)),
             "redis",
         )),
         #[cfg(feature = "memory")]

@@ -155,7 +155,8 @@ pub(crate) const CACHE_SHARDS: u64 = 64;
 
 /// The longest suffix a SQL store adds to `table` for the names it creates
 /// (`<table>_user_user_id_idx`; see `engines::sql::Table`, whose test holds it to this).
-pub(crate) const LONGEST_DERIVED_SUFFIX: &str = "_user_user_id_idx";
+#[doc(hidden)]
+pub const LONGEST_DERIVED_SUFFIX: &str = "_user_user_id_idx";
 
 /// Engine wiring: which engine, where its server is, how big its in-process cache may grow.
 /// None of these is one of Django's cookie settings; they decide where the bytes go.

@@ -123,11 +123,8 @@ pub(crate) static STORE_FAILURES: WarnLimiter = WarnLimiter::new();
 /// Logs a store failure at WARN (`what` happened, `error` why), rate-limited across the
 /// process by [`WARN_WINDOW`]: every store-failure warning of the core and the layer goes
 /// through here. The metrics ([`ERRORS`]) still count each failure.
-pub(crate) fn warn_store_failure(
-    engine: &'static str,
-    error: &dyn std::fmt::Display,
-    what: &'static str,
-) {
+#[doc(hidden)]
+pub fn warn_store_failure(engine: &'static str, error: &dyn std::fmt::Display, what: &'static str) {
     match STORE_FAILURES.admit() {
         None => {}
         Some(0) => tracing::warn!(engine, %error, "{what}"),

@@ -354,7 +354,7 @@ impl std::fmt::Debug for DjangoCacheCopy {
 
 impl DjangoCacheCopy {
     /// Pickled copies in `inner` (a Redis store
-    /// [`with_binary_values`](crate::engines::redis::RedisStore::with_binary_values)) of the
+    /// `RedisStore::with_binary_values` (`cloakroom-redis`)) of the
     /// records `codec` (Django's signed format) encoded.
     pub fn new(inner: Arc<dyn SessionStore>, codec: Codec) -> Self {
         Self { inner, codec }

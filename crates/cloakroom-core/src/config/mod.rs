@@ -30,8 +30,8 @@ pub use crate::keys::MAX_COOKIE_AGE;
 pub use crate::signing::Secret;
 pub use resilience::{OnStoreError, ResilienceSettings};
 pub use session::{SameSite, SessionSettings, DEFAULT_COOKIE_AGE, DEFAULT_MAX_SESSION_BYTES};
-#[cfg(test)]
-pub(crate) use store::LONGEST_DERIVED_SUFFIX;
+#[doc(hidden)]
+pub use store::LONGEST_DERIVED_SUFFIX;
 pub use store::{
     redact_url, Backend, Engine, StoreSettings, DEFAULT_CACHE_MAX_BYTES, DEFAULT_TABLE, SCHEMES,
 };

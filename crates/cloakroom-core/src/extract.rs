@@ -12,7 +12,7 @@ use crate::session::Session;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionRejection {
-    /// The router has no [`SessionLayer`](crate::SessionLayer).
+    /// The router has no `SessionLayer` (the `cloakroom` crate).
     #[error(
         "no session layer: add `.layer(cloakroom::SessionLayer::new(sessions))` to the router"
     )]
@@ -22,7 +22,7 @@ pub enum SessionRejection {
     #[error(transparent)]
     Load(#[from] Error),
     /// As `Load`, answered with the response of the layer's
-    /// [error handler](crate::SessionLayer::with_error_handler).
+    /// error handler (`SessionLayer::with_error_handler`).
     #[error("{error}")]
     Handled {
         /// What went wrong.
@@ -39,7 +39,7 @@ impl IntoResponse for SessionRejection {
                 tracing::error!("{self}");
                 (http::StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
             }
-            Self::Load(e) => crate::layer::error_response::<axum_core::body::Body>(&e),
+            Self::Load(e) => crate::response::error_response::<axum_core::body::Body>(&e),
             Self::Handled { response, .. } => response.map(axum_core::body::Body::from),
         }
     }

@@ -104,7 +104,7 @@ fn config_of(url: &str) -> Result<Config, ConfigError> {
         scheme.as_str(),
         "rediss" | "valkeys" | "rediss-cluster" | "valkeys-cluster"
     );
-    if tls && !cfg!(feature = "redis-tls") {
+    if tls && !cfg!(feature = "tls") {
         return Err(bad_url(format!(
             "`{scheme}://` is Redis over TLS, which needs cloakroom built with the `redis-tls` feature"
         )));
@@ -124,7 +124,7 @@ fn config_of(url: &str) -> Result<Config, ConfigError> {
 }
 
 /// Checks that `url` is a Redis URL this build can use, without connecting.
-pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
+pub fn check_url(url: &str) -> Result<(), ConfigError> {
     config_of(url).map(drop)
 }
 
@@ -296,7 +296,7 @@ mod tests {
         }
         let err = config_of("memcached://x").unwrap_err();
         assert!(err.to_string().contains("cache_url"), "{err}");
-        if !cfg!(feature = "redis-tls") {
+        if !cfg!(feature = "tls") {
             let err = config_of("rediss://127.0.0.1:6380").unwrap_err();
             assert!(err.to_string().contains("redis-tls"), "{err}");
         }

@@ -1,7 +1,7 @@
 //! How a session error becomes an HTTP response: the default mapping and the type of the
 //! app's own handler. Both belong to the core, which answers with them in
 //! [`LazySession::error_response`](crate::LazySession::error_response); the layer re-exports
-//! them as [`crate::layer::error_response`] and [`crate::layer::ErrorHandler`].
+//! them as [`crate::response::error_response`] and [`crate::response::ErrorHandler`].
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use http::{Response, StatusCode};
 use crate::error::{Error, StoreError};
 
 /// Turns a session error into the response the client gets (see
-/// [`SessionLayer::with_error_handler`](crate::SessionLayer::with_error_handler)). The body is
+/// `SessionLayer::with_error_handler` (the `cloakroom` crate)). The body is
 /// text; the layer converts it into the service's body type.
 pub type ErrorHandler = Arc<dyn Fn(&Error) -> Response<String> + Send + Sync>;
 

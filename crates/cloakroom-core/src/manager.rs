@@ -203,10 +203,8 @@ impl LazySession {
         Ok(self.session.clone())
     }
 
-    /// Overrides the store-error policy for this request (the [`OnStoreErrorLayer`] does this
+    /// Overrides the store-error policy for this request (the `OnStoreErrorLayer` (in the `cloakroom` crate) does this
     /// per route). Has no effect once set, or once the session is loaded.
-    ///
-    /// [`OnStoreErrorLayer`]: crate::layer::OnStoreErrorLayer
     pub fn set_on_store_error(&self, policy: OnStoreError) {
         let _ = self.session.inner.policy.set(policy);
     }
@@ -215,19 +213,20 @@ impl LazySession {
     /// `lock_timeout_ms` setting when `None`) until no other exclusive request of the same
     /// session key runs in this process, and holds that place until its save. Requests that
     /// are not exclusive never wait. Has no effect once the session is loaded. The
-    /// [`ExclusiveLayer`](crate::layer::ExclusiveLayer) calls this per route.
+    /// `ExclusiveLayer` (in the `cloakroom` crate) calls this per route.
     pub fn set_exclusive(&self, wait: Option<Duration>) {
         let _ = self.session.inner.exclusive.set(wait);
     }
 
     /// Answers this request's session errors with `handler` (the layer's
-    /// [`with_error_handler`](crate::SessionLayer::with_error_handler) sets it).
-    pub(crate) fn set_error_handler(&self, handler: &ErrorHandler) {
+    /// `with_error_handler` (the `cloakroom` crate's `SessionLayer`) sets it).
+    #[doc(hidden)]
+    pub fn set_error_handler(&self, handler: &ErrorHandler) {
         let _ = self.session.inner.on_error.set(Arc::clone(handler));
     }
 
     /// The response for a session error of this request: the layer's error handler's, or the
-    /// default [`error_response`](crate::layer::error_response).
+    /// default [`error_response`](crate::response::error_response).
     pub fn error_response(&self, error: &Error) -> http::Response<String> {
         match self.session.inner.on_error.get() {
             Some(handler) => handler(error),
@@ -235,7 +234,8 @@ impl LazySession {
         }
     }
 
-    pub(crate) fn has_error_handler(&self) -> bool {
+    #[doc(hidden)]
+    pub fn has_error_handler(&self) -> bool {
         self.session.inner.on_error.get().is_some()
     }
 

@@ -1,0 +1,57 @@
+//! # cloakroom-core
+//!
+//! The framework-free core of [cloakroom](https://docs.rs/cloakroom): the session handle, one
+//! request life cycle, the store contract, the codecs (JSON and Django's formats), settings, and
+//! the engines that need no driver (in-process cache, files, signed cookies) with the
+//! compositions of two stores (`cached_db`, live migration). No tower, sqlx or fred here: the
+//! `cloakroom` crate adds the tower layer and axum extractor, `cloakroom-sql` and
+//! `cloakroom-redis` the engines on those servers. Apps depend on `cloakroom`, which re-exports
+//! this crate.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod breaker;
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod cookies;
+mod data;
+#[doc(hidden)]
+pub mod digits;
+pub mod engines;
+mod error;
+pub mod expiry;
+#[cfg(feature = "axum")]
+mod extract;
+pub mod hashed;
+pub mod key;
+pub mod keys;
+mod load;
+mod locks;
+mod manager;
+pub mod observe;
+pub mod pickle;
+mod plan;
+mod recorded;
+pub mod response;
+mod runner;
+mod session;
+mod shared;
+pub mod signing;
+pub mod store;
+
+pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
+pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
+pub use expiry::Expiry;
+#[cfg(feature = "axum")]
+pub use extract::SessionRejection;
+pub use manager::{CookieAction, LazySession, Outcome, Sessions};
+pub use session::{Session, TypedKey};
+pub use store::{ClearExpired, Created, Record, SessionStore, Updated, UserIndex, UserSession};
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Error {
+    fn into_response(self) -> axum_core::response::Response {
+        response::error_response::<axum_core::body::Body>(&self)
+    }
+}
