@@ -56,8 +56,8 @@
 //! | `file` | `file` (default) | `engines::file::FileStore` |
 //! | `signed_cookies` | none | `engines::cookie::SignedCookieStore`: no server state, so no user index and no revocation |
 //!
-//! The `axum` feature (default) makes [`Session`] an extractor. Settings, the expiry model,
-//! Django interop and outage behaviour are in the repository's README and `docs/`.
+//! The `axum` feature (default) makes [`Session`] an extractor. The guides (settings, expiry,
+//! Django, outages, concurrency, engines, operations …) are in [`guide`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -76,3 +76,32 @@ pub use layer::SessionLayer;
 pub use cloakroom_testkit as testing;
 #[cfg(feature = "testing")]
 pub use cloakroom_testkit::{conformance_tests, cookie_conformance_tests};
+
+/// The guides, as in the repository's `docs/`: read them here or on docs.rs. Their Rust
+/// examples are compiled as doc tests, so they keep up with the API.
+pub mod guide {
+    #[doc = include_str!("../docs/settings.md")]
+    pub mod settings {}
+    #[doc = include_str!("../docs/expiry.md")]
+    pub mod expiry {}
+    #[doc = include_str!("../docs/django.md")]
+    pub mod django {}
+    #[doc = include_str!("../docs/outages.md")]
+    pub mod outages {}
+    #[doc = include_str!("../docs/concurrency.md")]
+    pub mod concurrency {}
+    #[doc = include_str!("../docs/engines.md")]
+    pub mod engines {}
+    #[doc = include_str!("../docs/users.md")]
+    pub mod users {}
+    #[doc = include_str!("../docs/operations.md")]
+    pub mod operations {}
+    #[doc = include_str!("../docs/security.md")]
+    pub mod security {}
+    #[doc = include_str!("../docs/format.md")]
+    pub mod format {}
+    #[doc = include_str!("../docs/performance.md")]
+    pub mod performance {}
+    #[doc = include_str!("../docs/demo.md")]
+    pub mod demo {}
+}
