@@ -26,7 +26,7 @@ impl Clock for SystemClock {
 ///
 /// # Examples
 /// ```
-/// use cloakroom::clock::{Clock, ManualClock};
+/// use cloakroom_core::clock::{Clock, ManualClock};
 /// let clock = ManualClock::at_unix(1_735_689_600);
 /// clock.advance(std::time::Duration::from_secs(60));
 /// assert_eq!(clock.now().unix_timestamp(), 1_735_689_660);

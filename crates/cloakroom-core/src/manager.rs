@@ -107,7 +107,7 @@ impl Sessions {
     ///
     /// # Examples
     /// ```no_run
-    /// # async fn demo(sessions: cloakroom::Sessions) -> Result<(), cloakroom::StoreError> {
+    /// # async fn demo(sessions: cloakroom_core::Sessions) -> Result<(), cloakroom_core::StoreError> {
     /// for s in sessions.sessions_of("42").await? {
     ///     // The id may be a live session key: show a prefix only.
     ///     let shown = s.id.get(..6).unwrap_or_default();

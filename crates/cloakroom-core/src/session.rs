@@ -84,7 +84,7 @@ use crate::recorded::{Change, Context, Op, Recorded};
 ///
 /// # Examples
 /// ```
-/// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+/// # fn demo(session: cloakroom_core::Session) -> Result<(), cloakroom_core::Error> {
 /// let visits: u64 = session.get_or("visits", 0)?;
 /// session.insert("visits", visits + 1)?;
 /// // One-time data: read and remove in one step.
@@ -376,7 +376,7 @@ impl Session {
     ///
     /// # Examples
     /// ```no_run
-    /// # async fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+    /// # async fn demo(session: cloakroom_core::Session) -> Result<(), cloakroom_core::Error> {
     /// let key = session.save().await?;
     /// // `key` can now key rows in the app's own tables.
     /// # let _ = key;
@@ -477,7 +477,7 @@ impl Session {
     ///
     /// # Examples
     /// ```
-    /// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+    /// # fn demo(session: cloakroom_core::Session) -> Result<(), cloakroom_core::Error> {
     /// session.record_client(Some("Mozilla/5.0 (X11; Linux x86_64)"), Some("203.0.113.7"))?;
     /// # Ok(()) }
     /// ```
@@ -623,9 +623,9 @@ impl Session {
 ///
 /// # Examples
 /// ```
-/// use cloakroom::TypedKey;
+/// use cloakroom_core::TypedKey;
 /// const VISITS: TypedKey<u64> = TypedKey::new("visits");
-/// # fn demo(session: cloakroom::Session) -> Result<(), cloakroom::Error> {
+/// # fn demo(session: cloakroom_core::Session) -> Result<(), cloakroom_core::Error> {
 /// let n = VISITS.update(&session, |n| *n += 1)?;
 /// # Ok(()) }
 /// ```

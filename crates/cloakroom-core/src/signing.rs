@@ -23,12 +23,12 @@
 //!
 //! # Examples
 //! ```
-//! use cloakroom::signing::{Signer, COOKIE_SALT};
-//! use cloakroom::Secret;
+//! use cloakroom_core::signing::{Signer, COOKIE_SALT};
+//! use cloakroom_core::Secret;
 //! use time::OffsetDateTime;
 //!
 //! let signer = Signer::new(&Secret::new("not-a-real-secret"), &[], COOKIE_SALT);
-//! let mut data = cloakroom::codec::Data::new();
+//! let mut data = cloakroom_core::codec::Data::new();
 //! data.insert("visits".into(), 1.into());
 //! let now = OffsetDateTime::now_utc();
 //! let value = signer.dumps(&data, true, now);

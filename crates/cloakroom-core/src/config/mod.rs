@@ -43,13 +43,13 @@ pub use store::{
 ///
 /// # Examples
 /// ```
-/// use cloakroom::{Engine, Settings};
+/// use cloakroom_core::{Engine, Settings};
 ///
 /// let settings = Settings::from_toml_str("cookie_age = 3600\nengine = \"cache\"")?
 ///     .with_cookie_secure(true);
 /// assert_eq!(settings.session.cookie_age, 3600);
 /// assert_eq!(settings.store.engine, Engine::Cache);
-/// # Ok::<(), cloakroom::ConfigError>(())
+/// # Ok::<(), cloakroom_core::ConfigError>(())
 /// ```
 #[derive(Clone, Default, Deserialize)]
 #[serde(try_from = "Flat")]
@@ -222,8 +222,8 @@ impl Settings {
     ///     greeting: String,
     /// }
     /// let (settings, app) =
-    ///     cloakroom::Settings::from_toml_file_with::<App>("app.toml".as_ref())?;
-    /// # Ok::<(), cloakroom::ConfigError>(())
+    ///     cloakroom_core::Settings::from_toml_file_with::<App>("app.toml".as_ref())?;
+    /// # Ok::<(), cloakroom_core::ConfigError>(())
     /// ```
     pub fn from_toml_file_with<T: DeserializeOwned>(path: &Path) -> Result<(Self, T), ConfigError> {
         let file = |source| ConfigError::File {

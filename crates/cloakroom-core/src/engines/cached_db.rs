@@ -68,14 +68,13 @@ impl CachedDbStore {
     ///
     /// # Examples
     /// ```no_run
-    /// # async fn run() -> Result<(), cloakroom::StoreError> {
     /// use std::sync::Arc;
-    /// use cloakroom::engines::{cached_db::CachedDbStore, memory::MemoryStore, sqlite::SqliteStore};
-    /// let db = Arc::new(SqliteStore::connect("sqlite://sessions.sqlite3").await?);
-    /// db.migrate().await?;
+    /// use cloakroom_core::engines::{cached_db::CachedDbStore, memory::MemoryStore};
+    /// // In an app the database is `cloakroom::engines::sqlite::SqliteStore` (or PostgreSQL,
+    /// // MySQL); any store works, as here.
+    /// let db = Arc::new(MemoryStore::default());
     /// let store = CachedDbStore::new(db.clone(), Arc::new(MemoryStore::default()))
     ///     .with_clear_expired(db);
-    /// # Ok(()) }
     /// ```
     pub fn new(db: Arc<dyn SessionStore>, cache: Arc<dyn SessionStore>) -> Self {
         Self {

@@ -87,8 +87,8 @@ impl SignedCookieStore {
     ///
     /// # Examples
     /// ```
-    /// use cloakroom::engines::cookie::SignedCookieStore;
-    /// use cloakroom::{Secret, Sessions, Settings};
+    /// use cloakroom_core::engines::cookie::SignedCookieStore;
+    /// use cloakroom_core::{Secret, Sessions, Settings};
     ///
     /// let store = SignedCookieStore::new(Secret::new("a long random secret"), vec![], 1_209_600, "sessionid")?;
     /// let sessions = Sessions::new(store, Settings::default())?;

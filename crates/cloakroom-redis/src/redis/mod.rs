@@ -83,8 +83,8 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 ///
 /// # Examples
 /// ```no_run
-/// # async fn run() -> Result<(), cloakroom::StoreError> {
-/// use cloakroom::engines::redis::RedisStore;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use cloakroom_redis::RedisStore;
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/0")
 ///     .await?
 ///     .with_key_prefix("myapp");
@@ -226,7 +226,7 @@ impl RedisStore {
     ///
     /// # Examples
     /// ```no_run
-    /// # async fn run(store: &cloakroom::engines::redis::RedisStore) -> Result<(), cloakroom::StoreError> {
+    /// # async fn run(store: &cloakroom_redis::RedisStore) -> Result<(), cloakroom_core::StoreError> {
     /// let id = store.command(&["CLIENT", "ID"]).await?;
     /// # Ok(()) }
     /// ```

@@ -116,9 +116,9 @@ impl FileStore {
     ///
     /// # Examples
     /// ```no_run
-    /// use cloakroom::engines::file::FileStore;
+    /// use cloakroom_core::engines::file::FileStore;
     /// let store = FileStore::new("/var/lib/myapp/sessions", "sessionid", 1_209_600)?;
-    /// # Ok::<(), cloakroom::ConfigError>(())
+    /// # Ok::<(), cloakroom_core::ConfigError>(())
     /// ```
     pub fn new(
         dir: impl Into<PathBuf>,
