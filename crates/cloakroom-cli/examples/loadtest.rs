@@ -14,8 +14,7 @@
 //!     --engine postgres --visitors 50 --concurrency 4 --seconds 10 --restart-store
 //! ```
 
-#[path = "../tests/support/servers.rs"]
-mod servers;
+use cloakroom_testkit::servers;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

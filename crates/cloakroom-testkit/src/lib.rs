@@ -9,6 +9,12 @@
 //!
 //! Each check panics with a message that names the clause it broke (this module is for tests).
 
+/// Servers of our own for tests (PostgreSQL, MariaDB, Redis, a Redis Cluster), started on free
+/// loopback ports and stopped by pid: what the HTTP suites and the load test share (feature
+/// `servers`). They never touch the machine's own services.
+#[cfg(feature = "servers")]
+pub mod servers;
+
 // The core's modules under the names this suite uses.
 #[allow(unused_imports)]
 use cloakroom_core::{clock, config, hashed, key, keys, signing, store, Settings, StoreError};

@@ -5,10 +5,12 @@
 
 /// Chromium over WebDriver, for the browser tests.
 pub mod browser;
-/// The Redis Cluster of the core's tests (three masters of our own on free ports).
-#[path = "../../../cloakroom/tests/support/redis_cluster.rs"]
-pub mod redis_cluster;
-pub mod servers;
+/// Servers of our own on free loopback ports (the test kit's, shared with the core's tests).
+#[allow(unused_imports)]
+pub use cloakroom_testkit::servers;
+/// The Redis Cluster of the test kit (three masters of our own on free ports).
+#[allow(unused_imports)]
+pub use cloakroom_testkit::servers::redis_cluster;
 
 // The temp folders and ports of servers.rs (which stands alone for the loadtest example); not
 // every test binary uses all three.

@@ -3,7 +3,8 @@
 
 #[cfg(feature = "redis")]
 pub mod redis;
-pub mod redis_cluster;
+#[allow(unused_imports)]
+pub use cloakroom_testkit::servers::redis_cluster;
 
 /// A loopback port that nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {

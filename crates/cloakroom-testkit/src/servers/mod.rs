@@ -1,10 +1,14 @@
 //! Store servers of a test's own (a PostgreSQL cluster or a MariaDB data folder in a temp
 //! folder, a redis-server), on free loopback ports, that can be killed with SIGKILL and started
 //! again on the same port and data folder. They never touch the machine's own services (nor
-//! read its configuration files). Used by `tests/outages.rs` and the `loadtest` example, so this
-//! file stands alone.
+//! read its configuration files). Used by the HTTP suites (`tests/outages.rs` …) and the `loadtest` example.
 
 #![allow(dead_code)]
+// `new()` starts a server process: not something `Default` should do implicitly.
+#![allow(clippy::new_without_default)]
+
+/// A Redis Cluster of our own: three masters on free loopback ports.
+pub mod redis_cluster;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -491,4 +495,12 @@ impl Drop for Mariadb {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A name no other test (or test process) uses: `what`, this process's id and 48 random bits.
+pub fn unique(what: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{what}-{}-{hex}", std::process::id())
 }
