@@ -211,7 +211,7 @@ impl SessionStore for CachedDbStore {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -259,12 +259,6 @@ impl SessionStore for CachedDbStore {
             .await
     }
 
-    /// The database alone answers: a copy left in the cache by a failed drop must not make a
-    /// deleted session look present.
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.db.exists(key).await
-    }
-
     fn users(&self) -> Option<&dyn UserIndex> {
         self.db.users().map(|_| self as &dyn UserIndex)
     }
@@ -296,7 +290,7 @@ impl UserIndex for CachedDbStore {
         self.drop_confirmed(id, "so the session was not revoked")
             .await?;
         user_index(&*self.db)?.revoke(user_id, id).await?;
-        if !self.db.exists(id).await? {
+        if self.db.load(id, OffsetDateTime::now_utc()).await?.is_none() {
             self.drop_confirmed(id, "after the session was revoked in the database")
                 .await?;
         }
@@ -353,16 +347,15 @@ impl std::fmt::Debug for DjangoCacheCopy {
 }
 
 impl DjangoCacheCopy {
-    /// Pickled copies in `inner` (a Redis store
-    /// `RedisStore::with_binary_values` (`cloakroom-redis`)) of the
-    /// records `codec` (Django's signed format) encoded.
+    /// Pickled copies in `inner` (a Redis store, which keeps the pickle bytes as its values) of
+    /// the records `codec` (Django's signed format) encoded.
     pub fn new(inner: Arc<dyn SessionStore>, codec: Codec) -> Self {
         Self { inner, codec }
     }
 
-    fn pickled(&self, text: &str) -> Option<String> {
+    fn pickled(&self, stored: &[u8]) -> Option<bytes::Bytes> {
         self.codec
-            .decode(text)
+            .decode(stored)
             .ok()
             .map(|data| Codec::DjangoCache.encode(&data))
     }
@@ -397,7 +390,7 @@ impl SessionStore for DjangoCacheCopy {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -421,9 +414,5 @@ impl SessionStore for DjangoCacheCopy {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
     }
 }
