@@ -171,7 +171,7 @@ mod tests {
 
         let old = Codec::django(Secret::new("old"), vec![]);
         assert_eq!(
-            codec.decode(&old.encode(&data)).unwrap(),
+            codec.decode(old.encode(&data)).unwrap(),
             data,
             "fallback key"
         );

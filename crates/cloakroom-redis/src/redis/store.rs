@@ -259,6 +259,20 @@ impl ClearExpired for RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Whether any record (live or expired) holds `key`: for tests and tools that look at
+    /// the store itself (the core never asks).
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .client
+            .with_options(&self.options)
+            .exists(self.redis_key(key))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(n > 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,19 +292,5 @@ mod tests {
         assert_eq!(expiry_of(1500, wall), wall + Duration::from_millis(1500));
         assert_eq!(expiry_of(-1, wall), NO_EXPIRY);
         assert_eq!(expiry_of(i64::MAX, wall), NO_EXPIRY);
-    }
-}
-
-impl RedisStore {
-    /// Whether any record (live or expired) holds `key`: for tests and tools that look at
-    /// the store itself (the core never asks).
-    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let n: i64 = self
-            .client
-            .with_options(&self.options)
-            .exists(self.redis_key(key))
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(n > 0)
     }
 }
