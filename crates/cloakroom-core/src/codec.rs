@@ -84,10 +84,9 @@ pub enum Codec {
         fallbacks: Vec<Secret>,
     },
     /// Django's cache value: the session dict pickled (what Django's `RedisCache` stores under
-    /// the `cache` and `cached_db` session keys; not signed, as in Django). The record text is
-    /// the standard base64 of the pickle, and a Redis store
-    /// `RedisStore::with_binary_values` (`cloakroom-redis`) stores the
-    /// pickle bytes themselves. Reads pickles of protocols 0 to 5, writes protocol 2; never
+    /// the `cache` and `cached_db` session keys; not signed, as in Django). The record holds
+    /// the pickle bytes themselves, which a Redis store keeps as its value, byte for byte what
+    /// Django's `RedisCache` reads and writes. Reads pickles of protocols 0 to 5, writes protocol 2; never
     /// reads an opcode that builds a Python object (see [`crate::pickle`]).
     DjangoCache,
 }

@@ -103,7 +103,7 @@ async fn open_cache_server(settings: &Settings) -> Result<Backend, OpenError> {
         let store = redis::RedisStore::connect_with(url, &options)
             .await?
             .with_command_timeout(settings.store_timeout())
-            // Django's pickles, carried as base64 by `Codec::DjangoCache` (see Settings::codec).
+            // Django's pickles, the records of `Codec::DjangoCache` (see Settings::codec).
             .with_binary_values(settings.session.data_format == DataFormat::Django);
         // Started here, explicitly: its task ends when the store is dropped.
         store.start_client_cache().await?;
