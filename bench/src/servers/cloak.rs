@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::routing::get;
 use axum::Router;
-use cloakroom::engines::Opened;
 use cloakroom::store::{Created, Record, SessionStore, Updated};
 use cloakroom::{Session, SessionLayer, Sessions, Settings, StoreError};
 use time::OffsetDateTime;
@@ -69,7 +68,8 @@ async fn slow(
 /// The cloakroom app for `args.server`, with its store prefilled; and how many were stored.
 pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
     let settings = settings(args)?;
-    let Opened { store, migrate, .. } = cloakroom::engines::open(&settings).await?;
+    let opened = cloakroom::engines::open(&settings).await?;
+    let (store, migrate) = (opened.store, opened.migrate);
     if let Some(migrate) = migrate {
         migrate.migrate().await?;
     }
@@ -128,7 +128,7 @@ async fn prefill(
     }
     // Any other engine: its own `create`, many at a time.
     let record = Record {
-        data: PREFILL_DATA.to_owned(),
+        data: PREFILL_DATA.into(),
         expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(SESSION_SECONDS as i64),
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -177,7 +177,7 @@ impl SessionStore for Counting {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> std::result::Result<Updated, StoreError> {
@@ -187,10 +187,6 @@ impl SessionStore for Counting {
     async fn delete(&self, key: &str) -> std::result::Result<(), StoreError> {
         WRITES.fetch_add(1, Ordering::Relaxed);
         self.0.delete(key).await
-    }
-    async fn exists(&self, key: &str) -> std::result::Result<bool, StoreError> {
-        LOADS.fetch_add(1, Ordering::Relaxed);
-        self.0.exists(key).await
     }
     async fn touch(
         &self,

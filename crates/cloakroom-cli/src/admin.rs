@@ -459,7 +459,7 @@ impl Inner {
     }
 
     /// The user a stored session's data names, if it decodes and names one.
-    fn owner(&self, data: &str) -> Option<String> {
+    fn owner(&self, data: &[u8]) -> Option<String> {
         ops::decode(&self.settings, data)
             .ok()
             .and_then(|data| cloakroom::keys::user_id(&data))

@@ -90,16 +90,20 @@ pub async fn run(
         }
     }
     check_tables(&*opened.store).await?;
-    let store = match migrate_from {
+    let backend = match migrate_from {
         Some(old) => {
             let old = cloakroom::engines::open(&old).await?;
-            Arc::new(MigratingStore::new(opened.store.clone(), old.store)) as Arc<dyn SessionStore>
+            cloakroom::Backend::moving(Arc::new(MigratingStore::new(
+                opened.store.clone(),
+                old.store,
+            )))
         }
-        None => opened.store.clone(),
+        None => opened.clone(),
     };
+    let store = backend.store.clone();
     // The admin page works on the store's own names (under hash_keys, the hashes), outside the
     // session layer: an admin's visit neither creates nor touches a visitor session.
-    let sessions = Sessions::from_arc(store.clone(), settings.clone())?;
+    let sessions = Sessions::from_backend(backend, settings.clone())?;
     let admin = crate::admin::router(
         &settings,
         demo.admin_token.as_ref(),

@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cloakroom::codec::{Codec, Data};
-use cloakroom::engines::Opened;
 use cloakroom::store::{Created, Record, Scan, UserIndex, UserSession};
+use cloakroom::Backend;
 use cloakroom::Settings;
 use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
@@ -58,7 +58,7 @@ fn bar(total: u64, what: &'static str) -> ProgressBar {
     bar
 }
 
-fn scan_of(opened: &Opened, settings: &Settings) -> Result<std::sync::Arc<dyn Scan>, CliError> {
+fn scan_of(opened: &Backend, settings: &Settings) -> Result<std::sync::Arc<dyn Scan>, CliError> {
     opened
         .scan
         .clone()
@@ -123,7 +123,7 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
 
 /// Copies one session, returning whether the destination now holds the source's record.
 async fn copy_one(
-    dest: &Opened,
+    dest: &Backend,
     key: &str,
     record: &Record,
     done: &mut Copied,
@@ -203,7 +203,7 @@ async fn link_users(
 ///
 /// # Errors
 /// [`CliError`] when the engine fails.
-pub async fn clear(opened: &Opened) -> Result<u64, CliError> {
+pub async fn clear(opened: &Backend) -> Result<u64, CliError> {
     let Some(clear) = &opened.clear else {
         return Ok(0);
     };
@@ -232,7 +232,7 @@ pub async fn clear(opened: &Opened) -> Result<u64, CliError> {
 /// # Errors
 /// [`CliError`] when the engine fails or the data cannot be decoded.
 pub async fn inspect(
-    opened: &Opened,
+    opened: &Backend,
     settings: &Settings,
     key: &str,
 ) -> Result<Option<String>, CliError> {
@@ -262,7 +262,7 @@ pub async fn inspect(
 ///
 /// # Errors
 /// [`CliError::Undecodable`] when it is none of these.
-pub fn decode(settings: &Settings, text: &str) -> Result<Data, CliError> {
+pub fn decode(settings: &Settings, text: &[u8]) -> Result<Data, CliError> {
     if let Ok(data) = settings.codec().decode(text) {
         return Ok(data);
     }
@@ -284,7 +284,7 @@ pub fn decode(settings: &Settings, text: &str) -> Result<Data, CliError> {
 ///
 /// # Errors
 /// [`CliError`] when the engine cannot count or fails.
-pub async fn stats(opened: &Opened, settings: &Settings) -> Result<String, CliError> {
+pub async fn stats(opened: &Backend, settings: &Settings) -> Result<String, CliError> {
     let scan = scan_of(opened, settings)?;
     let counts = scan.count(OffsetDateTime::now_utc()).await?;
     Ok(format!(

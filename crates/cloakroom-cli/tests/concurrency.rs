@@ -464,7 +464,7 @@ impl SessionStore for AlwaysOutraced {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -494,9 +494,6 @@ impl SessionStore for AlwaysOutraced {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
     }
 }
 

@@ -242,7 +242,7 @@ async fn clear_keeps_the_key_and_stores_an_empty_session() {
     );
     assert_eq!(
         stored(&store, &key).await.map(|r| r.data).as_deref(),
-        Some("{}"),
+        Some(&b"{}"[..]),
         "clear stores an empty session under the same key"
     );
 }

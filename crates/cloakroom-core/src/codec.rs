@@ -1,12 +1,11 @@
-//! Session data ⇄ the text a store keeps.
+//! Session data ⇄ the bytes a store keeps.
 //!
 //! Session data is a JSON object. [`Codec::Json`] stores it as plain JSON: the fastest form,
 //! for stores that only cloakroom reads. [`Codec::Django`] stores it exactly as Django's
 //! `SessionStore.encode` does (signed, maybe compressed; see [`crate::signing`]), so a Django
 //! app and a cloakroom app can share one `db`, `cached_db` or `file` store.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use bytes::Bytes;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -57,9 +56,9 @@ pub enum DecodeError {
     /// A cached value is not a safe pickle of a session dict.
     #[error("cached session data is not a session pickle: {0}")]
     Pickle(#[from] crate::pickle::PickleError),
-    /// A cached value's record text is not base64.
-    #[error("cached session record is not base64")]
-    Base64,
+    /// Signed data (Django's format) is not UTF-8 text, so it cannot be what Django wrote.
+    #[error("stored session data is not UTF-8 text")]
+    NotText,
     /// A reserved key holds a value out of its range (see [`crate::keys::check_reserved`]).
     #[error("stored session data has an out-of-range value: {0}")]
     Reserved(#[from] crate::keys::ReservedError),
@@ -85,10 +84,9 @@ pub enum Codec {
         fallbacks: Vec<Secret>,
     },
     /// Django's cache value: the session dict pickled (what Django's `RedisCache` stores under
-    /// the `cache` and `cached_db` session keys; not signed, as in Django). The record text is
-    /// the standard base64 of the pickle, and a Redis store
-    /// `RedisStore::with_binary_values` (`cloakroom-redis`) stores the
-    /// pickle bytes themselves. Reads pickles of protocols 0 to 5, writes protocol 2; never
+    /// the `cache` and `cached_db` session keys; not signed, as in Django). The record holds
+    /// the pickle bytes themselves, which a Redis store keeps as its value, byte for byte what
+    /// Django's `RedisCache` reads and writes. Reads pickles of protocols 0 to 5, writes protocol 2; never
     /// reads an opcode that builds a Python object (see [`crate::pickle`]).
     DjangoCache,
 }
@@ -99,14 +97,23 @@ impl Codec {
         Self::Django { secret, fallbacks }
     }
 
-    /// Encodes session data for storage.
-    pub fn encode(&self, data: &Data) -> String {
+    /// Encodes session data for storage: UTF-8 text for [`Json`](Self::Json) and
+    /// [`Django`](Self::Django) (what SQL engines keep in a text column), a pickle for
+    /// [`DjangoCache`](Self::DjangoCache).
+    pub fn encode(&self, data: &Data) -> Bytes {
         match self {
             // Serializing a map of `Value`s cannot fail: its keys are strings already.
-            Self::Json => serde_json::to_string(data).unwrap_or_else(|_| String::from("{}")),
-            Self::Django { secret, fallbacks } => Signer::new(secret, fallbacks, SESSION_SALT)
-                .dumps(data, true, OffsetDateTime::now_utc()),
-            Self::DjangoCache => STANDARD.encode(crate::pickle::dumps(data)),
+            Self::Json => serde_json::to_vec(data)
+                .map(Bytes::from)
+                .unwrap_or_else(|_| Bytes::from_static(b"{}")),
+            Self::Django { secret, fallbacks } => {
+                Bytes::from(Signer::new(secret, fallbacks, SESSION_SALT).dumps(
+                    data,
+                    true,
+                    OffsetDateTime::now_utc(),
+                ))
+            }
+            Self::DjangoCache => Bytes::from(crate::pickle::dumps(data)),
         }
     }
 
@@ -115,23 +122,23 @@ impl Codec {
     /// # Errors
     /// [`DecodeError`] when the text is not what this codec writes, or holds a reserved key
     /// out of range; the caller treats the session as new and logs a warning.
-    pub fn decode(&self, text: &str) -> Result<Data, DecodeError> {
-        let data = self.decode_unchecked(text)?;
+    pub fn decode(&self, stored: impl AsRef<[u8]>) -> Result<Data, DecodeError> {
+        let data = self.decode_unchecked(stored.as_ref())?;
         crate::keys::check_reserved(&data)?;
         Ok(data)
     }
 
-    fn decode_unchecked(&self, text: &str) -> Result<Data, DecodeError> {
+    fn decode_unchecked(&self, stored: &[u8]) -> Result<Data, DecodeError> {
         match self {
-            Self::Json => Ok(serde_json::from_str(text)?),
+            Self::Json => Ok(serde_json::from_slice(stored)?),
             // Django reads session_data without a max age: expiry is the store's business.
-            Self::Django { secret, fallbacks } => Signer::new(secret, fallbacks, SESSION_SALT)
-                .loads(text, None, OffsetDateTime::now_utc())
-                .map_err(|e| DecodeError::Signature(e.reason())),
-            Self::DjangoCache => {
-                let bytes = STANDARD.decode(text).map_err(|_| DecodeError::Base64)?;
-                Ok(crate::pickle::loads(&bytes)?)
+            Self::Django { secret, fallbacks } => {
+                let text = std::str::from_utf8(stored).map_err(|_| DecodeError::NotText)?;
+                Signer::new(secret, fallbacks, SESSION_SALT)
+                    .loads(text, None, OffsetDateTime::now_utc())
+                    .map_err(|e| DecodeError::Signature(e.reason()))
             }
+            Self::DjangoCache => Ok(crate::pickle::loads(stored)?),
         }
     }
 }
@@ -163,7 +170,7 @@ mod tests {
 
         let old = Codec::django(Secret::new("old"), vec![]);
         assert_eq!(
-            codec.decode(&old.encode(&data)).unwrap(),
+            codec.decode(old.encode(&data)).unwrap(),
             data,
             "fallback key"
         );

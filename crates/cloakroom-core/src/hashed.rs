@@ -1,7 +1,7 @@
 //! The `hash_keys` setting: the store holds a SHA-256 of each session key, never the key.
 //!
 //! The cookie still carries the key itself; every key the core hands the store (`load`,
-//! `create`, `update`, `touch`, `delete`, `exists`) goes through [`stored_key`] first. A dump of
+//! `create`, `update`, `touch`, `delete`) goes through [`stored_key`] first. A dump of
 //! the session table, a listing of Redis keys or of the session folder then yields nothing a
 //! browser could present as a cookie: finding a key from its hash means inverting SHA-256 over
 //! 32 characters drawn from the OS CSPRNG (about 165 bits).
@@ -85,14 +85,6 @@ impl SessionStore for HashedKeys {
         self.inner.load(&stored_key(key), now).await
     }
 
-    async fn load_moved(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<(Record, bool)>, StoreError> {
-        self.inner.load_moved(&stored_key(key), now).await
-    }
-
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
         self.inner.create(&stored_key(key), record).await
     }
@@ -100,7 +92,7 @@ impl SessionStore for HashedKeys {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -120,10 +112,6 @@ impl SessionStore for HashedKeys {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(&stored_key(key)).await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(&stored_key(key)).await
     }
 
     /// The cookie carries the key itself (the store only knows its hash).

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod backend;
 mod breaker;
 pub mod clock;
 pub mod codec;
@@ -40,6 +41,7 @@ mod shared;
 pub mod signing;
 pub mod store;
 
+pub use backend::{Backend, Migrate};
 pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
 pub use expiry::Expiry;
@@ -47,7 +49,9 @@ pub use expiry::Expiry;
 pub use extract::SessionRejection;
 pub use manager::{CookieAction, LazySession, Outcome, Sessions};
 pub use session::{Session, TypedKey};
-pub use store::{ClearExpired, Created, Record, SessionStore, Updated, UserIndex, UserSession};
+pub use store::{
+    ClearExpired, Created, MovesOnLoad, Record, SessionStore, Updated, UserIndex, UserSession,
+};
 
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Error {

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
@@ -59,8 +60,18 @@ impl Sessions {
     /// # Errors
     /// [`ConfigError`] when the settings cannot work.
     pub fn from_arc(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
+        Self::from_backend(Backend::new(store), settings)
+    }
+
+    /// As [`new`](Self::new), for a store with optional abilities beside the store contract
+    /// (what `cloakroom::engines::open` returns): a live migration's moves are linked in the
+    /// user index as they happen.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the settings cannot work.
+    pub fn from_backend(backend: Backend, settings: Settings) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Arc::new(Shared::new(store, settings)?),
+            shared: Arc::new(Shared::new(backend, settings)?),
         })
     }
 
@@ -103,7 +114,7 @@ impl Sessions {
     /// `user_id`'s live sessions, newest login first: when each was created (the login), last
     /// written, when it expires, and the client [`Session::record_client`] recorded. A session
     /// is listed once a write linked it (its login's save) or a live migration moved it (see
-    /// [`SessionStore::load_moved`]), and until it expires, is deleted or is revoked.
+    /// [`MovesOnLoad::load_moved`](crate::MovesOnLoad::load_moved)), and until it expires, is deleted or is revoked.
     ///
     /// # Examples
     /// ```no_run

@@ -152,7 +152,6 @@ pub(crate) enum Operation {
     Update,
     Touch,
     Delete,
-    Exists,
     /// The user index's calls: timed, with no outcome counter.
     Link,
     Unlink,
@@ -161,13 +160,12 @@ pub(crate) enum Operation {
 }
 
 impl Operation {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 9] = [
         Self::Load,
         Self::Create,
         Self::Update,
         Self::Touch,
         Self::Delete,
-        Self::Exists,
         Self::Link,
         Self::Unlink,
         Self::SessionsOf,
@@ -181,7 +179,6 @@ impl Operation {
             Self::Update => "update",
             Self::Touch => "touch",
             Self::Delete => "delete",
-            Self::Exists => "exists",
             Self::Link => "link",
             Self::Unlink => "unlink",
             Self::SessionsOf => "sessions_of",
@@ -189,7 +186,7 @@ impl Operation {
         }
     }
 
-    /// The counter of this operation's calls and its outcomes (`exists` has none).
+    /// The counter of this operation's calls and its outcomes (the user index's have none).
     fn counter(self) -> Option<(&'static str, &'static [&'static str])> {
         const SAVED: &[&str] = &["stored", "conflict", "missing", "error", "cancelled"];
         match self {
@@ -197,7 +194,7 @@ impl Operation {
             Self::Create => Some((CREATES, &["stored", "taken", "error", "cancelled"])),
             Self::Update | Self::Touch => Some((SAVES, SAVED)),
             Self::Delete => Some((DELETES, &["ok", "error", "cancelled"])),
-            Self::Exists | Self::Link | Self::Unlink | Self::SessionsOf | Self::Revoke => None,
+            Self::Link | Self::Unlink | Self::SessionsOf | Self::Revoke => None,
         }
     }
 }
@@ -351,6 +348,17 @@ impl Outcome for Vec<UserSession> {
     }
 }
 
+impl Outcome for Option<Record> {
+    fn outcome(&self) -> &'static str {
+        if self.is_some() {
+            "hit"
+        } else {
+            "miss"
+        }
+    }
+}
+
+/// Measured as a `load`: a move is the migrating store's business, not another operation.
 impl Outcome for Option<(Record, bool)> {
     fn outcome(&self) -> &'static str {
         if self.is_some() {
@@ -421,16 +429,7 @@ impl SessionStore for Instrumented {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        Ok(self.load_moved(key, now).await?.map(|(record, _)| record))
-    }
-
-    /// Measured as a `load`: a move is the migrating store's business, not another operation.
-    async fn load_moved(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<(Record, bool)>, StoreError> {
-        let load = self.inner.load_moved(key, now);
+        let load = self.inner.load(key, now);
         self.observer.observe(Operation::Load, load).await
     }
 
@@ -442,7 +441,7 @@ impl SessionStore for Instrumented {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -463,11 +462,6 @@ impl SessionStore for Instrumented {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let delete = self.inner.delete(key);
         self.observer.observe(Operation::Delete, delete).await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let exists = self.inner.exists(key);
-        self.observer.observe(Operation::Exists, exists).await
     }
 
     fn cookie_value<'a>(

@@ -50,7 +50,7 @@ pub(crate) struct Recorded {
     /// The live key this session was loaded (or last saved) under, if any.
     pub key: Option<String>,
     /// The stored text as loaded (or last saved): the compare-and-swap token of the save.
-    pub token: Option<String>,
+    pub token: Option<bytes::Bytes>,
     pub data: Data,
     pub ops: Vec<Op>,
     /// Keys whose records go at the end of the request (flush, cycle_key).
@@ -66,7 +66,7 @@ pub(crate) struct Recorded {
     pub expires_at: Option<OffsetDateTime>,
     /// The key and stored text this session had before `cycle_key()`, when a rotation grace
     /// window keeps the old key readable for a few seconds.
-    pub cycled_from: Option<(String, String)>,
+    pub cycled_from: Option<(String, bytes::Bytes)>,
     /// The cookie must be sent again even if nothing changed (the store answered under
     /// another key, or `Session::save` already wrote the session).
     pub resend: bool,

@@ -2,9 +2,9 @@
 //! circuit breaker and the per-key locks, and [`Shared::call`], the one way the core calls the
 //! store (breaker, timeout, metrics and span around every call).
 //!
-//! The store's methods that are not about storing bytes (`load_moved`, `cookie_value`,
-//! `keeps_data_in_cookie`, `users`) are called here and nowhere else in the core, so that
-//! narrowing the store trait edits one place.
+//! The store's abilities beside the store contract (`MovesOnLoad`) and its methods that are
+//! not about storing bytes (`cookie_value`, `keeps_data_in_cookie`, `users`) are called here
+//! and nowhere else in the core, so that narrowing the store trait edits one place.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use time::OffsetDateTime;
 
+use crate::backend::Backend;
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Codec, Data};
@@ -22,7 +24,7 @@ use crate::config::Settings;
 use crate::error::{ConfigError, Error, StoreError};
 use crate::locks::KeyLocks;
 use crate::observe::{Observer, Operation};
-use crate::store::{Record, SessionStore, UserIndex};
+use crate::store::{MovesOnLoad, Record, SessionStore, UserIndex};
 
 /// Everything the sessions of one app share.
 #[derive(Clone)]
@@ -41,6 +43,8 @@ pub(crate) struct Shared {
     /// Exclusive routes of one visitor run one at a time (opt-in, held from load to save).
     pub exclusive_locks: KeyLocks,
     breaker: Arc<Breaker>,
+    /// The store's live migration, if it is one: loads go through it (see `load`).
+    moves: Option<Arc<dyn MovesOnLoad>>,
     /// The store keeps the data in the cookie (signed cookies): asked once, at construction.
     in_cookie: bool,
 }
@@ -52,8 +56,9 @@ impl Shared {
     /// # Errors
     /// [`ConfigError`] when the settings cannot work, or ask to hash the keys of a store that
     /// has none (signed cookies).
-    pub fn new(store: Arc<dyn SessionStore>, settings: Settings) -> Result<Self, ConfigError> {
+    pub fn new(backend: Backend, settings: Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
+        let Backend { store, moves, .. } = backend;
         let in_cookie = store.keeps_data_in_cookie();
         let store: Arc<dyn SessionStore> = match (settings.session.hash_keys, in_cookie) {
             (true, true) => {
@@ -87,6 +92,7 @@ impl Shared {
             save_locks: KeyLocks::default(),
             exclusive_locks: KeyLocks::default(),
             breaker,
+            moves,
             in_cookie,
         })
     }
@@ -129,7 +135,7 @@ impl Shared {
     /// Encodes `data` for the store, refusing it over `max_session_bytes`. Every record the
     /// core creates or updates, and so every cookie it sets (signed or not), is encoded here:
     /// the one place the size bound is enforced, before anything is written.
-    pub fn encode_bounded(&self, data: &Data) -> Result<String, Error> {
+    pub fn encode_bounded(&self, data: &Data) -> Result<Bytes, Error> {
         let text = self.codec.encode(data);
         let limit = self.settings.session.max_session_bytes;
         if text.len() > limit {
@@ -159,8 +165,18 @@ impl Shared {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(Record, bool)>, StoreError> {
-        self.call(Operation::Load, self.store.load_moved(key, now))
-            .await
+        match &self.moves {
+            // The migrating store sits below the key hashing, as the store does.
+            Some(moves) => {
+                let stored = self.stored_id(key);
+                self.call(Operation::Load, moves.load_moved(&stored, now))
+                    .await
+            }
+            None => Ok(self
+                .call(Operation::Load, self.store.load(key, now))
+                .await?
+                .map(|record| (record, false))),
+        }
     }
 
     /// The value the cookie carries for `record`, saved under `key`.

@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
@@ -28,8 +29,10 @@ use crate::error::StoreError;
 /// What a store keeps for one session: the encoded data and the instant it expires.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The session data as the codec encoded it (JSON, or Django's signed format).
-    pub data: String,
+    /// The session data as the codec encoded it: JSON or Django's signed format (UTF-8 text,
+    /// which SQL engines keep in a text column), or a Django cache pickle (bytes, which Redis
+    /// keeps as they are).
+    pub data: Bytes,
     /// When the record stops being live.
     pub expires_at: OffsetDateTime,
 }
@@ -76,20 +79,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The live record under `key`, or `None` when there is none or it has expired.
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError>;
 
-    /// As [`load`](Self::load), also saying whether this very call moved the record into this
-    /// store from another one (`true`: a live migration's first use of an old session, see
-    /// [`crate::engines::migrating`]). The core links such a session in the user index, as it
-    /// does every session it writes: the move was a write the core did not make, and the store
-    /// cannot link it itself, for it sees only encoded data and knows no user. Wrappers forward
-    /// it; the default is [`load`](Self::load), which moves nothing.
-    async fn load_moved(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<(Record, bool)>, StoreError> {
-        Ok(self.load(key, now).await?.map(|record| (record, false)))
-    }
-
     /// Stores a new record under `key`, never overwriting an existing one.
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError>;
 
@@ -97,7 +86,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError>;
@@ -129,9 +118,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes the record under `key`; a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
-    /// Whether any record (live or expired) holds `key`.
-    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
-
     /// The value the cookie carries for a record saved under `key`.
     ///
     /// Server-side stores send the key; a store that keeps the data in the cookie itself sends
@@ -162,6 +148,23 @@ pub trait SessionStore: Send + Sync + 'static {
     fn users(&self) -> Option<&dyn UserIndex> {
         None
     }
+}
+
+/// An optional ability of a store that moves records in from another store as it reads them
+/// (a live migration, see [`crate::engines::migrating`]).
+///
+/// The core links a moved session in the user index, as it does every session it writes: the
+/// move was a write the core did not make, and the store cannot link it itself, for it sees
+/// only encoded data and knows no user. A store without this ability moves nothing.
+#[async_trait]
+pub trait MovesOnLoad: Send + Sync {
+    /// As [`SessionStore::load`], also saying whether this very call moved the record into
+    /// this store from another one (`true`: a live migration's first use of an old session).
+    async fn load_moved(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError>;
 }
 
 /// One session in a user's index: what a "your devices" page or support staff see.

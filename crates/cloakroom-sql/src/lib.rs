@@ -15,6 +15,28 @@ mod error {
     pub(crate) use cloakroom_core::{ConfigError, OpenError, StoreError};
 }
 
+/// Session data that is not UTF-8 text: Django's `session_data` is a text column, and the
+/// text codecs (JSON, Django's signed format) never produce anything else, so only a codec
+/// meant for a cache (Django's pickles) can get here.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "session data is not UTF-8 text, which the session_data column holds; use the json or \
+     django data format with a SQL engine"
+)]
+struct NotText(#[source] std::str::Utf8Error);
+
+/// `data` as the text a SQL engine writes into `session_data`.
+///
+/// # Errors
+/// [`StoreError::Backend`](error::StoreError::Backend) naming `engine` when `data` is not
+/// UTF-8 (see [`NotText`]); nothing is written then.
+pub(crate) fn text_of<'a>(
+    engine: &'static str,
+    data: &'a [u8],
+) -> Result<&'a str, error::StoreError> {
+    std::str::from_utf8(data).map_err(|e| error::StoreError::backend(engine, NotText(e)))
+}
+
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]

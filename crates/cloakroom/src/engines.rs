@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use cloakroom_core::config::{Backend, DataFormat, Engine, Settings};
+use cloakroom_core::config::{Backend as UrlFamily, DataFormat, Engine, Settings};
 pub use cloakroom_core::engines::*;
+use cloakroom_core::Backend;
 use cloakroom_core::{ClearExpired, ConfigError, SessionStore};
 
 #[cfg(feature = "mysql")]
@@ -38,34 +39,34 @@ fn unsupported(what: &str, feature: &str) -> OpenError {
 /// folder, created on first use.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://cloakroom.sqlite3";
 
-async fn open_db(settings: &Settings) -> Result<Opened, OpenError> {
+async fn open_db(settings: &Settings) -> Result<Backend, OpenError> {
     let wiring = &settings.store;
     let url = wiring
         .database_url
         .as_deref()
         .unwrap_or(DEFAULT_DATABASE_URL);
-    let backend = Backend::of_url(url).filter(|b| b.engine() == Engine::Db);
+    let backend = UrlFamily::of_url(url).filter(|b| b.engine() == Engine::Db);
     match backend {
         #[cfg(feature = "sqlite")]
-        Some(Backend::Sqlite) => {
+        Some(UrlFamily::Sqlite) => {
             let store = sqlite::SqliteStore::connect(url)
                 .await?
                 .with_table(&wiring.table)?;
-            Ok(Opened::sql(Arc::new(store)))
+            Ok(Backend::sql(Arc::new(store)))
         }
         #[cfg(feature = "postgres")]
-        Some(Backend::Postgres) => {
+        Some(UrlFamily::Postgres) => {
             let store = postgres::PostgresStore::connect(url)
                 .await?
                 .with_table(&wiring.table)?;
-            Ok(Opened::sql(Arc::new(store)))
+            Ok(Backend::sql(Arc::new(store)))
         }
         #[cfg(feature = "mysql")]
-        Some(Backend::MySql) => {
+        Some(UrlFamily::MySql) => {
             let store = mysql::MySqlStore::connect(url)
                 .await?
                 .with_table(&wiring.table)?;
-            Ok(Opened::sql(Arc::new(store)))
+            Ok(Backend::sql(Arc::new(store)))
         }
         Some(other) => Err(unsupported(
             &format!("a {url_scheme} database", url_scheme = scheme_of(url)),
@@ -87,7 +88,7 @@ fn scheme_of(url: &str) -> &str {
 }
 
 /// The `cache` engine on the server `cache_url` names, connected (a stopped server shows now).
-async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
+async fn open_cache_server(settings: &Settings) -> Result<Backend, OpenError> {
     let url = settings.store.cache_url.as_deref().unwrap_or_default();
     #[cfg(feature = "redis")]
     {
@@ -102,11 +103,11 @@ async fn open_cache_server(settings: &Settings) -> Result<Opened, OpenError> {
         let store = redis::RedisStore::connect_with(url, &options)
             .await?
             .with_command_timeout(settings.store_timeout())
-            // Django's pickles, carried as base64 by `Codec::DjangoCache` (see Settings::codec).
+            // Django's pickles, the records of `Codec::DjangoCache` (see Settings::codec).
             .with_binary_values(settings.session.data_format == DataFormat::Django);
         // Started here, explicitly: its task ends when the store is dropped.
         store.start_client_cache().await?;
-        Ok(Opened::server_side(Arc::new(store)))
+        Ok(Backend::server(Arc::new(store)))
     }
     #[cfg(not(feature = "redis"))]
     Err(unsupported(
@@ -166,7 +167,7 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
 }
 
 /// The `cached_db` engine: the `db` engine's database, with a cache in front.
-async fn open_cached_db(settings: &Settings) -> Result<Opened, OpenError> {
+async fn open_cached_db(settings: &Settings) -> Result<Backend, OpenError> {
     let db = open_db(settings).await?;
     let cache = open_db_cache(settings).await?;
     let mut store = cached_db::CachedDbStore::new(db.store, cache);
@@ -174,13 +175,12 @@ async fn open_cached_db(settings: &Settings) -> Result<Opened, OpenError> {
         store = store.with_clear_expired(clear);
     }
     let store = Arc::new(store);
-    Ok(Opened {
-        store: store.clone(),
-        clear: db.clear.map(|_| store as Arc<dyn ClearExpired>),
-        migrate: db.migrate,
-        // The database holds every session; the cache only some.
-        scan: db.scan,
-    })
+    let mut backend = Backend::new(store.clone());
+    backend.clear = db.clear.map(|_| store as Arc<dyn ClearExpired>);
+    backend.migrate = db.migrate;
+    // The database holds every session; the cache only some.
+    backend.scan = db.scan;
+    Ok(backend)
 }
 
 /// Opens the engine the settings name, connected and ready (but not migrated).
@@ -188,7 +188,7 @@ async fn open_cached_db(settings: &Settings) -> Result<Opened, OpenError> {
 /// # Errors
 /// [`OpenError::Config`] when the settings name an engine or URL this build cannot use,
 /// [`OpenError::Store`] when the server cannot be reached.
-pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
+pub async fn open(settings: &Settings) -> Result<Backend, OpenError> {
     settings.validate()?;
     match settings.store.engine {
         Engine::Db => open_db(settings).await,
@@ -200,7 +200,7 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
                 settings.store.cache_capacity,
                 settings.store.cache_max_bytes,
             );
-            Ok(Opened::server_side(Arc::new(store)))
+            Ok(Backend::server(Arc::new(store)))
         }
         #[cfg(feature = "file")]
         Engine::File => {
@@ -215,7 +215,7 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
                     settings.session.cookie_age,
                 ),
             }?;
-            Ok(Opened::server_side(Arc::new(store)))
+            Ok(Backend::server(Arc::new(store)))
         }
         Engine::SignedCookies => {
             let secret =
@@ -238,12 +238,9 @@ pub async fn open(settings: &Settings) -> Result<Opened, OpenError> {
                 settings.session.cookie_age,
                 settings.session.cookie_name.clone(),
             )?);
-            Ok(Opened {
-                store: store.clone(),
-                clear: Some(store),
-                migrate: None,
-                scan: None,
-            })
+            let mut backend = Backend::new(store.clone());
+            backend.clear = Some(store);
+            Ok(backend)
         }
         other => Err(unsupported(
             &format!("the `{other}` engine"),

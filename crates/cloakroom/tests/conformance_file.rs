@@ -41,7 +41,7 @@ fn now() -> OffsetDateTime {
 
 fn record(data: &str, expires_at: OffsetDateTime) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at,
     }
 }
@@ -186,7 +186,7 @@ async fn keys_can_never_name_a_path_outside_the_folder() {
             "{key:?} created"
         );
         let out = store
-            .update(key, "{}", &record("{}", at), now())
+            .update(key, b"{}", &record("{}", at), now())
             .await
             .unwrap();
         assert_eq!(out, Updated::Missing, "{key:?}");
@@ -232,7 +232,7 @@ async fn symlinks_and_foreign_files_are_not_sessions() {
     );
     let at = now() + Duration::from_secs(600);
     let out = store
-        .update(&key, r#"{"_auth_user_id":"1"}"#, &record("{}", at), now())
+        .update(&key, br#"{"_auth_user_id":"1"}"#, &record("{}", at), now())
         .await;
     assert_eq!(out.unwrap(), Updated::Missing);
     // And a name that is taken stays taken, whatever is there.
@@ -288,7 +288,7 @@ async fn increment(store: &FileStore, key: &str, times: u32) {
                 .await
                 .unwrap()
                 .expect("session exists");
-            let n: u64 = current.data.parse().unwrap();
+            let n: u64 = std::str::from_utf8(&current.data).unwrap().parse().unwrap();
             let next = record(&(n + 1).to_string(), at);
             match store
                 .update(key, &current.data, &next, now())
@@ -387,7 +387,7 @@ async fn an_update_waiting_for_a_delete_does_not_bring_the_session_back() {
             } else {
                 Some(
                     store
-                        .update(&key, "0", &record("1", at), now())
+                        .update(&key, b"0", &record("1", at), now())
                         .await
                         .unwrap(),
                 )

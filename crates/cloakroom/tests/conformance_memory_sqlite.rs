@@ -51,7 +51,7 @@ mod sqlite {
         let key = cloakroom::key::generate().unwrap();
         let t = time::OffsetDateTime::now_utc();
         let record = |secs: u64| Record {
-            data: r#"{"a":1}"#.to_owned(),
+            data: r#"{"a":1}"#.into(),
             expires_at: t + std::time::Duration::from_secs(secs),
         };
         store.create(&key, &record(60)).await.unwrap();
@@ -66,7 +66,7 @@ mod sqlite {
         );
         assert!(
             store
-                .update(&key, r#"{"a":1}"#, &record(7200), t)
+                .update(&key, br#"{"a":1}"#, &record(7200), t)
                 .await
                 .is_err(),
             "the trigger does not see a write of session_data"

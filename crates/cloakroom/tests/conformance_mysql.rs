@@ -92,7 +92,7 @@ cloakroom::conformance_tests!(store(), clear);
 
 fn record(data: &str, expires_at: OffsetDateTime) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at,
     }
 }
@@ -267,7 +267,7 @@ async fn a_missing_table_says_to_run_migrate() {
     let key = cloakroom::key::generate().unwrap();
     assert_missing_table(store.load(&key, now).await, &table);
     assert_missing_table(store.create(&key, &rec).await, &table);
-    assert_missing_table(store.update(&key, "{}", &rec, now).await, &table);
+    assert_missing_table(store.update(&key, b"{}", &rec, now).await, &table);
     assert_missing_table(store.delete(&key).await, &table);
     assert_missing_table(store.exists(&key).await, &table);
     assert_missing_table(store.clear_expired(now).await, &table);
@@ -312,7 +312,7 @@ async fn compare_and_swap_is_byte_exact_under_a_case_insensitive_collation() {
         let out = store
             .update(
                 &key,
-                expected,
+                expected.as_bytes(),
                 &record(r#"{"a":"y"}"#, at),
                 OffsetDateTime::now_utc(),
             )
@@ -326,7 +326,7 @@ async fn compare_and_swap_is_byte_exact_under_a_case_insensitive_collation() {
     let out = store
         .update(
             &key,
-            stored,
+            stored.as_bytes(),
             &record(r#"{"a":"y"}"#, at),
             OffsetDateTime::now_utc(),
         )

@@ -88,7 +88,7 @@ cloakroom::conformance_tests!(store(), clear);
 
 fn record(data: &str, expires_at: OffsetDateTime) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at,
     }
 }
@@ -262,7 +262,7 @@ async fn a_missing_table_says_to_run_migrate() {
     let key = cloakroom::key::generate().unwrap();
     assert_missing_table(store.load(&key, now).await, &table);
     assert_missing_table(store.create(&key, &rec).await, &table);
-    assert_missing_table(store.update(&key, "{}", &rec, now).await, &table);
+    assert_missing_table(store.update(&key, b"{}", &rec, now).await, &table);
     assert_missing_table(store.delete(&key).await, &table);
     assert_missing_table(store.exists(&key).await, &table);
     assert_missing_table(store.clear_expired(now).await, &table);
@@ -374,7 +374,7 @@ async fn touch_never_writes_the_session_data() {
     assert!((loaded.expires_at - later).abs() < time::Duration::milliseconds(1));
     assert!(
         store
-            .update(&key, data, &record(data, later), t)
+            .update(&key, data.as_bytes(), &record(data, later), t)
             .await
             .is_err(),
         "the trigger does not see a write of session_data"

@@ -19,7 +19,7 @@ cloakroom::conformance_tests!(support::redis::scoped());
 
 fn record(data: &str, ttl: Duration) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at: OffsetDateTime::now_utc() + ttl,
     }
 }
@@ -100,7 +100,7 @@ async fn records_already_expired_are_not_written() {
     store.create(&key, &live).await.unwrap();
     let now = OffsetDateTime::now_utc();
     assert_eq!(
-        store.update(&key, "{}", &past, now).await.unwrap(),
+        store.update(&key, b"{}", &past, now).await.unwrap(),
         Updated::Stored
     );
     assert!(!store.exists(&key).await.unwrap());
@@ -121,7 +121,7 @@ async fn a_key_of_another_type_is_absent_not_a_crash() {
     assert_eq!(store.load(&key, now).await.unwrap(), None);
     let rec = record("{}", Duration::from_secs(60));
     assert_eq!(
-        store.update(&key, "[]", &rec, now).await.unwrap(),
+        store.update(&key, b"[]", &rec, now).await.unwrap(),
         Updated::Missing
     );
     assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Taken);
@@ -150,7 +150,7 @@ async fn a_value_that_is_not_text_is_absent() {
     assert_eq!(store.load(&key, now).await.unwrap(), None);
     let rec = record("{}", Duration::from_secs(60));
     assert_eq!(
-        store.update(&key, "{}", &rec, now).await.unwrap(),
+        store.update(&key, b"{}", &rec, now).await.unwrap(),
         Updated::Missing
     );
 }

@@ -26,7 +26,7 @@ cloakroom::conformance_tests!(store());
 
 fn record(data: &str) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at: OffsetDateTime::now_utc() + Duration::from_secs(600),
     }
 }
@@ -100,7 +100,7 @@ async fn scripts_are_resent_after_the_script_cache_is_flushed() {
         );
         assert_eq!(
             store
-                .update(key, r#"{"a":1}"#, &record(r#"{"a":2}"#), now)
+                .update(key, br#"{"a":1}"#, &record(r#"{"a":2}"#), now)
                 .await
                 .unwrap(),
             Updated::Stored

@@ -39,7 +39,7 @@ fn app(store: MemoryStore, settings: Settings) -> Router {
 async fn stored(store: &MemoryStore, data: &Value) -> String {
     let key = cloakroom::key::generate().unwrap();
     let record = Record {
-        data: data.to_string(),
+        data: data.to_string().into(),
         expires_at: OffsetDateTime::now_utc() + Duration::from_secs(3600),
     };
     store.create(&key, &record).await.unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::engines::migrating::MigratingStore;
 use cloakroom::engines::sqlite::SqliteStore;
-use cloakroom::{Created, Record, SessionStore, Sessions, Settings, Updated};
+use cloakroom::{Backend, Created, Record, SessionStore, Sessions, Settings, Updated};
 use time::OffsetDateTime;
 
 mod conformance {
@@ -30,7 +30,7 @@ const KEY: &str = "oldsessionoldsessionoldsession01";
 
 fn record(data: &str) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at: OffsetDateTime::now_utc() + Duration::from_secs(600),
     }
 }
@@ -69,7 +69,7 @@ async fn an_update_of_an_old_session_lands_in_the_new_store() {
     let changed = record(r#"{"cart":["socks","hat"]}"#);
     assert_eq!(
         migrating
-            .update(KEY, r#"{"cart":["socks"]}"#, &changed, now)
+            .update(KEY, br#"{"cart":["socks"]}"#, &changed, now)
             .await
             .unwrap(),
         Updated::Stored
@@ -111,7 +111,8 @@ async fn new_sessions_never_take_an_old_key_nor_go_to_the_old_store() {
 #[tokio::test]
 async fn a_request_on_the_session_layer_keeps_the_visitor() {
     let (migrating, new, old) = stores().await;
-    let sessions = Sessions::new(migrating, Settings::default()).unwrap();
+    let sessions =
+        Sessions::from_backend(Backend::moving(Arc::new(migrating)), Settings::default()).unwrap();
     let lazy = sessions.start(Some(KEY));
     let session = lazy.load().await.unwrap();
     let cart: Vec<String> = session.get("cart").unwrap().unwrap();
@@ -138,7 +139,8 @@ async fn logged_in_in_old_store() -> (Sessions, Arc<MemoryStore>, Arc<SqliteStor
         old.create(KEY, &record(data)).await.unwrap(),
         Created::Stored
     );
-    let sessions = Sessions::new(migrating, Settings::default()).unwrap();
+    let sessions =
+        Sessions::from_backend(Backend::moving(Arc::new(migrating)), Settings::default()).unwrap();
     (sessions, new, old)
 }
 

@@ -8,8 +8,6 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use cloakroom::codec::Codec;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::{Record, Session, SessionLayer, SessionStore, Sessions, Settings};
@@ -42,7 +40,7 @@ async fn a_pickle_bomb_in_the_cache_gives_the_visitor_a_fresh_session() {
         .route("/visits", get(visits))
         .layer(SessionLayer::new(sessions));
     let key = cloakroom::key::generate().unwrap();
-    let bomb = STANDARD.encode(memo_bomb());
+    let bomb = bytes::Bytes::from(memo_bomb());
     let record = Record {
         data: bomb.clone(),
         expires_at: OffsetDateTime::now_utc() + Duration::from_secs(3600),

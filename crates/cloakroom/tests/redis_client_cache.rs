@@ -16,7 +16,7 @@ cloakroom::conformance_tests!(support::redis::scoped_cached());
 
 fn record(data: &str, ttl: Duration) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at: OffsetDateTime::now_utc() + ttl,
     }
 }
@@ -59,7 +59,7 @@ async fn data_of(store: &impl SessionStore, key: &str) -> Option<String> {
         .load(key, OffsetDateTime::now_utc())
         .await
         .unwrap()
-        .map(|r| r.data)
+        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,13 +109,18 @@ async fn a_stale_copy_never_wins_the_compare_and_swap() {
     );
     assert_eq!(
         other
-            .update(&key, "one", &record("two", Duration::from_secs(600)), now)
+            .update(&key, b"one", &record("two", Duration::from_secs(600)), now)
             .await
             .unwrap(),
         Updated::Stored
     );
     match store
-        .update(&key, "one", &record("three", Duration::from_secs(600)), now)
+        .update(
+            &key,
+            b"one",
+            &record("three", Duration::from_secs(600)),
+            now,
+        )
         .await
         .unwrap()
     {

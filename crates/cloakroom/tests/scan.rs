@@ -27,7 +27,7 @@ fn key(i: usize, run: &str) -> String {
 
 fn record(i: usize) -> Record {
     Record {
-        data: format!(r#"{{"n":{i}}}"#),
+        data: format!(r#"{{"n":{i}}}"#).into(),
         expires_at: OffsetDateTime::now_utc() + Duration::from_secs(600 + i as u64),
     }
 }

@@ -95,7 +95,7 @@ async fn store(db: &Path) -> SqliteStore {
 
 fn record(data: &str, now: OffsetDateTime) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at: now + Duration::from_secs(3600),
     }
 }
@@ -134,7 +134,7 @@ async fn a_write_waiting_for_another_process_never_blocks_the_runtime() {
         tokio::spawn(async move {
             let started = Instant::now();
             let done = store
-                .update(&key, "{}", &record(r#"{"n":1}"#, now), now)
+                .update(&key, b"{}", &record(r#"{"n":1}"#, now), now)
                 .await;
             (done, started.elapsed())
         })

@@ -24,7 +24,7 @@ async fn sqlite_database_wal_and_shm_are_created_owner_only() {
         .unwrap();
     store.migrate().await.unwrap();
     let record = Record {
-        data: r#"{"visits":1}"#.to_owned(),
+        data: r#"{"visits":1}"#.into(),
         expires_at: OffsetDateTime::now_utc() + Duration::from_secs(60),
     };
     let key = cloakroom::key::generate().unwrap();

@@ -45,7 +45,7 @@ impl SessionStore for Counting {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -53,9 +53,6 @@ impl SessionStore for Counting {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
     }
     fn users(&self) -> Option<&dyn UserIndex> {
         Some(self)

@@ -210,7 +210,7 @@ impl SessionStore for CachedDbStore {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -258,12 +258,6 @@ impl SessionStore for CachedDbStore {
             .await
     }
 
-    /// The database alone answers: a copy left in the cache by a failed drop must not make a
-    /// deleted session look present.
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.db.exists(key).await
-    }
-
     fn users(&self) -> Option<&dyn UserIndex> {
         self.db.users().map(|_| self as &dyn UserIndex)
     }
@@ -295,7 +289,7 @@ impl UserIndex for CachedDbStore {
         self.drop_confirmed(id, "so the session was not revoked")
             .await?;
         user_index(&*self.db)?.revoke(user_id, id).await?;
-        if !self.db.exists(id).await? {
+        if self.db.load(id, OffsetDateTime::now_utc()).await?.is_none() {
             self.drop_confirmed(id, "after the session was revoked in the database")
                 .await?;
         }
@@ -352,16 +346,15 @@ impl std::fmt::Debug for DjangoCacheCopy {
 }
 
 impl DjangoCacheCopy {
-    /// Pickled copies in `inner` (a Redis store
-    /// `RedisStore::with_binary_values` (`cloakroom-redis`)) of the
-    /// records `codec` (Django's signed format) encoded.
+    /// Pickled copies in `inner` (a Redis store, which keeps the pickle bytes as its values) of
+    /// the records `codec` (Django's signed format) encoded.
     pub fn new(inner: Arc<dyn SessionStore>, codec: Codec) -> Self {
         Self { inner, codec }
     }
 
-    fn pickled(&self, text: &str) -> Option<String> {
+    fn pickled(&self, stored: &[u8]) -> Option<bytes::Bytes> {
         self.codec
-            .decode(text)
+            .decode(stored)
             .ok()
             .map(|data| Codec::DjangoCache.encode(&data))
     }
@@ -396,7 +389,7 @@ impl SessionStore for DjangoCacheCopy {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -420,9 +413,5 @@ impl SessionStore for DjangoCacheCopy {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
     }
 }

@@ -180,7 +180,7 @@ impl SessionStore for SignedCookieStore {
             return Ok(None);
         };
         Ok(Some(Record {
-            data: json,
+            data: json.into(),
             expires_at,
         }))
     }
@@ -192,7 +192,7 @@ impl SessionStore for SignedCookieStore {
     async fn update(
         &self,
         _key: &str,
-        _expected: &str,
+        _expected: &[u8],
         _record: &Record,
         _now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -203,10 +203,6 @@ impl SessionStore for SignedCookieStore {
         Ok(())
     }
 
-    async fn exists(&self, _key: &str) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-
     /// The record's data, written as Python's JSON, compressed when shorter, signed at `now`.
     fn cookie_value<'a>(
         &self,
@@ -214,7 +210,7 @@ impl SessionStore for SignedCookieStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Cow<'a, str>, StoreError> {
-        let data: Data = serde_json::from_str(&record.data)
+        let data: Data = serde_json::from_slice(&record.data)
             .map_err(|e| StoreError::backend(ENGINE, NotJson(e)))?;
         let value = self.signer.dumps(&data, true, now);
         let size = self.cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
@@ -256,7 +252,7 @@ mod tests {
 
     fn record(json: &str) -> Record {
         Record {
-            data: json.into(),
+            data: json.to_owned().into(),
             expires_at: OffsetDateTime::UNIX_EPOCH,
         }
     }

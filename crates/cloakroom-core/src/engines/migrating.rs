@@ -12,7 +12,8 @@
 //! revoked session back.
 //!
 //! The user index is the new store's. A move is reported by
-//! [`load_moved`](SessionStore::load_moved), and the core links a moved session that holds a
+//! [`load_moved`](MovesOnLoad::load_moved) (open the core with
+//! [`Backend::moving`](crate::Backend::moving) so it asks), and the core links a moved session that holds a
 //! user there at once, even on a request that only reads it: this store sees encoded data only,
 //! and the core is the one place that decodes it and knows where the user is. A session the
 //! old store's index listed is listed again from its first use (with that first use as its
@@ -25,7 +26,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
-use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
+use crate::store::{
+    user_index, Created, MovesOnLoad, Record, SessionStore, Updated, UserIndex, UserSession,
+};
 
 /// How many times a move is retried when another request races it.
 const MAX_MOVES: usize = 4;
@@ -95,20 +98,15 @@ impl SessionStore for MigratingStore {
         Ok(self.load_moved(key, now).await?.map(|(record, _)| record))
     }
 
-    async fn load_moved(
-        &self,
-        key: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<(Record, bool)>, StoreError> {
-        match self.new.load(key, now).await? {
-            Some(found) => Ok(Some((found, false))),
-            None => self.move_over(key, now).await,
-        }
-    }
-
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        // A key the old store still holds is taken too: a new session must not shadow it.
-        if self.old.exists(key).await? {
+        // A key the old store still holds live is taken too: a new session must not shadow
+        // it. (An expired one is never moved over, so it shadows nothing.)
+        if self
+            .old
+            .load(key, OffsetDateTime::now_utc())
+            .await?
+            .is_some()
+        {
             return Ok(Created::Taken);
         }
         self.new.create(key, record).await
@@ -117,7 +115,7 @@ impl SessionStore for MigratingStore {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -150,10 +148,6 @@ impl SessionStore for MigratingStore {
         self.new.delete(key).await
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.new.exists(key).await? || self.old.exists(key).await?)
-    }
-
     fn cookie_value<'a>(
         &self,
         key: &'a str,
@@ -169,6 +163,21 @@ impl SessionStore for MigratingStore {
 
     fn users(&self) -> Option<&dyn UserIndex> {
         self.new.users().map(|_| self as &dyn UserIndex)
+    }
+}
+
+/// Reads the new store, and moves a session found only in the old one over.
+#[async_trait]
+impl MovesOnLoad for MigratingStore {
+    async fn load_moved(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        match self.new.load(key, now).await? {
+            Some(found) => Ok(Some((found, false))),
+            None => self.move_over(key, now).await,
+        }
     }
 }
 

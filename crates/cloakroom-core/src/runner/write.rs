@@ -202,7 +202,7 @@ fn merge(shared: &Shared, st: &Recorded, current: &Record) -> Result<Data, Error
 pub(super) async fn park_snapshot(
     shared: &Shared,
     old: &str,
-    mut expected: String,
+    mut expected: bytes::Bytes,
     now: OffsetDateTime,
 ) -> Result<(), Error> {
     let grace = Duration::from_secs(shared.settings.session.rotation_grace);

@@ -191,7 +191,7 @@ mod tests {
 
     fn live(data: &str) -> Record {
         Record {
-            data: data.to_owned(),
+            data: data.to_owned().into(),
             expires_at: OffsetDateTime::now_utc() + Duration::from_secs(60),
         }
     }
@@ -208,7 +208,10 @@ mod tests {
         // Without a race the answer is kept.
         let token = cache.reserve("k");
         cache.fill("k", token, Some(&live("new")));
-        assert_eq!(cache.get("k", now).map(|r| r.data).as_deref(), Some("new"));
+        assert_eq!(
+            cache.get("k", now).map(|r| r.data).as_deref(),
+            Some(&b"new"[..])
+        );
         // A later load's reservation wins over an earlier one's answer.
         let first = cache.reserve("j");
         let second = cache.reserve("j");
@@ -217,7 +220,7 @@ mod tests {
         cache.fill("j", second, Some(&live("second")));
         assert_eq!(
             cache.get("j", now).map(|r| r.data).as_deref(),
-            Some("second")
+            Some(&b"second"[..])
         );
     }
 
@@ -249,7 +252,7 @@ mod tests {
         assert!(cache.state().entries.len() <= 3);
         let token = cache.reserve("short");
         let short = Record {
-            data: "short".to_owned(),
+            data: "short".into(),
             expires_at: now + Duration::from_secs(1),
         };
         cache.fill("short", token, Some(&short));

@@ -100,7 +100,7 @@ pub struct RedisStore {
     /// `<prefix>:<version>:<session prefix>`, what every key starts with.
     head: String,
     options: Options,
-    /// Values are bytes carried as base64 in the record (Django's pickled sessions).
+    /// Values may be any bytes (Django's pickled sessions), not only UTF-8 text.
     binary: bool,
     /// The client-side cache, when chosen ([`RedisOptions::with_client_cache`]).
     local: Option<Arc<Local>>,
@@ -134,9 +134,11 @@ impl RedisStore {
         self.local.as_ref().is_some_and(|l| l.is_on())
     }
 
-    /// Stores the bytes a record's text carries as base64, instead of the text: for
-    /// [`Codec::DjangoCache`](crate::codec::Codec::DjangoCache), whose records are base64
-    /// pickles, so Django's `RedisCache` finds its own pickle format under its own keys.
+    /// Accepts values that are not UTF-8 text: for
+    /// [`Codec::DjangoCache`](crate::codec::Codec::DjangoCache), whose records are
+    /// pickles, stored byte for byte, so Django's `RedisCache` finds its own format under its
+    /// own keys. Without it a value that is not UTF-8 is not session data (a text codec never
+    /// wrote it) and loads as absent.
     #[must_use]
     pub fn with_binary_values(mut self, binary: bool) -> Self {
         self.binary = binary;

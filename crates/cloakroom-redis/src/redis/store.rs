@@ -2,12 +2,13 @@
 //! TTL arithmetic they share. Every TTL is relative to the app's wall clock.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use fred::clients::Pipeline;
 use fred::interfaces::{ClientLike as _, KeysInterface as _};
 use fred::types::{Expiration, Key, SetOptions, Value};
 use time::OffsetDateTime;
 
-use super::django::{decode_value, encode_value};
+use super::django::decode_value;
 use super::script::{self, error_code, sha1_hex, status, unexpected};
 use super::{RedisStore, ENGINE};
 use crate::error::StoreError;
@@ -174,7 +175,7 @@ impl SessionStore for RedisStore {
             .with_options(&self.options)
             .set(
                 self.redis_key(key),
-                encode_value(self.binary, &record.data),
+                record.data.clone(),
                 Some(Expiration::PX(ttl)),
                 Some(SetOptions::NX),
                 false,
@@ -190,15 +191,15 @@ impl SessionStore for RedisStore {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
         let args = || {
             [
-                Value::Bytes(encode_value(self.binary, expected)),
-                Value::Bytes(encode_value(self.binary, &record.data)),
+                Value::Bytes(Bytes::copy_from_slice(expected)),
+                Value::Bytes(record.data.clone()),
                 Value::Integer(ttl),
                 Value::Integer(ahead),
             ]
@@ -219,7 +220,7 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
-        let digest = sha1_hex(&encode_value(self.binary, &record.data));
+        let digest = sha1_hex(&record.data.clone());
         let args = || {
             [
                 Value::from(digest.as_str()),
@@ -243,16 +244,6 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let n: i64 = self
-            .client
-            .with_options(&self.options)
-            .exists(self.redis_key(key))
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(n > 0)
-    }
-
     fn users(&self) -> Option<&dyn UserIndex> {
         Some(self)
     }
@@ -265,6 +256,20 @@ impl SessionStore for RedisStore {
 impl ClearExpired for RedisStore {
     async fn clear_expired(&self, _now: OffsetDateTime) -> Result<u64, StoreError> {
         Ok(0)
+    }
+}
+
+impl RedisStore {
+    /// Whether any record (live or expired) holds `key`: for tests and tools that look at
+    /// the store itself (the core never asks).
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .client
+            .with_options(&self.options)
+            .exists(self.redis_key(key))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(n > 0)
     }
 }
 

@@ -68,12 +68,12 @@ impl Table {
     }
 }
 
-/// The SHA-256 of session data as UTF-8, which a server engine's `touch` sends instead of the
+/// The SHA-256 of session data (its UTF-8 bytes), which a server engine's `touch` sends instead of the
 /// data: the server hashes what it holds and compares (32 bytes on the wire, not the session).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) fn data_digest(data: &str) -> [u8; 32] {
+pub(crate) fn data_digest(data: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
-    sha2::Sha256::digest(data.as_bytes()).into()
+    sha2::Sha256::digest(data).into()
 }
 
 impl Table {

@@ -191,7 +191,7 @@ impl<D: Dialect> SqlStore<D> {
     /// A session row's record: `session_data` at column `at`, `expire_date` after it.
     fn record(&self, row: &<D::Db as Database>::Row, at: usize) -> Result<Record, StoreError> {
         Ok(Record {
-            data: D::Db::text(row, at).map_err(|e| self.error(e))?,
+            data: D::Db::text(row, at).map_err(|e| self.error(e))?.into(),
             expires_at: D::read_at(row, at + 1).map_err(|e| self.error(e))?,
         })
     }
@@ -214,7 +214,7 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
         let args = [
             Arg::Text(key),
-            Arg::Text(&record.data),
+            Arg::Text(crate::text_of(D::ENGINE, &record.data)?),
             Arg::At(record.expires_at),
         ];
         match self.run(&self.q.create, args).await {
@@ -229,15 +229,15 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let args = [
-            Arg::Text(&record.data),
+            Arg::Text(crate::text_of(D::ENGINE, &record.data)?),
             Arg::At(record.expires_at),
             Arg::Text(key),
-            Arg::Text(expected),
+            Arg::Text(crate::text_of(D::ENGINE, expected)?),
             Arg::At(now),
         ];
         // MySQL counts matched rows, not changed ones: sqlx connects with CLIENT_FOUND_ROWS.
@@ -267,14 +267,6 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let q = D::Db::query::<D>(&self.q.exists, [Arg::Text(key)]);
-        let row = D::Db::fetch_optional(&self.pool, q)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(row.is_some())
     }
 
     fn users(&self) -> Option<&dyn UserIndex> {
@@ -397,5 +389,17 @@ impl<D: Dialect> Scan for SqlStore<D> {
             live: u64::try_from(count(0)?).unwrap_or(0),
             expired: u64::try_from(count(1)?).unwrap_or(0),
         })
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Whether any record (live or expired) holds `key`: for tests and tools that look at
+    /// the store itself (the core never asks).
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let q = D::Db::query::<D>(&self.q.exists, [Arg::Text(key)]);
+        let row = D::Db::fetch_optional(&self.pool, q)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(row.is_some())
     }
 }

@@ -72,7 +72,10 @@ fn table_exists(c: &rusqlite::Connection, table: &str) -> rusqlite::Result<bool>
 fn record(data: String, expire: &str) -> Result<Record, StoreError> {
     let expires_at = parse_django_datetime(expire)
         .ok_or_else(|| StoreError::backend(ENGINE, format!("unreadable expire_date `{expire}`")))?;
-    Ok(Record { data, expires_at })
+    Ok(Record {
+        data: data.into(),
+        expires_at,
+    })
 }
 
 impl SqliteStore {
@@ -225,7 +228,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        let (q, key, data) = (Arc::clone(&self.q), key.to_owned(), record.data.clone());
+        let data = crate::text_of(ENGINE, &record.data)?.to_owned();
+        let (q, key) = (Arc::clone(&self.q), key.to_owned());
         let expire = django_datetime(record.expires_at);
         let result = self
             .conns
@@ -240,12 +244,13 @@ impl SessionStore for SqliteStore {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let (q, owned_key) = (Arc::clone(&self.q), key.to_owned());
-        let (data, expected) = (record.data.clone(), expected.to_owned());
+        let data = crate::text_of(ENGINE, &record.data)?.to_owned();
+        let expected = crate::text_of(ENGINE, expected)?.to_owned();
         let (expire, at) = (django_datetime(record.expires_at), django_datetime(now));
         let rows = self
             .conns
@@ -264,7 +269,8 @@ impl SessionStore for SqliteStore {
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
-        let (q, owned_key, data) = (Arc::clone(&self.q), key.to_owned(), record.data.clone());
+        let data = crate::text_of(ENGINE, &record.data)?.to_owned();
+        let (q, owned_key) = (Arc::clone(&self.q), key.to_owned());
         let (expire, at) = (django_datetime(record.expires_at), django_datetime(now));
         let rows = self
             .conns
@@ -284,15 +290,6 @@ impl SessionStore for SqliteStore {
             .write(move |c| c.prepare_cached(&q.delete)?.execute([&key]))
             .await?;
         self.check(done, false).await.map(drop)
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let (q, key) = (Arc::clone(&self.q), key.to_owned());
-        let found = self
-            .conns
-            .read(move |c| c.prepare_cached(&q.exists)?.exists([&key]))
-            .await?;
-        self.check(found, false).await
     }
 
     fn users(&self) -> Option<&dyn UserIndex> {
@@ -363,5 +360,18 @@ impl Scan for SqliteStore {
             live: u64::try_from(live).unwrap_or(0),
             expired: u64::try_from(expired).unwrap_or(0),
         })
+    }
+}
+
+impl SqliteStore {
+    /// Whether any record (live or expired) holds `key`: for tests and tools that look at
+    /// the store itself (the core never asks).
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        let (q, key) = (Arc::clone(&self.q), key.to_owned());
+        let found = self
+            .conns
+            .read(move |c| c.prepare_cached(&q.exists)?.exists([&key]))
+            .await?;
+        self.check(found, false).await
     }
 }

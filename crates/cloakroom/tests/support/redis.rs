@@ -46,6 +46,12 @@ impl Scoped {
     pub fn store(&self) -> &RedisStore {
         &self.store
     }
+
+    /// Whether the server holds `key` (the store's own look, not part of the contract).
+    #[allow(dead_code)]
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.store.exists(key).await
+    }
 }
 
 /// A store on the test Redis with a prefix of its own (Django's `cache` key layout).
@@ -148,7 +154,7 @@ impl SessionStore for Scoped {
     async fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
@@ -156,9 +162,6 @@ impl SessionStore for Scoped {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.store.delete(key).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.store.exists(key).await
     }
     fn users(&self) -> Option<&dyn cloakroom::UserIndex> {
         self.store.users()

@@ -150,7 +150,7 @@ impl Inner {
     }
 
     /// The record in an open session file; `None` for the empty placeholder of a create in
-    /// progress, or content that is not text.
+    /// progress.
     pub(super) fn read(&self, mut file: &File) -> io::Result<Option<Record>> {
         let expires_at = self.expires_at(&file.metadata()?)?;
         let mut bytes = Vec::new();
@@ -158,11 +158,10 @@ impl Inner {
         if bytes.is_empty() {
             return Ok(None);
         }
-        let Ok(data) = String::from_utf8(bytes) else {
-            tracing::warn!(dir = %self.dir.display(), "ignoring a session file that is not UTF-8");
-            return Ok(None);
-        };
-        Ok(Some(Record { data, expires_at }))
+        Ok(Some(Record {
+            data: bytes.into(),
+            expires_at,
+        }))
     }
 
     /// Writes `record` to a temp file beside `path` and renames it over `path`.
@@ -173,7 +172,7 @@ impl Inner {
             random_suffix()?
         ));
         let written = create_new_private(&temp).and_then(|mut file| {
-            file.write_all(record.data.as_bytes())?;
+            file.write_all(&record.data)?;
             file.set_modified(self.mtime_for(record.expires_at))
         });
         let result = written.and_then(|()| fs::rename(&temp, path));
@@ -231,7 +230,7 @@ impl Inner {
     fn swap(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         now: OffsetDateTime,
         write: impl FnOnce(&Path, &File) -> io::Result<()>,
     ) -> io::Result<Updated> {
@@ -256,7 +255,7 @@ impl Inner {
     pub(super) fn update(
         &self,
         key: &str,
-        expected: &str,
+        expected: &[u8],
         record: &Record,
         now: OffsetDateTime,
     ) -> io::Result<Updated> {

@@ -19,7 +19,7 @@ pub(super) fn cost(key: &str, entry: &Entry) -> usize {
 }
 
 pub(super) struct Entry {
-    pub(super) data: Box<str>,
+    pub(super) data: bytes::Bytes,
     pub(super) expires_at: OffsetDateTime,
     /// The shard's access count when the session was last loaded or saved (for LRU).
     pub(super) used: u64,

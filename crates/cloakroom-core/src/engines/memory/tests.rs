@@ -8,7 +8,7 @@ use crate::store::{Record, SessionStore as _};
 
 fn record(data: &str, secs: i64) -> Record {
     Record {
-        data: data.to_owned(),
+        data: data.to_owned().into(),
         expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(secs),
     }
 }
