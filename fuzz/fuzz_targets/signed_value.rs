@@ -12,8 +12,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let signer = Signer::new(&Secret::new("fuzz-secret"), &[], "django.contrib.sessions.fuzz")
-        .with_max_decompressed(1 << 20);
+    let signer = Signer::new(
+        &Secret::new("fuzz-secret"),
+        &[],
+        "django.contrib.sessions.fuzz",
+    )
+    .with_max_decompressed(1 << 20);
     let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
     // Arbitrary input: whatever it is, never a panic, and never accepted unless it is signed.
     let _ = signer.loads(text, Some(std::time::Duration::from_secs(3600)), now);
@@ -21,13 +25,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = signer.decode_payload(text) {
         for compress in [false, true] {
             let signed = signer.dumps(&decoded, compress, now);
-            let back = signer.loads(&signed, None, now).expect("our own value loads");
+            let back = signer
+                .loads(&signed, None, now)
+                .expect("our own value loads");
             assert_eq!(back, decoded);
         }
     }
     // Signing the input and changing one byte of the result breaks the signature.
     let signed = signer.sign(text, now);
-    let verified = signer.unsign(&signed, None, now).expect("our own signature checks");
+    let verified = signer
+        .unsign(&signed, None, now)
+        .expect("our own signature checks");
     assert_eq!(verified.payload, text);
     if !data.is_empty() {
         let at = usize::from(data[0]) % signed.len();

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use cloakroom_core::config::{Backend as UrlFamily, DataFormat, Engine, Settings};
+use cloakroom_core::config::{Backend as UrlFamily, Engine, Settings};
 pub use cloakroom_core::engines::*;
 use cloakroom_core::Backend;
 use cloakroom_core::{ClearExpired, ConfigError, SessionStore};
@@ -104,7 +104,7 @@ async fn open_cache_server(settings: &Settings) -> Result<Backend, OpenError> {
             .await?
             .with_command_timeout(settings.store_timeout())
             // Django's pickles, the records of `Codec::DjangoCache` (see Settings::codec).
-            .with_binary_values(settings.session.data_format == DataFormat::Django);
+            .with_binary_values(settings.session.data_format == cloakroom_core::DataFormat::Django);
         // Started here, explicitly: its task ends when the store is dropped.
         store.start_client_cache().await?;
         Ok(Backend::server(Arc::new(store)))
@@ -127,7 +127,7 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
             // cache answers (see cached_db: no copy may go stale). A reachable cache is waited
             // for, so the first requests do not meet a connection still opening. A short
             // timeout leaves the database most of the request's time when the cache hangs.
-            let django = settings.session.data_format == DataFormat::Django;
+            let django = settings.session.data_format == cloakroom_core::DataFormat::Django;
             let store = redis::RedisStore::connect_lazy(url).await?;
             if !store.wait_connected(settings.store_timeout()).await {
                 tracing::warn!("the session cache (`cache_url`) does not answer yet: sessions are read from the database, and changes fail under `on_store_error` until it does");
