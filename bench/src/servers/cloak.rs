@@ -69,6 +69,10 @@ async fn slow(
 pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
     let settings = settings(args)?;
     let opened = cloakroom::engines::open(&settings).await?;
+    let engine = opened.engine();
+    let opened = opened
+        .into_server()
+        .ok_or_else(|| format!("the benchmark needs a store on the server, not {engine}"))?;
     let (store, migrate) = (opened.store, opened.migrate);
     if let Some(migrate) = migrate {
         migrate.migrate().await?;
@@ -196,16 +200,5 @@ impl SessionStore for Counting {
     ) -> std::result::Result<Updated, StoreError> {
         WRITES.fetch_add(1, Ordering::Relaxed);
         self.0.touch(key, record, now).await
-    }
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> std::result::Result<std::borrow::Cow<'a, str>, StoreError> {
-        self.0.cookie_value(key, record, now)
-    }
-    fn keeps_data_in_cookie(&self) -> bool {
-        self.0.keeps_data_in_cookie()
     }
 }

@@ -111,7 +111,8 @@ const LOGIN_FORM_LIFETIME: i64 = 3600;
 /// `admin_token` they are absent, so `/admin/…` answers 404.
 ///
 /// `store` is the store as the engine opened it (not wrapped by `Sessions`), so the names a
-/// scan returns are the names it loads and deletes. `sessions` is the demo's own: a user's
+/// scan returns are the names it loads and deletes; `None` for signed cookies, which keep
+/// nothing on the server (the pages answer 501). `sessions` is the demo's own: a user's
 /// sessions are listed and revoked through its user index (`Sessions::sessions_of`,
 /// `Sessions::revoke_user`), the same calls an app makes.
 ///
@@ -120,7 +121,7 @@ const LOGIN_FORM_LIFETIME: i64 = 3600;
 pub fn router(
     settings: &Settings,
     admin_token: Option<&Secret>,
-    store: Arc<dyn SessionStore>,
+    store: Option<Arc<dyn SessionStore>>,
     scan: Option<Arc<dyn Scan>>,
     sessions: Sessions,
 ) -> Result<Router, CliError> {
@@ -162,7 +163,8 @@ struct Inner {
     key: [u8; 64],
     /// Whether the admin cookies carry `Secure` (as the session cookie does).
     secure: bool,
-    store: Arc<dyn SessionStore>,
+    /// `None` when sessions live in the cookies (signed cookies).
+    store: Option<Arc<dyn SessionStore>>,
     scan: Option<Arc<dyn Scan>>,
     /// The demo's sessions, whose user index answers for one user's sessions.
     sessions: Sessions,
@@ -458,6 +460,13 @@ impl Inner {
         }
     }
 
+    /// The store, or [`CliError::NoScan`] (501) when sessions live in the cookies.
+    fn store(&self) -> Result<&dyn SessionStore, CliError> {
+        self.store
+            .as_deref()
+            .ok_or_else(|| CliError::NoScan(self.settings.store.engine.to_string()))
+    }
+
     /// The user a stored session's data names, if it decodes and names one.
     fn owner(&self, data: &[u8]) -> Option<String> {
         ops::decode(&self.settings, data)
@@ -472,11 +481,12 @@ impl Inner {
     /// a user cannot name someone else's), while an operator revokes any live session, an
     /// anonymous one or one whose login the index never saw (Django's, on a shared store).
     async fn revoke(&self, key: &str, now: OffsetDateTime) -> Result<bool, CliError> {
-        let Some(record) = self.store.load(key, now).await? else {
+        let store = self.store()?;
+        let Some(record) = store.load(key, now).await? else {
             return Ok(false);
         };
-        self.store.delete(key).await?;
-        if let (Some(user), Some(index)) = (self.owner(&record.data), self.store.users()) {
+        store.delete(key).await?;
+        if let (Some(user), Some(index)) = (self.owner(&record.data), store.users()) {
             index.unlink(&user, key).await?;
         }
         Ok(true)
@@ -723,7 +733,7 @@ async fn view(
     authed.check(&form.csrf)?;
     let admin = &admin.0;
     let now = OffsetDateTime::now_utc();
-    let Some(record) = admin.store.load(&form.key, now).await? else {
+    let Some(record) = admin.store()?.load(&form.key, now).await? else {
         let body = r#"<p id="error" class="error">No live session has that key: it has ended or been revoked.</p><p><a href="/admin/sessions">Back to the sessions</a></p>"#;
         return Ok((StatusCode::NOT_FOUND, shell("Session", Some(&authed), body)).into_response());
     };

@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use cloakroom::config::Backend;
 use cloakroom::engines::migrating::MigratingStore;
 use cloakroom::{
-    Engine, Expiry, Secret, Session, SessionLayer, SessionStore, Sessions, Settings, StoreError,
-    TypedKey,
+    Backing, Engine, Expiry, Secret, Session, SessionLayer, SessionStore, Sessions, Settings,
+    StoreError, TypedKey,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
@@ -84,44 +84,36 @@ pub async fn run(
         settings.session.secret_key = Some(secret_beside_data()?);
     }
     let opened = cloakroom::engines::open(&settings).await?;
-    if migrate || embedded_sqlite(&settings) {
-        if let Some(migrate) = &opened.migrate {
-            migrate.migrate().await?;
+    let engine = opened.engine();
+    let (backing, store, scan) = match opened {
+        Backing::Server(server) => {
+            let scan = server.scan.clone();
+            let backend = serve(server, &settings, migrate_from, migrate).await?;
+            let store = backend.store.clone();
+            (Backing::Server(backend), Some(store), scan)
         }
-    }
-    check_tables(&*opened.store).await?;
-    let backend = match migrate_from {
-        Some(old) => {
-            let old = cloakroom::engines::open(&old).await?;
-            cloakroom::Backend::moving(Arc::new(MigratingStore::new(
-                opened.store.clone(),
-                old.store,
-            )))
+        cookies => {
+            if migrate_from.is_some() {
+                return Err(CliError::NothingStored(engine.to_owned()));
+            }
+            (cookies, None, None)
         }
-        None => opened.clone(),
     };
-    let store = backend.store.clone();
     // The admin page works on the store's own names (under hash_keys, the hashes), outside the
     // session layer: an admin's visit neither creates nor touches a visitor session.
-    let sessions = Sessions::from_backend(backend, settings.clone())?;
+    let sessions = Sessions::from_backing(backing, settings.clone())?;
     let admin = crate::admin::router(
         &settings,
         demo.admin_token.as_ref(),
         store,
-        opened.scan.clone(),
+        scan,
         sessions.clone(),
     )?;
     let metrics = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tracing::info!(
-        engine = opened.store.engine(),
-        "cloakroom demo listening on http://{local}/"
-    );
-    println!(
-        "cloakroom demo on http://{local}/ (engine {})",
-        opened.store.engine()
-    );
+    tracing::info!(engine, "cloakroom demo listening on http://{local}/");
+    println!("cloakroom demo on http://{local}/ (engine {engine})");
     let app = app(sessions)
         .merge(admin)
         .route(
@@ -133,6 +125,35 @@ pub async fn run(
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// The store the demo serves from: `opened`, its table created when asked (or embedded
+/// SQLite), checked for its tables, and in front of `migrate_from`'s store (a live migration)
+/// when given.
+async fn serve(
+    opened: cloakroom::Backend,
+    settings: &Settings,
+    migrate_from: Option<Settings>,
+    migrate: bool,
+) -> std::result::Result<cloakroom::Backend, CliError> {
+    if migrate || embedded_sqlite(settings) {
+        if let Some(migrate) = &opened.migrate {
+            migrate.migrate().await?;
+        }
+    }
+    check_tables(&*opened.store).await?;
+    let Some(old) = migrate_from else {
+        return Ok(opened);
+    };
+    let old = cloakroom::engines::open(&old).await?;
+    let engine = old.engine();
+    let old = old
+        .into_server()
+        .ok_or_else(|| CliError::NothingStored(engine.to_owned()))?;
+    Ok(cloakroom::Backend::moving(Arc::new(MigratingStore::new(
+        opened.store,
+        old.store,
+    ))))
 }
 
 /// Installs the Prometheus recorder that the core's metrics (`cloakroom::observe`) go to, and

@@ -251,6 +251,8 @@ enum CliError {
     Io(#[from] std::io::Error),
     #[error("the `{0}` engine cannot list its sessions (signed cookies live in browsers)")]
     NoScan(String),
+    #[error("the `{0}` engine keeps no sessions on the server (signed cookies live in browsers): name a db, cache or file engine")]
+    NothingStored(String),
     #[error("a session kept changing in the destination while it was copied; run copy again")]
     Contended,
     #[error("the session data cannot be decoded (set --secret-key for Django's format): {0}")]
@@ -265,13 +267,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate => {
             let opened = cloakroom::engines::open(&settings).await?;
             let migrate = opened
-                .migrate
+                .server()
+                .and_then(|server| server.migrate.clone())
                 .ok_or_else(|| CliError::NothingToMigrate(settings.store.engine.to_string()))?;
             migrate.migrate().await?;
             println!(
                 "the session table `{}` is ready ({})",
                 settings.store.table,
-                opened.store.engine()
+                opened.engine()
             );
         }
         Command::Clearsessions => {

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use cloakroom::codec::{Codec, Data};
 use cloakroom::store::{Created, Record, Scan, UserIndex, UserSession};
-use cloakroom::Backend;
 use cloakroom::Settings;
+use cloakroom::{Backend, Backing};
 use indicatif::{ProgressBar, ProgressStyle};
 use time::OffsetDateTime;
 
@@ -58,10 +58,10 @@ fn bar(total: u64, what: &'static str) -> ProgressBar {
     bar
 }
 
-fn scan_of(opened: &Backend, settings: &Settings) -> Result<std::sync::Arc<dyn Scan>, CliError> {
+fn scan_of(opened: &Backing, settings: &Settings) -> Result<std::sync::Arc<dyn Scan>, CliError> {
     opened
-        .scan
-        .clone()
+        .server()
+        .and_then(|server| server.scan.clone())
         .ok_or_else(|| CliError::NoScan(settings.store.engine.to_string()))
 }
 
@@ -92,8 +92,13 @@ pub struct Copied {
 /// [`CliError`] when either engine cannot be opened or fails.
 pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
     let source = cloakroom::engines::open(from).await?;
-    let dest = cloakroom::engines::open(to).await?;
     let scan = scan_of(&source, from)?;
+    let dest = cloakroom::engines::open(to).await?;
+    let engine = dest.engine();
+    let dest = dest
+        .into_server()
+        .ok_or_else(|| CliError::NothingStored(engine.to_owned()))?;
+    let source_index = source.server().and_then(|server| server.store.users());
     let now = OffsetDateTime::now_utc();
     let total = scan.count(now).await?.live;
     let progress = bar(total, "copying sessions");
@@ -109,7 +114,6 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
             progress.inc(1);
         }
         if let Some(index) = dest.store.users() {
-            let source_index = source.store.users();
             link_users(from, source_index, index, &landed, now, &mut done).await?;
         }
         match batch.next {
@@ -203,7 +207,11 @@ async fn link_users(
 ///
 /// # Errors
 /// [`CliError`] when the engine fails.
-pub async fn clear(opened: &Backend) -> Result<u64, CliError> {
+pub async fn clear(opened: &Backing) -> Result<u64, CliError> {
+    // Signed cookies keep nothing on the server, so nothing expires there.
+    let Some(opened) = opened.server() else {
+        return Ok(0);
+    };
     let Some(clear) = &opened.clear else {
         return Ok(0);
     };
@@ -227,28 +235,35 @@ pub async fn clear(opened: &Backend) -> Result<u64, CliError> {
 }
 
 /// One session's decoded data and expiry, as pretty JSON; `None` when no live session has
-/// `key`. The data is read as [`decode`] reads it.
+/// `key` (for signed cookies, `key` is the cookie value, verified as a request's would be).
+/// The stored data is read as [`decode`] reads it.
 ///
 /// # Errors
 /// [`CliError`] when the engine fails or the data cannot be decoded.
 pub async fn inspect(
-    opened: &Backend,
+    opened: &Backing,
     settings: &Settings,
     key: &str,
 ) -> Result<Option<String>, CliError> {
     let now = OffsetDateTime::now_utc();
-    let Some(record) = opened.store.load(key, now).await? else {
+    let found = match opened {
+        Backing::Server(server) => match server.store.load(key, now).await? {
+            Some(record) => Some((decode(settings, &record.data)?, record.expires_at)),
+            None => None,
+        },
+        Backing::Cookie(cookies) => cookies.decode(key, now),
+        _ => None,
+    };
+    let Some((data, expires_at)) = found else {
         return Ok(None);
     };
-    let data = decode(settings, &record.data)?;
-    let expires = record
-        .expires_at
+    let expires = expires_at
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| record.expires_at.to_string());
+        .unwrap_or_else(|_| expires_at.to_string());
     let view = serde_json::json!({
-        "engine": opened.store.engine(),
+        "engine": opened.engine(),
         "expires_at": expires,
-        "expires_in_seconds": (record.expires_at - now).whole_seconds(),
+        "expires_in_seconds": (expires_at - now).whole_seconds(),
         "data": data,
     });
     Ok(Some(
@@ -284,13 +299,13 @@ pub fn decode(settings: &Settings, text: &[u8]) -> Result<Data, CliError> {
 ///
 /// # Errors
 /// [`CliError`] when the engine cannot count or fails.
-pub async fn stats(opened: &Backend, settings: &Settings) -> Result<String, CliError> {
+pub async fn stats(opened: &Backing, settings: &Settings) -> Result<String, CliError> {
     let scan = scan_of(opened, settings)?;
     let counts = scan.count(OffsetDateTime::now_utc()).await?;
     Ok(format!(
         "{} ({}): {} live, {} expired",
         settings.store.engine,
-        opened.store.engine(),
+        opened.engine(),
         counts.live,
         counts.expired
     ))

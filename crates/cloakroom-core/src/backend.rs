@@ -1,6 +1,6 @@
-//! What the core is built from: a store and the optional abilities it has beside the store
-//! contract. Each ability is a small trait a store implements only if it can (after scs's
-//! optional interfaces); a command or call that needs one it lacks says so by name.
+//! A store on the server and the optional abilities it has beside the store contract. Each
+//! ability is a small trait a store implements only if it can (after scs's optional
+//! interfaces); a command or call that needs one it lacks says so by name.
 
 use std::sync::Arc;
 

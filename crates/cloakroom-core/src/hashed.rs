@@ -8,7 +8,6 @@
 //!
 //! A Django app looks sessions up by the raw key, so it cannot share a store written this way.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -60,8 +59,8 @@ pub struct HashedKeys {
 }
 
 impl HashedKeys {
-    /// Wraps `inner`, which must keep its data on the server (a signed-cookie store has no key
-    /// to hash; [`crate::Sessions`] refuses that pairing).
+    /// Wraps `inner` (signed cookies are no store and have no key to hash;
+    /// [`crate::Sessions`] refuses `hash_keys` with them).
     pub fn new(inner: Arc<dyn SessionStore>) -> Self {
         Self { inner }
     }
@@ -112,20 +111,6 @@ impl SessionStore for HashedKeys {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(&stored_key(key)).await
-    }
-
-    /// The cookie carries the key itself (the store only knows its hash).
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        _record: &Record,
-        _now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        Ok(Cow::Borrowed(key))
-    }
-
-    fn keeps_data_in_cookie(&self) -> bool {
-        false
     }
 
     fn users(&self) -> Option<&dyn UserIndex> {

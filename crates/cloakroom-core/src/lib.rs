@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod backing;
 mod breaker;
 pub mod clock;
 pub mod codec;
@@ -42,6 +43,7 @@ pub mod signing;
 pub mod store;
 
 pub use backend::{Backend, Migrate};
+pub use backing::Backing;
 pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
 pub use expiry::Expiry;

@@ -15,6 +15,7 @@ use crate::keys::MOVED_KEY;
 use crate::locks::KeyGuard;
 use crate::recorded::Context;
 use crate::runner::ROTATED_KEY;
+use crate::shared::Travel;
 use crate::store::Record;
 
 /// Reads the session the request's cookie names into the recorded state.
@@ -23,7 +24,7 @@ pub(crate) async fn fetch(ctx: &Context) -> Result<(), Error> {
     let Some(candidate) = ctx.cookie.as_deref() else {
         return Ok(());
     };
-    if !shared.in_cookie() && !key::is_well_formed(candidate) {
+    if shared.server().is_some() && !key::is_well_formed(candidate) {
         return Ok(());
     }
     let exclusive = exclusive_turn(ctx, candidate).await?;
@@ -31,7 +32,7 @@ pub(crate) async fn fetch(ctx: &Context) -> Result<(), Error> {
         Ok(found) => found,
         Err(e) if ctx.policy() == OnStoreError::FailOpen => {
             crate::observe::warn_store_failure(
-                shared.store.engine(),
+                shared.engine(),
                 &e,
                 "session store failed; continuing with an anonymous session (fail-open)",
             );
@@ -61,7 +62,7 @@ pub(crate) async fn fetch(ctx: &Context) -> Result<(), Error> {
 /// before the load, so that the load sees what the previous one saved.
 async fn exclusive_turn(ctx: &Context, candidate: &str) -> Result<Option<KeyGuard>, Error> {
     let shared = &ctx.shared;
-    let (Some(&wait), false) = (ctx.exclusive.get(), shared.in_cookie()) else {
+    let (Some(&wait), Some(_)) = (ctx.exclusive.get(), shared.server()) else {
         return Ok(None);
     };
     let wait = wait.unwrap_or(Duration::from_millis(
@@ -72,29 +73,40 @@ async fn exclusive_turn(ctx: &Context, candidate: &str) -> Result<Option<KeyGuar
         .ok_or(Error::ExclusiveTimeout { waited: wait })
 }
 
-/// Loads and decodes the live record under `key`. A record that `cycle_key` left behind under
-/// a rotation grace window comes back with its `_cloakroom_rotated` marker (the caller serves
-/// it read-only); one from an older release, which held only the new key, is treated as gone.
-/// Corrupt data is never adopted.
+/// Loads and decodes the live record under `key` (for signed cookies, `key` is the cookie
+/// value). A record that `cycle_key` left behind under a rotation grace window comes back
+/// with its `_cloakroom_rotated` marker (the caller serves it read-only); one from an older
+/// release, which held only the new key, is treated as gone. Corrupt data is never adopted.
 async fn read_record(
     ctx: &Context,
     key: &str,
 ) -> Result<Option<(String, Record, Data)>, StoreError> {
     let shared = &ctx.shared;
     let now = shared.clock.now();
-    let Some((record, moved)) = shared.load(key, now).await? else {
-        return Ok(None);
+    let (record, moved) = match &shared.travel {
+        Travel::Server(server) => match shared.load(server, key, now).await? {
+            Some(found) => found,
+            None => return Ok(None),
+        },
+        // The token of a cookie session is its data as the codec writes it, as for a record.
+        Travel::Cookie(cookies) => match cookies.decode(key, now) {
+            Some((data, expires_at)) => {
+                let data = shared.codec.encode(&data);
+                (Record { data, expires_at }, false)
+            }
+            None => return Ok(None),
+        },
     };
     let data = match shared.codec.decode(&record.data) {
         Ok(data) => data,
         Err(e) => {
             // Never adopted and never overwritten: the visitor gets a new key.
-            tracing::warn!(engine = shared.store.engine(), error = %e,
+            tracing::warn!(engine = shared.engine(), error = %e,
                 "stored session data is corrupt; starting a fresh session");
             return Ok(None);
         }
     };
-    if !shared.in_cookie() && expiry_passed(&data, now) {
+    if shared.server().is_some() && expiry_passed(&data, now) {
         // Django's file backend ends a session whose `_session_expiry` instant has passed,
         // whatever the file's mtime says; the other stores already agree (their expiry is
         // that instant). Signed cookies keep Django's rule: the cookie age only.

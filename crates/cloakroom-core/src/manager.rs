@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::backing::Backing;
 use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
@@ -32,7 +33,7 @@ pub struct Sessions {
 impl fmt::Debug for Sessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sessions")
-            .field("engine", &self.shared.store.engine())
+            .field("engine", &self.shared.engine())
             .field("settings", &self.shared.settings)
             .finish()
     }
@@ -63,15 +64,41 @@ impl Sessions {
         Self::from_backend(Backend::new(store), settings)
     }
 
-    /// As [`new`](Self::new), for a store with optional abilities beside the store contract
-    /// (what `cloakroom::engines::open` returns): a live migration's moves are linked in the
-    /// user index as they happen.
+    /// As [`new`](Self::new), for a store with optional abilities beside the store contract:
+    /// a live migration's moves are linked in the user index as they happen.
     ///
     /// # Errors
     /// [`ConfigError`] when the settings cannot work.
     pub fn from_backend(backend: Backend, settings: Settings) -> Result<Self, ConfigError> {
+        Self::from_backing(backend, settings)
+    }
+
+    /// Sessions whose data travels as `backing` says: to a store on the server (a
+    /// [`Backend`]), or in the cookie itself (a
+    /// [`SignedCookies`](crate::engines::cookie::SignedCookies)). What
+    /// `cloakroom::engines::open` returns goes here.
+    ///
+    /// # Examples
+    /// ```
+    /// use cloakroom_core::engines::cookie::SignedCookies;
+    /// use cloakroom_core::{Secret, Sessions, Settings};
+    ///
+    /// let cookies = SignedCookies::new(Secret::new("a long random secret"), vec![], 1_209_600, "sessionid")?;
+    /// let sessions = Sessions::from_backing(cookies, Settings::default())?;
+    /// assert_eq!(sessions.engine(), "signed_cookies");
+    /// assert!(sessions.store().is_none(), "nothing is stored on the server");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the settings cannot work, or ask to hash the keys of signed
+    /// cookies (`hash_keys`: there is no key).
+    pub fn from_backing(
+        backing: impl Into<Backing>,
+        settings: Settings,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Arc::new(Shared::new(backend, settings)?),
+            shared: Arc::new(Shared::new(backing.into(), settings)?),
         })
     }
 
@@ -100,10 +127,15 @@ impl Sessions {
         &self.shared.settings
     }
 
-    /// The store, with a span and metrics around each call (as the layer's own calls have).
-    #[allow(clippy::misnamed_getters)] // the app gets the observed store, on purpose
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.shared.observed
+    /// The store, with a span and metrics around each call (as the layer's own calls have);
+    /// `None` when the data travels in the cookie (signed cookies) and nothing is stored.
+    pub fn store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.shared.server().map(|server| &server.observed)
+    }
+
+    /// The engine's name for logs and errors (`"sqlite"`, `"signed_cookies"` …).
+    pub fn engine(&self) -> &'static str {
+        self.shared.engine()
     }
 
     /// The clock.

@@ -19,7 +19,6 @@
 //! `cancelled` means the call was abandoned before the store answered: the store timeout fired
 //! (the same call is then counted in [`ERRORS`] as `timeout`) or the request went away.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -462,19 +461,6 @@ impl SessionStore for Instrumented {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let delete = self.inner.delete(key);
         self.observer.observe(Operation::Delete, delete).await
-    }
-
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        self.inner.cookie_value(key, record, now)
-    }
-
-    fn keeps_data_in_cookie(&self) -> bool {
-        self.inner.keeps_data_in_cookie()
     }
 
     fn users(&self) -> Option<&dyn UserIndex> {

@@ -1,12 +1,12 @@
-//! What the sessions of one app share: the store, the settings, the codec, the clock, the
-//! circuit breaker and the per-key locks, and [`Shared::call`], the one way the core calls the
-//! store (breaker, timeout, metrics and span around every call).
+//! What the sessions of one app share: where the data travels (a store, or the cookie), the
+//! settings, the codec, the clock, the circuit breaker and the per-key locks, and
+//! [`Shared::call`], the one way the core calls the store (breaker, timeout, metrics and span
+//! around every call).
 //!
-//! The store's abilities beside the store contract (`MovesOnLoad`) and its methods that are
-//! not about storing bytes (`cookie_value`, `keeps_data_in_cookie`, `users`) are called here
-//! and nowhere else in the core, so that narrowing the store trait edits one place.
+//! The store's abilities beside the store contract (`MovesOnLoad`) and its method that is not
+//! about storing bytes (`users`) are called here and nowhere else in the core, so that
+//! narrowing the store trait edits one place.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,10 +17,12 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::backend::Backend;
+use crate::backing::Backing;
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Codec, Data};
 use crate::config::Settings;
+use crate::engines::cookie::SignedCookies;
 use crate::error::{ConfigError, Error, StoreError};
 use crate::locks::KeyLocks;
 use crate::observe::{Observer, Operation};
@@ -29,11 +31,8 @@ use crate::store::{MovesOnLoad, Record, SessionStore, UserIndex};
 /// Everything the sessions of one app share.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    /// The store the core calls, each call observed by `observer`.
-    pub store: Arc<dyn SessionStore>,
-    /// The same store wrapped in [`Instrumented`](crate::observe::Instrumented), for the app's
-    /// own calls through [`Sessions::store`](crate::Sessions::store).
-    pub observed: Arc<dyn SessionStore>,
+    /// Where the data travels, as the core calls it.
+    pub travel: Travel,
     observer: Arc<Observer>,
     pub settings: Settings,
     pub codec: Codec,
@@ -43,58 +42,103 @@ pub(crate) struct Shared {
     /// Exclusive routes of one visitor run one at a time (opt-in, held from load to save).
     pub exclusive_locks: KeyLocks,
     breaker: Arc<Breaker>,
-    /// The store's live migration, if it is one: loads go through it (see `load`).
+}
+
+/// [`Backing`] as the core uses it: the store wrapped as the settings ask.
+#[derive(Clone)]
+pub(crate) enum Travel {
+    /// The data is kept in a store on the server; the cookie carries its key.
+    Server(Server),
+    /// The data travels in the cookie, signed; nothing is stored.
+    Cookie(SignedCookies),
+}
+
+/// A store on the server, as the core calls it.
+#[derive(Clone)]
+pub(crate) struct Server {
+    /// The store the core calls (keys hashed under `hash_keys`), each call observed by
+    /// [`Shared::call`].
+    pub store: Arc<dyn SessionStore>,
+    /// The same store wrapped in [`Instrumented`](crate::observe::Instrumented), for the app's
+    /// own calls through [`Sessions::store`](crate::Sessions::store).
+    pub observed: Arc<dyn SessionStore>,
+    /// The store's live migration, if it is one: loads go through it (see `Shared::load`).
     moves: Option<Arc<dyn MovesOnLoad>>,
-    /// The store keeps the data in the cookie (signed cookies): asked once, at construction.
-    in_cookie: bool,
+}
+
+impl Server {
+    /// `backend` under `settings`: keys hashed when `hash_keys` asks for it.
+    fn new(backend: Backend, settings: &Settings) -> Self {
+        let Backend { store, moves, .. } = backend;
+        let store: Arc<dyn SessionStore> = if settings.session.hash_keys {
+            Arc::new(crate::hashed::HashedKeys::new(store))
+        } else {
+            store
+        };
+        // Every store call gets a span and metrics (see `observe`): the core's own through
+        // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
+        let observed: Arc<dyn SessionStore> =
+            Arc::new(crate::observe::Instrumented::new(Arc::clone(&store)));
+        Self {
+            store,
+            observed,
+            moves,
+        }
+    }
 }
 
 impl Shared {
-    /// The machinery for `store` under `settings`: keys hashed when `hash_keys` asks for it,
+    /// The machinery for `backing` under `settings`: keys hashed when `hash_keys` asks for it,
     /// a breaker with the configured threshold, and the system clock.
     ///
     /// # Errors
-    /// [`ConfigError`] when the settings cannot work, or ask to hash the keys of a store that
-    /// has none (signed cookies).
-    pub fn new(backend: Backend, settings: Settings) -> Result<Self, ConfigError> {
+    /// [`ConfigError`] when the settings cannot work, or ask to hash the keys of sessions that
+    /// have none (signed cookies).
+    pub fn new(backing: Backing, settings: Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
-        let Backend { store, moves, .. } = backend;
-        let in_cookie = store.keeps_data_in_cookie();
-        let store: Arc<dyn SessionStore> = match (settings.session.hash_keys, in_cookie) {
-            (true, true) => {
+        let engine = backing.engine();
+        let travel = match backing {
+            Backing::Cookie(_) if settings.session.hash_keys => {
                 return Err(ConfigError::Invalid {
                     setting: "hash_keys",
                     reason: format!(
-                        "the {} engine keeps the data in the cookie: there is no key to hash",
-                        store.engine()
+                        "the {engine} engine keeps the data in the cookie: there is no key to hash"
                     ),
                 })
             }
-            (true, false) => Arc::new(crate::hashed::HashedKeys::new(store)),
-            (false, _) => store,
+            Backing::Cookie(cookies) => Travel::Cookie(cookies),
+            Backing::Server(backend) => Travel::Server(Server::new(backend, &settings)),
         };
         let breaker = Arc::new(Breaker::new(
             settings.resilience.breaker_threshold,
             Duration::from_millis(settings.resilience.breaker_cooldown_ms),
         ));
-        // Every store call gets a span and metrics (see `observe`): the core's own through
-        // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
-        let observer = Arc::new(Observer::new(store.engine()));
-        let observed: Arc<dyn SessionStore> =
-            Arc::new(crate::observe::Instrumented::new(Arc::clone(&store)));
         Ok(Self {
-            store,
-            observed,
-            observer,
+            travel,
+            observer: Arc::new(Observer::new(engine)),
             codec: settings.codec(),
             settings,
             clock: Arc::new(SystemClock),
             save_locks: KeyLocks::default(),
             exclusive_locks: KeyLocks::default(),
             breaker,
-            moves,
-            in_cookie,
         })
+    }
+
+    /// The engine's name for logs and errors.
+    pub fn engine(&self) -> &'static str {
+        match &self.travel {
+            Travel::Server(server) => server.store.engine(),
+            Travel::Cookie(cookies) => cookies.engine(),
+        }
+    }
+
+    /// The store on the server, unless the data travels in the cookie.
+    pub fn server(&self) -> Option<&Server> {
+        match &self.travel {
+            Travel::Server(server) => Some(server),
+            Travel::Cookie(_) => None,
+        }
     }
 
     /// Runs one store call under the configured timeout, observed as `op` (span, metrics).
@@ -103,7 +147,7 @@ impl Shared {
         op: Operation,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let engine = self.store.engine();
+        let engine = self.engine();
         if let Err(e) = self.breaker.admit(engine) {
             crate::observe::record_error(engine, &e);
             return Err(e);
@@ -152,20 +196,15 @@ impl Shared {
         crate::hashed::stored_id(&self.settings, key)
     }
 
-    /// Whether the data travels in the cookie (signed cookies): then any cookie value may be
-    /// a session, and there is no key to lock, expire or index.
-    pub fn in_cookie(&self) -> bool {
-        self.in_cookie
-    }
-
-    /// Loads the live record under `key`, and whether this very load moved it in from another
-    /// store (a live migration's first use).
+    /// Loads the live record under `key` from `server`, and whether this very load moved it
+    /// in from another store (a live migration's first use).
     pub async fn load(
         &self,
+        server: &Server,
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(Record, bool)>, StoreError> {
-        match &self.moves {
+        match &server.moves {
             // The migrating store sits below the key hashing, as the store does.
             Some(moves) => {
                 let stored = self.stored_id(key);
@@ -173,33 +212,21 @@ impl Shared {
                     .await
             }
             None => Ok(self
-                .call(Operation::Load, self.store.load(key, now))
+                .call(Operation::Load, server.store.load(key, now))
                 .await?
                 .map(|record| (record, false))),
         }
     }
 
-    /// The value the cookie carries for `record`, saved under `key`.
-    pub fn cookie_value(
-        &self,
-        key: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<String, StoreError> {
-        self.store
-            .cookie_value(key, record, now)
-            .map(Cow::into_owned)
-    }
-
     /// The store's index of sessions by user, if it keeps one.
     pub fn users(&self) -> Option<&dyn UserIndex> {
-        self.store.users()
+        self.server().and_then(|server| server.store.users())
     }
 
     /// The store's index of sessions by user, or [`StoreError::NoUserIndex`] naming the engine.
     pub fn user_index(&self) -> Result<&dyn UserIndex, StoreError> {
         self.users().ok_or(StoreError::NoUserIndex {
-            engine: self.store.engine(),
+            engine: self.engine(),
         })
     }
 }

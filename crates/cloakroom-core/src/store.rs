@@ -18,8 +18,6 @@
 //!   ([`Updated::Conflict`]) or is gone ([`Updated::Missing`], and it creates nothing).
 //! - `delete` of a missing key succeeds.
 
-use std::borrow::Cow;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use time::OffsetDateTime;
@@ -67,7 +65,8 @@ pub enum Updated {
     Missing,
 }
 
-/// A place where sessions live: a database table, a cache, a folder, or the cookie itself.
+/// A place on the server where sessions live: a database table, a cache, a folder. (Signed
+/// cookies keep nothing on the server and are no store: see [`crate::Backing`].)
 ///
 /// Implement this to add an engine; run `cloakroom::testing::conformance` against it to check
 /// the contract in the module docs.
@@ -118,31 +117,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes the record under `key`; a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
-    /// The value the cookie carries for a record saved under `key`.
-    ///
-    /// Server-side stores send the key; a store that keeps the data in the cookie itself sends
-    /// the data, and then reads it back in [`load`](Self::load) from the cookie value. `now` is
-    /// the core's clock at the save (a signed cookie carries it as its timestamp).
-    ///
-    /// # Errors
-    /// [`StoreError::TooLarge`] when the value cannot fit in a cookie.
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        _record: &Record,
-        _now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        Ok(Cow::Borrowed(key))
-    }
-
-    /// Whether the data lives in the cookie (and so the server can neither revoke a session nor
-    /// merge two requests' changes). Such a store accepts any cookie value in `load`.
-    fn keeps_data_in_cookie(&self) -> bool {
-        false
-    }
-
     /// The index of sessions by user that this store keeps, if it keeps one (every server-side
-    /// engine does; a signed-cookie store cannot). The core links a session to its user
+    /// engine does). The core links a session to its user
     /// (`_auth_user_id`) whenever it writes it, so the app can list and revoke a user's
     /// sessions ([`crate::Sessions::sessions_of`]). Wrappers forward their inner store's.
     fn users(&self) -> Option<&dyn UserIndex> {

@@ -20,9 +20,8 @@ pub mod servers;
 use cloakroom_core::{clock, config, hashed, key, keys, signing, store, Settings, StoreError};
 // What the exported macros name through `$crate`.
 #[doc(hidden)]
-pub use cloakroom_core::{ClearExpired, SessionStore};
+pub use cloakroom_core::{engines::cookie::SignedCookies, ClearExpired, SessionStore};
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use cloakroom_core::{CookieAction, Sessions};
+use cloakroom_core::{Backing, CookieAction, Sessions};
 use clock::{Clock, ManualClock};
 use store::{Created, Record, Updated};
 
@@ -356,13 +355,13 @@ pub async fn clear_expired_keeps_live(store: Arc<dyn SessionStore>, clear: Arc<d
     );
 }
 
-fn sessions(store: Arc<dyn SessionStore>) -> (Sessions, ManualClock) {
-    sessions_with(store, Settings::default())
+fn sessions(backing: impl Into<Backing>) -> (Sessions, ManualClock) {
+    sessions_with(backing, Settings::default())
 }
 
-fn sessions_with(store: Arc<dyn SessionStore>, settings: Settings) -> (Sessions, ManualClock) {
+fn sessions_with(backing: impl Into<Backing>, settings: Settings) -> (Sessions, ManualClock) {
     let clock = ManualClock::starting_now();
-    let sessions = Sessions::from_arc(store, settings)
+    let sessions = Sessions::from_backing(backing, settings)
         .expect("test settings are valid")
         .with_clock(clock.clone());
     (sessions, clock)
@@ -390,9 +389,12 @@ fn cookie_of(action: &CookieAction) -> String {
 }
 
 /// Through the core: a new session is saved under a fresh key, loads back, `cycle_key` moves
-/// it to a new key and makes the old one useless, and `flush` deletes it.
-pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
-    let (sessions, clock) = sessions(store.clone());
+/// it to a new key and makes the old one useless, and `flush` deletes it. (Signed cookies
+/// keep nothing to make useless or delete: a copy of an old cookie still loads.)
+pub async fn session_lifecycle(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let on_server = backing.server().is_some();
+    let (sessions, clock) = sessions(backing);
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     assert_eq!(
@@ -412,7 +414,7 @@ pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
     let second = cookie_of(&lazy.commit(200).await.unwrap().cookie);
     assert_ne!(first, second, "cycle_key kept the key");
 
-    if !store.keeps_data_in_cookie() {
+    if on_server {
         let old = sessions.start(Some(&first)).load().await.unwrap();
         assert!(old.is_empty(), "the key before cycle_key still works");
     }
@@ -425,15 +427,15 @@ pub async fn session_lifecycle(store: Arc<dyn SessionStore>) {
     );
     s.flush().unwrap();
     assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
-    if !store.keeps_data_in_cookie() {
+    if on_server {
         let gone = sessions.start(Some(&second)).load().await.unwrap();
         assert!(gone.is_empty(), "flush left the session readable");
     }
 }
 
 /// Through the core: a key the store does not know, or a malformed one, is never adopted.
-pub async fn unknown_keys_are_not_adopted(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store);
+pub async fn unknown_keys_are_not_adopted(backing: impl Into<Backing>) {
+    let (sessions, _) = sessions(backing);
     for made_up in [fresh_key(), "short".to_owned(), "../../x".repeat(5)] {
         let lazy = sessions.start(Some(&made_up));
         let s = lazy.load().await.unwrap();
@@ -445,8 +447,8 @@ pub async fn unknown_keys_are_not_adopted(store: Arc<dyn SessionStore>) {
 }
 
 /// Through the core: a session saved with a 60 s expiry is gone once the clock passes it.
-pub async fn session_expiry_follows_the_clock(store: Arc<dyn SessionStore>) {
-    let (sessions, clock) = sessions(store.clone());
+pub async fn session_expiry_follows_the_clock(backing: impl Into<Backing>) {
+    let (sessions, clock) = sessions(backing);
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
     s.insert("a", 1).unwrap();
@@ -465,9 +467,6 @@ pub async fn session_expiry_follows_the_clock(store: Arc<dyn SessionStore>) {
 /// Through the core: concurrent requests of one visitor, on one app server and on two, lose
 /// none of each other's changes.
 pub async fn no_lost_updates(store: Arc<dyn SessionStore>) {
-    if store.keeps_data_in_cookie() {
-        return;
-    }
     let (one, _) = sessions(store.clone());
     let (two, _) = sessions(store.clone());
     let lazy = one.start(None);
@@ -557,9 +556,6 @@ pub async fn absolute_lifetime_caps_an_active_session(store: Arc<dyn SessionStor
 /// under it that changes anything (whether it loaded before or after the rotation) fails as
 /// [`Error::Rotated`](cloakroom_core::Error::Rotated) and writes nothing. Then the old key is useless.
 pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionStore>) {
-    if store.keeps_data_in_cookie() {
-        return;
-    }
     let settings = Settings::default().with_rotation_grace(5_u64);
     let (sessions, clock) = sessions_with(store, settings);
     let old = new_session(&sessions).await;
@@ -570,7 +566,7 @@ pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionS
     // …meanwhile another one logs in (the in-flight one holds this server's lock, so the
     // login runs as if on a second app server).
     let (other_server, _) = sessions_with(
-        sessions.store().clone(),
+        Arc::clone(sessions.store().expect("a store on the server")),
         Settings::default().with_rotation_grace(5_u64),
     );
     let login = other_server.start(Some(&old));
@@ -598,7 +594,8 @@ pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionS
     assert_eq!(s.session_key().as_deref(), Some(old.as_str()));
     assert_eq!(late.commit(200).await.unwrap().cookie, CookieAction::Keep);
     // Nothing stored under the old key leads to the new one.
-    let parked = sessions.store().load(&old, clock.now()).await.unwrap();
+    let store = sessions.store().expect("a store on the server");
+    let parked = store.load(&old, clock.now()).await.unwrap();
     let parked = parked.expect("the snapshot is there");
     assert!(!String::from_utf8_lossy(&parked.data).contains(&new));
 
@@ -632,9 +629,6 @@ pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionS
 
 /// Flush has no grace: logout makes the old key useless at once, window or not.
 pub async fn flush_has_no_grace(store: Arc<dyn SessionStore>) {
-    if store.keeps_data_in_cookie() {
-        return;
-    }
     let (sessions, _) = sessions_with(store, Settings::default().with_rotation_grace(5_u64));
     let key = new_session(&sessions).await;
     let lazy = sessions.start(Some(&key));
@@ -907,7 +901,7 @@ pub async fn user_entries_go_with_clear_expired(
         .unwrap();
     let index = sessions
         .store()
-        .users()
+        .and_then(|store| store.users())
         .expect("a server-side store keeps a user index");
     assert!(
         index.sessions_of(&user, before).await.unwrap().is_empty(),
@@ -958,8 +952,8 @@ pub async fn user_index_under_hash_keys(store: Arc<dyn SessionStore>) {
 }
 
 /// "Remember me" switches between a browser-close cookie and a long fixed lifetime.
-pub async fn remember_me_switches_the_cookie(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store);
+pub async fn remember_me_switches_the_cookie(backing: impl Into<Backing>) {
+    let (sessions, _) = sessions(backing);
     let key = new_session(&sessions).await;
     let lazy = sessions.start(Some(&key));
     lazy.load().await.unwrap().remember_me(false).unwrap();
@@ -996,9 +990,43 @@ async fn save_new(sessions: &Sessions, pairs: &[(&str, serde_json::Value)]) -> S
     cookie_of(&lazy.commit(200).await.unwrap().cookie)
 }
 
-/// Cookie store: what a session saves comes back from its cookie alone, and the cookie is
+/// Signed cookies: a value the client made up (SQL, paths, quotes, unicode, empty, huge) or
+/// that another salt signed decodes to nothing, never to an error or a panic.
+pub async fn cookie_made_up_values_decode_to_nothing(
+    make: impl Fn(&str, &[&str]) -> SignedCookies,
+) {
+    let cookies = make(COOKIE_SECRET, &[]);
+    let other_salt = signing::Signer::new(
+        &cloakroom_core::Secret::new(COOKIE_SECRET),
+        &[],
+        signing::SESSION_SALT,
+    )
+    .dumps(&serde_json::from_str(r#"{"a":1}"#).unwrap(), true, now());
+    for value in [
+        "'; DROP TABLE sessions; --",
+        "../../../../etc/passwd",
+        "a\"b\\c",
+        "ключ-🔑",
+        "%00%2e%2e",
+        "",
+        ":::",
+        &"x".repeat(100_000),
+        &other_salt,
+    ] {
+        assert!(cookies.decode(value, now()).is_none(), "{value}");
+    }
+    let made = cookies
+        .encode(&serde_json::from_str(r#"{"a":1}"#).unwrap(), now())
+        .unwrap();
+    assert!(
+        cookies.decode(&made, now()).is_some(),
+        "its own value refused"
+    );
+}
+
+/// Signed cookies: what a session saves comes back from its cookie alone, and the cookie is
 /// Django's signed-cookie value (so Django reads it too).
-pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> SignedCookies) {
     let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
     let stored = [
         ("name", serde_json::json!("Jürgen 😀")),
@@ -1038,9 +1066,9 @@ pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionSt
     assert_eq!(data, s.data());
 }
 
-/// Cookie store: a changed, truncated, re-salted or made-up cookie gives an empty session, and
+/// Signed cookies: a changed, truncated, re-salted or made-up cookie gives an empty session, and
 /// the response deletes it.
-pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> SignedCookies) {
     let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
     let cookie = save_new(&sessions, &[("user", serde_json::json!("42"))]).await;
     let flip = |at: usize| {
@@ -1078,9 +1106,9 @@ pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn Se
     }
 }
 
-/// Cookie store: a cookie exactly `cookie_age` old still loads (Django's `age > max_age`
+/// Signed cookies: a cookie exactly `cookie_age` old still loads (Django's `age > max_age`
 /// rule); one second older it is empty.
-pub async fn cookie_expired_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+pub async fn cookie_expired_is_empty(make: impl Fn(&str, &[&str]) -> SignedCookies) {
     let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
     set_whole_second(&clock);
     let cookie = save_new(&sessions, &[("a", serde_json::json!(1))]).await;
@@ -1103,10 +1131,10 @@ pub async fn cookie_expired_is_empty(make: impl Fn(&str, &[&str]) -> Arc<dyn Ses
     assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
 }
 
-/// Cookie store: after a key rotation, cookies signed with the old key still load (it is a
+/// Signed cookies: after a key rotation, cookies signed with the old key still load (it is a
 /// fallback), are re-signed with the new key on the next save, and the old key alone no longer
 /// verifies them.
-pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> SignedCookies) {
     let (before, _) = sessions(make(OLD_COOKIE_SECRET, &[]));
     let old_cookie = save_new(&before, &[("user", serde_json::json!("7"))]).await;
 
@@ -1143,9 +1171,9 @@ pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> Arc<dy
         .is_empty());
 }
 
-/// Cookie store: a session too large for a browser cookie fails with `TooLarge` (saying the size
+/// Signed cookies: a session too large for a browser cookie fails with `TooLarge` (saying the size
 /// and the limit) instead of being silently dropped by the browser.
-pub async fn cookie_oversized_is_too_large(make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>) {
+pub async fn cookie_oversized_is_too_large(make: impl Fn(&str, &[&str]) -> SignedCookies) {
     let (sessions, _) = sessions(make(COOKIE_SECRET, &[]));
     // Random text barely compresses.
     let noise: String = (0..200).map(|_| fresh_key()).collect();
@@ -1161,10 +1189,8 @@ pub async fn cookie_oversized_is_too_large(make: impl Fn(&str, &[&str]) -> Arc<d
     }
 }
 
-/// Cookie store: `flush` deletes the cookie.
-pub async fn cookie_flush_deletes_the_cookie(
-    make: impl Fn(&str, &[&str]) -> Arc<dyn SessionStore>,
-) {
+/// Signed cookies: `flush` deletes the cookie.
+pub async fn cookie_flush_deletes_the_cookie(make: impl Fn(&str, &[&str]) -> SignedCookies) {
     let (sessions, _) = sessions(make(COOKIE_SECRET, &[]));
     let cookie = save_new(&sessions, &[("user", serde_json::json!("42"))]).await;
     let lazy = sessions.start(Some(&cookie));
@@ -1224,38 +1250,36 @@ macro_rules! conformance_tests {
     };
 }
 
-/// Expands to one `#[tokio::test]` per clause that applies to a store keeping the session in a
-/// signed cookie (nothing on the server: no compare-and-swap, no revocation).
+/// Expands to one `#[tokio::test]` per clause that applies to sessions whose data travels in a
+/// signed cookie (nothing on the server: no compare-and-swap, no revocation): the round trip
+/// through the core, tampered, made-up and expired values, fallback keys and the size limit.
 ///
-/// `$make` is a closure or function `Fn(&str, &[&str]) -> Arc<dyn SessionStore>` that builds
-/// the store signing with the first argument and accepting the fallbacks in the second, with
-/// Django's default `cookie_age` and cookie name.
+/// `$make` is a closure or function `Fn(&str, &[&str]) -> SignedCookies` that signs with the
+/// first argument and accepts the fallbacks in the second, with Django's default `cookie_age`
+/// and cookie name.
 ///
 /// ```ignore
-/// cloakroom::cookie_conformance_tests!(|secret: &str, fallbacks: &[&str]| -> Arc<dyn SessionStore> {
-///     Arc::new(MyCookieStore::new(secret, fallbacks))
+/// cloakroom::cookie_conformance_tests!(|secret: &str, fallbacks: &[&str]| {
+///     SignedCookies::new(Secret::new(secret), fallbacks.iter().map(|f| Secret::new(*f)).collect(), 1_209_600, "sessionid").unwrap()
 /// });
 /// ```
 #[macro_export]
 macro_rules! cookie_conformance_tests {
     ($make:expr) => {
-        $crate::cookie_conformance_tests!(@store $make;
-            load_missing_is_none, hostile_keys_are_absent, session_lifecycle,
-            unknown_keys_are_not_adopted, session_expiry_follows_the_clock,
+        $crate::cookie_conformance_tests!(@backing $make;
+            session_lifecycle, unknown_keys_are_not_adopted, session_expiry_follows_the_clock,
             remember_me_switches_the_cookie);
         $crate::cookie_conformance_tests!(@make $make;
-            cookie_round_trip, cookie_tampered_is_empty, cookie_expired_is_empty,
-            cookie_fallback_key_accepted, cookie_oversized_is_too_large,
-            cookie_flush_deletes_the_cookie);
+            cookie_made_up_values_decode_to_nothing, cookie_round_trip,
+            cookie_tampered_is_empty, cookie_expired_is_empty, cookie_fallback_key_accepted,
+            cookie_oversized_is_too_large, cookie_flush_deletes_the_cookie);
     };
-    (@store $make:expr; $($name:ident),*) => {
+    (@backing $make:expr; $($name:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let store: ::std::sync::Arc<dyn $crate::SessionStore> =
-                    ($make)($crate::COOKIE_SECRET, &[]);
-                assert!(store.keeps_data_in_cookie(), "not a cookie store");
-                $crate::$name(store).await;
+                let cookies: $crate::SignedCookies = ($make)($crate::COOKIE_SECRET, &[]);
+                $crate::$name(cookies).await;
             }
         )*
     };
@@ -1395,19 +1419,6 @@ impl SessionStore for Counting {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         bump(&self.counters.deletes);
         self.inner.delete(key).await
-    }
-
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        self.inner.cookie_value(key, record, now)
-    }
-
-    fn keeps_data_in_cookie(&self) -> bool {
-        self.inner.keeps_data_in_cookie()
     }
 
     fn users(&self) -> Option<&dyn store::UserIndex> {

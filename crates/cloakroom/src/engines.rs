@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use cloakroom_core::config::{Backend as UrlFamily, Engine, Settings};
 pub use cloakroom_core::engines::*;
-use cloakroom_core::Backend;
+use cloakroom_core::{Backend, Backing};
 use cloakroom_core::{ClearExpired, ConfigError, SessionStore};
 
 #[cfg(feature = "mysql")]
@@ -183,24 +183,28 @@ async fn open_cached_db(settings: &Settings) -> Result<Backend, OpenError> {
     Ok(backend)
 }
 
-/// Opens the engine the settings name, connected and ready (but not migrated).
+/// Opens the engine the settings name, connected and ready (but not migrated): a store on the
+/// server with its abilities ([`Backing::Server`]), or, for `signed_cookies`, the signing of
+/// the data into the cookie ([`Backing::Cookie`]). [`Sessions::from_backing`] takes either.
+///
+/// [`Sessions::from_backing`]: cloakroom_core::Sessions::from_backing
 ///
 /// # Errors
 /// [`OpenError::Config`] when the settings name an engine or URL this build cannot use,
 /// [`OpenError::Store`] when the server cannot be reached.
-pub async fn open(settings: &Settings) -> Result<Backend, OpenError> {
+pub async fn open(settings: &Settings) -> Result<Backing, OpenError> {
     settings.validate()?;
-    match settings.store.engine {
-        Engine::Db => open_db(settings).await,
-        Engine::Cache if settings.store.cache_url.is_some() => open_cache_server(settings).await,
-        Engine::CachedDb => open_cached_db(settings).await,
+    let backend = match settings.store.engine {
+        Engine::Db => open_db(settings).await?,
+        Engine::Cache if settings.store.cache_url.is_some() => open_cache_server(settings).await?,
+        Engine::CachedDb => open_cached_db(settings).await?,
         #[cfg(feature = "memory")]
         Engine::Cache if settings.store.cache_url.is_none() => {
             let store = memory::MemoryStore::with_limits(
                 settings.store.cache_capacity,
                 settings.store.cache_max_bytes,
             );
-            Ok(Backend::server(Arc::new(store)))
+            Backend::server(Arc::new(store))
         }
         #[cfg(feature = "file")]
         Engine::File => {
@@ -215,36 +219,35 @@ pub async fn open(settings: &Settings) -> Result<Backend, OpenError> {
                     settings.session.cookie_age,
                 ),
             }?;
-            Ok(Backend::server(Arc::new(store)))
+            Backend::server(Arc::new(store))
         }
-        Engine::SignedCookies => {
-            let secret =
-                settings
-                    .session
-                    .secret_key
-                    .clone()
-                    .ok_or_else(|| {
-                        ConfigError::Invalid {
-                    setting: "secret_key",
-                    reason:
-                        "the signed_cookies engine signs the session into the cookie and needs a \
-                         secret key: set `secret_key` in the config file, or pass `--secret-key`"
-                            .into(),
-                }
-                    })?;
-            let store = Arc::new(cookie::SignedCookieStore::new(
-                secret,
-                settings.session.secret_key_fallbacks.clone(),
-                settings.session.cookie_age,
-                settings.session.cookie_name.clone(),
-            )?);
-            let mut backend = Backend::new(store.clone());
-            backend.clear = Some(store);
-            Ok(backend)
+        Engine::SignedCookies => return open_signed_cookies(settings).map(Backing::Cookie),
+        other => {
+            return Err(unsupported(
+                &format!("the `{other}` engine"),
+                &other.to_string(),
+            ))
         }
-        other => Err(unsupported(
-            &format!("the `{other}` engine"),
-            &other.to_string(),
-        )),
-    }
+    };
+    Ok(Backing::Server(backend))
+}
+
+/// The `signed_cookies` engine: the data signed into the cookie with `secret_key`.
+fn open_signed_cookies(settings: &Settings) -> Result<cookie::SignedCookies, OpenError> {
+    let secret = settings
+        .session
+        .secret_key
+        .clone()
+        .ok_or_else(|| ConfigError::Invalid {
+            setting: "secret_key",
+            reason: "the signed_cookies engine signs the session into the cookie and needs a \
+                     secret key: set `secret_key` in the config file, or pass `--secret-key`"
+                .into(),
+        })?;
+    cookie::SignedCookies::new(
+        secret,
+        settings.session.secret_key_fallbacks.clone(),
+        settings.session.cookie_age,
+        settings.session.cookie_name.clone(),
+    )
 }

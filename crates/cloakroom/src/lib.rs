@@ -54,7 +54,7 @@
 //! | `cache` on Redis / Redis Cluster | `redis` (`redis-tls` for `rediss://`) | `engines::redis::RedisStore` |
 //! | `cached_db` | a database's and a cache's | `engines::cached_db::CachedDbStore` |
 //! | `file` | `file` (default) | `engines::file::FileStore` |
-//! | `signed_cookies` | none | `engines::cookie::SignedCookieStore`: no server state, so no user index and no revocation |
+//! | `signed_cookies` | none | `engines::cookie::SignedCookies`: no store at all (the data travels in the cookie, [`Backing::Cookie`]), so no user index and no revocation |
 //!
 //! The `axum` feature (default) makes [`Session`] an extractor. The guides (settings, expiry,
 //! Django, outages, concurrency, engines, operations …) are in [`guide`].

@@ -230,7 +230,11 @@ mod open {
         let settings = Settings::default()
             .with_engine(Engine::CachedDb)
             .with_database_url(Some(format!("sqlite://{}/s.sqlite3", dir.display())));
-        let opened = engines::open(&settings).await.unwrap();
+        let opened = engines::open(&settings)
+            .await
+            .unwrap()
+            .into_server()
+            .unwrap();
         assert_eq!(opened.store.engine(), "cached_db");
         opened
             .migrate
@@ -257,7 +261,11 @@ mod open {
                 "redis://127.0.0.1:{}",
                 super::support::closed_port()
             )));
-        let opened = engines::open(&settings).await.unwrap();
+        let opened = engines::open(&settings)
+            .await
+            .unwrap()
+            .into_server()
+            .unwrap();
         opened.migrate.unwrap().migrate().await.unwrap();
         let store = opened.store;
         let key = cloakroom::key::generate().unwrap();

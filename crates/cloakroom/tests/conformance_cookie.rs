@@ -1,26 +1,53 @@
-//! The store contract, as far as it applies, on the `signed_cookies` engine, plus the
-//! signed-cookie clauses, all through the core; and Django's real signed-cookie flows.
-
-use std::sync::Arc;
+//! The clauses of the session life cycle that apply when the data travels in the cookie
+//! (`signed_cookies`), plus the signed-cookie clauses, through the core; and Django's real
+//! signed-cookie flows.
 
 use cloakroom::clock::ManualClock;
 use cloakroom::config::DEFAULT_COOKIE_AGE;
-use cloakroom::engines::cookie::SignedCookieStore;
-use cloakroom::{CookieAction, Secret, SessionStore, Sessions, Settings};
+use cloakroom::engines::cookie::SignedCookies;
+use cloakroom::{CookieAction, Secret, Sessions, Settings};
 
-fn make(secret: &str, fallbacks: &[&str]) -> Arc<dyn SessionStore> {
-    Arc::new(
-        SignedCookieStore::new(
-            Secret::new(secret),
-            fallbacks.iter().map(|f| Secret::new(*f)).collect(),
-            DEFAULT_COOKIE_AGE,
-            "sessionid",
-        )
-        .unwrap(),
+fn make(secret: &str, fallbacks: &[&str]) -> SignedCookies {
+    SignedCookies::new(
+        Secret::new(secret),
+        fallbacks.iter().map(|f| Secret::new(*f)).collect(),
+        DEFAULT_COOKIE_AGE,
+        "sessionid",
     )
+    .unwrap()
 }
 
 cloakroom::cookie_conformance_tests!(make);
+
+/// Django's `signed_cookies` session key is its cookie value; so is cloakroom's, once saved
+/// and once loaded (there is no other key: nothing is stored).
+#[tokio::test]
+async fn a_cookie_sessions_key_is_its_cookie_value() {
+    let sessions = Sessions::from_backing(make("k", &[]), Settings::default()).unwrap();
+    let lazy = sessions.start(None);
+    let s = lazy.load().await.unwrap();
+    s.insert("a", 1).unwrap();
+    let saved = s.save().await.unwrap();
+    assert_eq!(s.session_key().as_deref(), Some(saved.as_str()));
+    let CookieAction::Set { value, .. } = lazy.commit(200).await.unwrap().cookie else {
+        panic!("a saved session sent no cookie");
+    };
+    assert_eq!(
+        value, saved,
+        "the key Session::save returned is not the cookie"
+    );
+    let again = sessions.start(Some(&value)).load().await.unwrap();
+    assert_eq!(again.session_key(), Some(value));
+}
+
+/// `hash_keys` needs a key; the settings may name another engine than the backing given.
+#[test]
+fn hash_keys_with_signed_cookies_is_a_config_error() {
+    let settings = Settings::default().with_hash_keys(true);
+    let err = Sessions::from_backing(make("k", &[]), settings).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("hash_keys") && msg.contains("no key"), "{msg}");
+}
 
 mod django_flows {
     use super::*;
@@ -57,7 +84,7 @@ mod django_flows {
         let at = v["fixed_time"].as_f64().unwrap();
         let clock = ManualClock::at_unix(at.floor() as i64);
         clock.advance(std::time::Duration::from_millis(250));
-        Sessions::from_arc(make(secret, &[]), Settings::default())
+        Sessions::from_backing(make(secret, &[]), Settings::default())
             .unwrap()
             .with_clock(clock)
     }
@@ -116,7 +143,7 @@ mod django_flows {
 
 mod open {
     use cloakroom::engines::{open, OpenError};
-    use cloakroom::{Engine, Secret, Settings};
+    use cloakroom::{Backing, Engine, Secret, Settings};
 
     #[tokio::test]
     async fn signed_cookies_needs_a_secret_key_and_says_so() {
@@ -143,20 +170,15 @@ mod open {
             .with_engine(Engine::SignedCookies)
             .with_secret_key(Some(Secret::new("new")))
             .with_secret_key_fallbacks(vec![Secret::new("old")]);
-        let opened = open(&settings).await.unwrap();
-        assert_eq!(opened.store.engine(), "signed_cookies");
-        assert!(opened.store.keeps_data_in_cookie());
+        let Backing::Cookie(opened) = open(&settings).await.unwrap() else {
+            panic!("signed_cookies opened as a store on the server");
+        };
+        assert_eq!(opened.engine(), "signed_cookies");
         let old = super::make("old", &[]);
         let now = time::OffsetDateTime::now_utc();
-        let record = cloakroom::Record {
-            data: r#"{"a":1}"#.into(),
-            expires_at: now,
-        };
-        let cookie = old.cookie_value("k", &record, now).unwrap();
-        let back = opened.store.load(&cookie, now).await.unwrap().unwrap();
-        assert_eq!(
-            back.data, r#"{"a":1}"#,
-            "the fallback from the settings is not used"
-        );
+        let data = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        let cookie = old.encode(&data, now).unwrap();
+        let (back, _) = opened.decode(&cookie, now).unwrap();
+        assert_eq!(back, data, "the fallback from the settings is not used");
     }
 }

@@ -421,7 +421,7 @@ async fn open_builds_the_file_engine_from_settings() {
         .with_file_path(Some(dir.clone()))
         .with_cookie_name("appsession")
         .with_cookie_age(600u64);
-    let opened = open(&settings).await.unwrap();
+    let opened = open(&settings).await.unwrap().into_server().unwrap();
     assert_eq!(opened.store.engine(), "file");
     assert!(opened.clear.is_some());
     let key = "k".repeat(32);

@@ -435,7 +435,11 @@ async fn settings_open_mysql_and_mariadb_urls() {
         let settings = cloakroom::Settings::default()
             .with_database_url(Some(format!("{scheme}://{rest}")))
             .with_table(unique("_open"));
-        let opened = cloakroom::engines::open(&settings).await.unwrap();
+        let opened = cloakroom::engines::open(&settings)
+            .await
+            .unwrap()
+            .into_server()
+            .unwrap();
         assert_eq!(opened.store.engine(), "mysql");
         opened
             .migrate

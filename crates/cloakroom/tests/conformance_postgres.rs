@@ -328,7 +328,11 @@ async fn settings_open_postgres_and_postgresql_urls() {
         let settings = cloakroom::Settings::default()
             .with_database_url(Some(url))
             .with_table(unique("_open"));
-        let opened = cloakroom::engines::open(&settings).await.unwrap();
+        let opened = cloakroom::engines::open(&settings)
+            .await
+            .unwrap()
+            .into_server()
+            .unwrap();
         assert_eq!(opened.store.engine(), "postgres");
         opened
             .migrate

@@ -235,7 +235,11 @@ async fn open_builds_the_redis_cache_engine() {
     let settings = Settings::default()
         .with_engine(Engine::Cache)
         .with_cache_url(Some(support::redis::url()));
-    let opened = engines::open(&settings).await.unwrap();
+    let opened = engines::open(&settings)
+        .await
+        .unwrap()
+        .into_server()
+        .unwrap();
     assert_eq!(opened.store.engine(), "redis");
     let clear = opened.clear.expect("clear_expired answers");
     assert_eq!(

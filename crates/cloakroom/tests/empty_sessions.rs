@@ -304,6 +304,7 @@ async fn stored(sessions: &Sessions, key: &str) -> Option<Value> {
     let now = sessions.clock().now();
     let record = sessions
         .store()
+        .expect("a store on the server")
         .load(key, now)
         .await
         .expect("the memory store answers")?;
@@ -332,7 +333,8 @@ async fn empty_sessions_keep_their_key_until_flushed_as_in_django() {
                         .encode(&data.clone().into_iter().collect()),
                     expires_at: sessions.clock().now() + Duration::from_secs(3600),
                 };
-                sessions.store().create(&key, &record).await.unwrap();
+                let store = sessions.store().expect("a store on the server");
+                store.create(&key, &record).await.unwrap();
                 Some(key)
             }
             _ => None,

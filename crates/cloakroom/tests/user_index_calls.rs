@@ -175,15 +175,15 @@ async fn a_failing_index_keeps_the_saved_session_when_fail_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_without_an_index_says_so() {
-    let store = cloakroom::engines::cookie::SignedCookieStore::new(
+async fn signed_cookies_have_no_index_and_say_so() {
+    let cookies = cloakroom::engines::cookie::SignedCookies::new(
         cloakroom::Secret::new("secret"),
         Vec::new(),
         1_209_600,
         "sessionid".to_owned(),
     )
     .unwrap();
-    let sessions = Sessions::new(store, Settings::default()).unwrap();
+    let sessions = Sessions::from_backing(cookies, Settings::default()).unwrap();
     let err = sessions.revoke_user("42").await.unwrap_err();
     assert!(
         matches!(

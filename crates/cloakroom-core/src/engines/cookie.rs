@@ -1,5 +1,7 @@
 //! The `signed_cookies` engine: the session data itself, signed, in the cookie; nothing on the
-//! server.
+//! server. It is not a store: the core sends the data to the client instead of to a store
+//! ([`Backing::Cookie`](crate::Backing::Cookie)), and [`SignedCookies`] only turns a
+//! cookie value into data and an expiry and back.
 //!
 //! The cookie value is Django's (`signing.dumps(data, salt=`[`COOKIE_SALT`]`, compress=True)`),
 //! so a Django app with the same `SECRET_KEY` reads cloakroom's cookies and the other way
@@ -19,17 +21,15 @@
 //! - **Hide the data.** The value is signed, not encrypted: the visitor can read it (it is
 //!   base64 of JSON, maybe zlib-compressed). Never put secrets in it.
 //! - **Hold much.** Browsers drop cookies over about 4 KB, and with them the session.
-//!   [`cookie_value`](SessionStore::cookie_value) refuses such a session with
+//!   [`encode`](SignedCookies::encode) refuses such a session with
 //!   [`StoreError::TooLarge`] instead of letting it vanish.
 //!
 //! One thing it does beyond Django: a per-session expiry (`set_expiry`) is enforced when the
 //! cookie is read, not only through the cookie's `Max-Age` (Django checks only `cookie_age`,
 //! ticket #19201), so a replayed short-lived cookie does not outlive its expiry.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -39,16 +39,16 @@ use crate::error::{ConfigError, OpenError, StoreError};
 use crate::expiry::parse_iso;
 use crate::keys::EXPIRY_KEY;
 use crate::signing::{Signer, COOKIE_SALT};
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
-const ENGINE: &str = "signed_cookies";
+/// The engine's name in logs, metrics and errors (Django's module name).
+pub const ENGINE: &str = "signed_cookies";
 
 /// The largest cookie browsers are required to keep (RFC 6265 §6.1), counting its name, value
 /// and attributes.
 pub const MAX_COOKIE_BYTES: usize = 4096;
 
 /// The attributes a session cookie usually carries, counted against [`MAX_COOKIE_BYTES`]
-/// (the store does not know the exact ones; a domain adds its length on top).
+/// (the exact ones are the layer's; a domain adds its length on top).
 const TYPICAL_ATTRIBUTES: &str =
     "; expires=Wed, 15 Jan 2025 00:00:00 GMT; HttpOnly; Max-Age=1209600; Path=/; SameSite=Lax; Secure";
 
@@ -60,26 +60,20 @@ const MAX_DECOMPRESSED: usize = 1024 * 1024;
 /// hashing.
 const MAX_ACCEPTED_VALUE: usize = 2 * MAX_COOKIE_BYTES;
 
-/// The record handed over by the core is not JSON, which this engine needs to re-sign it.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the signed_cookies engine needs the session data as JSON (the default codec, `Codec::Json`)"
-)]
-struct NotJson(#[source] serde_json::Error);
-
-/// Sessions kept in the cookie, signed with Django's format. See the [module docs](self) for
-/// what this engine cannot do.
+/// Sessions kept in the cookie, signed with Django's format: what the core needs to send the
+/// data to the client ([`Backing::Cookie`](crate::Backing::Cookie)). See the
+/// [module docs](self) for what this engine cannot do.
 #[derive(Clone, Debug)]
-pub struct SignedCookieStore {
+pub struct SignedCookies {
     signer: Signer,
     cookie_age: Duration,
     cookie_name: String,
 }
 
-impl SignedCookieStore {
-    /// A store that signs with `secret` (Django's `SECRET_KEY`), also accepts cookies signed
-    /// with any of `fallbacks` (`SECRET_KEY_FALLBACKS`), refuses cookies older than `cookie_age`
-    /// seconds, and sizes cookies named `cookie_name`.
+impl SignedCookies {
+    /// Cookies signed with `secret` (Django's `SECRET_KEY`), also accepted when signed with
+    /// any of `fallbacks` (`SECRET_KEY_FALLBACKS`), refused once older than `cookie_age`
+    /// seconds, and sized as cookies named `cookie_name`.
     ///
     /// # Errors
     /// [`OpenError::Config`] naming `secret_key` when the secret is empty (anyone could sign
@@ -87,11 +81,11 @@ impl SignedCookieStore {
     ///
     /// # Examples
     /// ```
-    /// use cloakroom_core::engines::cookie::SignedCookieStore;
+    /// use cloakroom_core::engines::cookie::SignedCookies;
     /// use cloakroom_core::{Secret, Sessions, Settings};
     ///
-    /// let store = SignedCookieStore::new(Secret::new("a long random secret"), vec![], 1_209_600, "sessionid")?;
-    /// let sessions = Sessions::new(store, Settings::default())?;
+    /// let cookies = SignedCookies::new(Secret::new("a long random secret"), vec![], 1_209_600, "sessionid")?;
+    /// let sessions = Sessions::from_backing(cookies, Settings::default())?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(
@@ -113,6 +107,70 @@ impl SignedCookieStore {
             cookie_age: Duration::from_secs(cookie_age),
             cookie_name: cookie_name.into(),
         })
+    }
+
+    /// The engine's name, [`ENGINE`].
+    pub fn engine(&self) -> &'static str {
+        ENGINE
+    }
+
+    /// The data a cookie value carries and the instant it stops being accepted, if it verifies
+    /// at `now`. Anything that does not (tampered, signed with an unknown key, older than
+    /// `cookie_age`, past its own expiry, or garbage) is `None`: every client can send
+    /// anything here, so the visitor just gets a fresh session.
+    pub fn decode(&self, value: &str, now: OffsetDateTime) -> Option<(Data, OffsetDateTime)> {
+        if value.len() > MAX_ACCEPTED_VALUE {
+            tracing::debug!(len = value.len(), "session cookie too long; ignored");
+            return None;
+        }
+        let verified = self
+            .signer
+            .unsign(value, Some(self.cookie_age), now)
+            .and_then(|verified| {
+                let data = self.signer.decode_payload(verified.payload)?;
+                Ok((data, verified.timestamp))
+            });
+        let (data, timestamp) = match verified {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(reason = e.reason(), "session cookie refused");
+                return None;
+            }
+        };
+        let issued = OffsetDateTime::from_unix_timestamp(timestamp).ok()?;
+        // The age rule (checked by `unsign`) lets a cookie exactly `cookie_age` old pass, as
+        // Django does; the session's own expiry is a plain instant.
+        let by_age = self.aged_out_at(issued);
+        let expires_at = match own_expiry(&data, issued) {
+            Some(own) if own <= now => return None,
+            Some(own) => own.min(by_age),
+            None => by_age,
+        };
+        Some((data, expires_at))
+    }
+
+    /// The cookie value that carries `data`: written as Python's JSON, compressed when
+    /// shorter, signed at `now`.
+    ///
+    /// # Errors
+    /// [`StoreError::TooLarge`] when the cookie (name, value and the usual attributes) would
+    /// be over the [`MAX_COOKIE_BYTES`] browsers keep: a browser would drop it, and the
+    /// session with it, without a word.
+    pub fn encode(&self, data: &Data, now: OffsetDateTime) -> Result<String, StoreError> {
+        let value = self.signer.dumps(data, true, now);
+        let size = self.cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
+        if size > MAX_COOKIE_BYTES {
+            return Err(StoreError::TooLarge {
+                engine: ENGINE,
+                detail: format!(
+                    "the signed cookie would be {size} bytes (name, value and typical \
+                     attributes), over the {MAX_COOKIE_BYTES}-byte limit browsers keep; store \
+                     less in the session, or use a server-side engine (db, cache, cached_db or \
+                     file)"
+                ),
+            });
+        }
+        Ok(value)
     }
 
     /// When a cookie signed at `issued` stops being accepted by age alone.
@@ -137,209 +195,67 @@ fn own_expiry(data: &Data, issued: OffsetDateTime) -> Option<OffsetDateTime> {
     }
 }
 
-#[async_trait]
-impl SessionStore for SignedCookieStore {
-    fn engine(&self) -> &'static str {
-        ENGINE
-    }
-
-    /// Verifies the cookie and returns its data as JSON; anything that does not verify (or has
-    /// expired) is `None`, so the visitor gets a fresh session.
-    async fn load(&self, cookie: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        if cookie.len() > MAX_ACCEPTED_VALUE {
-            tracing::debug!(len = cookie.len(), "session cookie too long; ignored");
-            return Ok(None);
-        }
-        let data = self
-            .signer
-            .unsign(cookie, Some(self.cookie_age), now)
-            .and_then(|verified| {
-                let data = self.signer.decode_payload(verified.payload)?;
-                Ok((data, verified.timestamp))
-            });
-        let (data, timestamp) = match data {
-            Ok(found) => found,
-            Err(e) => {
-                // Every client can send anything here; not worth more than a debug line.
-                tracing::debug!(reason = e.reason(), "session cookie refused");
-                return Ok(None);
-            }
-        };
-        let Ok(issued) = OffsetDateTime::from_unix_timestamp(timestamp) else {
-            return Ok(None);
-        };
-        // The age rule (checked by `unsign`) lets a cookie exactly `cookie_age` old pass, as
-        // Django does; the session's own expiry is a plain instant.
-        let by_age = self.aged_out_at(issued);
-        let expires_at = match own_expiry(&data, issued) {
-            Some(own) if own <= now => return Ok(None),
-            Some(own) => own.min(by_age),
-            None => by_age,
-        };
-        let Ok(json) = serde_json::to_string(&data) else {
-            return Ok(None);
-        };
-        Ok(Some(Record {
-            data: json.into(),
-            expires_at,
-        }))
-    }
-
-    async fn create(&self, _key: &str, _record: &Record) -> Result<Created, StoreError> {
-        Ok(Created::Stored)
-    }
-
-    async fn update(
-        &self,
-        _key: &str,
-        _expected: &[u8],
-        _record: &Record,
-        _now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        Ok(Updated::Stored)
-    }
-
-    async fn delete(&self, _key: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// The record's data, written as Python's JSON, compressed when shorter, signed at `now`.
-    fn cookie_value<'a>(
-        &self,
-        _key: &'a str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        let data: Data = serde_json::from_slice(&record.data)
-            .map_err(|e| StoreError::backend(ENGINE, NotJson(e)))?;
-        let value = self.signer.dumps(&data, true, now);
-        let size = self.cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
-        if size > MAX_COOKIE_BYTES {
-            return Err(StoreError::TooLarge {
-                engine: ENGINE,
-                detail: format!(
-                    "the signed cookie would be {size} bytes (name, value and typical \
-                     attributes), over the {MAX_COOKIE_BYTES}-byte limit browsers keep; store \
-                     less in the session, or use a server-side engine (db, cache, cached_db or \
-                     file)"
-                ),
-            });
-        }
-        Ok(Cow::Owned(value))
-    }
-
-    fn keeps_data_in_cookie(&self) -> bool {
-        true
-    }
-}
-
-/// Nothing is stored, so nothing expires on the server; answers 0 so that `clearsessions`
-/// works on every engine.
-#[async_trait]
-impl ClearExpired for SignedCookieStore {
-    async fn clear_expired(&self, _now: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store() -> SignedCookieStore {
-        SignedCookieStore::new(Secret::new("s3cret"), vec![], 1_209_600, "sessionid").unwrap()
+    fn cookies() -> SignedCookies {
+        SignedCookies::new(Secret::new("s3cret"), vec![], 1_209_600, "sessionid").unwrap()
     }
 
-    fn record(json: &str) -> Record {
-        Record {
-            data: json.to_owned().into(),
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-        }
+    fn data(json: &str) -> Data {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn at() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_735_689_600).unwrap()
+    }
+
+    fn live(c: &SignedCookies, value: &str, after: u64) -> bool {
+        c.decode(value, at() + Duration::from_secs(after)).is_some()
     }
 
     #[test]
     fn an_empty_secret_is_refused() {
-        let err = SignedCookieStore::new(Secret::new(""), vec![], 60, "sessionid").unwrap_err();
+        let err = SignedCookies::new(Secret::new(""), vec![], 60, "sessionid").unwrap_err();
         assert!(err.to_string().contains("secret_key"), "{err}");
     }
 
-    #[tokio::test]
-    async fn values_round_trip_with_the_cookie_timestamp() {
-        let s = store();
-        let now = OffsetDateTime::from_unix_timestamp(1_735_689_600).unwrap();
-        let value = s
-            .cookie_value("ignored", &record(r#"{"a":"é","b":[1,2.5]}"#), now)
-            .unwrap();
+    #[test]
+    fn values_round_trip_with_the_cookie_timestamp() {
+        let c = cookies();
+        let sent = data(r#"{"a":"é","b":[1,2.5]}"#);
+        let value = c.encode(&sent, at()).unwrap();
         assert!(value.is_ascii() && value.contains(":1tSm9Y:"), "{value}");
-        let back = s.load(&value, now).await.unwrap().unwrap();
-        assert_eq!(back.data, r#"{"a":"é","b":[1,2.5]}"#);
-        assert_eq!(back.expires_at, now + Duration::from_secs(1_209_600));
-    }
-
-    #[tokio::test]
-    async fn a_per_session_expiry_is_enforced_on_read() {
-        let s = store();
-        let now = OffsetDateTime::from_unix_timestamp(1_735_689_600).unwrap();
-        let value = s
-            .cookie_value("k", &record(r#"{"_session_expiry":60}"#), now)
-            .unwrap();
-        assert!(s
-            .load(&value, now + Duration::from_secs(59))
-            .await
-            .unwrap()
-            .is_some());
-        assert!(s
-            .load(&value, now + Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_none());
-        let value = s
-            .cookie_value(
-                "k",
-                &record(r#"{"_session_expiry":"2025-01-01T00:00:30+00:00"}"#),
-                now,
-            )
-            .unwrap();
-        assert!(s
-            .load(&value, now + Duration::from_secs(29))
-            .await
-            .unwrap()
-            .is_some());
-        assert!(s
-            .load(&value, now + Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_none());
-        // 0 is "until the browser closes": only cookie_age applies on the server.
-        let value = s
-            .cookie_value("k", &record(r#"{"_session_expiry":0}"#), now)
-            .unwrap();
-        assert!(s
-            .load(&value, now + Duration::from_secs(86_400))
-            .await
-            .unwrap()
-            .is_some());
+        let (back, expires_at) = c.decode(&value, at()).unwrap();
+        assert_eq!(back, sent);
+        assert_eq!(expires_at, at() + Duration::from_secs(1_209_600));
     }
 
     #[test]
-    fn non_json_records_are_a_clear_error() {
-        let err = store()
-            .cookie_value("k", &record("e30:1tSm9Y:sig"), OffsetDateTime::UNIX_EPOCH)
-            .unwrap_err();
-        let source = std::error::Error::source(&err).unwrap().to_string();
-        assert!(source.contains("Codec::Json"), "{source}");
+    fn a_per_session_expiry_is_enforced_on_read() {
+        let c = cookies();
+        let value = c.encode(&data(r#"{"_session_expiry":60}"#), at()).unwrap();
+        assert!(live(&c, &value, 59));
+        assert!(!live(&c, &value, 60));
+        let instant = data(r#"{"_session_expiry":"2025-01-01T00:00:30+00:00"}"#);
+        let value = c.encode(&instant, at()).unwrap();
+        assert!(live(&c, &value, 29));
+        assert!(!live(&c, &value, 30));
+        // 0 is "until the browser closes": only cookie_age applies on the server.
+        let value = c.encode(&data(r#"{"_session_expiry":0}"#), at()).unwrap();
+        assert!(live(&c, &value, 86_400));
     }
 
     #[test]
     fn the_size_limit_counts_name_value_and_attributes() {
-        let s = store();
-        let now = OffsetDateTime::UNIX_EPOCH;
+        let c = cookies();
         // base36 text compresses to about 5.2 bits a character, then base64 adds a third.
         let noise: String = (0..200).map(|_| crate::key::generate().unwrap()).collect();
-        let fits = format!(r#"{{"n":"{}"}}"#, &noise[..3000]);
-        assert!(s.cookie_value("k", &record(&fits), now).is_ok());
-        let over = format!(r#"{{"n":"{}"}}"#, &noise[..6200]);
-        let err = s.cookie_value("k", &record(&over), now).unwrap_err();
+        let fits = data(&format!(r#"{{"n":"{}"}}"#, &noise[..3000]));
+        assert!(c.encode(&fits, at()).is_ok());
+        let over = data(&format!(r#"{{"n":"{}"}}"#, &noise[..6200]));
+        let err = c.encode(&over, at()).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StoreError::TooLarge { .. }), "{msg}");
         assert!(

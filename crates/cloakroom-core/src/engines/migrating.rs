@@ -19,7 +19,6 @@
 //! old store's index listed is listed again from its first use (with that first use as its
 //! login time); one nobody uses meanwhile shows up once `cloakroom copy` moves it.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -146,19 +145,6 @@ impl SessionStore for MigratingStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.old.delete(key).await?;
         self.new.delete(key).await
-    }
-
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        self.new.cookie_value(key, record, now)
-    }
-
-    fn keeps_data_in_cookie(&self) -> bool {
-        self.new.keeps_data_in_cookie()
     }
 
     fn users(&self) -> Option<&dyn UserIndex> {

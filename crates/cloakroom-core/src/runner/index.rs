@@ -105,7 +105,7 @@ fn under_policy(ctx: &Context, result: Result<(), StoreError>) -> Result<(), Sto
         Ok(()) => Ok(()),
         Err(e) if ctx.policy() == OnStoreError::FailOpen => {
             crate::observe::warn_store_failure(
-                ctx.shared.store.engine(),
+                ctx.shared.engine(),
                 &e,
                 "the user index failed; the session is saved but its entry may be stale (fail-open)",
             );

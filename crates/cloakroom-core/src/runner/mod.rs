@@ -1,7 +1,9 @@
 //! Executes the end of a request that [`crate::plan`] decided: the deletions, the write
 //! (a fresh-key create, a rolling touch, or the compare-and-swap loop that merges with
-//! concurrent saves), the rotation snapshot, the user index and the cookie.
+//! concurrent saves), the rotation snapshot, the user index and the cookie; or, when the data
+//! travels in the cookie, the signed cookie value that carries it.
 
+mod cookie;
 mod index;
 mod write;
 
@@ -13,13 +15,13 @@ use crate::error::Error;
 use crate::observe::Operation;
 use crate::plan::{plan, Cookie, CookieAction, Index, Outcome, Plan, Write};
 use crate::recorded::{Context, Recorded};
-use crate::shared::Shared;
+use crate::shared::{Server, Travel};
 use crate::store::Record;
 
 pub(crate) use self::index::link_moved;
 pub(crate) use self::write::ROTATED_KEY;
 
-/// What a write stored: the key, the record, and the cookie's `Max-Age`.
+/// What a write stored: the key (the cookie value), the record, and the cookie's `Max-Age`.
 struct Written {
     key: String,
     record: Record,
@@ -50,7 +52,7 @@ pub(crate) async fn end(ctx: &Arc<Context>, status: u16) -> Result<Outcome, Erro
     let result = match finish(ctx, &mut st, status).await {
         Err(Error::Store(e)) if ctx.policy() == crate::OnStoreError::FailOpen => {
             crate::observe::warn_store_failure(
-                ctx.shared.store.engine(),
+                ctx.shared.engine(),
                 &e,
                 "session store failed; the response goes out unsaved (fail-open)",
             );
@@ -124,10 +126,33 @@ async fn execute(
     if plan.check_size {
         shared.encode_bounded(&st.data)?;
     }
+    let written = match &shared.travel {
+        Travel::Server(server) => on_server(ctx, server, st, &plan, now).await?,
+        Travel::Cookie(cookies) => cookie::write(shared, cookies, st, plan.write, now)?,
+    };
+    let cookie = match (plan.write, &written) {
+        (Write::Touch { otherwise, .. }, None) => otherwise,
+        _ => plan.cookie,
+    };
+    let action = cookie_action(st, cookie, written);
+    Ok(outcome(action, st.accessed))
+}
+
+/// The store's part of `plan`: the deletions, the write, the rotation snapshot and the user
+/// index.
+async fn on_server(
+    ctx: &Context,
+    server: &Server,
+    st: &mut Recorded,
+    plan: &Plan,
+    now: OffsetDateTime,
+) -> Result<Option<Written>, Error> {
+    let shared = &ctx.shared;
+    let store = &*server.store;
     if plan.delete {
         for doomed in std::mem::take(&mut st.doomed) {
             shared
-                .call(Operation::Delete, shared.store.delete(&doomed))
+                .call(Operation::Delete, store.delete(&doomed))
                 .await?;
         }
     }
@@ -137,13 +162,13 @@ async fn execute(
             expires_at,
             max_age,
             ..
-        } => write::touch(shared, st, expires_at, max_age, now).await?,
-        Write::Create { deadline } => Some(write::create(shared, st, deadline, now).await?),
-        Write::Update => Some(write::update(shared, st, now).await?),
+        } => write::touch(shared, store, st, expires_at, max_age, now).await?,
+        Write::Create { deadline } => Some(write::create(shared, store, st, deadline, now).await?),
+        Write::Update => Some(write::update(shared, store, st, now).await?),
     };
     if plan.snapshot {
         if let Some((old, text)) = st.cycled_from.take() {
-            write::park_snapshot(shared, &old, text, now).await?;
+            write::park_snapshot(shared, store, &old, text, now).await?;
         }
     }
     match (plan.index, &written) {
@@ -154,53 +179,32 @@ async fn execute(
         }
         _ => {}
     }
-    let cookie = match (plan.write, &written) {
-        (Write::Touch { otherwise, .. }, None) => otherwise,
-        _ => plan.cookie,
-    };
-    let action = cookie_action(shared, st, cookie, written, now)?;
-    Ok(outcome(action, st.accessed))
+    Ok(written)
 }
 
 /// The cookie the plan asked for, and the state after a write: the written record is the
 /// session's key, compare-and-swap token and expiry from now on.
-fn cookie_action(
-    shared: &Shared,
-    st: &mut Recorded,
-    cookie: Cookie,
-    written: Option<Written>,
-    now: OffsetDateTime,
-) -> Result<CookieAction, Error> {
+fn cookie_action(st: &mut Recorded, cookie: Cookie, written: Option<Written>) -> CookieAction {
     match (cookie, written) {
         (Cookie::Written, Some(w)) => {
-            let value = shared.cookie_value(&w.key, &w.record, now)?;
             st.expires_at = Some(w.record.expires_at);
             st.token = Some(w.record.data);
-            st.key = Some(w.key);
-            Ok(CookieAction::Set {
-                value,
+            st.key = Some(w.key.clone());
+            CookieAction::Set {
+                value: w.key,
                 max_age: w.max_age,
-            })
+            }
         }
-        (
-            Cookie::Resend {
-                expires_at,
+        // The cookie as the request brought it, or as `Session::save` wrote it.
+        (Cookie::Resend { max_age, .. }, _) => match (&st.key, &st.token) {
+            (Some(key), Some(_)) => CookieAction::Set {
+                value: key.clone(),
                 max_age,
             },
-            _,
-        ) => {
-            let (Some(key), Some(token)) = (&st.key, &st.token) else {
-                return Ok(CookieAction::Keep);
-            };
-            let record = Record {
-                data: token.clone(),
-                expires_at,
-            };
-            let value = shared.cookie_value(key, &record, now)?;
-            Ok(CookieAction::Set { value, max_age })
-        }
-        (Cookie::Delete, _) => Ok(CookieAction::Delete),
-        (Cookie::Keep | Cookie::Written, _) => Ok(CookieAction::Keep),
+            _ => CookieAction::Keep,
+        },
+        (Cookie::Delete, _) => CookieAction::Delete,
+        (Cookie::Keep | Cookie::Written, _) => CookieAction::Keep,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::locks::KeyGuard;
 use crate::observe::Operation;
 use crate::recorded::Recorded;
 use crate::shared::Shared;
-use crate::store::{Created, Record, Updated};
+use crate::store::{Created, Record, SessionStore, Updated};
 
 /// In the record `cycle_key` leaves under the old key for the grace window: when the key was
 /// rotated. The rest of the record is the session as it was then, read-only.
@@ -40,18 +40,28 @@ pub(crate) fn is_rotated(data: &Data) -> bool {
 }
 
 /// The `Max-Age` of a cookie for `lifetime`: none for a browser-session cookie.
-fn max_age(lifetime: &Lifetime) -> Option<i64> {
+pub(super) fn max_age(lifetime: &Lifetime) -> Option<i64> {
     (!lifetime.browser_close).then_some(lifetime.age)
 }
 
-/// Stores the session under a fresh key (never overwriting), starting its absolute lifetime
-/// at `deadline` when the plan set one.
-pub(super) async fn create(
+/// What a write of `data` at `now` stores: the data encoded (within `max_session_bytes`),
+/// expiring when its lifetime ends.
+pub(super) fn record_of(
     shared: &Shared,
-    st: &mut Recorded,
-    deadline: Option<OffsetDateTime>,
+    data: &Data,
     now: OffsetDateTime,
-) -> Result<Written, Error> {
+) -> Result<(Record, Lifetime), Error> {
+    let lifetime = Lifetime::of(data, &shared.settings.session, now);
+    let record = Record {
+        data: shared.encode_bounded(data)?,
+        expires_at: lifetime.expires_at,
+    };
+    Ok((record, lifetime))
+}
+
+/// A new session (or a cycled key): starts its absolute lifetime at `deadline`, when the plan
+/// set one, and forgets the token of the data it was loaded from.
+pub(super) fn start_new(st: &mut Recorded, deadline: Option<OffsetDateTime>) {
     if let Some(deadline) = deadline {
         st.data.insert(
             DEADLINE_KEY.to_owned(),
@@ -59,15 +69,23 @@ pub(super) async fn create(
         );
     }
     st.token = None;
-    let lifetime = Lifetime::of(&st.data, &shared.settings.session, now);
-    let record = Record {
-        data: shared.encode_bounded(&st.data)?,
-        expires_at: lifetime.expires_at,
-    };
+}
+
+/// Stores the session under a fresh key (never overwriting), starting its absolute lifetime
+/// at `deadline` when the plan set one.
+pub(super) async fn create(
+    shared: &Shared,
+    store: &dyn SessionStore,
+    st: &mut Recorded,
+    deadline: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<Written, Error> {
+    start_new(st, deadline);
+    let (record, lifetime) = record_of(shared, &st.data, now)?;
     for _ in 0..MAX_KEY_DRAWS {
         let key = key::generate()?;
         match shared
-            .call(Operation::Create, shared.store.create(&key, &record))
+            .call(Operation::Create, store.create(&key, &record))
             .await?
         {
             Created::Stored => {
@@ -91,6 +109,7 @@ pub(super) async fn create(
 /// session is gone, which the next request will find out.
 pub(super) async fn touch(
     shared: &Shared,
+    store: &dyn SessionStore,
     st: &Recorded,
     expires_at: OffsetDateTime,
     max_age: Option<i64>,
@@ -104,7 +123,7 @@ pub(super) async fn touch(
         expires_at,
     };
     match shared
-        .call(Operation::Touch, shared.store.touch(key, &record, now))
+        .call(Operation::Touch, store.touch(key, &record, now))
         .await?
     {
         Updated::Stored => Ok(Some(Written {
@@ -121,6 +140,7 @@ pub(super) async fn touch(
 /// changes on the newer record and tries again, at most [`MAX_MERGES`] times.
 pub(super) async fn update(
     shared: &Shared,
+    store: &dyn SessionStore,
     st: &mut Recorded,
     now: OffsetDateTime,
 ) -> Result<Written, Error> {
@@ -128,17 +148,13 @@ pub(super) async fn update(
         return Err(Error::Interrupted);
     };
     // Computed once, and again only when a merge changes the data.
-    let mut lifetime = Lifetime::of(&st.data, &shared.settings.session, now);
-    let mut record = Record {
-        data: shared.encode_bounded(&st.data)?,
-        expires_at: lifetime.expires_at,
-    };
+    let (mut record, mut lifetime) = record_of(shared, &st.data, now)?;
     let mut merges = 0;
     // Taken only once a save has met another: the others' saves of this key in this process
     // then go one at a time, so each merges about once.
     let mut queued = None;
     loop {
-        let update = shared.store.update(&key, &expected, &record, now);
+        let update = store.update(&key, &expected, &record, now);
         match shared.call(Operation::Update, update).await? {
             Updated::Stored => break,
             Updated::Missing => return Err(Error::Interrupted),
@@ -149,11 +165,7 @@ pub(super) async fn update(
                 }
                 wait_turn(shared, &key, &mut queued, merges).await;
                 let data = merge(shared, st, &current)?;
-                lifetime = Lifetime::of(&data, &shared.settings.session, now);
-                record = Record {
-                    data: shared.encode_bounded(&data)?,
-                    expires_at: lifetime.expires_at,
-                };
+                (record, lifetime) = record_of(shared, &data, now)?;
                 st.data = data;
                 expected = current.data;
             }
@@ -201,6 +213,7 @@ fn merge(shared: &Shared, st: &Recorded, current: &Record) -> Result<Data, Error
 /// and no logged-in user.
 pub(super) async fn park_snapshot(
     shared: &Shared,
+    store: &dyn SessionStore,
     old: &str,
     mut expected: bytes::Bytes,
     now: OffsetDateTime,
@@ -221,16 +234,14 @@ pub(super) async fn park_snapshot(
             data: shared.codec.encode(&snapshot),
             expires_at: now + grace,
         };
-        let update = shared.store.update(old, &expected, &record, now);
+        let update = store.update(old, &expected, &record, now);
         match shared.call(Operation::Update, update).await? {
             Updated::Stored | Updated::Missing => return Ok(()),
             Updated::Conflict(current) => expected = current.data,
         }
     }
     // Could not park the snapshot: fall back to no grace rather than leave the old key live.
-    shared
-        .call(Operation::Delete, shared.store.delete(old))
-        .await?;
+    shared.call(Operation::Delete, store.delete(old)).await?;
     Ok(())
 }
 

@@ -94,7 +94,7 @@ where
                 }
                 Err(error) => {
                     crate::observe::warn_store_failure(
-                        sessions.store().engine(),
+                        sessions.engine(),
                         &error,
                         "session save failed",
                     );
