@@ -39,7 +39,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use cloakroom::store::{Scan, SessionStore};
+use cloakroom::store::{Scan, SessionStore, UserIndex};
 use cloakroom::{Secret, Sessions, Settings, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
@@ -123,6 +123,7 @@ pub fn router(
     admin_token: Option<&Secret>,
     store: Option<Arc<dyn SessionStore>>,
     scan: Option<Arc<dyn Scan>>,
+    users: Option<Arc<dyn UserIndex>>,
     sessions: Sessions,
 ) -> Result<Router, CliError> {
     let Some(token) = admin_token else {
@@ -137,6 +138,7 @@ pub fn router(
         secure: settings.session.cookie_secure,
         store,
         scan,
+        users,
         sessions,
         settings: settings.clone(),
         throttle: Mutex::default(),
@@ -166,6 +168,8 @@ struct Inner {
     /// `None` when sessions live in the cookies (signed cookies).
     store: Option<Arc<dyn SessionStore>>,
     scan: Option<Arc<dyn Scan>>,
+    /// The store's own index of sessions by user (its names, as `store`'s).
+    users: Option<Arc<dyn UserIndex>>,
     /// The demo's sessions, whose user index answers for one user's sessions.
     sessions: Sessions,
     settings: Settings,
@@ -486,7 +490,7 @@ impl Inner {
             return Ok(false);
         };
         store.delete(key).await?;
-        if let (Some(user), Some(index)) = (self.owner(&record.data), store.users()) {
+        if let (Some(user), Some(index)) = (self.owner(&record.data), &self.users) {
             index.unlink(&user, key).await?;
         }
         Ok(true)

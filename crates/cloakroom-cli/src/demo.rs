@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use cloakroom::config::Backend;
 use cloakroom::engines::migrating::MigratingStore;
 use cloakroom::{
-    Backing, Engine, Expiry, Secret, Session, SessionLayer, SessionStore, Sessions, Settings,
-    StoreError, TypedKey,
+    Backing, Engine, Expiry, Secret, Session, SessionLayer, Sessions, Settings, StoreError,
+    TypedKey,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
@@ -85,18 +85,19 @@ pub async fn run(
     }
     let opened = cloakroom::engines::open(&settings).await?;
     let engine = opened.engine();
-    let (backing, store, scan) = match opened {
+    let (backing, store, scan, users) = match opened {
         Backing::Server(server) => {
             let scan = server.scan.clone();
             let backend = serve(server, &settings, migrate_from, migrate).await?;
             let store = backend.store.clone();
-            (Backing::Server(backend), Some(store), scan)
+            let users = backend.users.clone();
+            (Backing::Server(backend), Some(store), scan, users)
         }
         cookies => {
             if migrate_from.is_some() {
                 return Err(CliError::NothingStored(engine.to_owned()));
             }
-            (cookies, None, None)
+            (cookies, None, None, None)
         }
     };
     // The admin page works on the store's own names (under hash_keys, the hashes), outside the
@@ -107,6 +108,7 @@ pub async fn run(
         demo.admin_token.as_ref(),
         store,
         scan,
+        users,
         sessions.clone(),
     )?;
     let metrics = install_metrics()?;
@@ -141,7 +143,7 @@ async fn serve(
             migrate.migrate().await?;
         }
     }
-    check_tables(&*opened.store).await?;
+    check_tables(&opened).await?;
     let Some(old) = migrate_from else {
         return Ok(opened);
     };
@@ -150,10 +152,15 @@ async fn serve(
     let old = old
         .into_server()
         .ok_or_else(|| CliError::NothingStored(engine.to_owned()))?;
-    Ok(cloakroom::Backend::moving(Arc::new(MigratingStore::new(
-        opened.store,
-        old.store,
-    ))))
+    let mut migrating = MigratingStore::new(opened.store, old.store);
+    if let Some(users) = opened.users {
+        migrating = migrating.with_user_index(users);
+    }
+    let migrating = Arc::new(migrating);
+    let users = migrating
+        .has_user_index()
+        .then(|| Arc::clone(&migrating) as Arc<dyn cloakroom::UserIndex>);
+    Ok(cloakroom::Backend::moving(migrating).with_users(users))
 }
 
 /// Installs the Prometheus recorder that the core's metrics (`cloakroom::observe`) go to, and
@@ -203,14 +210,14 @@ async fn same_site_only(request: Request, next: Next) -> Response {
 /// `django_session_user`). Serving anyway would answer every request that needs them with 503;
 /// the error names `cloakroom migrate`. A store that cannot be reached is not refused here:
 /// the outage policy answers for it once requests come.
-async fn check_tables(store: &dyn SessionStore) -> std::result::Result<(), CliError> {
+async fn check_tables(opened: &cloakroom::Backend) -> std::result::Result<(), CliError> {
     let now = time::OffsetDateTime::now_utc();
     // A well-formed key no session has: only the table's existence is in question.
     let probe = "0".repeat(32);
-    if let Err(e @ StoreError::MissingTable { .. }) = store.load(&probe, now).await {
+    if let Err(e @ StoreError::MissingTable { .. }) = opened.store.load(&probe, now).await {
         return Err(e.into());
     }
-    if let Some(index) = store.users() {
+    if let Some(index) = &opened.users {
         if let Err(e @ StoreError::MissingTable { .. }) = index.sessions_of("", now).await {
             return Err(e.into());
         }

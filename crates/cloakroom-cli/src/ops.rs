@@ -98,7 +98,7 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
     let dest = dest
         .into_server()
         .ok_or_else(|| CliError::NothingStored(engine.to_owned()))?;
-    let source_index = source.server().and_then(|server| server.store.users());
+    let source_index = source.server().and_then(|server| server.users.clone());
     let now = OffsetDateTime::now_utc();
     let total = scan.count(now).await?.live;
     let progress = bar(total, "copying sessions");
@@ -113,8 +113,16 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
             }
             progress.inc(1);
         }
-        if let Some(index) = dest.store.users() {
-            link_users(from, source_index, index, &landed, now, &mut done).await?;
+        if let Some(index) = &dest.users {
+            link_users(
+                from,
+                source_index.as_deref(),
+                &**index,
+                &landed,
+                now,
+                &mut done,
+            )
+            .await?;
         }
         match batch.next {
             Some(next) => cursor = Some(next),

@@ -505,7 +505,7 @@ async fn a_save_outraced_past_the_merge_bound_fails_typed_and_writes_nothing_of_
         codec: settings.codec(),
         rivals: Default::default(),
     };
-    let sessions = Sessions::new(store, settings).unwrap();
+    let sessions = Sessions::from_arc(std::sync::Arc::new(store), settings).unwrap();
     let h = harness_with(SessionLayer::new, sessions).await;
     // Created (no compare-and-swap), then every save loses.
     let key = returning_visitor(&h).await;

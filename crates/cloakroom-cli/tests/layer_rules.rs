@@ -354,7 +354,8 @@ async fn bump(session: Session) -> Result<String, cloakroom::Error> {
 #[tokio::test]
 async fn the_store_is_called_only_as_much_as_the_handler_needs() {
     let counts = Counting::new(MemoryStore::new(1_000));
-    let sessions = Sessions::new(counts.clone(), Settings::default()).unwrap();
+    let sessions =
+        Sessions::from_arc(std::sync::Arc::new(counts.clone()), Settings::default()).unwrap();
     let app = Router::new()
         .route("/untouched", get(untouched))
         .route("/read", get(read))

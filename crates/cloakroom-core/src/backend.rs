@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::store::{ClearExpired, MovesOnLoad, Scan, SessionStore};
+use crate::store::{ClearExpired, MovesOnLoad, Scan, SessionStore, UserIndex};
 
 /// An optional ability: creating the session table (`cloakroom migrate`).
 #[async_trait]
@@ -33,6 +33,10 @@ pub struct Backend {
     pub scan: Option<Arc<dyn Scan>>,
     /// Moving records in from another store as they are read (a live migration).
     pub moves: Option<Arc<dyn MovesOnLoad>>,
+    /// The index of sessions by user the store keeps (every server-side engine keeps one):
+    /// the core links a session to its user (`_auth_user_id`) whenever it writes it, so the
+    /// app can list and revoke a user's sessions ([`crate::Sessions::sessions_of`]).
+    pub users: Option<Arc<dyn UserIndex>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for Backend {
             .field("migrate", &self.migrate.is_some())
             .field("scan", &self.scan.is_some())
             .field("moves", &self.moves.is_some())
+            .field("users", &self.users.is_some())
             .finish()
     }
 }
@@ -56,20 +61,30 @@ impl Backend {
             migrate: None,
             scan: None,
             moves: None,
+            users: None,
         }
     }
 
-    /// A server-side store with the abilities every one of them has: clearing and scanning.
-    pub fn server<S: SessionStore + ClearExpired + Scan>(store: Arc<S>) -> Self {
+    /// A store with its index of sessions by user, and no other ability.
+    pub fn indexed<S: SessionStore + UserIndex>(store: Arc<S>) -> Self {
         Self {
-            scan: Some(store.clone()),
-            clear: Some(store.clone()),
+            users: Some(store.clone()),
             ..Self::new(store)
         }
     }
 
+    /// A server-side store with the abilities every one of them has: clearing, scanning and
+    /// an index of sessions by user.
+    pub fn server<S: SessionStore + ClearExpired + Scan + UserIndex>(store: Arc<S>) -> Self {
+        Self {
+            scan: Some(store.clone()),
+            clear: Some(store.clone()),
+            ..Self::indexed(store)
+        }
+    }
+
     /// A SQL store: a server-side store with a table to create.
-    pub fn sql<S: SessionStore + ClearExpired + Scan + Migrate>(store: Arc<S>) -> Self {
+    pub fn sql<S: SessionStore + ClearExpired + Scan + UserIndex + Migrate>(store: Arc<S>) -> Self {
         Self {
             migrate: Some(store.clone()),
             ..Self::server(store)
@@ -83,6 +98,20 @@ impl Backend {
             moves: Some(store.clone()),
             ..Self::new(store)
         }
+    }
+
+    /// Sets the index of sessions by user (`None`: the store keeps none).
+    #[must_use]
+    pub fn with_users(self, users: Option<Arc<dyn UserIndex>>) -> Self {
+        Self { users, ..self }
+    }
+
+    /// The index of sessions by user, or [`StoreError::NoUserIndex`] naming the engine.
+    ///
+    /// # Errors
+    /// [`StoreError::NoUserIndex`] when the store keeps no index.
+    pub fn user_index(&self) -> Result<&dyn UserIndex, StoreError> {
+        crate::store::user_index(self.users.as_ref(), self.store.engine())
     }
 
     /// Replaces the store the core calls, keeping the abilities: for a wrapper that changes

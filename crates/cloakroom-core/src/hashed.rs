@@ -56,13 +56,20 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 #[derive(Clone)]
 pub struct HashedKeys {
     inner: Arc<dyn SessionStore>,
+    users: Option<Arc<dyn UserIndex>>,
 }
 
 impl HashedKeys {
     /// Wraps `inner` (signed cookies are no store and have no key to hash;
     /// [`crate::Sessions`] refuses `hash_keys` with them).
     pub fn new(inner: Arc<dyn SessionStore>) -> Self {
-        Self { inner }
+        Self { inner, users: None }
+    }
+
+    /// Hashes the ids of `users`, `inner`'s index of sessions by user, too.
+    #[must_use]
+    pub fn with_users(self, users: Option<Arc<dyn UserIndex>>) -> Self {
+        Self { users, ..self }
     }
 }
 
@@ -112,10 +119,6 @@ impl SessionStore for HashedKeys {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(&stored_key(key)).await
     }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        self.inner.users().map(|_| self as &dyn UserIndex)
-    }
 }
 
 /// The core links and unlinks raw keys, which are hashed here like every other key; listed
@@ -128,11 +131,13 @@ impl UserIndex for HashedKeys {
             id: stored_key(&entry.id),
             ..entry.clone()
         };
-        user_index(&*self.inner)?.link(&entry).await
+        user_index(self.users.as_ref(), self.inner.engine())?
+            .link(&entry)
+            .await
     }
 
     async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        user_index(&*self.inner)?
+        user_index(self.users.as_ref(), self.inner.engine())?
             .unlink(user_id, &stored_key(id))
             .await
     }
@@ -142,11 +147,15 @@ impl UserIndex for HashedKeys {
         user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<UserSession>, StoreError> {
-        user_index(&*self.inner)?.sessions_of(user_id, now).await
+        user_index(self.users.as_ref(), self.inner.engine())?
+            .sessions_of(user_id, now)
+            .await
     }
 
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        user_index(&*self.inner)?.revoke(user_id, id).await
+        user_index(self.users.as_ref(), self.inner.engine())?
+            .revoke(user_id, id)
+            .await
     }
 }
 

@@ -19,7 +19,7 @@ use crate::recorded::Context;
 use crate::response::ErrorHandler;
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::store::{SessionStore, UserSession};
+use crate::store::{SessionStore, UserIndex, UserSession};
 
 pub use crate::plan::{CookieAction, Outcome};
 
@@ -50,13 +50,23 @@ impl Sessions {
     /// that only reads leaves the stored text as it is (an idle-timeout refresh moves only the
     /// expiry).
     ///
+    /// The store's index of sessions by user ([`UserIndex`], which every engine keeps) lets
+    /// the app list and revoke a user's sessions ([`sessions_of`](Self::sessions_of)).
+    ///
     /// # Errors
     /// [`ConfigError`] when the settings cannot work (see [`Settings::validate`]).
-    pub fn new(store: impl SessionStore, settings: Settings) -> Result<Self, ConfigError> {
-        Self::from_arc(Arc::new(store), settings)
+    pub fn new(
+        store: impl SessionStore + UserIndex,
+        settings: Settings,
+    ) -> Result<Self, ConfigError> {
+        let store = Arc::new(store);
+        let users: Arc<dyn UserIndex> = store.clone();
+        Self::from_backend(Backend::new(store).with_users(Some(users)), settings)
     }
 
-    /// As [`new`](Self::new), for a store that is already shared.
+    /// As [`new`](Self::new), for a store that is already shared, and without an index of
+    /// sessions by user (a store that keeps one goes in a [`Backend`] with its `users`, for
+    /// [`from_backend`](Self::from_backend)).
     ///
     /// # Errors
     /// [`ConfigError`] when the settings cannot work.
@@ -131,6 +141,15 @@ impl Sessions {
     /// `None` when the data travels in the cookie (signed cookies) and nothing is stored.
     pub fn store(&self) -> Option<&Arc<dyn SessionStore>> {
         self.shared.server().map(|server| &server.observed)
+    }
+
+    /// The store's index of sessions by user, with a span and metrics around each call;
+    /// `None` when the engine keeps none (signed cookies). Ids are hashed under `hash_keys`,
+    /// as [`sessions_of`](Self::sessions_of) lists them.
+    pub fn users(&self) -> Option<&Arc<dyn UserIndex>> {
+        self.shared
+            .server()
+            .and_then(|server| server.observed_users.as_ref())
     }
 
     /// The engine's name for logs and errors (`"sqlite"`, `"signed_cookies"` …).

@@ -3,9 +3,8 @@
 //! [`Shared::call`], the one way the core calls the store (breaker, timeout, metrics and span
 //! around every call).
 //!
-//! The store's abilities beside the store contract (`MovesOnLoad`) and its method that is not
-//! about storing bytes (`users`) are called here and nowhere else in the core, so that
-//! narrowing the store trait edits one place.
+//! The store's abilities beside the store contract (`MovesOnLoad`, `UserIndex`) are called
+//! through here, so that the store trait stays about storing bytes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,25 +63,43 @@ pub(crate) struct Server {
     pub observed: Arc<dyn SessionStore>,
     /// The store's live migration, if it is one: loads go through it (see `Shared::load`).
     moves: Option<Arc<dyn MovesOnLoad>>,
+    /// The store's index of sessions by user (ids hashed under `hash_keys`), if it keeps one.
+    users: Option<Arc<dyn UserIndex>>,
+    /// The same index observed, for the app's own calls through
+    /// [`Sessions::users`](crate::Sessions::users).
+    pub observed_users: Option<Arc<dyn UserIndex>>,
 }
 
 impl Server {
     /// `backend` under `settings`: keys hashed when `hash_keys` asks for it.
     fn new(backend: Backend, settings: &Settings) -> Self {
-        let Backend { store, moves, .. } = backend;
-        let store: Arc<dyn SessionStore> = if settings.session.hash_keys {
-            Arc::new(crate::hashed::HashedKeys::new(store))
+        let Backend {
+            store,
+            moves,
+            users,
+            ..
+        } = backend;
+        let (store, users): (Arc<dyn SessionStore>, _) = if settings.session.hash_keys {
+            let hashed = Arc::new(crate::hashed::HashedKeys::new(store).with_users(users.clone()));
+            let users = users.map(|_| Arc::clone(&hashed) as Arc<dyn UserIndex>);
+            (hashed, users)
         } else {
-            store
+            (store, users)
         };
         // Every store call gets a span and metrics (see `observe`): the core's own through
         // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
-        let observed: Arc<dyn SessionStore> =
-            Arc::new(crate::observe::Instrumented::new(Arc::clone(&store)));
+        let instrumented = Arc::new(
+            crate::observe::Instrumented::new(Arc::clone(&store)).with_users(users.clone()),
+        );
+        let observed_users = users
+            .as_ref()
+            .map(|_| Arc::clone(&instrumented) as Arc<dyn UserIndex>);
         Self {
             store,
-            observed,
+            observed: instrumented,
             moves,
+            users,
+            observed_users,
         }
     }
 }
@@ -220,7 +237,7 @@ impl Shared {
 
     /// The store's index of sessions by user, if it keeps one.
     pub fn users(&self) -> Option<&dyn UserIndex> {
-        self.server().and_then(|server| server.store.users())
+        self.server().and_then(|server| server.users.as_deref())
     }
 
     /// The store's index of sessions by user, or [`StoreError::NoUserIndex`] naming the engine.

@@ -18,6 +18,8 @@
 //!   ([`Updated::Conflict`]) or is gone ([`Updated::Missing`], and it creates nothing).
 //! - `delete` of a missing key succeeds.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use time::OffsetDateTime;
@@ -116,14 +118,6 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes the record under `key`; a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-
-    /// The index of sessions by user that this store keeps, if it keeps one (every server-side
-    /// engine does). The core links a session to its user
-    /// (`_auth_user_id`) whenever it writes it, so the app can list and revoke a user's
-    /// sessions ([`crate::Sessions::sessions_of`]). Wrappers forward their inner store's.
-    fn users(&self) -> Option<&dyn UserIndex> {
-        None
-    }
 }
 
 /// An optional ability of a store that moves records in from another store as it reads them
@@ -209,15 +203,18 @@ pub trait UserIndex: Send + Sync {
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError>;
 }
 
-/// The index of sessions by user that `store` keeps, or [`StoreError::NoUserIndex`] naming its
-/// engine: what a wrapper store calls to forward [`UserIndex`] to the store it wraps.
+/// The index `users`, or [`StoreError::NoUserIndex`] naming `engine` when there is none: what
+/// a wrapper store calls to forward [`UserIndex`] to the index of the store it wraps.
 ///
 /// # Errors
-/// [`StoreError::NoUserIndex`] when the store keeps no index (signed cookies).
-pub fn user_index(store: &dyn SessionStore) -> Result<&dyn UserIndex, StoreError> {
-    store.users().ok_or(StoreError::NoUserIndex {
-        engine: store.engine(),
-    })
+/// [`StoreError::NoUserIndex`] when the engine keeps no index.
+pub fn user_index<'a>(
+    users: Option<&'a Arc<dyn UserIndex>>,
+    engine: &'static str,
+) -> Result<&'a dyn UserIndex, StoreError> {
+    users
+        .map(|users| &**users)
+        .ok_or(StoreError::NoUserIndex { engine })
 }
 
 /// An optional ability: deleting expired records (`cloakroom clearsessions`).

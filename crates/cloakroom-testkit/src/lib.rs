@@ -20,7 +20,7 @@ pub mod servers;
 use cloakroom_core::{clock, config, hashed, key, keys, signing, store, Settings, StoreError};
 // What the exported macros name through `$crate`.
 #[doc(hidden)]
-pub use cloakroom_core::{engines::cookie::SignedCookies, ClearExpired, SessionStore};
+pub use cloakroom_core::{engines::cookie::SignedCookies, Backend, ClearExpired, SessionStore};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -466,9 +466,10 @@ pub async fn session_expiry_follows_the_clock(backing: impl Into<Backing>) {
 
 /// Through the core: concurrent requests of one visitor, on one app server and on two, lose
 /// none of each other's changes.
-pub async fn no_lost_updates(store: Arc<dyn SessionStore>) {
-    let (one, _) = sessions(store.clone());
-    let (two, _) = sessions(store.clone());
+pub async fn no_lost_updates(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (one, _) = sessions(backing.clone());
+    let (two, _) = sessions(backing);
     let lazy = one.start(None);
     lazy.load().await.unwrap().insert("n", 0).unwrap();
     let key = cookie_of(&lazy.commit(200).await.unwrap().cookie);
@@ -498,9 +499,10 @@ pub async fn no_lost_updates(store: Arc<dyn SessionStore>) {
 
 /// Idle timeout: a read-only request extends the session, but the store is written (and the
 /// cookie re-sent) only once `refresh_threshold` of the timeout has passed since the last write.
-pub async fn idle_timeout_rolls_without_write_storm(store: Arc<dyn SessionStore>) {
+pub async fn idle_timeout_rolls_without_write_storm(backing: impl Into<Backing>) {
+    let backing = backing.into();
     let settings = Settings::default().with_idle_timeout(Some(600));
-    let (sessions, clock) = sessions_with(store, settings);
+    let (sessions, clock) = sessions_with(backing, settings);
     let key = new_session(&sessions).await;
     clock.advance(Duration::from_secs(60));
     let (cookie, live) = read_only(&sessions, &key).await;
@@ -531,11 +533,12 @@ pub async fn idle_timeout_rolls_without_write_storm(store: Arc<dyn SessionStore>
 }
 
 /// Absolute lifetime: however active, the session ends this long after creation.
-pub async fn absolute_lifetime_caps_an_active_session(store: Arc<dyn SessionStore>) {
+pub async fn absolute_lifetime_caps_an_active_session(backing: impl Into<Backing>) {
+    let backing = backing.into();
     let settings = Settings::default()
         .with_idle_timeout(Some(600))
         .with_absolute_lifetime(Some(1000));
-    let (sessions, clock) = sessions_with(store, settings);
+    let (sessions, clock) = sessions_with(backing, settings);
     let key = new_session(&sessions).await;
     for _ in 0..3 {
         clock.advance(Duration::from_secs(300));
@@ -555,9 +558,10 @@ pub async fn absolute_lifetime_caps_an_active_session(store: Arc<dyn SessionStor
 /// rotation, read-only and without the logged-in user; it never leads to the new key. A request
 /// under it that changes anything (whether it loaded before or after the rotation) fails as
 /// [`Error::Rotated`](cloakroom_core::Error::Rotated) and writes nothing. Then the old key is useless.
-pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionStore>) {
+pub async fn rotation_grace_serves_the_old_key_read_only(backing: impl Into<Backing>) {
+    let backing = backing.into();
     let settings = Settings::default().with_rotation_grace(5_u64);
-    let (sessions, clock) = sessions_with(store, settings);
+    let (sessions, clock) = sessions_with(backing, settings);
     let old = new_session(&sessions).await;
 
     // A request of the same page load reads the session with the old key…
@@ -628,8 +632,9 @@ pub async fn rotation_grace_serves_the_old_key_read_only(store: Arc<dyn SessionS
 }
 
 /// Flush has no grace: logout makes the old key useless at once, window or not.
-pub async fn flush_has_no_grace(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions_with(store, Settings::default().with_rotation_grace(5_u64));
+pub async fn flush_has_no_grace(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, _) = sessions_with(backing, Settings::default().with_rotation_grace(5_u64));
     let key = new_session(&sessions).await;
     let lazy = sessions.start(Some(&key));
     let s = lazy.load().await.unwrap();
@@ -676,8 +681,9 @@ fn near(a: OffsetDateTime, b: OffsetDateTime) -> bool {
 /// User index: a login links the session; the list holds the user's sessions, newest login
 /// first, with when each started, was last written and expires, and the recorded client; a
 /// later write moves `last_seen` and the expiry and keeps `created_at`.
-pub async fn user_login_links_and_lists(store: Arc<dyn SessionStore>) {
-    let (sessions, clock) = sessions(store);
+pub async fn user_login_links_and_lists(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, clock) = sessions(backing);
     let user = fresh_user();
     let start = clock.now();
     let first = login(&sessions, &user, "Firefox").await;
@@ -732,8 +738,9 @@ pub async fn user_login_links_and_lists(store: Arc<dyn SessionStore>) {
 
 /// User index: revoking one session ends it on its next request and leaves the user's other
 /// sessions; an id that is not one of the user's sessions is left alone.
-pub async fn user_revoke_ends_one_session(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store);
+pub async fn user_revoke_ends_one_session(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, _) = sessions(backing);
     let (ana, bob) = (fresh_user(), fresh_user());
     let phone = login(&sessions, &ana, "phone").await;
     let laptop = login(&sessions, &ana, "laptop").await;
@@ -770,8 +777,9 @@ pub async fn user_revoke_ends_one_session(store: Arc<dyn SessionStore>) {
 
 /// User index: "log out everywhere" ends every session of the user, counts them, and leaves
 /// other users' sessions alone.
-pub async fn user_revoke_all_logs_out_everywhere(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store);
+pub async fn user_revoke_all_logs_out_everywhere(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, _) = sessions(backing);
     let (ana, bob) = (fresh_user(), fresh_user());
     let mut anas = Vec::new();
     for device in ["phone", "laptop", "tablet"] {
@@ -795,8 +803,9 @@ pub async fn user_revoke_all_logs_out_everywhere(store: Arc<dyn SessionStore>) {
 }
 
 /// User index: logout unlinks the session, and so does logging in as another user on it.
-pub async fn user_logout_unlinks(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store);
+pub async fn user_logout_unlinks(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, _) = sessions(backing);
     let (ana, bob) = (fresh_user(), fresh_user());
     let cookie = login(&sessions, &ana, "phone").await;
     let lazy = sessions.start(Some(&cookie));
@@ -832,8 +841,9 @@ pub async fn user_logout_unlinks(store: Arc<dyn SessionStore>) {
 }
 
 /// User index: `cycle_key` moves the entry to the new key, keeping the client.
-pub async fn user_cycle_key_moves_the_entry(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store);
+pub async fn user_cycle_key_moves_the_entry(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, _) = sessions(backing);
     let user = fresh_user();
     let old = login(&sessions, &user, "phone").await;
     let lazy = sessions.start(Some(&old));
@@ -847,8 +857,9 @@ pub async fn user_cycle_key_moves_the_entry(store: Arc<dyn SessionStore>) {
 }
 
 /// User index: an expired session is not listed, and its entry goes.
-pub async fn user_expired_sessions_are_not_listed(store: Arc<dyn SessionStore>) {
-    let (sessions, clock) = sessions(store);
+pub async fn user_expired_sessions_are_not_listed(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, clock) = sessions(backing);
     let user = fresh_user();
     let lazy = sessions.start(None);
     let s = lazy.load().await.unwrap();
@@ -867,11 +878,13 @@ pub async fn user_expired_sessions_are_not_listed(store: Arc<dyn SessionStore>) 
 
 /// User index: a session deleted behind the core's back (by Django's logout on a shared store)
 /// is not listed.
-pub async fn user_sessions_deleted_elsewhere_are_not_listed(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions(store.clone());
+pub async fn user_sessions_deleted_elsewhere_are_not_listed(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, _) = sessions(backing);
     let user = fresh_user();
     let gone = login(&sessions, &user, "phone").await;
     let kept = login(&sessions, &user, "laptop").await;
+    let store = sessions.store().expect("a store on the server");
     store.delete(&gone).await.unwrap();
     assert_eq!(
         listed(&sessions, &user).await,
@@ -883,10 +896,10 @@ pub async fn user_sessions_deleted_elsewhere_are_not_listed(store: Arc<dyn Sessi
 /// User index: `clear_expired` takes the entries of the sessions it deletes along, so a
 /// listing as of before their expiry no longer finds them.
 pub async fn user_entries_go_with_clear_expired(
-    store: Arc<dyn SessionStore>,
+    backing: impl Into<Backing>,
     clear: Arc<dyn ClearExpired>,
 ) {
-    let (sessions, clock) = sessions(store);
+    let (sessions, clock) = sessions(backing);
     let user = fresh_user();
     let before = clock.now();
     let lazy = sessions.start(None);
@@ -900,8 +913,7 @@ pub async fn user_entries_go_with_clear_expired(
         .await
         .unwrap();
     let index = sessions
-        .store()
-        .and_then(|store| store.users())
+        .users()
         .expect("a server-side store keeps a user index");
     assert!(
         index.sessions_of(&user, before).await.unwrap().is_empty(),
@@ -910,9 +922,10 @@ pub async fn user_entries_go_with_clear_expired(
 }
 
 /// User index: with `max_sessions_per_user`, a login over the cap revokes the oldest sessions.
-pub async fn user_cap_revokes_the_oldest(store: Arc<dyn SessionStore>) {
+pub async fn user_cap_revokes_the_oldest(backing: impl Into<Backing>) {
+    let backing = backing.into();
     let settings = Settings::default().with_max_sessions_per_user(Some(2));
-    let (sessions, clock) = sessions_with(store, settings);
+    let (sessions, clock) = sessions_with(backing, settings);
     let (ana, bob) = (fresh_user(), fresh_user());
     let bobs = login(&sessions, &bob, "bob").await;
     let mut anas = Vec::new();
@@ -938,8 +951,9 @@ pub async fn user_cap_revokes_the_oldest(store: Arc<dyn SessionStore>) {
 
 /// User index under `hash_keys`: ids are the stored hashes (never a working cookie), and
 /// revoking by a listed id works.
-pub async fn user_index_under_hash_keys(store: Arc<dyn SessionStore>) {
-    let (sessions, _) = sessions_with(store, Settings::default().with_hash_keys(true));
+pub async fn user_index_under_hash_keys(backing: impl Into<Backing>) {
+    let backing = backing.into();
+    let (sessions, _) = sessions_with(backing, Settings::default().with_hash_keys(true));
     let user = fresh_user();
     let cookie = login(&sessions, &user, "phone").await;
     let ids = listed(&sessions, &user).await;
@@ -1203,7 +1217,8 @@ pub async fn cookie_flush_deletes_the_cookie(make: impl Fn(&str, &[&str]) -> Sig
 /// Expands to one `#[tokio::test]` per clause of the store contract, for the store that
 /// `$make` (an async block or future yielding `Arc<dyn SessionStore>`) builds.
 ///
-/// `$make` yields an `Arc` of the store type; add `, clear` when it implements
+/// `$make` yields an `Arc` of the store type, which keeps an index of sessions by user
+/// ([`UserIndex`](cloakroom_core::UserIndex)); add `, clear` when it implements
 /// [`ClearExpired`] too.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -1213,8 +1228,9 @@ macro_rules! conformance_tests {
             update_swaps_when_unchanged, update_conflict_returns_current, update_never_resurrects,
             touch_moves_the_expiry_and_keeps_the_data, touched_record_outlives_its_old_expiry,
             touch_of_missing_or_expired_is_missing, touch_of_changed_data_is_conflict,
-            delete_is_idempotent, hostile_keys_are_absent, session_lifecycle,
-            unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
+            delete_is_idempotent, hostile_keys_are_absent);
+        $crate::conformance_tests!(@core $make;
+            session_lifecycle, unknown_keys_are_not_adopted, session_expiry_follows_the_clock, no_lost_updates,
             idle_timeout_rolls_without_write_storm, absolute_lifetime_caps_an_active_session,
             rotation_grace_serves_the_old_key_read_only, flush_has_no_grace,
             remember_me_switches_the_cookie, user_login_links_and_lists,
@@ -1236,7 +1252,8 @@ macro_rules! conformance_tests {
         async fn user_entries_go_with_clear_expired() {
             let store = $make.await;
             let clear: ::std::sync::Arc<dyn $crate::ClearExpired> = store.clone();
-            $crate::user_entries_go_with_clear_expired(store, clear).await;
+            $crate::user_entries_go_with_clear_expired($crate::Backend::indexed(store), clear)
+                .await;
         }
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -1245,6 +1262,14 @@ macro_rules! conformance_tests {
             async fn $name() {
                 let store: ::std::sync::Arc<dyn $crate::SessionStore> = $make.await;
                 $crate::$name(store).await;
+            }
+        )*
+    };
+    (@core $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::$name($crate::Backend::indexed($make.await)).await;
             }
         )*
     };
@@ -1419,9 +1444,5 @@ impl SessionStore for Counting {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         bump(&self.counters.deletes);
         self.inner.delete(key).await
-    }
-
-    fn users(&self) -> Option<&dyn store::UserIndex> {
-        self.inner.users()
     }
 }

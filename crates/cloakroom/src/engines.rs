@@ -11,7 +11,7 @@ use std::sync::Arc;
 use cloakroom_core::config::{Backend as UrlFamily, Engine, Settings};
 pub use cloakroom_core::engines::*;
 use cloakroom_core::{Backend, Backing};
-use cloakroom_core::{ClearExpired, ConfigError, SessionStore};
+use cloakroom_core::{ClearExpired, ConfigError, SessionStore, UserIndex};
 
 #[cfg(feature = "mysql")]
 pub use cloakroom_sql::mysql;
@@ -174,8 +174,12 @@ async fn open_cached_db(settings: &Settings) -> Result<Backend, OpenError> {
     if let Some(clear) = db.clear.clone() {
         store = store.with_clear_expired(clear);
     }
+    if let Some(users) = db.users.clone() {
+        store = store.with_user_index(users);
+    }
     let store = Arc::new(store);
     let mut backend = Backend::new(store.clone());
+    backend.users = db.users.map(|_| store.clone() as Arc<dyn UserIndex>);
     backend.clear = db.clear.map(|_| store as Arc<dyn ClearExpired>);
     backend.migrate = db.migrate;
     // The database holds every session; the cache only some.

@@ -25,7 +25,9 @@ async fn sqlite() -> Arc<SqliteStore> {
 
 async fn cached_db(cache: Arc<dyn SessionStore>) -> (Arc<CachedDbStore>, Arc<SqliteStore>) {
     let db = sqlite().await;
-    let store = CachedDbStore::new(db.clone(), cache).with_clear_expired(db.clone());
+    let store = CachedDbStore::new(db.clone(), cache)
+        .with_clear_expired(db.clone())
+        .with_user_index(db.clone());
     (Arc::new(store), db)
 }
 

@@ -128,8 +128,11 @@ fn a_dropped_cluster_stops_its_servers() {
 async fn expired_sessions_take_their_index_entries_and_the_user_set_along() {
     use fred::interfaces::KeysInterface as _;
     let store = store().await;
-    let sessions =
-        cloakroom::Sessions::from_arc(store.clone(), cloakroom::Settings::default()).unwrap();
+    let sessions = cloakroom::Sessions::from_backend(
+        cloakroom::Backend::indexed(store.clone()),
+        cloakroom::Settings::default(),
+    )
+    .unwrap();
     let user = support::unique("user");
     let mut cookies = Vec::new();
     for ttl in [1, 2] {

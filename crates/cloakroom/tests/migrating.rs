@@ -17,13 +17,17 @@ mod conformance {
     async fn store() -> Arc<MigratingStore> {
         let old = SqliteStore::connect("sqlite::memory:").await.unwrap();
         old.migrate().await.unwrap();
-        Arc::new(MigratingStore::new(
-            Arc::new(MemoryStore::new(10_000)),
-            Arc::new(old),
-        ))
+        let new = Arc::new(MemoryStore::new(10_000));
+        Arc::new(MigratingStore::new(new.clone(), Arc::new(old)).with_user_index(new))
     }
 
     cloakroom::conformance_tests!(store());
+}
+
+/// A live migration as the core is built from it, the user index included.
+fn moving(migrating: MigratingStore) -> Backend {
+    let migrating = Arc::new(migrating);
+    Backend::moving(migrating.clone()).with_users(Some(migrating))
 }
 
 const KEY: &str = "oldsessionoldsessionoldsession01";
@@ -47,7 +51,7 @@ async fn stores() -> (MigratingStore, Arc<MemoryStore>, Arc<SqliteStore>) {
         Created::Stored
     );
     let new = Arc::new(MemoryStore::new(1_000));
-    let migrating = MigratingStore::new(new.clone(), old.clone());
+    let migrating = MigratingStore::new(new.clone(), old.clone()).with_user_index(new.clone());
     (migrating, new, old)
 }
 
@@ -111,8 +115,7 @@ async fn new_sessions_never_take_an_old_key_nor_go_to_the_old_store() {
 #[tokio::test]
 async fn a_request_on_the_session_layer_keeps_the_visitor() {
     let (migrating, new, old) = stores().await;
-    let sessions =
-        Sessions::from_backend(Backend::moving(Arc::new(migrating)), Settings::default()).unwrap();
+    let sessions = Sessions::from_backend(moving(migrating), Settings::default()).unwrap();
     let lazy = sessions.start(Some(KEY));
     let session = lazy.load().await.unwrap();
     let cart: Vec<String> = session.get("cart").unwrap().unwrap();
@@ -139,8 +142,7 @@ async fn logged_in_in_old_store() -> (Sessions, Arc<MemoryStore>, Arc<SqliteStor
         old.create(KEY, &record(data)).await.unwrap(),
         Created::Stored
     );
-    let sessions =
-        Sessions::from_backend(Backend::moving(Arc::new(migrating)), Settings::default()).unwrap();
+    let sessions = Sessions::from_backend(moving(migrating), Settings::default()).unwrap();
     (sessions, new, old)
 }
 

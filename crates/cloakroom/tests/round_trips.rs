@@ -31,7 +31,7 @@ fn app_on(store: impl SessionStore) -> Router {
         .route("/read", get(read))
         .route("/plain", get(|| async { "plain" }))
         .layer(SessionLayer::new(
-            Sessions::new(store, Settings::default()).unwrap(),
+            Sessions::from_arc(std::sync::Arc::new(store), Settings::default()).unwrap(),
         ))
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::{
-    CookieAction, Created, Error, OnStoreError, Record, SessionStore, Sessions, Settings,
+    Backend, CookieAction, Created, Error, OnStoreError, Record, SessionStore, Sessions, Settings,
     StoreError, Updated, UserIndex, UserSession,
 };
 use time::OffsetDateTime;
@@ -54,9 +54,6 @@ impl SessionStore for Counting {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
     }
-    fn users(&self) -> Option<&dyn UserIndex> {
-        Some(self)
-    }
 }
 
 #[async_trait]
@@ -82,7 +79,7 @@ impl UserIndex for Counting {
 fn setup(policy: OnStoreError) -> (Arc<Counting>, Sessions) {
     let store = Arc::new(Counting::default());
     let settings = Settings::default().with_on_store_error(policy);
-    let sessions = Sessions::from_arc(store.clone(), settings).unwrap();
+    let sessions = Sessions::from_backend(Backend::indexed(store.clone()), settings).unwrap();
     (store, sessions)
 }
 

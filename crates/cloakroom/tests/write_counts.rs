@@ -15,7 +15,7 @@ use cloakroom::{CookieAction, Sessions, Settings};
 async fn server(settings: Settings) -> (Counting, ManualClock, Sessions, String) {
     let store = Counting::new(MemoryStore::default());
     let clock = ManualClock::starting_now();
-    let sessions = Sessions::new(store.clone(), settings)
+    let sessions = Sessions::from_arc(std::sync::Arc::new(store.clone()), settings)
         .unwrap()
         .with_clock(clock.clone());
     let lazy = sessions.start(None);

@@ -37,6 +37,7 @@ const MAX_MOVES: usize = 4;
 pub struct MigratingStore {
     new: Arc<dyn SessionStore>,
     old: Arc<dyn SessionStore>,
+    users: Option<Arc<dyn UserIndex>>,
 }
 
 impl std::fmt::Debug for MigratingStore {
@@ -51,7 +52,25 @@ impl std::fmt::Debug for MigratingStore {
 impl MigratingStore {
     /// Reads `new` then `old`; writes only `new`.
     pub fn new(new: Arc<dyn SessionStore>, old: Arc<dyn SessionStore>) -> Self {
-        Self { new, old }
+        Self {
+            new,
+            old,
+            users: None,
+        }
+    }
+
+    /// Keeps the index of sessions by user in `users`, the new store's: the store answers
+    /// [`UserIndex`] from it (revoking deletes from the old store too). Without it, every
+    /// index call is [`StoreError::NoUserIndex`].
+    #[must_use]
+    pub fn with_user_index(mut self, users: Arc<dyn UserIndex>) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// Whether [`with_user_index`](Self::with_user_index) gave it an index.
+    pub fn has_user_index(&self) -> bool {
+        self.users.is_some()
     }
 
     /// Moves the live session under `key` from the old store to the new one, returning what the
@@ -146,10 +165,6 @@ impl SessionStore for MigratingStore {
         self.old.delete(key).await?;
         self.new.delete(key).await
     }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        self.new.users().map(|_| self as &dyn UserIndex)
-    }
 }
 
 /// Reads the new store, and moves a session found only in the old one over.
@@ -173,11 +188,15 @@ impl MovesOnLoad for MigratingStore {
 #[async_trait]
 impl UserIndex for MigratingStore {
     async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        user_index(&*self.new)?.link(entry).await
+        user_index(self.users.as_ref(), self.new.engine())?
+            .link(entry)
+            .await
     }
 
     async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        user_index(&*self.new)?.unlink(user_id, id).await
+        user_index(self.users.as_ref(), self.new.engine())?
+            .unlink(user_id, id)
+            .await
     }
 
     async fn sessions_of(
@@ -185,11 +204,13 @@ impl UserIndex for MigratingStore {
         user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<UserSession>, StoreError> {
-        user_index(&*self.new)?.sessions_of(user_id, now).await
+        user_index(self.users.as_ref(), self.new.engine())?
+            .sessions_of(user_id, now)
+            .await
     }
 
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let index = user_index(&*self.new)?;
+        let index = user_index(self.users.as_ref(), self.new.engine())?;
         let listed = index
             .sessions_of(user_id, OffsetDateTime::now_utc())
             .await?

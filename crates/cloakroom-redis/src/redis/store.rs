@@ -12,7 +12,7 @@ use super::django::decode_value;
 use super::script::{self, error_code, sha1_hex, status, unexpected};
 use super::{RedisStore, ENGINE};
 use crate::error::StoreError;
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated, UserIndex};
+use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
 /// What a key without a TTL expires at: never, as far as a session can tell.
 pub(super) const NO_EXPIRY: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
@@ -242,10 +242,6 @@ impl SessionStore for RedisStore {
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
-    }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 }
 

@@ -28,9 +28,7 @@ pub use self::datetime::django_datetime;
 use self::datetime::parse_django_datetime;
 use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Flavor, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
-use crate::store::{
-    Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
-};
+use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
 const ENGINE: &str = "sqlite";
 
@@ -290,10 +288,6 @@ impl SessionStore for SqliteStore {
             .write(move |c| c.prepare_cached(&q.delete)?.execute([&key]))
             .await?;
         self.check(done, false).await.map(drop)
-    }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 }
 

@@ -163,8 +163,26 @@ impl SessionStore for Scoped {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.store.delete(key).await
     }
-    fn users(&self) -> Option<&dyn cloakroom::UserIndex> {
-        self.store.users()
+}
+
+/// The index is the Redis store's own, under the test's prefix.
+#[async_trait]
+impl cloakroom::UserIndex for Scoped {
+    async fn link(&self, entry: &cloakroom::UserSession) -> Result<(), StoreError> {
+        self.store.link(entry).await
+    }
+    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.store.unlink(user_id, id).await
+    }
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<cloakroom::UserSession>, StoreError> {
+        self.store.sessions_of(user_id, now).await
+    }
+    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.store.revoke(user_id, id).await
     }
 }
 

@@ -55,6 +55,7 @@ pub struct CachedDbStore {
     db: Arc<dyn SessionStore>,
     cache: Arc<dyn SessionStore>,
     clear: Option<Arc<dyn ClearExpired>>,
+    users: Option<Arc<dyn UserIndex>>,
 }
 
 impl std::fmt::Debug for CachedDbStore {
@@ -84,6 +85,7 @@ impl CachedDbStore {
             db,
             cache,
             clear: None,
+            users: None,
         }
     }
 
@@ -92,6 +94,15 @@ impl CachedDbStore {
     #[must_use]
     pub fn with_clear_expired(mut self, clear: Arc<dyn ClearExpired>) -> Self {
         self.clear = Some(clear);
+        self
+    }
+
+    /// Keeps the index of sessions by user in `users`, the database's: the store answers
+    /// [`UserIndex`] from it (revoking evicts the cached copy too). Without it, every index
+    /// call is [`StoreError::NoUserIndex`].
+    #[must_use]
+    pub fn with_user_index(mut self, users: Arc<dyn UserIndex>) -> Self {
+        self.users = Some(users);
         self
     }
 
@@ -260,10 +271,6 @@ impl SessionStore for CachedDbStore {
         self.drop_confirmed(key, "after the session was deleted from the database")
             .await
     }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        self.db.users().map(|_| self as &dyn UserIndex)
-    }
 }
 
 /// The database's index: it holds every session, the cache only copies. Revoking drops the
@@ -271,11 +278,15 @@ impl SessionStore for CachedDbStore {
 #[async_trait]
 impl UserIndex for CachedDbStore {
     async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        user_index(&*self.db)?.link(entry).await
+        user_index(self.users.as_ref(), self.db.engine())?
+            .link(entry)
+            .await
     }
 
     async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        user_index(&*self.db)?.unlink(user_id, id).await
+        user_index(self.users.as_ref(), self.db.engine())?
+            .unlink(user_id, id)
+            .await
     }
 
     async fn sessions_of(
@@ -283,7 +294,9 @@ impl UserIndex for CachedDbStore {
         user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<UserSession>, StoreError> {
-        user_index(&*self.db)?.sessions_of(user_id, now).await
+        user_index(self.users.as_ref(), self.db.engine())?
+            .sessions_of(user_id, now)
+            .await
     }
 
     async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
@@ -291,7 +304,9 @@ impl UserIndex for CachedDbStore {
         // session the index then refuses to revoke (another user's) costs only a cache miss.
         self.drop_confirmed(id, "so the session was not revoked")
             .await?;
-        user_index(&*self.db)?.revoke(user_id, id).await?;
+        user_index(self.users.as_ref(), self.db.engine())?
+            .revoke(user_id, id)
+            .await?;
         if self.db.load(id, OffsetDateTime::now_utc()).await?.is_none() {
             self.drop_confirmed(id, "after the session was revoked in the database")
                 .await?;

@@ -62,7 +62,7 @@ use time::OffsetDateTime;
 use self::disk::{create_new_private, random_suffix};
 use super::listed::ListAll;
 use crate::error::{ConfigError, StoreError};
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated, UserIndex};
+use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
 const ENGINE: &str = "file";
 /// Room for the key (40) within the usual 255-byte limit on file names.
@@ -261,10 +261,6 @@ impl SessionStore for FileStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.run("delete", move |s| s.delete(&key)).await
-    }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 }
 

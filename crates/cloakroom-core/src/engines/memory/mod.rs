@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 use self::shard::{cost, orphan, Entry, Limits, Orphan, Shard};
 use super::listed::ListAll;
 use crate::error::StoreError;
-use crate::store::{ClearExpired, Counts, Created, Record, SessionStore, Updated, UserIndex};
+use crate::store::{ClearExpired, Counts, Created, Record, SessionStore, Updated};
 
 /// How many shards: enough that app threads rarely meet on one lock.
 const SHARDS: usize = 64;
@@ -264,10 +264,6 @@ impl SessionStore for MemoryStore {
         let gone = self.shard(key).remove(key).and_then(|e| orphan(key, &e));
         self.forget(gone.into_iter().collect());
         Ok(())
-    }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        Some(self)
     }
 }
 

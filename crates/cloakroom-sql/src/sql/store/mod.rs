@@ -267,10 +267,6 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
             .map_err(|e| self.error(e))?;
         Ok(())
     }
-
-    fn users(&self) -> Option<&dyn UserIndex> {
-        Some(self)
-    }
 }
 
 /// The index in `<table>_user` (see [`Table::user_table`]):
