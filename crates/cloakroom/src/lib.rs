@@ -62,14 +62,54 @@
 #![deny(missing_docs)]
 
 // The core, whole: `cloakroom::Session`, `cloakroom::store`, `cloakroom::config` … are the
-// core's. Items defined below (the `engines` module) take precedence over the glob.
+// core's. Items defined below (the `engines` module, the hidden modules) take precedence over
+// the glob.
 pub use cloakroom_core::*;
+
+// The core's modules that an app does not need, still at their old paths (the `cloakroom`
+// command, the bench and existing code use them) but out of the docs: documented under
+// `django` and `advanced` below, where CHANGELOG.md sends their readers.
+#[doc(hidden)]
+pub use cloakroom_core::{
+    backend, codec, cookies, expiry, hashed, key, keys, pickle, response, signing,
+};
 
 pub mod csrf;
 pub mod engines;
 pub mod layer;
 
 pub use layer::SessionLayer;
+
+/// The `time` crate, whose `OffsetDateTime` [`Expiry::At`] and the expiry getters use: write
+/// `cloakroom::time::OffsetDateTime` without adding the crate (and without matching its version).
+///
+/// ```
+/// use cloakroom::time::{Duration, OffsetDateTime};
+/// use cloakroom::Expiry;
+///
+/// let at_noon = Expiry::At(OffsetDateTime::UNIX_EPOCH + Duration::hours(12));
+/// # let _ = at_noon;
+/// ```
+pub use time;
+
+/// Django's formats, for code that reads or writes what a Django app stores: its signed data
+/// ([`signing`](self::django::signing)), the codecs over it ([`codec`](self::django::codec)),
+/// the pickles of its cache backend ([`pickle`](self::django::pickle)) and the reserved data
+/// keys of its auth framework ([`keys`](self::django::keys)). The session layer uses them for
+/// you; see [`guide::django`].
+pub mod django {
+    pub use cloakroom_core::{codec, keys, pickle, signing};
+}
+
+/// The machinery under the layer, for tools and custom integrations: how a store is bundled
+/// with its abilities ([`backend`](self::advanced::backend)), the cookie on the wire
+/// ([`cookies`](self::advanced::cookies)), session keys ([`key`](self::advanced::key)) and
+/// their hashing ([`hashed`](self::advanced::hashed)), the expiry arithmetic
+/// ([`expiry`](self::advanced::expiry)), the default error responses
+/// ([`response`](self::advanced::response)).
+pub mod advanced {
+    pub use cloakroom_core::{backend, cookies, expiry, hashed, key, response};
+}
 
 /// The store conformance suite for engines written outside cloakroom (feature `testing`).
 #[cfg(feature = "testing")]
