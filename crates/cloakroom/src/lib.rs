@@ -77,6 +77,8 @@ pub use cloakroom_core::{
 pub mod csrf;
 pub mod engines;
 pub mod layer;
+#[cfg(feature = "test-helpers")]
+pub mod test;
 
 pub use layer::SessionLayer;
 
