@@ -252,7 +252,10 @@ mod tests {
         let now = datetime!(2025-01-01 00:00:00 UTC);
         let five_minutes = Duration::from_secs(300);
         assert_eq!(Expiry::seconds(300), Expiry::AfterEachSave(five_minutes));
-        for expiry in [Expiry::AfterEachSave(five_minutes), Expiry::Idle(five_minutes)] {
+        for expiry in [
+            Expiry::AfterEachSave(five_minutes),
+            Expiry::Idle(five_minutes),
+        ] {
             assert_eq!(expiry.to_value(now), Some(Value::from(300)));
         }
         assert_eq!(

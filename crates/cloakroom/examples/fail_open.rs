@@ -41,7 +41,10 @@ async fn home(session: Session) -> Result<String, cloakroom::Error> {
 
 async fn account(session: Session) -> Result<String, cloakroom::Error> {
     let user: Option<String> = session.get("user")?;
-    Ok(format!("Account of {}\n", user.as_deref().unwrap_or("nobody")))
+    Ok(format!(
+        "Account of {}\n",
+        user.as_deref().unwrap_or("nobody")
+    ))
 }
 
 async fn login(session: Session, user: String) -> Result<&'static str, cloakroom::Error> {

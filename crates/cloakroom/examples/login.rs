@@ -38,7 +38,10 @@ struct Credentials {
     user: String,
 }
 
-async fn login(session: Session, Form(form): Form<Credentials>) -> Result<String, cloakroom::Error> {
+async fn login(
+    session: Session,
+    Form(form): Form<Credentials>,
+) -> Result<String, cloakroom::Error> {
     // A real app checks a password here. Then: a new key for the same data, before storing
     // who logged in.
     session.cycle_key()?;

@@ -34,7 +34,10 @@ struct Theme {
     name: String,
 }
 
-async fn set_theme(session: Session, Query(theme): Query<Theme>) -> Result<String, cloakroom::Error> {
+async fn set_theme(
+    session: Session,
+    Query(theme): Query<Theme>,
+) -> Result<String, cloakroom::Error> {
     session.insert("theme", &theme.name)?;
     Ok(theme.name)
 }

@@ -41,12 +41,16 @@ pub async fn app(path: impl AsRef<Path>) -> Result<Router, BoxError> {
 async fn visits(session: Session) -> Result<String, cloakroom::Error> {
     let n = session.update("visits", |n: &mut u64| *n += 1)?;
     let left = session.expiry_age();
-    Ok(format!("visit {n}; this session ends in {left} s without another request\n"))
+    Ok(format!(
+        "visit {n}; this session ends in {left} s without another request\n"
+    ))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), cloakroom::BoxError> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "settings.toml".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "settings.toml".into());
     serve("settings_file", "/", app(&path).await?).await
 }
 

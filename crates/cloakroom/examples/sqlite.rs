@@ -29,7 +29,9 @@ async fn list(session: Session) -> Result<Json<Vec<String>>, cloakroom::Error> {
 }
 
 async fn add(session: Session, note: String) -> Result<Json<Vec<String>>, cloakroom::Error> {
-    let notes = session.update("notes", move |notes: &mut Vec<String>| notes.push(note.clone()))?;
+    let notes = session.update("notes", move |notes: &mut Vec<String>| {
+        notes.push(note.clone())
+    })?;
     Ok(Json(notes))
 }
 

@@ -109,12 +109,29 @@ async fn typed_cart_keeps_its_items_in_order() {
     let base = serve(typed::app().unwrap()).await;
     let shopper = browser();
     for item in ["apple", "pear"] {
-        let response = shopper.post(format!("{base}/cart?item={item}")).send().await;
+        let response = shopper
+            .post(format!("{base}/cart?item={item}"))
+            .send()
+            .await;
         assert_eq!(response.unwrap().status(), StatusCode::OK);
     }
-    let cart: Value = shopper.get(format!("{base}/cart")).send().await.unwrap().json().await.unwrap();
+    let cart: Value = shopper
+        .get(format!("{base}/cart"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cart, json!({"items": ["apple", "pear"], "updated": 2}));
-    let fresh: Value = browser().get(format!("{base}/cart")).send().await.unwrap().json().await.unwrap();
+    let fresh: Value = browser()
+        .get(format!("{base}/cart"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fresh, json!({"items": [], "updated": 0}));
 }
 
@@ -125,26 +142,59 @@ async fn login_gives_a_new_key_and_logout_removes_the_cookie() {
     let (status, _) = text(user.get(&base).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let first = user.post(format!("{base}/login")).header(CONTENT_TYPE, FORM).body("user=alice").send().await.unwrap();
+    let first = user
+        .post(format!("{base}/login"))
+        .header(CONTENT_TYPE, FORM)
+        .body("user=alice")
+        .send()
+        .await
+        .unwrap();
     let alice_key = cookie_header(&first);
     let (_, body) = text(user.get(&base).send().await.unwrap()).await;
     assert_eq!(body, "Hello, alice.\n");
 
     // Logging in again (as someone else) cycles the key: the old one is worth nothing.
-    let second = user.post(format!("{base}/login")).header(CONTENT_TYPE, FORM).body("user=bob").send().await.unwrap();
+    let second = user
+        .post(format!("{base}/login"))
+        .header(CONTENT_TYPE, FORM)
+        .body("user=bob")
+        .send()
+        .await
+        .unwrap();
     let bob_key = cookie_header(&second);
     assert_ne!(alice_key, bob_key);
-    let old = browser().get(&base).header(COOKIE, &alice_key).send().await.unwrap();
-    assert_eq!(old.status(), StatusCode::UNAUTHORIZED, "the key before the login is dead");
+    let old = browser()
+        .get(&base)
+        .header(COOKIE, &alice_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.status(),
+        StatusCode::UNAUTHORIZED,
+        "the key before the login is dead"
+    );
 
     let out = user.post(format!("{base}/logout")).send().await.unwrap();
     let removal = session_cookie(&out).expect("logout removes the cookie");
-    assert!(removal.starts_with("sessionid=\"\";") || removal.starts_with("sessionid=;"), "{removal}");
+    assert!(
+        removal.starts_with("sessionid=\"\";") || removal.starts_with("sessionid=;"),
+        "{removal}"
+    );
     assert!(removal.contains("Max-Age=0"), "{removal}");
     let (status, _) = text(user.get(&base).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let stolen = browser().get(&base).header(COOKIE, &bob_key).send().await.unwrap();
-    assert_eq!(stolen.status(), StatusCode::UNAUTHORIZED, "the flushed key is dead");
+    let stolen = browser()
+        .get(&base)
+        .header(COOKIE, &bob_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        stolen.status(),
+        StatusCode::UNAUTHORIZED,
+        "the flushed key is dead"
+    );
 }
 
 #[tokio::test]
@@ -153,9 +203,18 @@ async fn sqlite_notes_survive_a_restart_of_the_app() {
     let url = format!("sqlite://{}", dir.join("sessions.sqlite3").display());
     let base = serve(sqlite::app(&url).await.unwrap()).await;
     let user = browser();
-    let saved = user.post(format!("{base}/notes")).body("milk").send().await.unwrap();
+    let saved = user
+        .post(format!("{base}/notes"))
+        .body("milk")
+        .send()
+        .await
+        .unwrap();
     let cookie = cookie_header(&saved);
-    user.post(format!("{base}/notes")).body("eggs").send().await.unwrap();
+    user.post(format!("{base}/notes"))
+        .body("eggs")
+        .send()
+        .await
+        .unwrap();
 
     // Another instance of the app, on the same file: the visitor's notes are there.
     let restarted = serve(sqlite::app(&url).await.unwrap()).await;
@@ -183,7 +242,11 @@ async fn postgres_keeps_the_theme_a_visitor_chose() {
     let user = browser();
     let (_, before) = text(user.get(format!("{base}/theme")).send().await.unwrap()).await;
     assert_eq!(before, "light");
-    let set = user.put(format!("{base}/theme?name=dark")).send().await.unwrap();
+    let set = user
+        .put(format!("{base}/theme?name=dark"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(set.status(), StatusCode::OK);
     let (_, after) = text(user.get(format!("{base}/theme")).send().await.unwrap()).await;
     assert_eq!(after, "dark");
@@ -220,7 +283,14 @@ async fn redis_keeps_the_last_three_items_viewed() {
         let (_, body) = text(user.get(format!("{base}/items/{id}")).send().await.unwrap()).await;
         assert_eq!(body, format!("Item {id}\n"));
     }
-    let recent: Vec<u32> = user.get(format!("{base}/recent")).send().await.unwrap().json().await.unwrap();
+    let recent: Vec<u32> = user
+        .get(format!("{base}/recent"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(recent, [4, 1, 3]);
 }
 
@@ -228,27 +298,45 @@ async fn redis_keeps_the_last_three_items_viewed() {
 async fn settings_file_url_picks_the_engine_and_the_file_sets_the_lifetime() {
     let dir = Scratch::new("example-settings");
     let path = dir.join("settings.toml");
-    let toml = format!("url = \"{}\"\ncookie_age = 3600\nidle_timeout = 900\n", redis_url());
+    let toml = format!(
+        "url = \"{}\"\ncookie_age = 3600\nidle_timeout = 900\n",
+        redis_url()
+    );
     std::fs::write(&path, toml).unwrap();
     let base = serve(settings_file::app(&path).await.unwrap()).await;
     let user = browser();
     let first = user.get(&base).send().await.unwrap();
     let cookie = session_cookie(&first).expect("a session cookie");
-    assert!(cookie.contains("Max-Age=900"), "the idle timeout from the file: {cookie}");
+    assert!(
+        cookie.contains("Max-Age=900"),
+        "the idle timeout from the file: {cookie}"
+    );
     let (_, body) = text(user.get(&base).send().await.unwrap()).await;
-    assert_eq!(body, "visit 2; this session ends in 900 s without another request\n");
+    assert_eq!(
+        body,
+        "visit 2; this session ends in 900 s without another request\n"
+    );
 
     // The shipped file works as it is (SQLite, in a scratch folder here).
-    let shipped = include_str!("../examples/settings.toml")
-        .replace("sqlite://settings-example.sqlite3", &format!("sqlite://{}/s.db", dir.display()));
+    let shipped = include_str!("../examples/settings.toml").replace(
+        "sqlite://settings-example.sqlite3",
+        &format!("sqlite://{}/s.db", dir.display()),
+    );
     std::fs::write(&path, shipped).unwrap();
     let base = serve(settings_file::app(&path).await.unwrap()).await;
     let (status, body) = text(browser().get(&base).send().await.unwrap()).await;
-    assert_eq!((status, body.starts_with("visit 1;")), (StatusCode::OK, true), "{body}");
+    assert_eq!(
+        (status, body.starts_with("visit 1;")),
+        (StatusCode::OK, true),
+        "{body}"
+    );
 
     // A typo in the file is refused, naming the key.
     std::fs::write(&path, "url = \"sqlite::memory:\"\ncookie_ag = 5\n").unwrap();
-    let error = settings_file::app(&path).await.err().expect("refused").to_string();
+    let error = settings_file::app(&path)
+        .await
+        .expect_err("refused")
+        .to_string();
     assert!(error.contains("cookie_ag"), "{error}");
 }
 
@@ -257,21 +345,44 @@ async fn remember_me_outlives_the_browser_and_a_trial_ends_by_midnight() {
     let base = serve(remember_me::app().unwrap()).await;
     let login = |form: &'static str| {
         let request = browser().post(format!("{base}/login"));
-        async move { request.header(CONTENT_TYPE, FORM).body(form).send().await.unwrap() }
+        async move {
+            request
+                .header(CONTENT_TYPE, FORM)
+                .body(form)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let plain = login("user=bob").await;
     let cookie = session_cookie(&plain).unwrap();
-    assert!(!cookie.contains("Max-Age"), "a browser-session cookie: {cookie}");
-    assert_eq!(plain.text().await.unwrap(), "ends when the browser closes\n");
+    assert!(
+        !cookie.contains("Max-Age"),
+        "a browser-session cookie: {cookie}"
+    );
+    assert_eq!(
+        plain.text().await.unwrap(),
+        "ends when the browser closes\n"
+    );
 
     let remembered = login("user=alice&remember=on").await;
     let cookie = session_cookie(&remembered).unwrap();
     let thirty_days = 30 * 86_400;
-    assert!((thirty_days - 5..=thirty_days).contains(&max_age(&cookie)), "30 days: {cookie}");
+    assert!(
+        (thirty_days - 5..=thirty_days).contains(&max_age(&cookie)),
+        "30 days: {cookie}"
+    );
 
-    let trial = browser().post(format!("{base}/trial")).send().await.unwrap();
+    let trial = browser()
+        .post(format!("{base}/trial"))
+        .send()
+        .await
+        .unwrap();
     let cookie = session_cookie(&trial).unwrap();
-    assert!((0..=86_400).contains(&max_age(&cookie)), "until midnight UTC: {cookie}");
+    assert!(
+        (0..=86_400).contains(&max_age(&cookie)),
+        "until midnight UTC: {cookie}"
+    );
 }
 
 #[tokio::test]
@@ -279,14 +390,22 @@ async fn fail_open_keeps_the_public_page_up_while_the_store_is_down() {
     let mut server = Redis::new();
     let base = serve(fail_open::app(&server.url()).await.unwrap()).await;
     let user = browser();
-    let login = user.post(format!("{base}/login")).body("alice").send().await.unwrap();
+    let login = user
+        .post(format!("{base}/login"))
+        .body("alice")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     let (_, body) = text(user.get(&base).send().await.unwrap()).await;
     assert_eq!(body, "Welcome back, alice.\n");
 
     server.kill();
     let (status, body) = text(user.get(&base).send().await.unwrap()).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "Welcome, visitor.\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "Welcome, visitor.\n")
+    );
     let (status, _) = text(user.get(format!("{base}/account")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
@@ -298,7 +417,10 @@ async fn streaming_sets_the_cookie_before_the_body_streams() {
     for run in 1..=2 {
         let response = user.get(format!("{base}/countdown")).send().await.unwrap();
         if run == 1 {
-            assert!(session_cookie(&response).is_some(), "the cookie is in the headers");
+            assert!(
+                session_cookie(&response).is_some(),
+                "the cookie is in the headers"
+            );
         }
         let body = response.text().await.unwrap();
         assert_eq!(body, format!("run {run}: 3\nrun {run}: 2\nrun {run}: 1\n"));
