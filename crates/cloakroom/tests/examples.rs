@@ -40,11 +40,32 @@ use std::time::Duration;
 use axum::Router;
 use cloakroom_testkit::servers::{Redis, Scratch, Server};
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-/// An HTML form's body, as a browser posts it.
-const FORM: &str = "application/x-www-form-urlencoded";
+/// Sending a request as a test does: any failure to get an answer fails the test.
+trait Fetch {
+    /// The response.
+    async fn fetch(self) -> Response;
+    /// The response's body, read as JSON.
+    async fn fetch_json<T: DeserializeOwned>(self) -> T;
+    /// With an HTML form's body, as a browser posts it.
+    fn form(self, body: &'static str) -> Self;
+}
+
+impl Fetch for RequestBuilder {
+    async fn fetch(self) -> Response {
+        self.send().await.expect("the app answers")
+    }
+    async fn fetch_json<T: DeserializeOwned>(self) -> T {
+        self.fetch().await.json().await.expect("a JSON body")
+    }
+    fn form(self, body: &'static str) -> Self {
+        self.header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+    }
+}
 
 /// Serves `app` on a free loopback port; the base URL.
 async fn serve(app: Router) -> String {
@@ -96,11 +117,11 @@ async fn counter_counts_each_visitors_visits_apart() {
     let base = serve(counter::app().unwrap()).await;
     let (alice, bob) = (browser(), browser());
     for n in 1..=2 {
-        let (status, body) = text(alice.get(&base).send().await.unwrap()).await;
+        let (status, body) = text(alice.get(&base).fetch().await).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, format!("You have been here {n} time(s).\n"));
     }
-    let (_, body) = text(bob.get(&base).send().await.unwrap()).await;
+    let (_, body) = text(bob.get(&base).fetch().await).await;
     assert_eq!(body, "You have been here 1 time(s).\n");
 }
 
@@ -115,23 +136,9 @@ async fn typed_cart_keeps_its_items_in_order() {
             .await;
         assert_eq!(response.unwrap().status(), StatusCode::OK);
     }
-    let cart: Value = shopper
-        .get(format!("{base}/cart"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cart: Value = shopper.get(format!("{base}/cart")).fetch_json().await;
     assert_eq!(cart, json!({"items": ["apple", "pear"], "updated": 2}));
-    let fresh: Value = browser()
-        .get(format!("{base}/cart"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fresh: Value = browser().get(format!("{base}/cart")).fetch_json().await;
     assert_eq!(fresh, json!({"items": [], "updated": 0}));
 }
 
@@ -139,57 +146,38 @@ async fn typed_cart_keeps_its_items_in_order() {
 async fn login_gives_a_new_key_and_logout_removes_the_cookie() {
     let base = serve(login::app().unwrap()).await;
     let user = browser();
-    let (status, _) = text(user.get(&base).send().await.unwrap()).await;
+    let (status, _) = text(user.get(&base).fetch().await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let first = user
-        .post(format!("{base}/login"))
-        .header(CONTENT_TYPE, FORM)
-        .body("user=alice")
-        .send()
-        .await
-        .unwrap();
-    let alice_key = cookie_header(&first);
-    let (_, body) = text(user.get(&base).send().await.unwrap()).await;
+    let log_in = |form| user.post(format!("{base}/login")).form(form).fetch();
+    let alice_key = cookie_header(&log_in("user=alice").await);
+    let (_, body) = text(user.get(&base).fetch().await).await;
     assert_eq!(body, "Hello, alice.\n");
 
     // Logging in again (as someone else) cycles the key: the old one is worth nothing.
-    let second = user
-        .post(format!("{base}/login"))
-        .header(CONTENT_TYPE, FORM)
-        .body("user=bob")
-        .send()
-        .await
-        .unwrap();
-    let bob_key = cookie_header(&second);
+    let bob_key = cookie_header(&log_in("user=bob").await);
     assert_ne!(alice_key, bob_key);
     let old = browser()
         .get(&base)
         .header(COOKIE, &alice_key)
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(
         old.status(),
         StatusCode::UNAUTHORIZED,
         "the key before the login is dead"
     );
 
-    let out = user.post(format!("{base}/logout")).send().await.unwrap();
+    let out = user.post(format!("{base}/logout")).fetch().await;
     let removal = session_cookie(&out).expect("logout removes the cookie");
     assert!(
         removal.starts_with("sessionid=\"\";") || removal.starts_with("sessionid=;"),
         "{removal}"
     );
     assert!(removal.contains("Max-Age=0"), "{removal}");
-    let (status, _) = text(user.get(&base).send().await.unwrap()).await;
+    let (status, _) = text(user.get(&base).fetch().await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let stolen = browser()
-        .get(&base)
-        .header(COOKIE, &bob_key)
-        .send()
-        .await
-        .unwrap();
+    let stolen = browser().get(&base).header(COOKIE, &bob_key).fetch().await;
     assert_eq!(
         stolen.status(),
         StatusCode::UNAUTHORIZED,
@@ -206,27 +194,21 @@ async fn sqlite_notes_survive_a_restart_of_the_app() {
     let saved = user
         .post(format!("{base}/notes"))
         .body("milk")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let cookie = cookie_header(&saved);
     user.post(format!("{base}/notes"))
         .body("eggs")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
 
     // Another instance of the app, on the same file: the visitor's notes are there.
     let restarted = serve(sqlite::app(&url).await.unwrap()).await;
     let notes: Vec<String> = browser()
         .get(format!("{restarted}/notes"))
         .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(notes, ["milk", "eggs"]);
 }
 
@@ -240,17 +222,13 @@ async fn postgres_keeps_the_theme_a_visitor_chose() {
     });
     let base = serve(app).await;
     let user = browser();
-    let (_, before) = text(user.get(format!("{base}/theme")).send().await.unwrap()).await;
+    let (_, before) = text(user.get(format!("{base}/theme")).fetch().await).await;
     assert_eq!(before, "light");
-    let set = user
-        .put(format!("{base}/theme?name=dark"))
-        .send()
-        .await
-        .unwrap();
+    let set = user.put(format!("{base}/theme?name=dark")).fetch().await;
     assert_eq!(set.status(), StatusCode::OK);
-    let (_, after) = text(user.get(format!("{base}/theme")).send().await.unwrap()).await;
+    let (_, after) = text(user.get(format!("{base}/theme")).fetch().await).await;
     assert_eq!(after, "dark");
-    let (_, other) = text(browser().get(format!("{base}/theme")).send().await.unwrap()).await;
+    let (_, other) = text(browser().get(format!("{base}/theme")).fetch().await).await;
     assert_eq!(other, "light");
 
     // The table (and the user index beside it) are this test's own: drop them.
@@ -280,17 +258,10 @@ async fn redis_keeps_the_last_three_items_viewed() {
     let base = serve(app).await;
     let user = browser();
     for id in [1, 2, 3, 1, 4] {
-        let (_, body) = text(user.get(format!("{base}/items/{id}")).send().await.unwrap()).await;
+        let (_, body) = text(user.get(format!("{base}/items/{id}")).fetch().await).await;
         assert_eq!(body, format!("Item {id}\n"));
     }
-    let recent: Vec<u32> = user
-        .get(format!("{base}/recent"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recent: Vec<u32> = user.get(format!("{base}/recent")).fetch_json().await;
     assert_eq!(recent, [4, 1, 3]);
 }
 
@@ -305,13 +276,13 @@ async fn settings_file_url_picks_the_engine_and_the_file_sets_the_lifetime() {
     std::fs::write(&path, toml).unwrap();
     let base = serve(settings_file::app(&path).await.unwrap()).await;
     let user = browser();
-    let first = user.get(&base).send().await.unwrap();
+    let first = user.get(&base).fetch().await;
     let cookie = session_cookie(&first).expect("a session cookie");
     assert!(
         cookie.contains("Max-Age=900"),
         "the idle timeout from the file: {cookie}"
     );
-    let (_, body) = text(user.get(&base).send().await.unwrap()).await;
+    let (_, body) = text(user.get(&base).fetch().await).await;
     assert_eq!(
         body,
         "visit 2; this session ends in 900 s without another request\n"
@@ -324,7 +295,7 @@ async fn settings_file_url_picks_the_engine_and_the_file_sets_the_lifetime() {
     );
     std::fs::write(&path, shipped).unwrap();
     let base = serve(settings_file::app(&path).await.unwrap()).await;
-    let (status, body) = text(browser().get(&base).send().await.unwrap()).await;
+    let (status, body) = text(browser().get(&base).fetch().await).await;
     assert_eq!(
         (status, body.starts_with("visit 1;")),
         (StatusCode::OK, true),
@@ -345,14 +316,7 @@ async fn remember_me_outlives_the_browser_and_a_trial_ends_by_midnight() {
     let base = serve(remember_me::app().unwrap()).await;
     let login = |form: &'static str| {
         let request = browser().post(format!("{base}/login"));
-        async move {
-            request
-                .header(CONTENT_TYPE, FORM)
-                .body(form)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { request.form(form).fetch().await }
     };
     let plain = login("user=bob").await;
     let cookie = session_cookie(&plain).unwrap();
@@ -373,11 +337,7 @@ async fn remember_me_outlives_the_browser_and_a_trial_ends_by_midnight() {
         "30 days: {cookie}"
     );
 
-    let trial = browser()
-        .post(format!("{base}/trial"))
-        .send()
-        .await
-        .unwrap();
+    let trial = browser().post(format!("{base}/trial")).fetch().await;
     let cookie = session_cookie(&trial).unwrap();
     assert!(
         (0..=86_400).contains(&max_age(&cookie)),
@@ -393,20 +353,19 @@ async fn fail_open_keeps_the_public_page_up_while_the_store_is_down() {
     let login = user
         .post(format!("{base}/login"))
         .body("alice")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(login.status(), StatusCode::OK);
-    let (_, body) = text(user.get(&base).send().await.unwrap()).await;
+    let (_, body) = text(user.get(&base).fetch().await).await;
     assert_eq!(body, "Welcome back, alice.\n");
 
     server.kill();
-    let (status, body) = text(user.get(&base).send().await.unwrap()).await;
+    let (status, body) = text(user.get(&base).fetch().await).await;
     assert_eq!(
         (status, body.as_str()),
         (StatusCode::OK, "Welcome, visitor.\n")
     );
-    let (status, _) = text(user.get(format!("{base}/account")).send().await.unwrap()).await;
+    let (status, _) = text(user.get(format!("{base}/account")).fetch().await).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -415,7 +374,7 @@ async fn streaming_sets_the_cookie_before_the_body_streams() {
     let base = serve(streaming::app().unwrap()).await;
     let user = browser();
     for run in 1..=2 {
-        let response = user.get(format!("{base}/countdown")).send().await.unwrap();
+        let response = user.get(format!("{base}/countdown")).fetch().await;
         if run == 1 {
             assert!(
                 session_cookie(&response).is_some(),
