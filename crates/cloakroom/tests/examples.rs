@@ -51,7 +51,7 @@ trait Fetch {
     /// The response's body, read as JSON.
     async fn fetch_json<T: DeserializeOwned>(self) -> T;
     /// With an HTML form's body, as a browser posts it.
-    fn form(self, body: &'static str) -> Self;
+    fn with_form(self, body: &'static str) -> Self;
 }
 
 impl Fetch for RequestBuilder {
@@ -61,7 +61,7 @@ impl Fetch for RequestBuilder {
     async fn fetch_json<T: DeserializeOwned>(self) -> T {
         self.fetch().await.json().await.expect("a JSON body")
     }
-    fn form(self, body: &'static str) -> Self {
+    fn with_form(self, body: &'static str) -> Self {
         self.header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
     }
@@ -149,7 +149,7 @@ async fn login_gives_a_new_key_and_logout_removes_the_cookie() {
     let (status, _) = text(user.get(&base).fetch().await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let log_in = |form| user.post(format!("{base}/login")).form(form).fetch();
+    let log_in = |form| user.post(format!("{base}/login")).with_form(form).fetch();
     let alice_key = cookie_header(&log_in("user=alice").await);
     let (_, body) = text(user.get(&base).fetch().await).await;
     assert_eq!(body, "Hello, alice.\n");
@@ -316,7 +316,7 @@ async fn remember_me_outlives_the_browser_and_a_trial_ends_by_midnight() {
     let base = serve(remember_me::app().unwrap()).await;
     let login = |form: &'static str| {
         let request = browser().post(format!("{base}/login"));
-        async move { request.form(form).fetch().await }
+        async move { request.with_form(form).fetch().await }
     };
     let plain = login("user=bob").await;
     let cookie = session_cookie(&plain).unwrap();
