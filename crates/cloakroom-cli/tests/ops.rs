@@ -294,6 +294,64 @@ async fn stats_inspect_and_clearsessions_on_sqlite() {
     assert!(out.contains("2 live, 0 expired"), "{out}");
 }
 
+/// Issue 17: `stats` on a mistyped SQLite path created an empty database there. Only `migrate`
+/// and the demo may create one; every other command names the missing file and the fix.
+#[test]
+fn commands_that_need_a_database_never_create_a_sqlite_file() {
+    let dir = Scratch::new("typo");
+    let path = dir.join("typo.sqlite3");
+    let url = format!("sqlite://{}", path.display());
+    let redis = redis_url();
+    let commands: [&[&str]; 5] = [
+        &["stats", "--database-url", &url],
+        &[
+            "inspect",
+            "0123456789abcdefghijklmnopqrstuv",
+            "--database-url",
+            &url,
+        ],
+        &["clearsessions", "--database-url", &url],
+        &["copy", "--from", &url, "--to", &redis],
+        &["stats", "--engine", "cached_db", "--database-url", &url],
+    ];
+    for args in commands {
+        let (ok, out, err) = cli(&dir, args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(
+            err.contains(&format!("no such database file: {}", path.display()))
+                && err.contains("cloakroom migrate"),
+            "{args:?}: {err}"
+        );
+        assert!(!path.exists(), "{args:?} created {}", path.display());
+    }
+    // The destination of a copy too: its table must come from `migrate`.
+    let source = dir.join("source.sqlite3");
+    run(
+        &dir,
+        &[
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", source.display()),
+        ],
+    );
+    let (ok, _, err) = cli(
+        &dir,
+        &[
+            "copy",
+            "--from",
+            &format!("sqlite://{}", source.display()),
+            "--to",
+            &url,
+        ],
+    );
+    assert!(!ok && err.contains("no such database file"), "{err}");
+    assert!(!path.exists());
+    // `migrate` is what creates it.
+    run(&dir, &["migrate", "--database-url", &url]);
+    assert!(path.exists());
+    assert!(run(&dir, &["stats", "--database-url", &url]).contains("0 live, 0 expired"));
+}
+
 #[tokio::test]
 async fn live_migration_moves_sessions_on_first_use() {
     let old_dir = Scratch::new("migrate-from");

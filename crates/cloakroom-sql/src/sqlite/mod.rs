@@ -34,6 +34,16 @@ use crate::store::{
 
 const ENGINE: &str = "sqlite";
 
+/// The database file a `sqlite:` URL names; `None` for an in-memory database or a URL that is
+/// not a SQLite URL. Lets a tool that only reads (`cloakroom stats`) check that the file exists
+/// first: opening a store creates a missing file, empty.
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    match Location::parse(url).ok()? {
+        Location::File(path) => Some(path),
+        Location::Memory(_) => None,
+    }
+}
+
 /// Sessions in a SQLite table.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -373,5 +383,27 @@ impl SqliteStore {
             .read(move |c| c.prepare_cached(&q.exists)?.exists([&key]))
             .await?;
         self.check(found, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_file_names_the_file_and_not_memory() {
+        assert_eq!(
+            super::database_file("sqlite:///srv/a%20b.sqlite3?mode=rwc"),
+            Some("/srv/a b.sqlite3".into())
+        );
+        assert_eq!(
+            super::database_file("sqlite://x.sqlite3"),
+            Some("x.sqlite3".into())
+        );
+        for none in [
+            "sqlite::memory:",
+            "sqlite://x?mode=memory",
+            "postgres://h/db",
+        ] {
+            assert_eq!(super::database_file(none), None, "{none}");
+        }
     }
 }
