@@ -12,6 +12,7 @@ mod admin;
 mod args;
 mod demo;
 mod ops;
+mod progress;
 mod user_sessions;
 
 /// Django's sessions for Rust: manage a session store and run the demo app.
@@ -254,7 +255,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
