@@ -453,3 +453,63 @@ fn a_sqlite_file_in_a_missing_folder_is_named() {
         assert_no_panic(&err);
     }
 }
+
+/// Issue 17: the demo made `cloakroom.sqlite3` while the README's commands named
+/// `sessions.sqlite3`, and `.gitignore` missed the demo's secret-key file. The files the demo
+/// really creates are the ones the README's commands name and `.gitignore` ignores.
+#[tokio::test]
+async fn the_readme_and_gitignore_name_the_files_the_demo_creates() {
+    let demo = Demo::start(&[]);
+    send(visitor().get(demo.url("/api/visits"))).await.new_key();
+    let created: Vec<String> = std::fs::read_dir(&demo.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let database = created
+        .iter()
+        .find(|name| name.ends_with(".sqlite3"))
+        .unwrap_or_else(|| panic!("no database among {created:?}"));
+    let secret = created
+        .iter()
+        .find(|name| name.ends_with(".key"))
+        .unwrap_or_else(|| panic!("no secret key file among {created:?}"));
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    for doc in ["README.md", "docs/operations.md", "docs/demo.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        let named: Vec<&str> = text
+            .split("sqlite://")
+            .skip(1)
+            .map(|rest| {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            // Relative names are files in the current folder, as the demo's.
+            .filter(|name| !name.starts_with('/') && name.ends_with(".sqlite3"))
+            .collect();
+        assert!(
+            !named.is_empty() || doc != "README.md",
+            "{doc} names no SQLite file"
+        );
+        for name in named {
+            assert_eq!(
+                name, database,
+                "{doc} names `{name}`, the demo makes `{database}`"
+            );
+        }
+    }
+    let ignored = std::fs::read_to_string(format!("{root}/.gitignore")).unwrap();
+    for file in [database, secret] {
+        assert!(
+            ignored.lines().any(|line| line.trim() == file
+                || line.trim() == "*.sqlite3" && file.ends_with(".sqlite3")),
+            ".gitignore misses `{file}`"
+        );
+    }
+    assert!(
+        ignored.lines().any(|line| line.trim() == secret),
+        ".gitignore names the secret key file `{secret}` itself"
+    );
+}
