@@ -99,32 +99,31 @@ async fn check<S: SessionStore + CreateMany>(store: S) {
     assert!(store.create_many(&[]).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn postgres_creates_many_and_overwrites_none() {
-    let url = url(
-        "CLOAKROOM_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    );
-    let store = PostgresStore::connect(&url)
-        .await
-        .unwrap()
-        .with_table(&table())
-        .unwrap();
-    store.migrate().await.unwrap();
-    check(store).await;
+/// One test per server: connect, make a table of its own, run [`check`].
+macro_rules! on_server {
+    ($name:ident, $store:ty, $var:literal, $default:literal) => {
+        #[tokio::test]
+        async fn $name() {
+            let store = <$store>::connect(&url($var, $default))
+                .await
+                .unwrap()
+                .with_table(&table())
+                .unwrap();
+            store.migrate().await.unwrap();
+            check(store).await;
+        }
+    };
 }
 
-#[tokio::test]
-async fn mysql_creates_many_and_overwrites_none() {
-    let url = url(
-        "CLOAKROOM_TEST_MYSQL_URL",
-        "mysql://root@127.0.0.1:3306/test",
-    );
-    let store = MySqlStore::connect(&url)
-        .await
-        .unwrap()
-        .with_table(&table())
-        .unwrap();
-    store.migrate().await.unwrap();
-    check(store).await;
-}
+on_server!(
+    postgres_creates_many_and_overwrites_none,
+    PostgresStore,
+    "CLOAKROOM_TEST_POSTGRES_URL",
+    "postgres://postgres@127.0.0.1:5432/test"
+);
+on_server!(
+    mysql_creates_many_and_overwrites_none,
+    MySqlStore,
+    "CLOAKROOM_TEST_MYSQL_URL",
+    "mysql://root@127.0.0.1:3306/test"
+);

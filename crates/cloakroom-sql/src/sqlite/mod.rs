@@ -4,7 +4,7 @@
 //! (durable across app crashes; a power cut can lose the last commits, never corrupt), a busy
 //! timeout instead of "database is locked" errors.
 //!
-//! Every statement runs on the store's own rusqlite connections ([`conns`]), with cached
+//! Every statement runs on the store's own rusqlite connections (`conns.rs`), with cached
 //! prepared statements. Those of a request (load, create, update, touch, delete, exists, the
 //! user index) run inline on the calling task: on a free database each takes microseconds, far
 //! less than handing it to a driver thread and back. They never wait inline: when another
@@ -90,7 +90,7 @@ fn record(data: String, expire: &str) -> Result<Record, StoreError> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path` or
-    /// `sqlite::memory:`; see [`conns::Location`] for the forms read), with WAL,
+    /// `sqlite::memory:`; `sqlite:path`, `sqlite:///absolute/path`, `%XX` escapes, `?mode=memory`), with WAL,
     /// `synchronous = NORMAL` and a 5 s busy timeout, and keeps sessions in the default table.
     /// A new database file (and so its `-wal` and `-shm`) is created readable by its owner
     /// only (0600): it holds live session keys.
