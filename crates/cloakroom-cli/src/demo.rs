@@ -83,7 +83,7 @@ pub async fn run(
     if settings.session.secret_key.is_none() {
         settings.session.secret_key = Some(secret_beside_data()?);
     }
-    let opened = cloakroom::engines::open(&settings).await?;
+    let opened = crate::ops::open(&settings, crate::ops::Open::MayCreate).await?;
     if migrate || embedded_sqlite(&settings) {
         if let Some(migrate) = &opened.migrate {
             migrate.migrate().await?;
@@ -92,7 +92,7 @@ pub async fn run(
     check_tables(&*opened.store).await?;
     let backend = match migrate_from {
         Some(old) => {
-            let old = cloakroom::engines::open(&old).await?;
+            let old = crate::ops::open(&old, crate::ops::Open::Existing).await?;
             cloakroom::Backend::moving(Arc::new(MigratingStore::new(
                 opened.store.clone(),
                 old.store,
@@ -112,7 +112,12 @@ pub async fn run(
         sessions.clone(),
     )?;
     let metrics = install_metrics()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let local = listener.local_addr()?;
     tracing::info!(
         engine = opened.store.engine(),

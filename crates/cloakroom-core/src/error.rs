@@ -199,7 +199,7 @@ pub enum ConfigError {
 }
 
 /// Why a store could not be opened: the one error type of every engine constructor and of
-/// [`engines::open`](crate::engines::open).
+/// `cloakroom::engines::open`.
 ///
 /// The two cases want different fixes: a [`Config`](Self::Config) problem is the operator's
 /// (change the setting it names), a [`Store`](Self::Store) failure is the server's (start it,

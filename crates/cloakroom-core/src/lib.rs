@@ -7,6 +7,8 @@
 //! `cloakroom` crate adds the tower layer and axum extractor, `cloakroom-sql` and
 //! `cloakroom-redis` the engines on those servers. Apps depend on `cloakroom`, which re-exports
 //! this crate.
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -40,7 +40,7 @@ impl fmt::Debug for Sessions {
 
 impl Sessions {
     /// Sessions kept in `store`, with the given settings. The codec follows
-    /// [`Settings::data_format`] (see [`Settings::codec`]); [`with_codec`](Self::with_codec)
+    /// [`data_format`](crate::config::SessionSettings::data_format) (see [`Settings::codec`]); [`with_codec`](Self::with_codec)
     /// overrides it.
     ///
     /// Under Django's format, data signed with a `secret_key_fallbacks` key is accepted, and is

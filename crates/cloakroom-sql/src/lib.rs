@@ -4,6 +4,8 @@
 //! SQLite (embedded, on its own connections), PostgreSQL and MySQL/MariaDB, each behind its
 //! cargo feature. Apps use them through the `cloakroom` crate (`cloakroom::engines::sqlite`
 //! …); this crate exists so that the SQL drivers are compiled only by apps that use them.
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

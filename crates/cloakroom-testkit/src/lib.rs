@@ -8,6 +8,8 @@
 //! ```
 //!
 //! Each check panics with a message that names the clause it broke (this module is for tests).
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Servers of our own for tests (PostgreSQL, MariaDB, Redis, a Redis Cluster), started on free
 /// loopback ports and stopped by pid: what the HTTP suites and the load test share (feature

@@ -41,7 +41,7 @@
 //! ## Engines
 //!
 //! One module each in [`engines`], behind cargo features; [`engines::open`] picks one from
-//! [`Settings::engine`] and its URL. Every server-side engine passes the same conformance suite
+//! [`Settings::with_engine`] and its URL. Every server-side engine passes the same conformance suite
 //! (the `testing` feature), keeps the [`UserIndex`], moves only the expiry on an idle-timeout
 //! refresh (a TTL-only touch), and can be walked by `cloakroom copy` and `stats`.
 //!
@@ -58,6 +58,8 @@
 //!
 //! The `axum` feature (default) makes [`Session`] an extractor. The guides (settings, expiry,
 //! Django, outages, concurrency, engines, operations …) are in [`guide`].
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

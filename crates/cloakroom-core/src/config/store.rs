@@ -83,7 +83,7 @@ pub enum Backend {
 }
 
 /// Every URL scheme cloakroom reads, and what it names: the one table behind
-/// [`Engine::from_url`], [`engines::open`](crate::engines::open) and `cloakroom copy`.
+/// [`Engine::from_url`], `cloakroom::engines::open` and `cloakroom copy`.
 pub const SCHEMES: &[(&str, Backend)] = &[
     ("sqlite", Backend::Sqlite),
     ("postgres", Backend::Postgres),

@@ -135,7 +135,7 @@ impl RedisStore {
     }
 
     /// Accepts values that are not UTF-8 text: for
-    /// [`Codec::DjangoCache`](crate::codec::Codec::DjangoCache), whose records are
+    /// [`Codec::DjangoCache`](cloakroom_core::codec::Codec::DjangoCache), whose records are
     /// pickles, stored byte for byte, so Django's `RedisCache` finds its own format under its
     /// own keys. Without it a value that is not UTF-8 is not session data (a text codec never
     /// wrote it) and loads as absent.

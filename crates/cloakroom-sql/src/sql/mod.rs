@@ -22,7 +22,7 @@ pub(crate) use driver::{Dialect, Failure, SqlQuery};
 pub use pool::ServerOptions;
 pub(crate) use queries::{Flavor, Queries};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub use store::{PoolStatus, SqlStore};
+pub use store::{CreateMany, PoolStatus, SqlStore};
 
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, Record, Updated};

@@ -4,7 +4,7 @@
 //! (durable across app crashes; a power cut can lose the last commits, never corrupt), a busy
 //! timeout instead of "database is locked" errors.
 //!
-//! Every statement runs on the store's own rusqlite connections ([`conns`]), with cached
+//! Every statement runs on the store's own rusqlite connections (`conns.rs`), with cached
 //! prepared statements. Those of a request (load, create, update, touch, delete, exists, the
 //! user index) run inline on the calling task: on a free database each takes microseconds, far
 //! less than handing it to a driver thread and back. They never wait inline: when another
@@ -33,6 +33,16 @@ use crate::store::{
 };
 
 const ENGINE: &str = "sqlite";
+
+/// The database file a `sqlite:` URL names; `None` for an in-memory database or a URL that is
+/// not a SQLite URL. Lets a tool that only reads (`cloakroom stats`) check that the file exists
+/// first: opening a store creates a missing file, empty.
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    match Location::parse(url).ok()? {
+        Location::File(path) => Some(path),
+        Location::Memory(_) => None,
+    }
+}
 
 /// Sessions in a SQLite table.
 #[derive(Clone, Debug)]
@@ -80,7 +90,7 @@ fn record(data: String, expire: &str) -> Result<Record, StoreError> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path` or
-    /// `sqlite::memory:`; see [`conns::Location`] for the forms read), with WAL,
+    /// `sqlite::memory:`; `sqlite:path`, `sqlite:///absolute/path`, `%XX` escapes, `?mode=memory`), with WAL,
     /// `synchronous = NORMAL` and a 5 s busy timeout, and keeps sessions in the default table.
     /// A new database file (and so its `-wal` and `-shm`) is created readable by its owner
     /// only (0600): it holds live session keys.
@@ -373,5 +383,27 @@ impl SqliteStore {
             .read(move |c| c.prepare_cached(&q.exists)?.exists([&key]))
             .await?;
         self.check(found, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_file_names_the_file_and_not_memory() {
+        assert_eq!(
+            super::database_file("sqlite:///srv/a%20b.sqlite3?mode=rwc"),
+            Some("/srv/a b.sqlite3".into())
+        );
+        assert_eq!(
+            super::database_file("sqlite://x.sqlite3"),
+            Some("x.sqlite3".into())
+        );
+        for none in [
+            "sqlite::memory:",
+            "sqlite://x?mode=memory",
+            "postgres://h/db",
+        ] {
+            assert_eq!(super::database_file(none), None, "{none}");
+        }
     }
 }
