@@ -14,8 +14,9 @@ async fn first_cookie(app: &AppUnderTest) -> SetCookie {
     reply.session_cookie()
 }
 
-/// Values a client might put in the session cookie that the server never issued.
-fn foreign_values() -> Vec<(&'static str, String)> {
+/// Values a client might put in the session cookie that the server never issued, each with
+/// what it is: the suite sends each one; an app's own tests can check its store for them.
+pub fn foreign_cookie_values() -> Vec<(&'static str, String)> {
     vec![
         ("unknown well-formed key", "k".repeat(32)),
         ("short key", "abc123".to_owned()),
@@ -207,7 +208,7 @@ pub async fn a_route_that_never_uses_the_session_sends_no_cookie_and_no_vary(sta
 /// visitor gets a fresh session under a new cookie, which then works.
 pub async fn a_malformed_or_unknown_cookie_starts_a_fresh_session(start: Start) {
     let app = start.app(Setup::django()).await;
-    for (what, value) in foreign_values() {
+    for (what, value) in foreign_cookie_values() {
         let reply = send(
             bare()
                 .get(app.url("/api/visits"))
@@ -239,7 +240,7 @@ pub async fn a_malformed_or_unknown_cookie_starts_a_fresh_session(start: Start) 
 /// the cookie of a session that is empty at the end of the request).
 pub async fn an_unknown_cookie_on_a_read_only_request_is_deleted(start: Start) {
     let app = start.app(Setup::django()).await;
-    for (what, value) in foreign_values() {
+    for (what, value) in foreign_cookie_values() {
         for path in ["/api/cart", "/api/whoami"] {
             let reply = send(bare().get(app.url(path)).header("cookie", session(&value))).await;
             assert_eq!(reply.status, 200, "{what} {path}: {reply:?}");
