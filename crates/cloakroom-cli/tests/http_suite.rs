@@ -43,7 +43,9 @@ mod sqlite {
 }
 
 mod in_process_cache {
-    cloakroom_testkit::http_suite!(|setup| async move { super::demo(&["--engine", "cache"], &setup) });
+    cloakroom_testkit::http_suite!(
+        |setup| async move { super::demo(&["--engine", "cache"], &setup) }
+    );
 }
 
 mod postgres {
@@ -99,7 +101,12 @@ mod signed_cookies {
     cloakroom_testkit::http_suite!(
         |setup| async move {
             super::demo(
-                &["--engine", "signed_cookies", "--secret-key", "http-suite-secret"],
+                &[
+                    "--engine",
+                    "signed_cookies",
+                    "--secret-key",
+                    "http-suite-secret",
+                ],
                 &setup,
             )
         },

@@ -14,9 +14,7 @@ pub use cloakroom_testkit::servers::redis_cluster;
 
 /// The client side of the test kit's HTTP suite: visitors, replies, parsed `Set-Cookie`s.
 #[allow(unused_imports)]
-pub use cloakroom_testkit::http::{
-    bare, is_key, send, session, visitor, Reply, SetCookie,
-};
+pub use cloakroom_testkit::http::{bare, is_key, send, session, visitor, Reply, SetCookie};
 
 // The temp folders and ports of servers.rs (which stands alone for the loadtest example); not
 // every test binary uses all three.

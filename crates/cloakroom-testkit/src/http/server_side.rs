@@ -23,13 +23,8 @@ pub async fn the_cookie_from_before_login_no_longer_works(start: Start) {
         .value;
     assert_ne!(after, before);
 
-    let replay = |path: &'static str| {
-        send(
-            bare()
-                .get(app.url(path))
-                .header("cookie", session(&before)),
-        )
-    };
+    let replay =
+        |path: &'static str| send(bare().get(app.url(path)).header("cookie", session(&before)));
     assert_eq!(
         replay("/api/cart").await.json(),
         json!({ "count": 0, "items": [] }),
