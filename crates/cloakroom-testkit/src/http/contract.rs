@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::client::{send, visitor, Reply};
+use super::client::{bare, send, session, visitor, Reply};
 use super::{AppUnderTest, Setup, Start};
 
 /// `POST path` with a JSON body, from `client`.
@@ -20,6 +20,11 @@ pub(super) async fn post(
 /// `GET path`, from `client`.
 pub(super) async fn get(client: &reqwest::Client, app: &AppUnderTest, path: &str) -> Reply {
     send(client.get(app.url(path))).await
+}
+
+/// `GET path` from a client without a cookie jar, sending a session cookie holding `value`.
+pub(super) async fn get_with_cookie(app: &AppUnderTest, path: &str, value: &str) -> Reply {
+    send(bare().get(app.url(path)).header("cookie", session(value))).await
 }
 
 /// Each visitor has a count of their own; a second visitor starts at one and leaves the first
@@ -227,12 +232,7 @@ pub async fn an_expired_session_starts_fresh(start: Start) {
     let old = get(&ana, &app, "/api/visits").await.session_cookie();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     // Sent by hand: the jar would drop the cookie by its own Max-Age.
-    let reply = send(
-        super::client::bare()
-            .get(app.url("/api/visits"))
-            .header("cookie", super::client::session(&old.value)),
-    )
-    .await;
+    let reply = get_with_cookie(&app, "/api/visits", &old.value).await;
     assert_eq!(
         reply.json(),
         json!({ "visits": 1 }),

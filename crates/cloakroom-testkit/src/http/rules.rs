@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::client::{bare, send, session, visitor, SetCookie};
-use super::contract::{get, post};
+use super::contract::{get, get_with_cookie, post};
 use super::{AppUnderTest, Setup, Start};
 
 /// The session cookie a new visitor's first write gets.
@@ -38,6 +38,19 @@ pub fn foreign_cookie_values() -> Vec<(&'static str, String)> {
             "eyJ2aXNpdHMiOjF9:1tZ5lz:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
         ),
     ]
+}
+
+/// Reads every read-only route as `client`, failing on any `Set-Cookie`.
+async fn reads_set_no_cookie(client: &reqwest::Client, app: &AppUnderTest, session: &str) {
+    for path in ["/api/cart", "/api/whoami", "/api/flash", "/api/cart"] {
+        let reply = get(client, app, path).await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert!(
+            reply.set_cookies().is_empty(),
+            "read-only {path} on {session} must not set a cookie: {:?}",
+            reply.headers
+        );
+    }
 }
 
 /// Django's attributes and nothing else: `HttpOnly`, `SameSite=Lax`, `Path=/`, and a two-week
@@ -75,15 +88,7 @@ pub async fn expire_at_browser_close_drops_max_age_and_expires(start: Start) {
 pub async fn a_session_never_written_sends_no_cookie(start: Start) {
     let app = start.app(Setup::django()).await;
     let reader = visitor();
-    for path in ["/api/cart", "/api/whoami", "/api/flash", "/api/cart"] {
-        let reply = get(&reader, &app, path).await;
-        assert_eq!(reply.status, 200, "{path}: {reply:?}");
-        assert!(
-            reply.set_cookies().is_empty(),
-            "{path} on a session never written must not set a cookie: {:?}",
-            reply.headers
-        );
-    }
+    reads_set_no_cookie(&reader, &app, "a session never written").await;
     assert_eq!(
         get(&reader, &app, "/api/flash").await.json(),
         json!({ "message": null })
@@ -97,15 +102,7 @@ pub async fn read_only_requests_send_no_cookie(start: Start) {
     post(&ana, &app, "/api/cart", json!({ "item": "apple" }))
         .await
         .session_cookie();
-    for path in ["/api/cart", "/api/whoami", "/api/flash", "/api/cart"] {
-        let reply = get(&ana, &app, path).await;
-        assert_eq!(reply.status, 200, "{path}: {reply:?}");
-        assert!(
-            reply.set_cookies().is_empty(),
-            "read-only {path} on an existing session must not set a cookie: {:?}",
-            reply.headers
-        );
-    }
+    reads_set_no_cookie(&ana, &app, "an existing session").await;
     assert_eq!(
         get(&ana, &app, "/api/cart").await.json(),
         json!({ "count": 1, "items": ["apple"] })
@@ -168,12 +165,7 @@ pub async fn responses_that_used_the_session_vary_on_cookie(start: Start) {
             reply.headers
         );
     }
-    let stale = send(
-        bare()
-            .get(app.url("/api/cart"))
-            .header("cookie", session(&"a".repeat(32))),
-    )
-    .await;
+    let stale = get_with_cookie(&app, "/api/cart", &"a".repeat(32)).await;
     assert!(stale.session_cookie().is_deletion(), "{stale:?}");
     assert!(stale.varies_on_cookie(), "{:?}", stale.headers);
 }
@@ -209,12 +201,7 @@ pub async fn a_route_that_never_uses_the_session_sends_no_cookie_and_no_vary(sta
 pub async fn a_malformed_or_unknown_cookie_starts_a_fresh_session(start: Start) {
     let app = start.app(Setup::django()).await;
     for (what, value) in foreign_cookie_values() {
-        let reply = send(
-            bare()
-                .get(app.url("/api/visits"))
-                .header("cookie", session(&value)),
-        )
-        .await;
+        let reply = get_with_cookie(&app, "/api/visits", &value).await;
         assert_eq!(reply.status, 200, "{what}: {reply:?}");
         assert_eq!(reply.json(), json!({ "visits": 1 }), "{what}");
         let fresh = reply.session_cookie().value;
@@ -222,12 +209,7 @@ pub async fn a_malformed_or_unknown_cookie_starts_a_fresh_session(start: Start) 
             fresh, value,
             "{what}: the server adopted a cookie it did not issue"
         );
-        let again = send(
-            bare()
-                .get(app.url("/api/visits"))
-                .header("cookie", session(&fresh)),
-        )
-        .await;
+        let again = get_with_cookie(&app, "/api/visits", &fresh).await;
         assert_eq!(
             again.json(),
             json!({ "visits": 2 }),
@@ -242,7 +224,7 @@ pub async fn an_unknown_cookie_on_a_read_only_request_is_deleted(start: Start) {
     let app = start.app(Setup::django()).await;
     for (what, value) in foreign_cookie_values() {
         for path in ["/api/cart", "/api/whoami"] {
-            let reply = send(bare().get(app.url(path)).header("cookie", session(&value))).await;
+            let reply = get_with_cookie(&app, path, &value).await;
             assert_eq!(reply.status, 200, "{what} {path}: {reply:?}");
             let cookie = reply.session_cookie();
             assert!(cookie.is_deletion(), "{what} {path}: {}", cookie.raw);

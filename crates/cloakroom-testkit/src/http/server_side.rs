@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::client::{bare, send, session, visitor};
-use super::contract::{get, post};
+use super::client::visitor;
+use super::contract::{get, get_with_cookie, post};
 use super::{Setup, Start};
 
 /// After login, whoever held the cookie from before (a session fixation attacker) reaches
@@ -23,8 +23,7 @@ pub async fn the_cookie_from_before_login_no_longer_works(start: Start) {
         .value;
     assert_ne!(after, before);
 
-    let replay =
-        |path: &'static str| send(bare().get(app.url(path)).header("cookie", session(&before)));
+    let replay = |path: &'static str| get_with_cookie(&app, path, &before);
     assert_eq!(
         replay("/api/cart").await.json(),
         json!({ "count": 0, "items": [] }),
@@ -54,13 +53,8 @@ pub async fn a_logged_out_cookie_no_longer_works(start: Start) {
     let logout = post(&ana, &app, "/api/logout", Value::Null).await;
     assert!(logout.session_cookie().is_deletion(), "{logout:?}");
 
-    let thief = bare();
-    let whoami = send(
-        thief
-            .get(app.url("/api/whoami"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    // A thief replaying the stolen cookie, with no jar of their own.
+    let whoami = get_with_cookie(&app, "/api/whoami", &key).await;
     assert_eq!(
         whoami.json(),
         json!({ "username": null }),
@@ -71,12 +65,7 @@ pub async fn a_logged_out_cookie_no_longer_works(start: Start) {
         "the dead key's cookie is deleted: {:?}",
         whoami.headers
     );
-    let visits = send(
-        thief
-            .get(app.url("/api/visits"))
-            .header("cookie", session(&key)),
-    )
-    .await;
+    let visits = get_with_cookie(&app, "/api/visits", &key).await;
     assert_eq!(visits.json(), json!({ "visits": 1 }), "visits restart");
     assert_ne!(
         visits.session_cookie().value,
