@@ -30,9 +30,9 @@
 //!
 //! - **The cookie conformance suite** ([`cookie_conformance_tests!`]): the clauses that apply
 //!   to a store keeping the session in a signed cookie.
-//! - **The HTTP suite** (feature `http`, [`http_suite!`]): what a visitor sees over HTTP (the
-//!   JSON contract, Django's cookie rules), run against any framework adapter serving the
-//!   [HTTP contract](http) on a loopback port.
+//! - **The HTTP suite** (feature `http`: the `http` module and `http_suite!`): what a visitor
+//!   sees over HTTP (the JSON contract, Django's cookie rules), run against any framework
+//!   adapter serving the HTTP contract written down in the `http` module, on a loopback port.
 //! - **Servers of our own** (feature `servers`): PostgreSQL, MariaDB, Redis and a Redis
 //!   Cluster on free loopback ports, for tests that stop a server.
 //!
@@ -44,7 +44,7 @@
 #[cfg(feature = "servers")]
 pub mod servers;
 
-/// The HTTP suite: the contract an app under test serves and [`http_suite!`] (feature `http`).
+// The HTTP suite (feature `http`); its own docs say what it is.
 #[cfg(feature = "http")]
 pub mod http;
 
