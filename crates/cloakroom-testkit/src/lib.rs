@@ -1,13 +1,42 @@
 //! # cloakroom-testkit
 //!
-//! The conformance suite: every clause of the [store contract](cloakroom_core::store), written once and
-//! run against every engine on its real server. A third-party store runs it with one line:
+//! The test suites of cloakroom, each written once and run on every engine and adapter:
 //!
-//! ```ignore
-//! cloakroom::conformance_tests!(async { std::sync::Arc::new(MyStore::connect().await) }, clear);
+//! - **The store conformance suite**: every clause of the [store contract](cloakroom_core::store),
+//!   run against a store on its real server. A third-party store runs it with one line
+//!   (`cloakroom::conformance_tests!` is the same macro, re-exported by the facade's `testing`
+//!   feature):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use cloakroom_core::engines::memory::MemoryStore;
+//!
+//! async fn store() -> Arc<MemoryStore> {
+//!     Arc::new(MemoryStore::new(1_000))
+//! }
+//!
+//! // One `#[tokio::test]` per clause; `clear` adds the clauses of `ClearExpired`.
+//! cloakroom_testkit::conformance_tests!(store(), clear);
+//! # // The generated tests exist only under `--test`; this checks `store` fits all the same.
+//! # fn main() {
+//! #     let _ = async {
+//! #         let store = store().await;
+//! #         let _: Arc<dyn cloakroom_core::SessionStore> = store.clone();
+//! #         let _: Arc<dyn cloakroom_core::ClearExpired> = store;
+//! #     };
+//! # }
 //! ```
 //!
-//! Each check panics with a message that names the clause it broke (this module is for tests).
+//! - **The cookie conformance suite** ([`cookie_conformance_tests!`]): the clauses that apply
+//!   to a store keeping the session in a signed cookie.
+//! - **The HTTP suite** (feature `http`: the `http` module and `http_suite!`): what a visitor
+//!   sees over HTTP (the JSON contract, Django's cookie rules), run against any framework
+//!   adapter serving the HTTP contract written down in the `http` module, on a loopback port.
+//! - **Servers of our own** (feature `servers`): PostgreSQL, MariaDB, Redis and a Redis
+//!   Cluster on free loopback ports, for tests that stop a server.
+//!
+//! Each check panics with a message that names the clause it broke (this crate is for tests).
 // Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -16,6 +45,10 @@
 /// `servers`). They never touch the machine's own services.
 #[cfg(feature = "servers")]
 pub mod servers;
+
+// The HTTP suite (feature `http`); its own docs say what it is.
+#[cfg(feature = "http")]
+pub mod http;
 
 // The core's modules under the names this suite uses.
 #[allow(unused_imports)]
@@ -1180,7 +1213,7 @@ pub async fn cookie_flush_deletes_the_cookie(
 /// `$make` (an async block or future yielding `Arc<dyn SessionStore>`) builds.
 ///
 /// `$make` yields an `Arc` of the store type; add `, clear` when it implements
-/// [`ClearExpired`] too.
+/// [`ClearExpired`] too. The [crate docs](crate) show it on the in-process store.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
@@ -1233,10 +1266,26 @@ macro_rules! conformance_tests {
 /// the store signing with the first argument and accepting the fallbacks in the second, with
 /// Django's default `cookie_age` and cookie name.
 ///
-/// ```ignore
-/// cloakroom::cookie_conformance_tests!(|secret: &str, fallbacks: &[&str]| -> Arc<dyn SessionStore> {
-///     Arc::new(MyCookieStore::new(secret, fallbacks))
-/// });
+/// ```no_run
+/// use std::sync::Arc;
+///
+/// use cloakroom_core::config::DEFAULT_COOKIE_AGE;
+/// use cloakroom_core::engines::cookie::SignedCookieStore;
+/// use cloakroom_core::{Secret, SessionStore};
+///
+/// fn make(secret: &str, fallbacks: &[&str]) -> Arc<dyn SessionStore> {
+///     let fallbacks = fallbacks.iter().map(|f| Secret::new(*f)).collect();
+///     let store = SignedCookieStore::new(
+///         Secret::new(secret),
+///         fallbacks,
+///         DEFAULT_COOKIE_AGE,
+///         "sessionid",
+///     );
+///     Arc::new(store.expect("a valid signing setup"))
+/// }
+///
+/// cloakroom_testkit::cookie_conformance_tests!(make);
+/// # fn main() { let _ = make(cloakroom_testkit::COOKIE_SECRET, &[]); }
 /// ```
 #[macro_export]
 macro_rules! cookie_conformance_tests {
