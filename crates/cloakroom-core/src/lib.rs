@@ -17,6 +17,7 @@ pub mod codec;
 pub mod config;
 pub mod cookies;
 mod data;
+pub mod decorate;
 #[doc(hidden)]
 pub mod digits;
 pub mod engines;
@@ -24,6 +25,7 @@ mod error;
 pub mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
+mod guard;
 pub mod hashed;
 pub mod key;
 pub mod keys;
