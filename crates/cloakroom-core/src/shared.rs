@@ -116,9 +116,10 @@ impl Shared {
         Ok(text)
     }
 
-    /// The name the store (and so its user index) knows session `key` by.
+    /// The name the store (and so its user index) knows session `key` by: the core's
+    /// decorators' mapping, so it cannot differ from what the store is asked.
     pub fn stored_id(&self, key: &str) -> String {
-        crate::hashed::stored_id(&self.settings, key)
+        self.store.decorator().key(key).into_owned()
     }
 
     /// Whether the data travels in the cookie (signed cookies): then any cookie value may be
