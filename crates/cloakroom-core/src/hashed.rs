@@ -20,7 +20,7 @@ use crate::decorate::{Decorated, Decorator};
 pub const STORED_KEY_LEN: usize = 40;
 
 /// The name a store used with `settings` knows session `key` by: the key itself, or under
-/// `hash_keys` its [`stored_key`]. It is the [`UserSession::id`] that
+/// `hash_keys` its [`stored_key`]. It is the [`UserSession::id`](crate::UserSession::id) that
 /// [`Sessions::sessions_of`](crate::Sessions::sessions_of) lists, so an app can mark the
 /// current session in that list.
 pub fn stored_id(settings: &Settings, key: &str) -> String {
