@@ -47,6 +47,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::future::Either;
 use time::OffsetDateTime;
 
 use crate::error::StoreError;
@@ -245,11 +246,11 @@ impl<D: Decorator> Decorator for Option<D> {
     }
 
     fn wrap<T: CallOutcome>(&self, op: Operation, call: impl StoreCall<T>) -> impl StoreCall<T> {
-        async move {
-            match self {
-                Some(d) => d.wrap(op, call).await,
-                None => call.await,
-            }
+        // An `Either`, not an `async` block: off, the call is polled as it is, with no state
+        // machine of its own around it (the core's stack has `Option<HashKeys>` on every call).
+        match self {
+            Some(d) => Either::Left(d.wrap(op, call)),
+            None => Either::Right(call),
         }
     }
 }
