@@ -85,8 +85,10 @@ impl Backend {
         }
     }
 
-    /// Replaces the store the core calls, keeping the abilities: for a wrapper that changes
-    /// nothing the abilities see (a counting or logging store in tests).
+    /// Replaces the store the core calls, keeping the abilities: for a decorated store
+    /// ([`crate::decorate`]) whose decorator changes nothing the abilities see (counting or
+    /// logging in tests). Not for key hashing: the `hash_keys` setting hashes the keys the
+    /// abilities see as well.
     #[must_use]
     pub fn with_store(self, store: Arc<dyn SessionStore>) -> Self {
         Self { store, ..self }

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod config;
 pub mod cookies;
 mod data;
+pub mod decorate;
 #[doc(hidden)]
 pub mod digits;
 pub mod engines;
@@ -26,6 +27,7 @@ mod error;
 pub mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
+mod guard;
 pub mod hashed;
 pub mod key;
 pub mod keys;

@@ -13,7 +13,6 @@ use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
-use crate::observe::Operation;
 use crate::recorded::Context;
 use crate::response::ErrorHandler;
 use crate::session::Session;
@@ -100,10 +99,11 @@ impl Sessions {
         &self.shared.settings
     }
 
-    /// The store, with a span and metrics around each call (as the layer's own calls have).
-    #[allow(clippy::misnamed_getters)] // the app gets the observed store, on purpose
+    /// The store as the layer calls it: the breaker and the store timeout, a span and metrics
+    /// around each call, and keys hashed under `hash_keys` (give it the session key, as the
+    /// cookie carries it).
     pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.shared.observed
+        &self.shared.as_dyn
     }
 
     /// The clock.
@@ -131,13 +131,7 @@ impl Sessions {
     /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error.
     pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<UserSession>, StoreError> {
         let shared = &self.shared;
-        let index = shared.user_index()?;
-        shared
-            .call(
-                Operation::SessionsOf,
-                index.sessions_of(user_id, shared.clock.now()),
-            )
-            .await
+        shared.store.sessions_of(user_id, shared.clock.now()).await
     }
 
     /// Revokes one of `user_id`'s sessions, `id` as [`sessions_of`](Self::sessions_of) lists
@@ -148,11 +142,7 @@ impl Sessions {
     /// # Errors
     /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error.
     pub async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let shared = &self.shared;
-        let index = shared.user_index()?;
-        shared
-            .call(Operation::Revoke, index.revoke(user_id, id))
-            .await
+        self.shared.store.revoke(user_id, id).await
     }
 
     /// "Log out everywhere": revokes every live session of `user_id` (after a password change,
@@ -166,17 +156,12 @@ impl Sessions {
     /// sessions revoked before it stay revoked).
     pub async fn revoke_user(&self, user_id: &str) -> Result<u64, StoreError> {
         let shared = &self.shared;
-        let index = shared.user_index()?;
         let listed = shared
-            .call(
-                Operation::SessionsOf,
-                index.sessions_of(user_id, shared.clock.now()),
-            )
+            .store
+            .sessions_of(user_id, shared.clock.now())
             .await?;
         for session in &listed {
-            shared
-                .call(Operation::Revoke, index.revoke(user_id, &session.id))
-                .await?;
+            shared.store.revoke(user_id, &session.id).await?;
         }
         Ok(listed.len() as u64)
     }

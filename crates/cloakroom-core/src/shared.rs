@@ -1,16 +1,13 @@
-//! What the sessions of one app share: the store, the settings, the codec, the clock, the
-//! circuit breaker and the per-key locks, and [`Shared::call`], the one way the core calls the
-//! store (breaker, timeout, metrics and span around every call).
+//! What the sessions of one app share: the store, the settings, the codec, the clock and the
+//! per-key locks. The store is the app's store seen through the core's decorators (breaker and
+//! timeout, metrics and span, key hashing: see [`CoreStore`]), the one way the core calls it.
 //!
 //! The store's abilities beside the store contract (`MovesOnLoad`) and its methods that are
 //! not about storing bytes (`cookie_value`, `keeps_data_in_cookie`, `users`) are called here
 //! and nowhere else in the core, so that narrowing the store trait edits one place.
 
 use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,20 +18,33 @@ use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Codec, Data};
 use crate::config::Settings;
+use crate::decorate::{Decorated, Decorator, Operation};
 use crate::error::{ConfigError, Error, StoreError};
+use crate::guard::Guard;
+use crate::hashed::HashKeys;
 use crate::locks::KeyLocks;
-use crate::observe::{Observer, Operation};
-use crate::store::{MovesOnLoad, Record, SessionStore, UserIndex};
+use crate::observe::Observer;
+use crate::store::{MovesOnLoad, Record, SessionStore};
+
+/// The store as the core calls it: the breaker and timeout outermost (a call they refuse or
+/// abandon is not observed as a store call, but counted in `ERRORS`; one the timeout abandons
+/// is observed as `cancelled`), then the span and metrics, then key hashing when `hash_keys`
+/// is on.
+///
+/// Breaker, timeout and metrics are decorators like any other rather than code of their own
+/// here: the core calls this store's unboxed methods, so they cost what their own work costs
+/// and no allocation, and the app's calls through
+/// [`Sessions::store`](crate::Sessions::store) go through the very same store (before, they
+/// skipped the breaker and the timeout).
+pub(crate) type CoreStore = Decorated<(Guard, (Observer, Option<HashKeys>))>;
 
 /// Everything the sessions of one app share.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    /// The store the core calls, each call observed by `observer`.
-    pub store: Arc<dyn SessionStore>,
-    /// The same store wrapped in [`Instrumented`](crate::observe::Instrumented), for the app's
-    /// own calls through [`Sessions::store`](crate::Sessions::store).
-    pub observed: Arc<dyn SessionStore>,
-    observer: Arc<Observer>,
+    /// The store the core calls (see [`CoreStore`]).
+    pub store: Arc<CoreStore>,
+    /// The same store, as [`Sessions::store`](crate::Sessions::store) hands it to the app.
+    pub as_dyn: Arc<dyn SessionStore>,
     pub settings: Settings,
     pub codec: Codec,
     pub clock: Arc<dyn Clock>,
@@ -42,7 +52,6 @@ pub(crate) struct Shared {
     pub save_locks: KeyLocks,
     /// Exclusive routes of one visitor run one at a time (opt-in, held from load to save).
     pub exclusive_locks: KeyLocks,
-    breaker: Arc<Breaker>,
     /// The store's live migration, if it is one: loads go through it (see `load`).
     moves: Option<Arc<dyn MovesOnLoad>>,
     /// The store keeps the data in the cookie (signed cookies): asked once, at construction.
@@ -60,76 +69,36 @@ impl Shared {
         settings.validate()?;
         let Backend { store, moves, .. } = backend;
         let in_cookie = store.keeps_data_in_cookie();
-        let store: Arc<dyn SessionStore> = match (settings.session.hash_keys, in_cookie) {
-            (true, true) => {
-                return Err(ConfigError::Invalid {
-                    setting: "hash_keys",
-                    reason: format!(
-                        "the {} engine keeps the data in the cookie: there is no key to hash",
-                        store.engine()
-                    ),
-                })
-            }
-            (true, false) => Arc::new(crate::hashed::HashedKeys::new(store)),
-            (false, _) => store,
-        };
+        let engine = store.engine();
+        if settings.session.hash_keys && in_cookie {
+            return Err(ConfigError::Invalid {
+                setting: "hash_keys",
+                reason: format!(
+                    "the {engine} engine keeps the data in the cookie: there is no key to hash"
+                ),
+            });
+        }
         let breaker = Arc::new(Breaker::new(
             settings.resilience.breaker_threshold,
             Duration::from_millis(settings.resilience.breaker_cooldown_ms),
         ));
-        // Every store call gets a span and metrics (see `observe`): the core's own through
-        // `Shared::call`, the app's through the instrumented store `Sessions::store` returns.
-        let observer = Arc::new(Observer::new(store.engine()));
-        let observed: Arc<dyn SessionStore> =
-            Arc::new(crate::observe::Instrumented::new(Arc::clone(&store)));
-        Ok(Self {
+        let guard = Guard::new(engine, breaker, settings.store_timeout());
+        let hashing = settings.session.hash_keys.then_some(HashKeys);
+        let store = Arc::new(Decorated::new(
+            (guard, (Observer::new(engine), hashing)),
             store,
-            observed,
-            observer,
+        ));
+        Ok(Self {
+            as_dyn: Arc::clone(&store) as Arc<dyn SessionStore>,
+            store,
             codec: settings.codec(),
             settings,
             clock: Arc::new(SystemClock),
             save_locks: KeyLocks::default(),
             exclusive_locks: KeyLocks::default(),
-            breaker,
             moves,
             in_cookie,
         })
-    }
-
-    /// Runs one store call under the configured timeout, observed as `op` (span, metrics).
-    pub async fn call<T: crate::observe::Outcome>(
-        &self,
-        op: Operation,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let engine = self.store.engine();
-        if let Err(e) = self.breaker.admit(engine) {
-            crate::observe::record_error(engine, &e);
-            return Err(e);
-        }
-        let after = self.settings.store_timeout();
-        let bounded = Bounded {
-            fut: self.observer.observe(op, fut),
-            sleep: None,
-            after,
-        };
-        let result = match bounded.await {
-            Some(result) => result,
-            None => Err(StoreError::Timeout { engine, after }),
-        };
-        // A session too large for its store is the app's problem, not the store's health.
-        let healthy = !matches!(
-            result,
-            Err(StoreError::Timeout { .. }
-                | StoreError::Backend { .. }
-                | StoreError::MissingTable { .. })
-        );
-        self.breaker.record(healthy);
-        if let Err(e) = &result {
-            crate::observe::record_error(engine, e);
-        }
-        result
     }
 
     /// Encodes `data` for the store, refusing it over `max_session_bytes`. Every record the
@@ -147,9 +116,10 @@ impl Shared {
         Ok(text)
     }
 
-    /// The name the store (and so its user index) knows session `key` by.
+    /// The name the store (and so its user index) knows session `key` by: the core's
+    /// decorators' mapping, so it cannot differ from what the store is asked.
     pub fn stored_id(&self, key: &str) -> String {
-        crate::hashed::stored_id(&self.settings, key)
+        self.store.decorator().key(key).into_owned()
     }
 
     /// Whether the data travels in the cookie (signed cookies): then any cookie value may be
@@ -166,14 +136,17 @@ impl Shared {
         now: OffsetDateTime,
     ) -> Result<Option<(Record, bool)>, StoreError> {
         match &self.moves {
-            // The migrating store sits below the key hashing, as the store does.
+            // The migrating store sits below the core's decorators, as the store does: the
+            // same hooks, around an ability's call instead of the store's.
             Some(moves) => {
-                let stored = self.stored_id(key);
-                self.call(Operation::Load, moves.load_moved(&stored, now))
-                    .await
+                let decorators = self.store.decorator();
+                let stored = decorators.key(key);
+                let call = moves.load_moved(&stored, now);
+                decorators.wrap(Operation::Load, call).await
             }
             None => Ok(self
-                .call(Operation::Load, self.store.load(key, now))
+                .store
+                .load(key, now)
                 .await?
                 .map(|record| (record, false))),
         }
@@ -187,50 +160,14 @@ impl Shared {
         now: OffsetDateTime,
     ) -> Result<String, StoreError> {
         self.store
+            .inner()
             .cookie_value(key, record, now)
             .map(Cow::into_owned)
     }
 
-    /// The store's index of sessions by user, if it keeps one.
-    pub fn users(&self) -> Option<&dyn UserIndex> {
-        self.store.users()
-    }
-
-    /// The store's index of sessions by user, or [`StoreError::NoUserIndex`] naming the engine.
-    pub fn user_index(&self) -> Result<&dyn UserIndex, StoreError> {
-        self.users().ok_or(StoreError::NoUserIndex {
-            engine: self.store.engine(),
-        })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A store call with a time limit whose timer is armed only if the call does not finish at
-    /// once: an in-process store never pays for one, a remote one pays once. `None` when the
-    /// limit passed.
-    struct Bounded<F> {
-        #[pin]
-        fut: F,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        after: Duration,
-    }
-}
-
-impl<F: Future> Future for Bounded<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.fut.poll(cx) {
-            return Poll::Ready(Some(out));
-        }
-        let after = *this.after;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+    /// The store (its user index calls decorated as every call is), if it keeps an index of
+    /// sessions by user.
+    pub fn users(&self) -> Option<&CoreStore> {
+        self.store.inner().users().map(|_| &*self.store)
     }
 }

@@ -57,14 +57,13 @@ use cloakroom_core::{clock, config, hashed, key, keys, signing, store, Settings,
 #[doc(hidden)]
 pub use cloakroom_core::{ClearExpired, SessionStore};
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use cloakroom_core::decorate::{CallOutcome, Decorator, Operation, StoreCall};
 use cloakroom_core::{CookieAction, Sessions};
 use clock::{Clock, ManualClock};
 use store::{Created, Record, Updated};
@@ -1361,28 +1360,26 @@ struct Counters {
     deletes: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::SeqCst);
-}
-
-/// A store that counts the calls the core makes to the store inside it, by kind, and forwards
-/// every one: for tests that pin how many round trips (and which writes) a request costs.
-/// Clones share the counts, so a test keeps one while the layer owns the other.
-#[derive(Clone)]
+/// A decorator that counts the calls the core makes to the store it wraps, by kind: for tests
+/// that pin how many round trips (and which writes) a request costs. Clones share the counts,
+/// so a test keeps one while the layer owns the store around the other:
+///
+/// ```
+/// use cloakroom_core::decorate::Decorator;
+/// use cloakroom_core::engines::memory::MemoryStore;
+/// use cloakroom_testkit::Counting;
+///
+/// let counts = Counting::default();
+/// let store = counts.clone().around(MemoryStore::default());
+/// # drop(store);
+/// assert_eq!(counts.take().round_trips(), (0, 0));
+/// ```
+#[derive(Clone, Default)]
 pub struct Counting {
-    inner: Arc<dyn SessionStore>,
     counters: Arc<Counters>,
 }
 
 impl Counting {
-    /// Counts the calls made to `inner`.
-    pub fn new(inner: impl SessionStore) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            counters: Arc::default(),
-        }
-    }
-
     /// The calls so far.
     pub fn calls(&self) -> Calls {
         self.read(AtomicU64::load)
@@ -1406,62 +1403,20 @@ impl Counting {
     }
 }
 
-#[async_trait]
-impl SessionStore for Counting {
-    fn engine(&self) -> &'static str {
-        self.inner.engine()
-    }
-
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        bump(&self.counters.loads);
-        self.inner.load(key, now).await
-    }
-
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        bump(&self.counters.creates);
-        self.inner.create(key, record).await
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        expected: &[u8],
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        bump(&self.counters.updates);
-        self.inner.update(key, expected, record, now).await
-    }
-
-    async fn touch(
-        &self,
-        key: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        bump(&self.counters.touches);
-        self.inner.touch(key, record, now).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        bump(&self.counters.deletes);
-        self.inner.delete(key).await
-    }
-
-    fn cookie_value<'a>(
-        &self,
-        key: &'a str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Cow<'a, str>, StoreError> {
-        self.inner.cookie_value(key, record, now)
-    }
-
-    fn keeps_data_in_cookie(&self) -> bool {
-        self.inner.keeps_data_in_cookie()
-    }
-
-    fn users(&self) -> Option<&dyn store::UserIndex> {
-        self.inner.users()
+impl Decorator for Counting {
+    fn wrap<T: CallOutcome>(&self, op: Operation, call: impl StoreCall<T>) -> impl StoreCall<T> {
+        let c = &self.counters;
+        let counter = match op {
+            Operation::Load => Some(&c.loads),
+            Operation::Create => Some(&c.creates),
+            Operation::Update => Some(&c.updates),
+            Operation::Touch => Some(&c.touches),
+            Operation::Delete => Some(&c.deletes),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        call
     }
 }

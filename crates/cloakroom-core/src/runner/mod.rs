@@ -10,7 +10,6 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::observe::Operation;
 use crate::plan::{plan, Cookie, CookieAction, Index, Outcome, Plan, Write};
 use crate::recorded::{Context, Recorded};
 use crate::shared::Shared;
@@ -126,9 +125,7 @@ async fn execute(
     }
     if plan.delete {
         for doomed in std::mem::take(&mut st.doomed) {
-            shared
-                .call(Operation::Delete, shared.store.delete(&doomed))
-                .await?;
+            shared.store.delete(&doomed).await?;
         }
     }
     let written = match plan.write {

@@ -12,7 +12,6 @@ use crate::expiry::Lifetime;
 use crate::key;
 use crate::keys::{DEADLINE_KEY, MOVED_KEY};
 use crate::locks::KeyGuard;
-use crate::observe::Operation;
 use crate::recorded::Recorded;
 use crate::shared::Shared;
 use crate::store::{Created, Record, Updated};
@@ -66,10 +65,7 @@ pub(super) async fn create(
     };
     for _ in 0..MAX_KEY_DRAWS {
         let key = key::generate()?;
-        match shared
-            .call(Operation::Create, shared.store.create(&key, &record))
-            .await?
-        {
+        match shared.store.create(&key, &record).await? {
             Created::Stored => {
                 let max_age = max_age(&lifetime);
                 return Ok(Written {
@@ -103,10 +99,7 @@ pub(super) async fn touch(
         data: token.clone(),
         expires_at,
     };
-    match shared
-        .call(Operation::Touch, shared.store.touch(key, &record, now))
-        .await?
-    {
+    match shared.store.touch(key, &record, now).await? {
         Updated::Stored => Ok(Some(Written {
             key: key.clone(),
             record,
@@ -138,8 +131,7 @@ pub(super) async fn update(
     // then go one at a time, so each merges about once.
     let mut queued = None;
     loop {
-        let update = shared.store.update(&key, &expected, &record, now);
-        match shared.call(Operation::Update, update).await? {
+        match shared.store.update(&key, &expected, &record, now).await? {
             Updated::Stored => break,
             Updated::Missing => return Err(Error::Interrupted),
             Updated::Conflict(current) => {
@@ -221,16 +213,13 @@ pub(super) async fn park_snapshot(
             data: shared.codec.encode(&snapshot),
             expires_at: now + grace,
         };
-        let update = shared.store.update(old, &expected, &record, now);
-        match shared.call(Operation::Update, update).await? {
+        match shared.store.update(old, &expected, &record, now).await? {
             Updated::Stored | Updated::Missing => return Ok(()),
             Updated::Conflict(current) => expected = current.data,
         }
     }
     // Could not park the snapshot: fall back to no grace rather than leave the old key live.
-    shared
-        .call(Operation::Delete, shared.store.delete(old))
-        .await?;
+    shared.store.delete(old).await?;
     Ok(())
 }
 
