@@ -97,20 +97,20 @@ pub use layer::SessionLayer;
 pub use time;
 
 /// Django's formats, for code that reads or writes what a Django app stores: its signed data
-/// ([`signing`](self::django::signing)), the codecs over it ([`codec`](self::django::codec)),
-/// the pickles of its cache backend ([`pickle`](self::django::pickle)) and the reserved data
-/// keys of its auth framework ([`keys`](self::django::keys)). The session layer uses them for
+/// ([`signing`]), the codecs over it ([`codec`]),
+/// the pickles of its cache backend ([`pickle`]) and the reserved data
+/// keys of its auth framework ([`keys`]). The session layer uses them for
 /// you; see [`guide::django`].
 pub mod django {
     pub use cloakroom_core::{codec, keys, pickle, signing};
 }
 
 /// The machinery under the layer, for tools and custom integrations: how a store is bundled
-/// with its abilities ([`backend`](self::advanced::backend)), the cookie on the wire
-/// ([`cookies`](self::advanced::cookies)), session keys ([`key`](self::advanced::key)) and
-/// their hashing ([`hashed`](self::advanced::hashed)), the expiry arithmetic
-/// ([`expiry`](self::advanced::expiry)), the default error responses
-/// ([`response`](self::advanced::response)).
+/// with its abilities ([`backend`]), the cookie on the wire
+/// ([`cookies`]), session keys ([`key`]) and
+/// their hashing ([`hashed`]), the expiry arithmetic
+/// ([`expiry`]), the default error responses
+/// ([`response`]).
 pub mod advanced {
     pub use cloakroom_core::{backend, cookies, expiry, hashed, key, response};
 }

@@ -2,8 +2,8 @@
 //! `redis-server` child process, joined with `redis-cli --cluster create`. It never touches the
 //! machine's Redis.
 //!
-//! Dropping a [`RedisCluster`](crate::servers::redis_cluster::RedisCluster) kills its servers by PID. The one a test binary shares
-//! ([`shared`](crate::servers::redis_cluster::shared)) lives in a static, which Rust never drops, so a small watchdog process kills
+//! Dropping a [`RedisCluster`] kills its servers by PID. The one a test binary shares
+//! ([`shared`]) lives in a static, which Rust never drops, so a small watchdog process kills
 //! those servers by PID once the test process has exited.
 
 use std::fs::File;
