@@ -14,6 +14,7 @@ use super::{data_digest, guarded_write, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
+mod lock;
 mod walk;
 
 /// The connections of a server store's pool ([`SqlStore::pool_status`]).
