@@ -66,6 +66,10 @@ enum Command {
         /// chars). Also `admin_token` in the `--config` file.
         #[arg(long, env = "CLOAKROOM_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// On SIGTERM or Ctrl-C the demo stops accepting and lets the requests in flight finish
+        /// (and save their sessions) for at most this many seconds, then exits anyway, saying so.
+        #[arg(long, env = "CLOAKROOM_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+        shutdown_timeout: u64,
     },
 }
 
@@ -171,6 +175,10 @@ struct SettingsArgs {
     /// The most live sessions one user may have; a login over it revokes the oldest.
     #[arg(long, global = true, env = "CLOAKROOM_MAX_SESSIONS_PER_USER")]
     max_sessions_per_user: Option<u32>,
+    /// Clear expired sessions every this many seconds inside the demo (0: never; one server
+    /// at a time, under a lock in the store).
+    #[arg(long, global = true, env = "CLOAKROOM_CLEANUP_INTERVAL_SECS")]
+    cleanup_interval_secs: Option<u64>,
 }
 
 fn parse_policy(s: &str) -> Result<OnStoreError, String> {
@@ -221,7 +229,8 @@ impl SettingsArgs {
             store.database_url,
             store.cache_url,
             session.cookie_domain,
-            store.file_path
+            store.file_path,
+            store.cleanup_interval_secs
         );
         if let Some(v) = &self.secret_key {
             s.session.secret_key = Some(Secret::new(v.clone()));
@@ -257,6 +266,11 @@ enum CliError {
     Undecodable(String),
     #[error("no live session has that key")]
     NoSuchSession,
+    #[error(
+        "requests were still running {0} s after the stop signal and were cut off (their \
+         sessions unsaved); raise --shutdown-timeout if they need longer"
+    )]
+    ShutdownTimeout(u64),
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -312,6 +326,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             migrate_from,
             migrate,
             admin_token,
+            shutdown_timeout,
         } => {
             let old = match migrate_from {
                 Some(url) => Some(ops::settings_for(&url, &settings)?),
@@ -321,7 +336,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 admin_token: admin_token.map(Secret::new).or(file_demo.admin_token),
             };
             demo.validate()?;
-            demo::run(settings, demo, &addr, old, migrate).await?;
+            let wiring = demo::Wiring {
+                addr,
+                migrate_from: old,
+                migrate,
+                shutdown_timeout,
+            };
+            demo::run(settings, demo, wiring).await?;
         }
     }
     Ok(())
@@ -343,7 +364,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Tasks still running (requests cut off by the shutdown timeout) end with the runtime;
+    // a blocking call among them (a SQLite write waiting for its lock) is not waited for long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
