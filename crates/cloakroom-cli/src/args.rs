@@ -157,11 +157,16 @@ pub struct SessionArgs {
     #[arg(long, env = "CLOAKROOM_MAX_SESSIONS_PER_USER", value_name = "N",
           allow_negative_numbers = true, value_parser = non_negative::<u32>)]
     max_sessions_per_user: Option<u32>,
+    /// Clear expired sessions every this many seconds inside the demo (0: never; one server
+    /// at a time, under a lock in the store).
+    #[arg(long, env = "CLOAKROOM_CLEANUP_INTERVAL_SECS", value_name = "SECONDS",
+          allow_negative_numbers = true, value_parser = non_negative::<u64>)]
+    cleanup_interval_secs: Option<u64>,
 }
 
 /// A number of seconds, bytes or sessions: clap would call `-5` an unexpected argument (it
 /// looks like a flag), so negative numbers are let through to here and refused saying why.
-fn non_negative<T>(s: &str) -> Result<T, String>
+pub fn non_negative<T>(s: &str) -> Result<T, String>
 where
     T: FromStr + PartialOrd + Default,
     T::Err: Display,
@@ -253,7 +258,8 @@ impl StoreArgs {
                 session.hash_keys,
                 session.max_session_bytes,
                 store.cache_max_bytes,
-                session.max_sessions_per_user
+                session.max_sessions_per_user,
+                store.cleanup_interval_secs
             );
         }
         s.validate()?;

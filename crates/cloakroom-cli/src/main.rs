@@ -92,6 +92,11 @@ enum Command {
             value_name = "TOKEN"
         )]
         admin_token: Option<String>,
+        /// On SIGTERM or Ctrl-C the demo stops accepting and lets the requests in flight finish
+        /// (and save their sessions) for at most this many seconds, then exits anyway, saying so.
+        #[arg(long, env = "CLOAKROOM_SHUTDOWN_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
+              allow_negative_numbers = true, value_parser = args::non_negative::<u64>)]
+        shutdown_timeout: u64,
         #[command(flatten)]
         codec: CodecArgs,
         #[command(flatten)]
@@ -162,6 +167,11 @@ enum CliError {
     Undecodable(String),
     #[error("no live session has that key")]
     NoSuchSession,
+    #[error(
+        "requests were still running {0} s after the stop signal and were cut off (their \
+         sessions unsaved); raise --shutdown-timeout if they need longer"
+    )]
+    ShutdownTimeout(u64),
 }
 
 /// The message of `e` and of each error under it that adds something, as one line: a driver's
@@ -233,6 +243,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             migrate_from,
             migrate,
             admin_token,
+            shutdown_timeout,
             ..
         } => {
             let old = match migrate_from {
@@ -243,7 +254,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 admin_token: admin_token.map(Secret::new).or(file_demo.admin_token),
             };
             demo.validate()?;
-            demo::run(settings, demo, &addr, old, migrate).await?;
+            let wiring = demo::Wiring {
+                addr,
+                migrate_from: old,
+                migrate,
+                shutdown_timeout,
+            };
+            demo::run(settings, demo, wiring).await?;
         }
     }
     Ok(())
@@ -265,7 +282,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Tasks still running (requests cut off by the shutdown timeout) end with the runtime;
+    // a blocking call among them (a SQLite write waiting for its lock) is not waited for long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", full_message(&e));

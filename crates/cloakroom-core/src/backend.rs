@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::exclusive::Exclusive;
 use crate::store::{ClearExpired, MovesOnLoad, Scan, SessionStore};
 
 /// An optional ability: creating the session table (`cloakroom migrate`).
@@ -33,6 +34,9 @@ pub struct Backend {
     pub scan: Option<Arc<dyn Scan>>,
     /// Moving records in from another store as they are read (a live migration).
     pub moves: Option<Arc<dyn MovesOnLoad>>,
+    /// A lock one app server at a time holds, where the store is shared between servers: the
+    /// scheduled cleanup takes it so that one server clears at a time.
+    pub exclusive: Option<Arc<dyn Exclusive>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for Backend {
             .field("migrate", &self.migrate.is_some())
             .field("scan", &self.scan.is_some())
             .field("moves", &self.moves.is_some())
+            .field("exclusive", &self.exclusive.is_some())
             .finish()
     }
 }
@@ -56,6 +61,7 @@ impl Backend {
             migrate: None,
             scan: None,
             moves: None,
+            exclusive: None,
         }
     }
 
@@ -82,6 +88,16 @@ impl Backend {
         Self {
             moves: Some(store.clone()),
             ..Self::new(store)
+        }
+    }
+
+    /// Adds the lock across app servers (the [`Exclusive`] ability) that the scheduled cleanup
+    /// takes.
+    #[must_use]
+    pub fn with_exclusive(self, exclusive: Arc<dyn Exclusive>) -> Self {
+        Self {
+            exclusive: Some(exclusive),
+            ..self
         }
     }
 

@@ -14,6 +14,7 @@
 
 pub mod backend;
 mod breaker;
+pub mod cleanup;
 pub mod clock;
 pub mod codec;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod decorate;
 pub mod digits;
 pub mod engines;
 mod error;
+pub mod exclusive;
 pub mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
@@ -46,8 +48,10 @@ pub mod signing;
 pub mod store;
 
 pub use backend::{Backend, Migrate};
+pub use cleanup::{CleanupHandle, CleanupRun};
 pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
+pub use exclusive::{Exclusive, LockGuard};
 pub use expiry::Expiry;
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;

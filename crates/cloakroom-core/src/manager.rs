@@ -9,15 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::cleanup::{Cleaner, CleanupHandle, CleanupRun};
 use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
+use crate::exclusive::Exclusive;
+use crate::observe::Operation;
 use crate::recorded::Context;
 use crate::response::ErrorHandler;
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::store::{SessionStore, UserSession};
+use crate::store::{ClearExpired, SessionStore, UserSession};
 
 pub use crate::plan::{CookieAction, Outcome};
 
@@ -26,6 +29,15 @@ pub use crate::plan::{CookieAction, Outcome};
 #[derive(Clone)]
 pub struct Sessions {
     shared: Arc<Shared>,
+    /// The store's abilities the scheduled cleanup uses (the request path never does).
+    upkeep: Upkeep,
+}
+
+/// What [`Sessions::start_cleanup`] runs on: the store's clearing and its lock across servers.
+#[derive(Clone, Default)]
+struct Upkeep {
+    clear: Option<Arc<dyn ClearExpired>>,
+    exclusive: Option<Arc<dyn Exclusive>>,
 }
 
 impl fmt::Debug for Sessions {
@@ -69,8 +81,13 @@ impl Sessions {
     /// # Errors
     /// [`ConfigError`] when the settings cannot work.
     pub fn from_backend(backend: Backend, settings: Settings) -> Result<Self, ConfigError> {
+        let upkeep = Upkeep {
+            clear: backend.clear.clone(),
+            exclusive: backend.exclusive.clone(),
+        };
         Ok(Self {
             shared: Arc::new(Shared::new(backend, settings)?),
+            upkeep,
         })
     }
 
@@ -79,6 +96,7 @@ impl Sessions {
         f(&mut shared);
         Self {
             shared: Arc::new(shared),
+            upkeep: self.upkeep,
         }
     }
 
@@ -164,6 +182,84 @@ impl Sessions {
             shared.store.revoke(user_id, &session.id).await?;
         }
         Ok(listed.len() as u64)
+    }
+
+    /// Starts clearing expired sessions every `every` (give or take a tenth, so servers drift
+    /// apart), in a background task, until the returned handle is stopped or dropped: the
+    /// scheduled form of `cloakroom clearsessions`, opt-in (the `cleanup_interval_secs`
+    /// setting is the usual `every`). Started here, explicitly, never by a constructor, so the
+    /// app decides when it runs and stops it at shutdown.
+    ///
+    /// Each run takes the store's cleanup lock first ([`Exclusive`]: an advisory lock on
+    /// PostgreSQL, `GET_LOCK` on MySQL, a lock key on Redis, a lock file for files and
+    /// SQLite), so one server clears at a time and the others report
+    /// [`CleanupRun::Skipped`](crate::cleanup::CleanupRun::Skipped); it deletes in batches
+    /// (each under `store_timeout_ms`) until none are left, logs how many went and counts them
+    /// in `cloakroom_cleanup_cleared_total` and `cloakroom_cleanup_runs_total{outcome}`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(sessions: cloakroom_core::Sessions) -> Result<(), cloakroom_core::ConfigError> {
+    /// let cleanup = sessions.start_cleanup(std::time::Duration::from_secs(3600))?;
+    /// // … serve …
+    /// cleanup.stop().await; // at shutdown: waits for the current batch
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `cleanup_interval_secs` when `every` is zero, when the
+    /// store cannot clear (a bare store given to [`Sessions::new`]: build from
+    /// `cloakroom::engines::open`'s [`Backend`] instead), or when no Tokio runtime runs.
+    pub fn start_cleanup(&self, every: Duration) -> Result<CleanupHandle, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            setting: "cleanup_interval_secs",
+            reason,
+        };
+        if every.is_zero() {
+            return Err(invalid("the interval must be above 0".into()));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(invalid(
+                "start_cleanup runs a Tokio task: call it from async code on a Tokio runtime"
+                    .into(),
+            ));
+        }
+        Ok(self.cleaner()?.start(every))
+    }
+
+    /// One cleanup run now, as the scheduled cleanup runs it: under the cleanup lock (or
+    /// [`CleanupRun::Skipped`](crate::cleanup::CleanupRun::Skipped) when another server holds
+    /// it), in batches until no expired session is left.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the store cannot clear (see
+    /// [`start_cleanup`](Self::start_cleanup)); the store's failures come back as
+    /// [`CleanupRun::Failed`](crate::cleanup::CleanupRun::Failed).
+    pub async fn clear_expired_now(&self) -> Result<CleanupRun, ConfigError> {
+        Ok(self.cleaner()?.run(None).await)
+    }
+
+    fn cleaner(&self) -> Result<Cleaner, ConfigError> {
+        let engine = self.shared.store.engine();
+        let clear = self
+            .upkeep
+            .clear
+            .clone()
+            .ok_or_else(|| ConfigError::Invalid {
+                setting: "cleanup_interval_secs",
+                reason: format!(
+                "this `{engine}` store was given without its ability to clear expired sessions: \
+                 build Sessions with from_backend (what cloakroom::engines::open returns, or a \
+                 Backend with `clear` set)"
+            ),
+            })?;
+        Ok(Cleaner {
+            engine,
+            clear,
+            exclusive: self.upkeep.exclusive.clone(),
+            timeout: self.shared.settings.store_timeout(),
+            clock: Arc::clone(&self.shared.clock),
+        })
     }
 
     /// Starts the session of one request from its session cookie value, without touching the

@@ -133,6 +133,30 @@ impl Demo {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends the server SIGTERM, as a service manager stops it.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// The server's exit status once it has exited, waiting `within` at most (`None`: still
+    /// running).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Demo {

@@ -28,6 +28,7 @@ pub use self::datetime::django_datetime;
 use self::datetime::parse_django_datetime;
 use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Flavor, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
+use crate::exclusive::{Exclusive, FileLock, InProcessLocks, LockGuard};
 use crate::store::{
     Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated, UserIndex,
 };
@@ -51,6 +52,33 @@ pub struct SqliteStore {
     conns: Arc<Conns>,
     table: Table,
     q: Arc<Queries>,
+    /// Where the database is, for its lock across processes ([`Exclusive`]).
+    location: Arc<Location>,
+}
+
+/// The locks of in-memory databases: they live in this process only, and so do their locks.
+static IN_MEMORY_LOCKS: std::sync::LazyLock<InProcessLocks> =
+    std::sync::LazyLock::new(InProcessLocks::default);
+
+/// One holder at a time across the processes of the machine (SQLite is one machine's): an
+/// `flock` on a lock file beside the database, `<database>.<table>.<name>.lock`, which the
+/// operating system lets go of when its holder dies. An in-memory database is one process's,
+/// and its lock too.
+#[async_trait]
+impl Exclusive for SqliteStore {
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, StoreError> {
+        let name = FileLock::file_safe(name);
+        match &*self.location {
+            Location::File(path) => {
+                let mut lock = path.clone().into_os_string();
+                lock.push(format!(".{}.{name}.lock", self.table.name()));
+                FileLock::take_guard(ENGINE, lock.into()).await
+            }
+            Location::Memory(db) => {
+                Ok(IN_MEMORY_LOCKS.try_take(&format!("{db}:{}:{name}", self.table.name())))
+            }
+        }
+    }
 }
 
 /// Whether an insert failed because the key is taken.
@@ -103,8 +131,10 @@ impl SqliteStore {
             setting: "database_url",
             source: e.into(),
         })?;
+        let location = Arc::new(location);
+        let opening = Arc::clone(&location);
         // Opening may wait up to the busy timeout for the lock that switches a file to WAL.
-        let conns = tokio::task::spawn_blocking(move || Conns::open(&location))
+        let conns = tokio::task::spawn_blocking(move || Conns::open(&opening))
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))??;
         let table = Table::new(crate::config::DEFAULT_TABLE)?;
@@ -112,6 +142,7 @@ impl SqliteStore {
             q: Arc::new(Queries::new(&table, Flavor::Sqlite)),
             conns: Arc::new(conns),
             table,
+            location,
         })
     }
 

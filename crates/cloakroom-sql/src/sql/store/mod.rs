@@ -15,6 +15,7 @@ use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 mod many;
+mod lock;
 mod walk;
 
 pub use many::CreateMany;
