@@ -26,6 +26,8 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once at start-up: the demo's many flags in its variant cost nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Create the session table, its expiry index and the user index `<table>_user` (idempotent).
     Migrate,

@@ -15,7 +15,6 @@ use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::exclusive::Exclusive;
-use crate::observe::Operation;
 use crate::recorded::Context;
 use crate::response::ErrorHandler;
 use crate::session::Session;

@@ -14,8 +14,8 @@ use super::{data_digest, guarded_write, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
-mod many;
 mod lock;
+mod many;
 mod walk;
 
 pub use many::CreateMany;
