@@ -18,6 +18,22 @@ else
   cargo test --workspace --all-features --no-fail-fast
 fi
 cargo test --workspace --all-features --doc
+# The docs as docs.rs builds them, without warnings (broken or private intra-doc links).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
+# Every crate meant for crates.io packs, with its README and licenses, and passes
+# `cargo publish --dry-run`. `--workspace` (cargo >= 1.90) packs the crates together and
+# resolves their dependencies on each other through a local registry overlay, so the dependants
+# verify before anything is on crates.io. The verify builds share the target dir (warm after the
+# tests above). cloakroom-bench is `publish = false`.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+publishable=(--workspace --exclude cloakroom-bench)
+cargo package "${publishable[@]}" --no-verify
+for crate in "$CARGO_TARGET_DIR"/package/cloakroom*-0*.crate; do
+  for file in README.md LICENSE-MIT LICENSE-APACHE; do
+    tar -tzf "$crate" | grep -q "^[^/]*/$file\$" || { echo "$crate lacks $file"; exit 1; }
+  done
+done
+cargo publish --dry-run "${publishable[@]}"
 # Fuzz smoke run: every target in fuzz/ for a few seconds (nightly cargo-fuzz; installs it).
 FUZZ_SECONDS=${FUZZ_SECONDS:-10} bash scripts/fuzz-smoke.sh
 echo "all tests passed"

@@ -1,11 +1,13 @@
 //! The demo app: the lesson's examples (visit counter, flash message, cart, login/logout,
 //! per-session expiry) as an HTML page for people and a JSON API for scripts.
 
+use std::future::IntoFuture as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Form;
-use axum::extract::Request;
+use axum::extract::{Query, Request};
 use axum::http::{Extensions, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -63,38 +65,53 @@ const VISITS: TypedKey<u64> = TypedKey::new("visits");
 const FLASH: TypedKey<String> = TypedKey::new("flash");
 const CART: TypedKey<Vec<String>> = TypedKey::new("cart");
 const USERNAME: TypedKey<String> = TypedKey::new("username");
+const SLOW: TypedKey<u64> = TypedKey::new("slow_requests");
 
 /// Where the demo keeps the secret key it generates when none is given.
 const SECRET_FILE: &str = "cloakroom-secret.key";
 
 type Result<T> = std::result::Result<T, cloakroom::Error>;
 
-/// Runs the demo until the process is stopped.
-///
-/// With `migrate_from`, sessions are also read from that engine and moved to the configured
-/// one on first use (`MigratingStore`).
+/// How the demo is started: the flags of `cloakroom demo` that are not settings.
+#[derive(Debug)]
+pub struct Wiring {
+    /// The address to listen on.
+    pub addr: String,
+    /// Live migration: sessions are also read from this engine and moved to the configured one
+    /// on first use (`MigratingStore`).
+    pub migrate_from: Option<Settings>,
+    /// Create missing tables before serving.
+    pub migrate: bool,
+    /// How long, in seconds, the requests in flight at a stop signal may take to finish.
+    pub shutdown_timeout: u64,
+}
+
+/// Runs the demo until SIGTERM or Ctrl-C, then shuts down gracefully: no new connections, the
+/// requests in flight finish and save their sessions (for `shutdown_timeout` seconds at most,
+/// after which it fails with [`CliError::ShutdownTimeout`]), and the background tasks (the
+/// scheduled cleanup, the metrics upkeep) stop.
 pub async fn run(
     mut settings: Settings,
     demo: DemoSettings,
-    addr: &str,
-    migrate_from: Option<Settings>,
-    migrate: bool,
+    wiring: Wiring,
 ) -> std::result::Result<(), CliError> {
+    // Caught from the start: a SIGTERM during start-up ends the demo through the same path.
+    let stop_signal = StopSignal::install()?;
     if settings.session.secret_key.is_none() {
         settings.session.secret_key = Some(secret_beside_data()?);
     }
-    let opened = cloakroom::engines::open(&settings).await?;
+    let opened = crate::ops::open(&settings, crate::ops::Open::MayCreate).await?;
     let engine = opened.engine();
     let (backing, store, scan, users) = match opened {
         Backing::Server(server) => {
             let scan = server.scan.clone();
-            let backend = serve(server, &settings, migrate_from, migrate).await?;
+            let backend = serve(server, &settings, wiring.migrate_from, wiring.migrate).await?;
             let store = backend.store.clone();
             let users = backend.users.clone();
             (Backing::Server(backend), Some(store), scan, users)
         }
         cookies => {
-            if migrate_from.is_some() {
+            if wiring.migrate_from.is_some() {
                 return Err(CliError::NothingStored(engine.to_owned()));
             }
             (cookies, None, None, None)
@@ -111,8 +128,17 @@ pub async fn run(
         users,
         sessions.clone(),
     )?;
-    let metrics = install_metrics()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let cleanup = match settings.store.cleanup_interval() {
+        Some(every) => Some(sessions.start_cleanup(every)?),
+        None => None,
+    };
+    let (metrics, upkeep) = install_metrics()?;
+    let listener = tokio::net::TcpListener::bind(&wiring.addr)
+        .await
+        .map_err(|source| CliError::Listen {
+            addr: wiring.addr.clone(),
+            source,
+        })?;
     let local = listener.local_addr()?;
     tracing::info!(engine, "cloakroom demo listening on http://{local}/");
     println!("cloakroom demo on http://{local}/ (engine {engine})");
@@ -125,8 +151,57 @@ pub async fn run(
         .layer(axum::middleware::from_fn(same_site_only));
     // The peer address reaches handlers (the login records it for the sessions list).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).await?;
-    Ok(())
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notice = Arc::clone(&stopping);
+    // On the signal axum stops accepting (the listener closes) and waits for the open
+    // connections' requests, each of which saves its session before its response goes out.
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop_signal.received().await;
+        notice.notify_one();
+    });
+    let bound = Duration::from_secs(wiring.shutdown_timeout);
+    let served = tokio::select! {
+        served = serve.into_future() => served.map_err(CliError::from),
+        () = async { stopping.notified().await; tokio::time::sleep(bound).await } => {
+            Err(CliError::ShutdownTimeout(wiring.shutdown_timeout))
+        }
+    };
+    upkeep.abort();
+    if let Some(cleanup) = cleanup {
+        cleanup.stop().await;
+    }
+    if served.is_ok() {
+        println!("cloakroom demo stopped: the requests in flight finished");
+    }
+    served
+}
+
+/// SIGTERM (what a service manager or `kill` sends) or Ctrl-C, whichever comes first.
+struct StopSignal {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    /// Starts catching the signals now (before that, SIGTERM would end the process at once).
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the first stop signal.
+    async fn received(mut self) {
+        #[cfg(unix)]
+        let term = self.term.recv();
+        #[cfg(not(unix))]
+        let term = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = term => tracing::info!("SIGTERM: stopping, letting the requests in flight finish"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: stopping, letting the requests in flight finish"),
+        }
+    }
 }
 
 /// The store the demo serves from: `opened`, its table created when asked (or embedded
@@ -147,11 +222,12 @@ async fn serve(
     let Some(old) = migrate_from else {
         return Ok(opened);
     };
-    let old = cloakroom::engines::open(&old).await?;
+    let old = crate::ops::open(&old, crate::ops::Open::Existing).await?;
     let engine = old.engine();
     let old = old
         .into_server()
         .ok_or_else(|| CliError::NothingStored(engine.to_owned()))?;
+    let (clear, exclusive) = (opened.clear.clone(), opened.exclusive.clone());
     let mut migrating = MigratingStore::new(opened.store, old.store);
     if let Some(users) = opened.users {
         migrating = migrating.with_user_index(users);
@@ -160,24 +236,29 @@ async fn serve(
     let users = migrating
         .has_user_index()
         .then(|| Arc::clone(&migrating) as Arc<dyn cloakroom::UserIndex>);
-    Ok(cloakroom::Backend::moving(migrating).with_users(users))
+    let mut moving = cloakroom::Backend::moving(migrating).with_users(users);
+    // Expired sessions are cleared from the new store, the one every write goes to.
+    moving.clear = clear;
+    moving.exclusive = exclusive;
+    Ok(moving)
 }
 
 /// Installs the Prometheus recorder that the core's metrics (`cloakroom::observe`) go to, and
-/// the background upkeep its histograms need; the returned handle renders `/metrics`.
-fn install_metrics() -> std::io::Result<PrometheusHandle> {
+/// the background upkeep its histograms need; the returned handle renders `/metrics`, and the
+/// task is the upkeep, to stop at shutdown.
+fn install_metrics() -> std::io::Result<(PrometheusHandle, tokio::task::JoinHandle<()>)> {
     let handle = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| std::io::Error::other(format!("cannot install the metrics recorder: {e}")))?;
     let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
         loop {
             every.tick().await;
             upkeep.run_upkeep();
         }
     });
-    Ok(handle)
+    Ok((handle, task))
 }
 
 /// Refuses a state-changing request (any method but GET, HEAD, OPTIONS, TRACE) that a browser
@@ -279,6 +360,7 @@ pub fn app(sessions: Sessions) -> Router {
         .route("/api/logout", post(api_logout))
         .route("/api/expiry", post(api_expiry))
         .route("/api/remember", post(api_remember))
+        .route("/api/slow", get(api_slow))
         .route("/health", get(|| async { "ok" }))
         .merge(crate::user_sessions::routes(sessions.clone()))
         .layer(SessionLayer::new(sessions))
@@ -382,6 +464,24 @@ async fn api_expiry(session: Session, Json(s): Json<Seconds>) -> Result<Json<ser
         "expiry_age": session.expiry_age(),
         "expire_at_browser_close": session.expire_at_browser_close(),
     })))
+}
+
+#[derive(Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+/// The longest wait `/api/slow` takes.
+const MAX_SLOW_MS: u64 = 60_000;
+
+/// A slow request that changes the session: it waits `ms` milliseconds (60 s at most), then
+/// counts itself in the session, which is saved as the request ends. What the shutdown tests
+/// stop the demo in the middle of.
+async fn api_slow(session: Session, Query(slow): Query<Slow>) -> Result<Json<serde_json::Value>> {
+    let ms = slow.ms.min(MAX_SLOW_MS);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    let done = SLOW.update(&session, |n| *n += 1)?;
+    Ok(Json(json!({ "slept_ms": ms, "slow_requests": done })))
 }
 
 #[derive(Deserialize)]

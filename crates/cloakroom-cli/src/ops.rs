@@ -21,18 +21,20 @@
 //! the store timeout …) comes from the usual flags, variables and `--config` file.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use cloakroom::codec::{Codec, Data};
+use cloakroom::config::Backend as UrlFamily;
+use cloakroom::engines::sql::CreateMany;
+use cloakroom::engines::{mysql, postgres, sqlite, OpenError, DEFAULT_DATABASE_URL};
 use cloakroom::store::{Created, Record, Scan, UserIndex, UserSession};
-use cloakroom::Settings;
-use cloakroom::{Backend, Backing};
-use indicatif::{ProgressBar, ProgressStyle};
+use cloakroom::{Backend, Backing, Engine, Settings, StoreError};
 use time::OffsetDateTime;
 
+use crate::progress::bar;
 use crate::CliError;
 
-/// How many sessions `copy` reads and writes per batch.
+/// How many sessions `copy` reads and writes per batch (one `INSERT` each into PostgreSQL
+/// and MySQL: see [`batch_writer`]).
 pub const COPY_BATCH: usize = 500;
 
 /// The settings that open the engine `url` names, on top of `base`: the library's one table
@@ -44,18 +46,82 @@ pub fn settings_for(url: &str, base: &Settings) -> Result<Settings, CliError> {
     Ok(base.for_url(url)?)
 }
 
-/// A progress bar on stderr (drawn only on a terminal) counting `total` items.
-fn bar(total: u64, what: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+/// Whether a command may bring a SQLite database file into being.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// `migrate` and the demo: a missing file is created (and then migrated).
+    MayCreate,
+    /// Every other command: a missing file is a mistyped path, refused before the store
+    /// would create it empty.
+    Existing,
+}
+
+/// Opens the engine the settings name, as [`cloakroom::engines::open`], with the errors an
+/// operator can act on: a missing SQLite file named (and not created, under
+/// [`Open::Existing`]), a server that cannot be reached named by host and port.
+///
+/// # Errors
+/// [`CliError::NoDatabaseFile`], [`CliError::Unreachable`], or the library's error.
+pub async fn open(settings: &Settings, mode: Open) -> Result<Backing, CliError> {
+    let database_url = || {
+        settings
+            .store
+            .database_url
+            .as_deref()
+            .unwrap_or(DEFAULT_DATABASE_URL)
+    };
+    let uses_database = matches!(settings.store.engine, Engine::Db | Engine::CachedDb);
+    if mode == Open::Existing && uses_database {
+        if let Some(path) = sqlite::database_file(database_url()) {
+            if !path.exists() {
+                return Err(CliError::NoDatabaseFile(path));
+            }
+        }
+    }
+    cloakroom::engines::open(settings).await.map_err(|e| {
+        let engine = match &e {
+            OpenError::Store(StoreError::Backend { engine, .. }) => *engine,
+            _ => return e.into(),
+        };
+        let (url, flag, port) = match engine {
+            "postgres" => (Some(database_url()), "--database-url", 5432),
+            "mysql" => (Some(database_url()), "--database-url", 3306),
+            "redis" => (settings.store.cache_url.as_deref(), "--cache-url", 6379),
+            _ => (None, "", 0),
+        };
+        match url {
+            Some(url) => CliError::Unreachable {
+                engine,
+                at: server_of(url, port),
+                flag,
+                source: e,
+            },
+            None => e.into(),
+        }
+    })
+}
+
+/// The `host:port` (or the list of a cluster) a server URL names, the port defaulted, without
+/// the credentials: what an operator checks when the server cannot be reached.
+fn server_of(url: &str, default_port: u16) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let hosts = rest.split(['/', '?']).next().unwrap_or_default();
+    let hosts = hosts.rsplit_once('@').map_or(hosts, |(_, hosts)| hosts);
+    hosts
+        .split(',')
+        .map(|host| {
+            let host = if host.is_empty() { "localhost" } else { host };
+            let has_port = host.rsplit_once(':').is_some_and(|(_, port)| {
+                !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+            });
+            if has_port {
+                host.to_owned()
+            } else {
+                format!("{host}:{default_port}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn scan_of(opened: &Backing, settings: &Settings) -> Result<std::sync::Arc<dyn Scan>, CliError> {
@@ -91,9 +157,10 @@ pub struct Copied {
 /// # Errors
 /// [`CliError`] when either engine cannot be opened or fails.
 pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
-    let source = cloakroom::engines::open(from).await?;
+    let source = open(from, Open::Existing).await?;
+    let writer = batch_writer(to).await?;
     let scan = scan_of(&source, from)?;
-    let dest = cloakroom::engines::open(to).await?;
+    let dest = open(to, Open::Existing).await?;
     let engine = dest.engine();
     let dest = dest
         .into_server()
@@ -106,9 +173,14 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
     let mut cursor: Option<String> = None;
     loop {
         let batch = scan.scan(cursor.as_deref(), COPY_BATCH, now).await?;
+        let created = match &writer {
+            Some(writer) => writer.create_many(&batch.sessions).await?,
+            None => Vec::new(),
+        };
         let mut landed = Vec::new();
-        for (key, record) in &batch.sessions {
-            if copy_one(&dest, key, record, &mut done).await? {
+        for (i, (key, record)) in batch.sessions.iter().enumerate() {
+            let first = created.get(i).cloned();
+            if copy_one(&dest, key, record, first, &mut done).await? {
                 landed.push((key.as_str(), record));
             }
             progress.inc(1);
@@ -133,16 +205,48 @@ pub async fn copy(from: &Settings, to: &Settings) -> Result<Copied, CliError> {
     Ok(done)
 }
 
+/// The destination's batch insert, when it has one: a second handle on a PostgreSQL or MySQL
+/// table (the store behind [`Backend`] is not nameable as one), so a batch costs one round
+/// trip rather than one per session. `None` for the other engines, which create one by one.
+async fn batch_writer(settings: &Settings) -> Result<Option<Box<dyn CreateMany>>, CliError> {
+    if settings.store.engine != Engine::Db {
+        return Ok(None);
+    }
+    let url = settings
+        .store
+        .database_url
+        .as_deref()
+        .unwrap_or(DEFAULT_DATABASE_URL);
+    let table = &settings.store.table;
+    Ok(match UrlFamily::of_url(url) {
+        Some(UrlFamily::Postgres) => Some(Box::new(
+            postgres::PostgresStore::connect(url)
+                .await?
+                .with_table(table)?,
+        )),
+        Some(UrlFamily::MySql) => Some(Box::new(
+            mysql::MySqlStore::connect(url).await?.with_table(table)?,
+        )),
+        _ => None,
+    })
+}
+
 /// Copies one session, returning whether the destination now holds the source's record.
+/// `created` is the outcome of its batch insert, when there was one.
 async fn copy_one(
     dest: &Backend,
     key: &str,
     record: &Record,
+    mut created: Option<Created>,
     done: &mut Copied,
 ) -> Result<bool, CliError> {
     let store = &dest.store;
     for _ in 0..3 {
-        match store.create(key, record).await? {
+        let outcome = match created.take() {
+            Some(outcome) => outcome,
+            None => store.create(key, record).await?,
+        };
+        match outcome {
             Created::Stored => {
                 done.copied += 1;
                 return Ok(true);
@@ -336,6 +440,28 @@ mod tests {
                 .map(|e| e.to_string())
                 .unwrap_or_default();
             assert!(!err.contains("hunter2"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn servers_are_named_by_host_and_port_without_credentials() {
+        for (url, port, at) in [
+            (
+                "postgres://u:hunter2@db.example:6543/app",
+                5432,
+                "db.example:6543",
+            ),
+            (
+                "postgres://u@db.example/app?sslmode=require",
+                5432,
+                "db.example:5432",
+            ),
+            ("postgres:///app", 5432, "localhost:5432"),
+            ("mysql://root@[::1]/test", 3306, "[::1]:3306"),
+            ("redis-cluster://a:7000,b:7001", 6379, "a:7000,b:7001"),
+            ("redis://:pw@cache/0", 6379, "cache:6379"),
+        ] {
+            assert_eq!(server_of(url, port), at, "{url}");
         }
     }
 

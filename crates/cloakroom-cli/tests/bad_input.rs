@@ -234,3 +234,29 @@ async fn an_oversized_signed_cookie_session_is_413_with_the_size_not_503() {
         reply.body
     );
 }
+
+/// Issue 17: `--cookie-age -5` said "unexpected argument" (clap took `-5` for a flag).
+#[test]
+fn negative_numbers_are_refused_as_invalid_saying_why() {
+    let dir = support::Scratch::new("negative");
+    for (command, flag) in [
+        ("demo", "--cookie-age"),
+        ("demo", "--idle-timeout"),
+        ("demo", "--max-session-bytes"),
+        ("demo", "--refresh-threshold"),
+        ("stats", "--cookie-age"),
+        ("migrate", "--store-timeout-ms"),
+    ] {
+        let (ok, out, err) = support::cli(&dir, &[command, flag, "-5"]);
+        assert!(!ok, "`{command} {flag} -5` was accepted: {out}");
+        assert!(
+            err.contains("invalid value '-5'") && err.contains(flag) && err.contains("negative"),
+            "`{command} {flag} -5`: {err}"
+        );
+        assert!(!err.contains("unexpected argument"), "{err}");
+    }
+    assert!(
+        !dir.join("cloakroom.sqlite3").exists(),
+        "nothing was opened"
+    );
+}

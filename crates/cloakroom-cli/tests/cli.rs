@@ -63,6 +63,8 @@ async fn migrate_twice_is_fine() {
 #[test]
 fn clearsessions_without_the_table_names_cloakroom_migrate() {
     let dir = Scratch::new("no-table");
+    // An empty file is an empty SQLite database: the table is what is missing.
+    std::fs::write(dir.join("x.sqlite3"), b"").unwrap();
     let (ok, out, err) = cli(
         &dir,
         &["clearsessions", "--database-url", "sqlite://x.sqlite3"],
@@ -175,16 +177,39 @@ fn cookie_settings_that_cannot_work_are_refused_naming_the_setting() {
     ];
     for (args, setting) in cases {
         let addr = format!("127.0.0.1:{}", free_port());
-        for command in [vec!["demo", "--addr", addr.as_str()], vec!["migrate"]] {
-            let full: Vec<&str> = command.iter().chain(args.iter()).copied().collect();
-            let (ok, out, err) = cli(&dir, &full);
-            assert!(!ok, "`cloakroom {full:?}` was accepted: {out}");
-            assert!(
-                err.contains(setting),
-                "`cloakroom {full:?}` must name `{setting}`: {err}"
-            );
-            assert_no_panic(&err);
-        }
+        let full: Vec<&str> = ["demo", "--addr", addr.as_str()]
+            .iter()
+            .chain(args.iter())
+            .copied()
+            .collect();
+        let (ok, out, err) = cli(&dir, &full);
+        assert!(!ok, "`cloakroom {full:?}` was accepted: {out}");
+        assert!(
+            err.contains(setting),
+            "`cloakroom {full:?}` must name `{setting}`: {err}"
+        );
+        assert_no_panic(&err);
+        // `migrate` has no cookie flags; the same setting in the config file is checked too.
+        let file = dir.join("cloakroom.toml");
+        let toml: String = args
+            .chunks(2)
+            .map(|pair| {
+                let name = pair[0].trim_start_matches("--").replace('-', "_");
+                let value = pair.get(1).map_or("true".to_owned(), |v| format!("{v:?}"));
+                format!("{name} = {value}\n")
+            })
+            .collect();
+        std::fs::write(&file, toml).unwrap();
+        let (ok, out, err) = cli(&dir, &["migrate", "--config", file.to_str().unwrap()]);
+        assert!(
+            !ok,
+            "`migrate` with {args:?} in its config was accepted: {out}"
+        );
+        assert!(
+            err.contains(setting),
+            "`migrate` must name `{setting}`: {err}"
+        );
+        assert_no_panic(&err);
     }
     assert!(
         !dir.join("cloakroom.sqlite3").exists(),
@@ -280,4 +305,211 @@ async fn demo_on_a_server_database_without_cloakrooms_tables_refuses_to_start() 
     .await;
     assert_eq!(login.status, 200, "{login:?}");
     assert_eq!(send(ana.get(demo.url("/api/sessions"))).await.status, 200);
+}
+
+#[test]
+fn top_level_help_lists_every_subcommand_on_one_line() {
+    let (ok, out, err) = cli(&Scratch::new("help"), &["--help"]);
+    assert!(ok, "{err}");
+    for command in [
+        "migrate",
+        "clearsessions",
+        "copy",
+        "inspect",
+        "stats",
+        "demo",
+    ] {
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|line| line.trim_start().starts_with(&format!("{command} ")))
+            .collect();
+        assert_eq!(lines.len(), 1, "`{command}` on one line of:\n{out}");
+    }
+    assert!(
+        !out.contains("--cookie"),
+        "no cookie flags at the top:\n{out}"
+    );
+    // The one-line summary names what the tool does, not only migrate and the demo.
+    let about = out.lines().next().unwrap_or_default();
+    assert!(about.contains("copy") && about.contains("stats"), "{about}");
+}
+
+/// Issue 17: every subcommand's help was 63+ lines, with the cookie flags on `migrate`.
+#[test]
+fn migrate_help_is_short_and_has_no_cookie_flags() {
+    let dir = Scratch::new("help-migrate");
+    let (ok, out, err) = cli(&dir, &["migrate", "--help"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().count() <= 20,
+        "{} lines:\n{out}",
+        out.lines().count()
+    );
+    assert!(out.contains("--database-url"), "{out}");
+    for absent in ["--cookie", "--secret-key", "--idle-timeout", "--hash-keys"] {
+        assert!(
+            !out.contains(absent),
+            "`{absent}` in migrate's help:\n{out}"
+        );
+    }
+    for command in ["clearsessions", "stats", "copy"] {
+        let (ok, out, err) = cli(&dir, &[command, "--help"]);
+        assert!(ok, "{err}");
+        for absent in ["--cookie-samesite", "--idle-timeout", "--hash-keys"] {
+            assert!(
+                !out.contains(absent),
+                "`{absent}` in {command}'s help:\n{out}"
+            );
+        }
+    }
+    let (ok, out, err) = cli(&dir, &["demo", "--help"]);
+    assert!(ok, "{err}");
+    for flag in [
+        "--cookie-age",
+        "--cookie-samesite",
+        "--secret-key",
+        "--database-url",
+    ] {
+        assert!(
+            out.contains(flag),
+            "`{flag}` missing from demo's help:\n{out}"
+        );
+    }
+    let (ok, _, err) = cli(&dir, &["migrate", "--cookie-age", "60"]);
+    assert!(!ok && err.contains("--cookie-age"), "{err}");
+}
+
+/// Issue 17: "Address already in use" named neither the address nor `--addr`.
+#[test]
+fn a_busy_port_names_the_address_and_addr() {
+    let dir = Scratch::new("busy");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, _, err) = cli(&dir, &["demo", "--addr", &addr]);
+    assert!(!ok, "the demo started on a busy port");
+    assert!(err.contains(&addr) && err.contains("--addr"), "{err}");
+    assert!(err.contains("in use"), "and why: {err}");
+    assert_no_panic(&err);
+}
+
+/// Issue 17: a refused PostgreSQL connection named neither host nor port, an unreachable Redis
+/// gave no reason.
+#[test]
+fn an_unreachable_server_is_named_by_host_and_port_with_the_reason() {
+    let dir = Scratch::new("refused");
+    let port = free_port();
+    let at = format!("127.0.0.1:{port}");
+    for (args, flag) in [
+        (
+            vec![
+                "migrate",
+                "--database-url",
+                &*format!("postgres://postgres@{at}/test"),
+            ],
+            "--database-url",
+        ),
+        (
+            vec![
+                "migrate",
+                "--database-url",
+                &*format!("mysql://root@{at}/test"),
+            ],
+            "--database-url",
+        ),
+        (
+            vec![
+                "stats",
+                "--engine",
+                "cache",
+                "--cache-url",
+                &*format!("redis://{at}/0"),
+            ],
+            "--cache-url",
+        ),
+    ] {
+        let (ok, _, err) = cli(&dir, &args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(&at), "{args:?}: names host and port: {err}");
+        assert!(err.contains(flag), "{args:?}: names the flag: {err}");
+        assert!(
+            err.to_lowercase().contains("refused"),
+            "{args:?}: gives the reason: {err}"
+        );
+        assert_no_panic(&err);
+    }
+}
+
+/// Issue 17: SQLite's "unable to open database file" did not say which file.
+#[test]
+fn a_sqlite_file_in_a_missing_folder_is_named() {
+    let dir = Scratch::new("no-folder");
+    let path = dir.join("missing").join("x.sqlite3");
+    let url = format!("sqlite://{}", path.display());
+    for command in [&["migrate"][..], &["demo", "--addr", "127.0.0.1:0"]] {
+        let args = [command, &["--database-url", &url]].concat();
+        let (ok, _, err) = cli(&dir, &args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert_no_panic(&err);
+    }
+}
+
+/// Issue 17: the demo made `cloakroom.sqlite3` while the README's commands named
+/// `sessions.sqlite3`, and `.gitignore` missed the demo's secret-key file. The files the demo
+/// really creates are the ones the README's commands name and `.gitignore` ignores.
+#[tokio::test]
+async fn the_readme_and_gitignore_name_the_files_the_demo_creates() {
+    let demo = Demo::start(&[]);
+    send(visitor().get(demo.url("/api/visits"))).await.new_key();
+    let created: Vec<String> = std::fs::read_dir(&demo.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let database = created
+        .iter()
+        .find(|name| name.ends_with(".sqlite3"))
+        .unwrap_or_else(|| panic!("no database among {created:?}"));
+    let secret = created
+        .iter()
+        .find(|name| name.ends_with(".key"))
+        .unwrap_or_else(|| panic!("no secret key file among {created:?}"));
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    for doc in ["README.md", "docs/operations.md", "docs/demo.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        let named: Vec<&str> = text
+            .split("sqlite://")
+            .skip(1)
+            .map(|rest| {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "._-/".contains(c)))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            // Relative names are files in the current folder, as the demo's.
+            .filter(|name| !name.starts_with('/') && name.ends_with(".sqlite3"))
+            .collect();
+        assert!(
+            !named.is_empty() || doc != "README.md",
+            "{doc} names no SQLite file"
+        );
+        for name in named {
+            assert_eq!(
+                name, database,
+                "{doc} names `{name}`, the demo makes `{database}`"
+            );
+        }
+    }
+    let ignored = std::fs::read_to_string(format!("{root}/.gitignore")).unwrap();
+    for file in [database, secret] {
+        assert!(
+            ignored.lines().any(|line| line.trim() == file
+                || line.trim() == "*.sqlite3" && file.ends_with(".sqlite3")),
+            ".gitignore misses `{file}`"
+        );
+    }
+    assert!(
+        ignored.lines().any(|line| line.trim() == secret),
+        ".gitignore names the secret key file `{secret}` itself"
+    );
 }

@@ -1,11 +1,12 @@
-//! The session cookie's attributes: Django's defaults, each setting changing what it names
-//! (as a flag, a `CLOAKROOM_*` variable or a `--config` file, in that order of precedence), and
-//! per-session expiry.
+//! The session cookie's settings: each changing what it names (as a flag, a `CLOAKROOM_*`
+//! variable or a `--config` file, in that order of precedence). Django's defaults, the cookie
+//! age, browser-session cookies and per-session expiry are the HTTP suite's
+//! (`tests/http_suite.rs`).
 
 mod support;
 
 use serde_json::json;
-use support::{bare, is_key, row, send, visitor, Demo, Scratch, SetCookie};
+use support::{bare, is_key, row, send, Demo, Scratch, SetCookie};
 
 /// The `name` cookie that a new visitor's first visit to `demo` gets (checked to hold a key).
 async fn first_cookie(demo: &Demo, name: &str) -> SetCookie {
@@ -21,21 +22,6 @@ async fn first_cookie(demo: &Demo, name: &str) -> SetCookie {
 /// The `sessionid` cookie of a first visit to a demo started with `args`.
 async fn cookie_with(args: &[&str]) -> SetCookie {
     first_cookie(&Demo::start(args), "sessionid").await
-}
-
-#[tokio::test]
-async fn default_cookie_is_djangos() {
-    let demo = Demo::start(&[]);
-    let cookie = first_cookie(&demo, "sessionid").await;
-    assert_eq!(
-        cookie.attr_names(),
-        ["expires", "httponly", "max-age", "path", "samesite"],
-        "exactly Django's attributes: {}",
-        cookie.raw
-    );
-    assert_eq!(cookie.get("path"), Some("/"));
-    assert_eq!(cookie.get("samesite"), Some("Lax"));
-    cookie.assert_lifetime(1_209_600);
 }
 
 #[tokio::test]
@@ -70,10 +56,10 @@ async fn cookie_name_flag_renames_the_cookie_it_sets_and_reads() {
 }
 
 #[tokio::test]
-async fn cookie_age_flag_sets_max_age_expires_and_the_stored_expiry() {
+async fn cookie_age_flag_sets_the_stored_expiry() {
+    // The cookie's Max-Age and Expires are the HTTP suite's `cookie_age_sets_max_age_and_expires`.
     let demo = Demo::start(&["--cookie-age", "300"]);
     let cookie = first_cookie(&demo, "sessionid").await;
-    cookie.assert_lifetime(300);
     let (_, expire) = row(&demo.db().await, &cookie.value).await.unwrap();
     let stored = time::PrimitiveDateTime::parse(
         &expire[..19],
@@ -142,48 +128,6 @@ async fn host_prefixed_name_with_secure_is_host_only() {
         cookie.raw
     );
     assert_eq!(cookie.get("path"), Some("/"));
-}
-
-#[tokio::test]
-async fn expire_at_browser_close_drops_max_age_and_expires() {
-    let cookie = cookie_with(&["--expire-at-browser-close"]).await;
-    cookie.assert_browser_session();
-    assert!(cookie.has("httponly") && cookie.get("path") == Some("/"));
-}
-
-#[tokio::test]
-async fn per_session_expiry_sets_the_cookie_lifetime() {
-    let demo = Demo::start(&[]);
-    let set = |client: &reqwest::Client, seconds: u64| {
-        client
-            .post(demo.url("/api/expiry"))
-            .json(&json!({ "seconds": seconds }))
-    };
-
-    let ana = visitor();
-    send(set(&ana, 300))
-        .await
-        .session_cookie()
-        .assert_lifetime(300);
-    // An idle timeout: every later save renews it for 300 s again.
-    send(ana.get(demo.url("/api/visits")))
-        .await
-        .session_cookie()
-        .assert_lifetime(300);
-
-    let ben = visitor();
-    send(set(&ben, 0))
-        .await
-        .session_cookie()
-        .assert_browser_session();
-    send(ben.get(demo.url("/api/visits")))
-        .await
-        .session_cookie()
-        .assert_browser_session();
-    send(set(&ben, 300))
-        .await
-        .session_cookie()
-        .assert_lifetime(300);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use cloakroom::decorate::Decorator as _;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::engines::sqlite::SqliteStore;
 use cloakroom::testing::Counting;
@@ -353,9 +354,9 @@ async fn bump(session: Session) -> Result<String, cloakroom::Error> {
 
 #[tokio::test]
 async fn the_store_is_called_only_as_much_as_the_handler_needs() {
-    let counts = Counting::new(MemoryStore::new(1_000));
-    let sessions =
-        Sessions::from_arc(std::sync::Arc::new(counts.clone()), Settings::default()).unwrap();
+    let counts = Counting::default();
+    let store = counts.clone().around(MemoryStore::new(1_000));
+    let sessions = Sessions::new(store, Settings::default()).unwrap();
     let app = Router::new()
         .route("/untouched", get(untouched))
         .route("/read", get(read))

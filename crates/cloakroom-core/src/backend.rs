@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::exclusive::Exclusive;
 use crate::store::{ClearExpired, MovesOnLoad, Scan, SessionStore, UserIndex};
 
 /// An optional ability: creating the session table (`cloakroom migrate`).
@@ -37,6 +38,9 @@ pub struct Backend {
     /// the core links a session to its user (`_auth_user_id`) whenever it writes it, so the
     /// app can list and revoke a user's sessions ([`crate::Sessions::sessions_of`]).
     pub users: Option<Arc<dyn UserIndex>>,
+    /// A lock one app server at a time holds, where the store is shared between servers: the
+    /// scheduled cleanup takes it so that one server clears at a time.
+    pub exclusive: Option<Arc<dyn Exclusive>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -48,6 +52,7 @@ impl std::fmt::Debug for Backend {
             .field("scan", &self.scan.is_some())
             .field("moves", &self.moves.is_some())
             .field("users", &self.users.is_some())
+            .field("exclusive", &self.exclusive.is_some())
             .finish()
     }
 }
@@ -62,6 +67,7 @@ impl Backend {
             scan: None,
             moves: None,
             users: None,
+            exclusive: None,
         }
     }
 
@@ -114,8 +120,20 @@ impl Backend {
         crate::store::user_index(self.users.as_ref(), self.store.engine())
     }
 
-    /// Replaces the store the core calls, keeping the abilities: for a wrapper that changes
-    /// nothing the abilities see (a counting or logging store in tests).
+    /// Adds the lock across app servers (the [`Exclusive`] ability) that the scheduled cleanup
+    /// takes.
+    #[must_use]
+    pub fn with_exclusive(self, exclusive: Arc<dyn Exclusive>) -> Self {
+        Self {
+            exclusive: Some(exclusive),
+            ..self
+        }
+    }
+
+    /// Replaces the store the core calls, keeping the abilities: for a decorated store
+    /// ([`crate::decorate`]) whose decorator changes nothing the abilities see (counting or
+    /// logging in tests). Not for key hashing: the `hash_keys` setting hashes the keys the
+    /// abilities see as well.
     #[must_use]
     pub fn with_store(self, store: Arc<dyn SessionStore>) -> Self {
         Self { store, ..self }

@@ -13,7 +13,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum StoreError {
     /// The store did not answer within the configured timeout.
-    #[error("the {engine} session store did not answer within {after:?}; check that it is running, or raise `store_timeout`")]
+    #[error("the {engine} session store did not answer within {after:?}; check that it is running, or raise the `store_timeout_ms` setting (`--store-timeout-ms`, `CLOAKROOM_STORE_TIMEOUT_MS`)")]
     Timeout {
         /// The engine that timed out.
         engine: &'static str,
@@ -199,7 +199,7 @@ pub enum ConfigError {
 }
 
 /// Why a store could not be opened: the one error type of every engine constructor and of
-/// [`engines::open`](crate::engines::open).
+/// `cloakroom::engines::open`.
 ///
 /// The two cases want different fixes: a [`Config`](Self::Config) problem is the operator's
 /// (change the setting it names), a [`Store`](Self::Store) failure is the server's (start it,
@@ -227,4 +227,21 @@ pub enum FileError {
     /// crate's releases are not ours.
     #[error("{0}")]
     Toml(#[source] BoxError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hint once named `store_timeout`, a setting no file or flag knows.
+    #[test]
+    fn timeout_names_the_setting_to_raise() {
+        let error = StoreError::Timeout {
+            engine: "redis",
+            after: std::time::Duration::from_millis(300),
+        };
+        let text = error.to_string();
+        assert!(text.contains("`store_timeout_ms`"), "{text}");
+        assert!(text.contains("--store-timeout-ms"), "{text}");
+    }
 }

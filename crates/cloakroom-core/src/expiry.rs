@@ -3,7 +3,7 @@
 //! | `_session_expiry` | meaning |
 //! |---|---|
 //! | missing | the settings: `cookie_age`, `expire_at_browser_close` |
-//! | integer N > 0 | N seconds after each save (an idle timeout) |
+//! | integer N > 0 | N seconds after each save ([`Expiry::AfterEachSave`]; a read does not extend it) |
 //! | 0 | at browser close (the store still keeps it `cookie_age` seconds) |
 //! | ISO 8601 string | at that instant |
 
@@ -24,7 +24,19 @@ pub enum Expiry {
     Default,
     /// When the browser closes (Django's `set_expiry(0)`).
     BrowserClose,
-    /// This many seconds after each save (Django's `set_expiry(N)`); 0 means browser close.
+    /// This long after each save of the session (Django's `set_expiry(N)`); 0 means browser
+    /// close. The clock restarts only when the session is saved (a change, or
+    /// `save_every_request`): a request that only reads it does not push the expiry, unlike
+    /// the `idle_timeout` setting (see [`Session::set_idle_timeout`](crate::Session::set_idle_timeout)),
+    /// which counts from the last request.
+    AfterEachSave(Duration),
+    /// The old name of [`AfterEachSave`](Self::AfterEachSave), which it means: the session ends
+    /// this long after each *save*, not after the last request, so it was no idle timeout.
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `Expiry::AfterEachSave` (the same meaning); for an idle timeout that \
+                reads also extend, use `Session::set_idle_timeout` or the `idle_timeout` setting"
+    )]
     Idle(Duration),
     /// At this instant (Django's `set_expiry(datetime)`).
     At(OffsetDateTime),
@@ -38,17 +50,18 @@ impl Expiry {
         if n == 0 {
             Self::BrowserClose
         } else {
-            Self::Idle(Duration::from_secs(n))
+            Self::AfterEachSave(Duration::from_secs(n))
         }
     }
 
     /// The value stored under `_session_expiry`, or `None` to remove the key.
     pub(crate) fn to_value(self, now: OffsetDateTime) -> Option<Value> {
+        #[allow(deprecated)] // `Idle` is `AfterEachSave` under its old name
         match self {
             Self::Default => None,
             Self::BrowserClose => Some(Value::from(0)),
-            Self::Idle(d) if d.as_secs() == 0 => Some(Value::from(0)),
-            Self::Idle(d) => Some(Value::from(d.as_secs())),
+            Self::AfterEachSave(d) | Self::Idle(d) if d.as_secs() == 0 => Some(Value::from(0)),
+            Self::AfterEachSave(d) | Self::Idle(d) => Some(Value::from(d.as_secs())),
             Self::At(at) => Some(Value::from(format_iso(at))),
             Self::In(d) => Some(Value::from(format_iso(after(now, d.as_secs())))),
         }
@@ -230,6 +243,25 @@ mod tests {
             Some(datetime!(2025-01-02 00:00:00 UTC))
         );
         assert_eq!(parse_iso("tomorrow"), None);
+    }
+
+    /// `Idle` was renamed `AfterEachSave`; code that still says `Idle` keeps its meaning.
+    #[test]
+    #[allow(deprecated)]
+    fn after_each_save_is_djangos_integer_and_idle_still_means_it() {
+        let now = datetime!(2025-01-01 00:00:00 UTC);
+        let five_minutes = Duration::from_secs(300);
+        assert_eq!(Expiry::seconds(300), Expiry::AfterEachSave(five_minutes));
+        for expiry in [
+            Expiry::AfterEachSave(five_minutes),
+            Expiry::Idle(five_minutes),
+        ] {
+            assert_eq!(expiry.to_value(now), Some(Value::from(300)));
+        }
+        assert_eq!(
+            Expiry::Idle(Duration::ZERO).to_value(now),
+            Expiry::BrowserClose.to_value(now)
+        );
     }
 
     #[test]

@@ -8,22 +8,19 @@
 //!
 //! A Django app looks sessions up by the raw key, so it cannot share a store written this way.
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
-use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 
 use crate::config::Settings;
-use crate::error::StoreError;
-use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
+use crate::decorate::{Decorated, Decorator};
 
 /// How many hex characters of the digest are kept: Django's `session_key` is a
 /// `varchar(40)`, and 160 bits is far beyond any guessing.
 pub const STORED_KEY_LEN: usize = 40;
 
 /// The name a store used with `settings` knows session `key` by: the key itself, or under
-/// `hash_keys` its [`stored_key`]. It is the [`UserSession::id`] that
+/// `hash_keys` its [`stored_key`]. It is the [`UserSession::id`](crate::UserSession::id) that
 /// [`Sessions::sessions_of`](crate::Sessions::sessions_of) lists, so an app can mark the
 /// current session in that list.
 pub fn stored_id(settings: &Settings, key: &str) -> String {
@@ -52,112 +49,26 @@ pub fn stored_key(key: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// A server-side store seen through [`stored_key`]: what the core uses when `hash_keys` is on.
-#[derive(Clone)]
-pub struct HashedKeys {
-    inner: Arc<dyn SessionStore>,
-    users: Option<Arc<dyn UserIndex>>,
-}
+/// The decorator of `hash_keys`: the inner store sees [`stored_key`] of every key, and of
+/// every id the core links or unlinks in its user index. The ids the index lists are already
+/// hashes (what the store holds), and [`UserIndex::revoke`](crate::UserIndex::revoke) takes
+/// them as listed, so a listing never shows a key that works as a cookie. The cookie still
+/// carries the key itself.
+///
+/// Use it only on a store that keeps its data on the server (a signed-cookie store has no key
+/// to hash; [`crate::Sessions`] refuses that pairing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HashKeys;
 
-impl HashedKeys {
-    /// Wraps `inner` (signed cookies are no store and have no key to hash;
-    /// [`crate::Sessions`] refuses `hash_keys` with them).
-    pub fn new(inner: Arc<dyn SessionStore>) -> Self {
-        Self { inner, users: None }
-    }
-
-    /// Hashes the ids of `users`, `inner`'s index of sessions by user, too.
-    #[must_use]
-    pub fn with_users(self, users: Option<Arc<dyn UserIndex>>) -> Self {
-        Self { users, ..self }
+impl Decorator for HashKeys {
+    fn key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        Cow::Owned(stored_key(key))
     }
 }
 
-impl std::fmt::Debug for HashedKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HashedKeys")
-            .field("engine", &self.inner.engine())
-            .finish()
-    }
-}
-
-#[async_trait]
-impl SessionStore for HashedKeys {
-    fn engine(&self) -> &'static str {
-        self.inner.engine()
-    }
-
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        self.inner.load(&stored_key(key), now).await
-    }
-
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        self.inner.create(&stored_key(key), record).await
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        expected: &[u8],
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.inner
-            .update(&stored_key(key), expected, record, now)
-            .await
-    }
-
-    async fn touch(
-        &self,
-        key: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.inner.touch(&stored_key(key), record, now).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(&stored_key(key)).await
-    }
-}
-
-/// The core links and unlinks raw keys, which are hashed here like every other key; listed
-/// ids are already hashes (what the store holds), and [`UserIndex::revoke`] takes them as
-/// listed. So a listing never shows a key that works as a cookie.
-#[async_trait]
-impl UserIndex for HashedKeys {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        let entry = UserSession {
-            id: stored_key(&entry.id),
-            ..entry.clone()
-        };
-        user_index(self.users.as_ref(), self.inner.engine())?
-            .link(&entry)
-            .await
-    }
-
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        user_index(self.users.as_ref(), self.inner.engine())?
-            .unlink(user_id, &stored_key(id))
-            .await
-    }
-
-    async fn sessions_of(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
-        user_index(self.users.as_ref(), self.inner.engine())?
-            .sessions_of(user_id, now)
-            .await
-    }
-
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        user_index(self.users.as_ref(), self.inner.engine())?
-            .revoke(user_id, id)
-            .await
-    }
-}
+/// A server-side store seen through [`HashKeys`]: `HashKeys.around(store)`, or
+/// `Decorated::new(HashKeys, store)` for a shared one.
+pub type HashedKeys = Decorated<HashKeys>;
 
 #[cfg(test)]
 mod tests {

@@ -7,24 +7,30 @@
 //! `cloakroom` crate adds the tower layer and axum extractor, `cloakroom-sql` and
 //! `cloakroom-redis` the engines on those servers. Apps depend on `cloakroom`, which re-exports
 //! this crate.
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod backend;
 pub mod backing;
 mod breaker;
+pub mod cleanup;
 pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod cookies;
 mod data;
+pub mod decorate;
 #[doc(hidden)]
 pub mod digits;
 pub mod engines;
 mod error;
+pub mod exclusive;
 pub mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
+mod guard;
 pub mod hashed;
 pub mod key;
 pub mod keys;
@@ -44,8 +50,10 @@ pub mod store;
 
 pub use backend::{Backend, Migrate};
 pub use backing::Backing;
+pub use cleanup::{CleanupHandle, CleanupRun};
 pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
+pub use exclusive::{Exclusive, LockGuard};
 pub use expiry::Expiry;
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;

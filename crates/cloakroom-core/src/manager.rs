@@ -10,16 +10,17 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::backing::Backing;
+use crate::cleanup::{Cleaner, CleanupHandle, CleanupRun};
 use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
-use crate::observe::Operation;
+use crate::exclusive::Exclusive;
 use crate::recorded::Context;
 use crate::response::ErrorHandler;
 use crate::session::Session;
 use crate::shared::Shared;
-use crate::store::{SessionStore, UserIndex, UserSession};
+use crate::store::{ClearExpired, SessionStore, UserIndex, UserSession};
 
 pub use crate::plan::{CookieAction, Outcome};
 
@@ -28,6 +29,15 @@ pub use crate::plan::{CookieAction, Outcome};
 #[derive(Clone)]
 pub struct Sessions {
     shared: Arc<Shared>,
+    /// The store's abilities the scheduled cleanup uses (the request path never does).
+    upkeep: Upkeep,
+}
+
+/// What [`Sessions::start_cleanup`] runs on: the store's clearing and its lock across servers.
+#[derive(Clone, Default)]
+struct Upkeep {
+    clear: Option<Arc<dyn ClearExpired>>,
+    exclusive: Option<Arc<dyn Exclusive>>,
 }
 
 impl fmt::Debug for Sessions {
@@ -41,7 +51,7 @@ impl fmt::Debug for Sessions {
 
 impl Sessions {
     /// Sessions kept in `store`, with the given settings. The codec follows
-    /// [`Settings::data_format`] (see [`Settings::codec`]); [`with_codec`](Self::with_codec)
+    /// [`data_format`](crate::config::SessionSettings::data_format) (see [`Settings::codec`]); [`with_codec`](Self::with_codec)
     /// overrides it.
     ///
     /// Under Django's format, data signed with a `secret_key_fallbacks` key is accepted, and is
@@ -107,8 +117,14 @@ impl Sessions {
         backing: impl Into<Backing>,
         settings: Settings,
     ) -> Result<Self, ConfigError> {
+        let backing = backing.into();
+        let upkeep = Upkeep {
+            clear: backing.server().and_then(|b| b.clear.clone()),
+            exclusive: backing.server().and_then(|b| b.exclusive.clone()),
+        };
         Ok(Self {
-            shared: Arc::new(Shared::new(backing.into(), settings)?),
+            shared: Arc::new(Shared::new(backing, settings)?),
+            upkeep,
         })
     }
 
@@ -117,6 +133,7 @@ impl Sessions {
         f(&mut shared);
         Self {
             shared: Arc::new(shared),
+            upkeep: self.upkeep,
         }
     }
 
@@ -137,19 +154,19 @@ impl Sessions {
         &self.shared.settings
     }
 
-    /// The store, with a span and metrics around each call (as the layer's own calls have);
-    /// `None` when the data travels in the cookie (signed cookies) and nothing is stored.
+    /// The store as the layer calls it: the breaker and the store timeout, a span and metrics
+    /// around each call, and keys hashed under `hash_keys` (give it the session key, as the
+    /// cookie carries it); `None` when the data travels in the cookie (signed cookies) and
+    /// nothing is stored.
     pub fn store(&self) -> Option<&Arc<dyn SessionStore>> {
-        self.shared.server().map(|server| &server.observed)
+        self.shared.server().map(|server| &server.as_dyn)
     }
 
     /// The store's index of sessions by user, with a span and metrics around each call;
     /// `None` when the engine keeps none (signed cookies). Ids are hashed under `hash_keys`,
     /// as [`sessions_of`](Self::sessions_of) lists them.
-    pub fn users(&self) -> Option<&Arc<dyn UserIndex>> {
-        self.shared
-            .server()
-            .and_then(|server| server.observed_users.as_ref())
+    pub fn users(&self) -> Option<&dyn UserIndex> {
+        self.shared.users().map(|index| index as &dyn UserIndex)
     }
 
     /// The engine's name for logs and errors (`"sqlite"`, `"signed_cookies"` …).
@@ -182,12 +199,9 @@ impl Sessions {
     /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error.
     pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<UserSession>, StoreError> {
         let shared = &self.shared;
-        let index = shared.user_index()?;
         shared
-            .call(
-                Operation::SessionsOf,
-                index.sessions_of(user_id, shared.clock.now()),
-            )
+            .user_index()?
+            .sessions_of(user_id, shared.clock.now())
             .await
     }
 
@@ -199,11 +213,7 @@ impl Sessions {
     /// # Errors
     /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error.
     pub async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let shared = &self.shared;
-        let index = shared.user_index()?;
-        shared
-            .call(Operation::Revoke, index.revoke(user_id, id))
-            .await
+        self.shared.user_index()?.revoke(user_id, id).await
     }
 
     /// "Log out everywhere": revokes every live session of `user_id` (after a password change,
@@ -218,18 +228,89 @@ impl Sessions {
     pub async fn revoke_user(&self, user_id: &str) -> Result<u64, StoreError> {
         let shared = &self.shared;
         let index = shared.user_index()?;
-        let listed = shared
-            .call(
-                Operation::SessionsOf,
-                index.sessions_of(user_id, shared.clock.now()),
-            )
-            .await?;
+        let listed = index.sessions_of(user_id, shared.clock.now()).await?;
         for session in &listed {
-            shared
-                .call(Operation::Revoke, index.revoke(user_id, &session.id))
-                .await?;
+            index.revoke(user_id, &session.id).await?;
         }
         Ok(listed.len() as u64)
+    }
+
+    /// Starts clearing expired sessions every `every` (give or take a tenth, so servers drift
+    /// apart), in a background task, until the returned handle is stopped or dropped: the
+    /// scheduled form of `cloakroom clearsessions`, opt-in (the `cleanup_interval_secs`
+    /// setting is the usual `every`). Started here, explicitly, never by a constructor, so the
+    /// app decides when it runs and stops it at shutdown.
+    ///
+    /// Each run takes the store's cleanup lock first ([`Exclusive`]: an advisory lock on
+    /// PostgreSQL, `GET_LOCK` on MySQL, a lock key on Redis, a lock file for files and
+    /// SQLite), so one server clears at a time and the others report
+    /// [`CleanupRun::Skipped`](crate::cleanup::CleanupRun::Skipped); it deletes in batches
+    /// (each under `store_timeout_ms`) until none are left, logs how many went and counts them
+    /// in `cloakroom_cleanup_cleared_total` and `cloakroom_cleanup_runs_total{outcome}`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(sessions: cloakroom_core::Sessions) -> Result<(), cloakroom_core::ConfigError> {
+    /// let cleanup = sessions.start_cleanup(std::time::Duration::from_secs(3600))?;
+    /// // … serve …
+    /// cleanup.stop().await; // at shutdown: waits for the current batch
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `cleanup_interval_secs` when `every` is zero, when the
+    /// store cannot clear (a bare store given to [`Sessions::new`]: build from
+    /// `cloakroom::engines::open`'s [`Backend`] instead), or when no Tokio runtime runs.
+    pub fn start_cleanup(&self, every: Duration) -> Result<CleanupHandle, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            setting: "cleanup_interval_secs",
+            reason,
+        };
+        if every.is_zero() {
+            return Err(invalid("the interval must be above 0".into()));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(invalid(
+                "start_cleanup runs a Tokio task: call it from async code on a Tokio runtime"
+                    .into(),
+            ));
+        }
+        Ok(self.cleaner()?.start(every))
+    }
+
+    /// One cleanup run now, as the scheduled cleanup runs it: under the cleanup lock (or
+    /// [`CleanupRun::Skipped`](crate::cleanup::CleanupRun::Skipped) when another server holds
+    /// it), in batches until no expired session is left.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when the store cannot clear (see
+    /// [`start_cleanup`](Self::start_cleanup)); the store's failures come back as
+    /// [`CleanupRun::Failed`](crate::cleanup::CleanupRun::Failed).
+    pub async fn clear_expired_now(&self) -> Result<CleanupRun, ConfigError> {
+        Ok(self.cleaner()?.run(None).await)
+    }
+
+    fn cleaner(&self) -> Result<Cleaner, ConfigError> {
+        let engine = self.shared.engine();
+        let clear = self
+            .upkeep
+            .clear
+            .clone()
+            .ok_or_else(|| ConfigError::Invalid {
+                setting: "cleanup_interval_secs",
+                reason: format!(
+                "this `{engine}` store was given without its ability to clear expired sessions: \
+                 build Sessions with from_backend (what cloakroom::engines::open returns, or a \
+                 Backend with `clear` set)"
+            ),
+            })?;
+        Ok(Cleaner {
+            engine,
+            clear,
+            exclusive: self.upkeep.exclusive.clone(),
+            timeout: self.shared.settings.store_timeout(),
+            clock: Arc::clone(&self.shared.clock),
+        })
     }
 
     /// Starts the session of one request from its session cookie value, without touching the

@@ -20,16 +20,14 @@
 //! (the same call is then counted in [`ERRORS`] as `timeout`) or the request went away.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use metrics::{Key, Label};
-use time::OffsetDateTime;
 use tracing::Instrument as _;
 
+use crate::decorate::{CallOutcome, Decorated, Decorator, Operation, StoreCall};
 use crate::error::StoreError;
-use crate::store::{user_index, Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
 /// Counter of session loads.
 pub const LOADS: &str = "cloakroom_session_loads_total";
@@ -46,33 +44,13 @@ pub const ERRORS: &str = "cloakroom_store_errors_total";
 /// Histogram of store call latency in seconds, by operation.
 pub const DURATION: &str = "cloakroom_store_duration_seconds";
 
-/// A store that records a span and metrics around every call of the store it wraps.
+/// A store that records a span and metrics around every call of the store it wraps:
+/// `Decorated::new(Observer::new(inner.engine()), inner)`.
 ///
-/// [`Sessions`](crate::Sessions) applies it to every store; wrap a store yourself only to
-/// observe calls made outside the session layer.
-pub struct Instrumented {
-    inner: Arc<dyn SessionStore>,
-    users: Option<Arc<dyn UserIndex>>,
-    observer: Observer,
-}
-
-impl Instrumented {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn SessionStore>) -> Self {
-        let observer = Observer::new(inner.engine());
-        Self {
-            inner,
-            users: None,
-            observer,
-        }
-    }
-
-    /// Observes the calls to `users`, `inner`'s index of sessions by user, too.
-    #[must_use]
-    pub fn with_users(self, users: Option<Arc<dyn UserIndex>>) -> Self {
-        Self { users, ..self }
-    }
-}
+/// [`Sessions`](crate::Sessions) observes every call it makes, its own and the app's through
+/// [`Sessions::store`](crate::Sessions::store); wrap a store yourself only to observe calls
+/// made outside the session layer.
+pub type Instrumented = Decorated<Observer>;
 
 /// The label value of a store error's kind in [`ERRORS`].
 pub fn error_kind(error: &StoreError) -> &'static str {
@@ -154,58 +132,15 @@ pub fn record_error(engine: &'static str, error: &StoreError) {
     metrics::counter!(ERRORS, "engine" => engine, "kind" => error_kind(error)).increment(1);
 }
 
-/// A store operation, as the `operation` label names it.
-#[derive(Clone, Copy)]
-pub(crate) enum Operation {
-    Load,
-    Create,
-    Update,
-    Touch,
-    Delete,
-    /// The user index's calls: timed, with no outcome counter.
-    Link,
-    Unlink,
-    SessionsOf,
-    Revoke,
-}
-
-impl Operation {
-    const ALL: [Self; 9] = [
-        Self::Load,
-        Self::Create,
-        Self::Update,
-        Self::Touch,
-        Self::Delete,
-        Self::Link,
-        Self::Unlink,
-        Self::SessionsOf,
-        Self::Revoke,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Load => "load",
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Touch => "touch",
-            Self::Delete => "delete",
-            Self::Link => "link",
-            Self::Unlink => "unlink",
-            Self::SessionsOf => "sessions_of",
-            Self::Revoke => "revoke",
-        }
-    }
-
-    /// The counter of this operation's calls and its outcomes (the user index's have none).
-    fn counter(self) -> Option<(&'static str, &'static [&'static str])> {
-        const SAVED: &[&str] = &["stored", "conflict", "missing", "error", "cancelled"];
-        match self {
-            Self::Load => Some((LOADS, &["hit", "miss", "error", "cancelled"])),
-            Self::Create => Some((CREATES, &["stored", "taken", "error", "cancelled"])),
-            Self::Update | Self::Touch => Some((SAVES, SAVED)),
-            Self::Delete => Some((DELETES, &["ok", "error", "cancelled"])),
-            Self::Link | Self::Unlink | Self::SessionsOf | Self::Revoke => None,
-        }
+/// The counter of `op`'s calls and its outcomes (the user index's calls have none).
+fn counter(op: Operation) -> Option<(&'static str, &'static [&'static str])> {
+    const SAVED: &[&str] = &["stored", "conflict", "missing", "error", "cancelled"];
+    match op {
+        Operation::Load => Some((LOADS, &["hit", "miss", "error", "cancelled"])),
+        Operation::Create => Some((CREATES, &["stored", "taken", "error", "cancelled"])),
+        Operation::Update | Operation::Touch => Some((SAVES, SAVED)),
+        Operation::Delete => Some((DELETES, &["ok", "error", "cancelled"])),
+        Operation::Link | Operation::Unlink | Operation::SessionsOf | Operation::Revoke => None,
     }
 }
 
@@ -233,7 +168,7 @@ impl Meters {
                     DURATION,
                     vec![Label::new("engine", engine), Label::new("operation", name)],
                 );
-                let outcomes = op.counter().map_or_else(Vec::new, |(metric, outcomes)| {
+                let outcomes = counter(op).map_or_else(Vec::new, |(metric, outcomes)| {
                     outcomes
                         .iter()
                         .map(|&outcome| {
@@ -334,180 +269,36 @@ impl Drop for Call<'_> {
     }
 }
 
-/// What a store call's result says, as the `outcome` label names it.
-pub(crate) trait Outcome {
-    /// The label of a successful call.
-    fn outcome(&self) -> &'static str;
-}
-
-impl Outcome for () {
-    fn outcome(&self) -> &'static str {
-        "ok"
-    }
-}
-
-impl Outcome for bool {
-    fn outcome(&self) -> &'static str {
-        "ok"
-    }
-}
-
-impl Outcome for Vec<UserSession> {
-    fn outcome(&self) -> &'static str {
-        "ok"
-    }
-}
-
-impl Outcome for Option<Record> {
-    fn outcome(&self) -> &'static str {
-        if self.is_some() {
-            "hit"
-        } else {
-            "miss"
-        }
-    }
-}
-
-/// Measured as a `load`: a move is the migrating store's business, not another operation.
-impl Outcome for Option<(Record, bool)> {
-    fn outcome(&self) -> &'static str {
-        if self.is_some() {
-            "hit"
-        } else {
-            "miss"
-        }
-    }
-}
-
-impl Outcome for Created {
-    fn outcome(&self) -> &'static str {
-        match self {
-            Self::Stored => "stored",
-            Self::Taken => "taken",
-        }
-    }
-}
-
-impl Outcome for Updated {
-    fn outcome(&self) -> &'static str {
-        match self {
-            Self::Stored => "stored",
-            Self::Conflict(_) => "conflict",
-            Self::Missing => "missing",
-        }
-    }
-}
-
-/// Records the span and metrics of one engine's store calls. The core runs its own calls
-/// through one directly (no wrapper store: a wrapper costs every call a boxed future);
-/// [`Instrumented`] uses one for calls made outside the session layer.
-pub(crate) struct Observer {
+/// The decorator that records the span and metrics of one engine's store calls (see the
+/// module docs). The core's store has one inside its breaker and timeout, so a call the
+/// timeout abandons is counted as `cancelled`; [`Instrumented`] is one around any store.
+pub struct Observer {
     engine: &'static str,
     meters: Meters,
 }
 
 impl Observer {
     /// An observer of `engine`'s calls, its metric keys built once.
-    pub(crate) fn new(engine: &'static str) -> Self {
+    pub fn new(engine: &'static str) -> Self {
         Self {
             engine,
             meters: Meters::new(engine),
         }
     }
+}
 
-    /// Runs `fut`, one `operation` of the store, inside its span, and records its duration and
+impl Decorator for Observer {
+    /// Runs `call`, one `op` of the store, inside its span, and records its duration and
     /// outcome (`cancelled` if it is dropped unfinished).
-    pub(crate) async fn observe<T: Outcome>(
-        &self,
-        operation: Operation,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let mut call = Call::start(&self.meters, self.engine, operation);
-        let result = call.run(fut).await;
-        call.finish(match &result {
-            Ok(done) => done.outcome(),
-            Err(_) => "error",
-        });
-        result
-    }
-}
-
-#[async_trait]
-impl SessionStore for Instrumented {
-    fn engine(&self) -> &'static str {
-        self.inner.engine()
-    }
-
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        let load = self.inner.load(key, now);
-        self.observer.observe(Operation::Load, load).await
-    }
-
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        let create = self.inner.create(key, record);
-        self.observer.observe(Operation::Create, create).await
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        expected: &[u8],
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        let update = self.inner.update(key, expected, record, now);
-        self.observer.observe(Operation::Update, update).await
-    }
-
-    async fn touch(
-        &self,
-        key: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        let touch = self.inner.touch(key, record, now);
-        self.observer.observe(Operation::Touch, touch).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let delete = self.inner.delete(key);
-        self.observer.observe(Operation::Delete, delete).await
-    }
-}
-
-/// The index calls get spans and the [`DURATION`] histogram too (`operation` = `link`,
-/// `unlink`, `sessions_of`, `revoke`).
-#[async_trait]
-impl UserIndex for Instrumented {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        let index = user_index(self.users.as_ref(), self.inner.engine())?;
-        self.observer
-            .observe(Operation::Link, index.link(entry))
-            .await
-    }
-
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let index = user_index(self.users.as_ref(), self.inner.engine())?;
-        self.observer
-            .observe(Operation::Unlink, index.unlink(user_id, id))
-            .await
-    }
-
-    async fn sessions_of(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
-        let index = user_index(self.users.as_ref(), self.inner.engine())?;
-        self.observer
-            .observe(Operation::SessionsOf, index.sessions_of(user_id, now))
-            .await
-    }
-
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let index = user_index(self.users.as_ref(), self.inner.engine())?;
-        self.observer
-            .observe(Operation::Revoke, index.revoke(user_id, id))
-            .await
+    fn wrap<T: CallOutcome>(&self, op: Operation, call: impl StoreCall<T>) -> impl StoreCall<T> {
+        async move {
+            let mut observed = Call::start(&self.meters, self.engine, op);
+            let result = observed.run(call).await;
+            observed.finish(match &result {
+                Ok(done) => done.outcome(),
+                Err(_) => "error",
+            });
+            result
+        }
     }
 }

@@ -4,11 +4,13 @@
 //! SQLite (embedded, on its own connections), PostgreSQL and MySQL/MariaDB, each behind its
 //! cargo feature. Apps use them through the `cloakroom` crate (`cloakroom::engines::sqlite`
 //! …); this crate exists so that the SQL drivers are compiled only by apps that use them.
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 // The core's modules under the names the engines use (`crate::store`, `crate::error` …).
-use cloakroom_core::{config, digits, engines, store};
+use cloakroom_core::{config, digits, engines, exclusive, store};
 
 /// The core's errors under the path the engines use.
 mod error {

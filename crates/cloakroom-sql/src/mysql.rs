@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use sqlx::error::DatabaseError;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlQueryResult, MySqlRow};
-use sqlx::{MySqlPool, Row as _};
+use sqlx::{MySqlConnection, MySqlPool, Row as _};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::sql::{Dialect, Failure, Flavor, ServerOptions, SqlStore, Table};
@@ -97,6 +97,24 @@ impl Dialect for MySql {
             Some(1216 | 1452) => Failure::ForeignKey,
             _ => Failure::Other,
         }
+    }
+
+    /// A named lock (`GET_LOCK(name, 0)`: no wait), held by the connection until
+    /// `RELEASE_LOCK` or its end. It answers 1 when taken, 0 when another session has it.
+    async fn try_lock(conn: &mut MySqlConnection, name: &str) -> Result<bool, sqlx::Error> {
+        let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+            .bind(name)
+            .fetch_one(conn)
+            .await?;
+        Ok(got == Some(1))
+    }
+
+    async fn unlock(conn: &mut MySqlConnection, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT RELEASE_LOCK(?)")
+            .bind(name)
+            .fetch_one(conn)
+            .await
+            .map(drop)
     }
 
     /// The table takes the database's default charset and collation, as Django's does.

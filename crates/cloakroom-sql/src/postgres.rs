@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow};
-use sqlx::{PgPool, Row as _};
+use sqlx::{PgConnection, PgPool, Row as _};
 use time::OffsetDateTime;
 
 use super::sql::{Dialect, Failure, Flavor, ServerOptions, SqlStore, Table};
@@ -86,6 +86,24 @@ impl Dialect for Postgres {
         }
     }
 
+    /// A session-level advisory lock (`pg_try_advisory_lock`), keyed by the first 8 bytes of
+    /// the name's SHA-256: it lives as long as the connection's session, so a server that
+    /// dies lets go of it with its connection.
+    async fn try_lock(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(advisory_key(name))
+            .fetch_one(conn)
+            .await
+    }
+
+    async fn unlock(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+            .bind(advisory_key(name))
+            .fetch_one(conn)
+            .await
+            .map(drop)
+    }
+
     async fn migrate(pool: &PgPool, table: &Table) -> Result<(), sqlx::Error> {
         let t = table.name();
         let like = like_index(table);
@@ -107,3 +125,11 @@ CREATE INDEX IF NOT EXISTS "{user_index}" ON "{users}" ("user_id");"#
 }
 
 type SqlQuery<'q> = super::sql::SqlQuery<'q, sqlx::Postgres>;
+
+/// The advisory lock key of lock `name`: PostgreSQL's advisory locks take a number.
+fn advisory_key(name: &str) -> i64 {
+    let digest = super::sql::data_digest(name.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}

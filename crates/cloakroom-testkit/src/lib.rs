@@ -1,19 +1,54 @@
 //! # cloakroom-testkit
 //!
-//! The conformance suite: every clause of the [store contract](cloakroom_core::store), written once and
-//! run against every engine on its real server. A third-party store runs it with one line:
+//! The test suites of cloakroom, each written once and run on every engine and adapter:
 //!
-//! ```ignore
-//! cloakroom::conformance_tests!(async { std::sync::Arc::new(MyStore::connect().await) }, clear);
+//! - **The store conformance suite**: every clause of the [store contract](cloakroom_core::store),
+//!   run against a store on its real server. A third-party store runs it with one line
+//!   (`cloakroom::conformance_tests!` is the same macro, re-exported by the facade's `testing`
+//!   feature):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use cloakroom_core::engines::memory::MemoryStore;
+//!
+//! async fn store() -> Arc<MemoryStore> {
+//!     Arc::new(MemoryStore::new(1_000))
+//! }
+//!
+//! // One `#[tokio::test]` per clause; `clear` adds the clauses of `ClearExpired`.
+//! cloakroom_testkit::conformance_tests!(store(), clear);
+//! # // The generated tests exist only under `--test`; this checks `store` fits all the same.
+//! # fn main() {
+//! #     let _ = async {
+//! #         let store = store().await;
+//! #         let _: Arc<dyn cloakroom_core::SessionStore> = store.clone();
+//! #         let _: Arc<dyn cloakroom_core::ClearExpired> = store;
+//! #     };
+//! # }
 //! ```
 //!
-//! Each check panics with a message that names the clause it broke (this module is for tests).
+//! - **The cookie conformance suite** ([`cookie_conformance_tests!`]): the clauses that apply
+//!   to a store keeping the session in a signed cookie.
+//! - **The HTTP suite** (feature `http`: the `http` module and `http_suite!`): what a visitor
+//!   sees over HTTP (the JSON contract, Django's cookie rules), run against any framework
+//!   adapter serving the HTTP contract written down in the `http` module, on a loopback port.
+//! - **Servers of our own** (feature `servers`): PostgreSQL, MariaDB, Redis and a Redis
+//!   Cluster on free loopback ports, for tests that stop a server.
+//!
+//! Each check panics with a message that names the clause it broke (this crate is for tests).
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Servers of our own for tests (PostgreSQL, MariaDB, Redis, a Redis Cluster), started on free
 /// loopback ports and stopped by pid: what the HTTP suites and the load test share (feature
 /// `servers`). They never touch the machine's own services.
 #[cfg(feature = "servers")]
 pub mod servers;
+
+// The HTTP suite (feature `http`); its own docs say what it is.
+#[cfg(feature = "http")]
+pub mod http;
 
 // The core's modules under the names this suite uses.
 #[allow(unused_imports)]
@@ -26,9 +61,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use cloakroom_core::decorate::{CallOutcome, Decorator, Operation, StoreCall};
 use cloakroom_core::{Backing, CookieAction, Sessions};
 use clock::{Clock, ManualClock};
 use store::{Created, Record, Updated};
@@ -1219,7 +1254,7 @@ pub async fn cookie_flush_deletes_the_cookie(make: impl Fn(&str, &[&str]) -> Sig
 ///
 /// `$make` yields an `Arc` of the store type, which keeps an index of sessions by user
 /// ([`UserIndex`](cloakroom_core::UserIndex)); add `, clear` when it implements
-/// [`ClearExpired`] too.
+/// [`ClearExpired`] too. The [crate docs](crate) show it on the in-process store.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
@@ -1283,10 +1318,19 @@ macro_rules! conformance_tests {
 /// first argument and accepts the fallbacks in the second, with Django's default `cookie_age`
 /// and cookie name.
 ///
-/// ```ignore
-/// cloakroom::cookie_conformance_tests!(|secret: &str, fallbacks: &[&str]| {
-///     SignedCookies::new(Secret::new(secret), fallbacks.iter().map(|f| Secret::new(*f)).collect(), 1_209_600, "sessionid").unwrap()
-/// });
+/// ```no_run
+/// use cloakroom_core::config::DEFAULT_COOKIE_AGE;
+/// use cloakroom_core::engines::cookie::SignedCookies;
+/// use cloakroom_core::Secret;
+///
+/// fn make(secret: &str, fallbacks: &[&str]) -> SignedCookies {
+///     let fallbacks = fallbacks.iter().map(|f| Secret::new(*f)).collect();
+///     SignedCookies::new(Secret::new(secret), fallbacks, DEFAULT_COOKIE_AGE, "sessionid")
+///         .expect("a valid signing setup")
+/// }
+///
+/// cloakroom_testkit::cookie_conformance_tests!(make);
+/// # fn main() { let _ = make(cloakroom_testkit::COOKIE_SECRET, &[]); }
 /// ```
 #[macro_export]
 macro_rules! cookie_conformance_tests {
@@ -1359,28 +1403,26 @@ struct Counters {
     deletes: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::SeqCst);
-}
-
-/// A store that counts the calls the core makes to the store inside it, by kind, and forwards
-/// every one: for tests that pin how many round trips (and which writes) a request costs.
-/// Clones share the counts, so a test keeps one while the layer owns the other.
-#[derive(Clone)]
+/// A decorator that counts the calls the core makes to the store it wraps, by kind: for tests
+/// that pin how many round trips (and which writes) a request costs. Clones share the counts,
+/// so a test keeps one while the layer owns the store around the other:
+///
+/// ```
+/// use cloakroom_core::decorate::Decorator;
+/// use cloakroom_core::engines::memory::MemoryStore;
+/// use cloakroom_testkit::Counting;
+///
+/// let counts = Counting::default();
+/// let store = counts.clone().around(MemoryStore::default());
+/// # drop(store);
+/// assert_eq!(counts.take().round_trips(), (0, 0));
+/// ```
+#[derive(Clone, Default)]
 pub struct Counting {
-    inner: Arc<dyn SessionStore>,
     counters: Arc<Counters>,
 }
 
 impl Counting {
-    /// Counts the calls made to `inner`.
-    pub fn new(inner: impl SessionStore) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            counters: Arc::default(),
-        }
-    }
-
     /// The calls so far.
     pub fn calls(&self) -> Calls {
         self.read(AtomicU64::load)
@@ -1404,45 +1446,20 @@ impl Counting {
     }
 }
 
-#[async_trait]
-impl SessionStore for Counting {
-    fn engine(&self) -> &'static str {
-        self.inner.engine()
-    }
-
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        bump(&self.counters.loads);
-        self.inner.load(key, now).await
-    }
-
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        bump(&self.counters.creates);
-        self.inner.create(key, record).await
-    }
-
-    async fn update(
-        &self,
-        key: &str,
-        expected: &[u8],
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        bump(&self.counters.updates);
-        self.inner.update(key, expected, record, now).await
-    }
-
-    async fn touch(
-        &self,
-        key: &str,
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        bump(&self.counters.touches);
-        self.inner.touch(key, record, now).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        bump(&self.counters.deletes);
-        self.inner.delete(key).await
+impl Decorator for Counting {
+    fn wrap<T: CallOutcome>(&self, op: Operation, call: impl StoreCall<T>) -> impl StoreCall<T> {
+        let c = &self.counters;
+        let counter = match op {
+            Operation::Load => Some(&c.loads),
+            Operation::Create => Some(&c.creates),
+            Operation::Update => Some(&c.updates),
+            Operation::Touch => Some(&c.touches),
+            Operation::Delete => Some(&c.deletes),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        call
     }
 }

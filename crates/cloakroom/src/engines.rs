@@ -49,24 +49,30 @@ async fn open_db(settings: &Settings) -> Result<Backend, OpenError> {
     match backend {
         #[cfg(feature = "sqlite")]
         Some(UrlFamily::Sqlite) => {
-            let store = sqlite::SqliteStore::connect(url)
-                .await?
-                .with_table(&wiring.table)?;
-            Ok(Backend::sql(Arc::new(store)))
+            let store = Arc::new(
+                sqlite::SqliteStore::connect(url)
+                    .await?
+                    .with_table(&wiring.table)?,
+            );
+            Ok(Backend::sql(store.clone()).with_exclusive(store))
         }
         #[cfg(feature = "postgres")]
         Some(UrlFamily::Postgres) => {
-            let store = postgres::PostgresStore::connect(url)
-                .await?
-                .with_table(&wiring.table)?;
-            Ok(Backend::sql(Arc::new(store)))
+            let store = Arc::new(
+                postgres::PostgresStore::connect(url)
+                    .await?
+                    .with_table(&wiring.table)?,
+            );
+            Ok(Backend::sql(store.clone()).with_exclusive(store))
         }
         #[cfg(feature = "mysql")]
         Some(UrlFamily::MySql) => {
-            let store = mysql::MySqlStore::connect(url)
-                .await?
-                .with_table(&wiring.table)?;
-            Ok(Backend::sql(Arc::new(store)))
+            let store = Arc::new(
+                mysql::MySqlStore::connect(url)
+                    .await?
+                    .with_table(&wiring.table)?,
+            );
+            Ok(Backend::sql(store.clone()).with_exclusive(store))
         }
         Some(other) => Err(unsupported(
             &format!("a {url_scheme} database", url_scheme = scheme_of(url)),
@@ -107,7 +113,8 @@ async fn open_cache_server(settings: &Settings) -> Result<Backend, OpenError> {
             .with_binary_values(settings.session.data_format == cloakroom_core::DataFormat::Django);
         // Started here, explicitly: its task ends when the store is dropped.
         store.start_client_cache().await?;
-        Ok(Backend::server(Arc::new(store)))
+        let store = Arc::new(store);
+        Ok(Backend::server(store.clone()).with_exclusive(store))
     }
     #[cfg(not(feature = "redis"))]
     Err(unsupported(
@@ -182,6 +189,8 @@ async fn open_cached_db(settings: &Settings) -> Result<Backend, OpenError> {
     backend.users = db.users.map(|_| store.clone() as Arc<dyn UserIndex>);
     backend.clear = db.clear.map(|_| store as Arc<dyn ClearExpired>);
     backend.migrate = db.migrate;
+    // The database is what every app server shares, and what the cleanup clears.
+    backend.exclusive = db.exclusive;
     // The database holds every session; the cache only some.
     backend.scan = db.scan;
     Ok(backend)
@@ -223,7 +232,8 @@ pub async fn open(settings: &Settings) -> Result<Backing, OpenError> {
                     settings.session.cookie_age,
                 ),
             }?;
-            Backend::server(Arc::new(store))
+            let store = Arc::new(store);
+            Backend::server(store.clone()).with_exclusive(store)
         }
         Engine::SignedCookies => return open_signed_cookies(settings).map(Backing::Cookie),
         other => {

@@ -41,7 +41,7 @@
 //! ## Engines
 //!
 //! One module each in [`engines`], behind cargo features; [`engines::open`] picks one from
-//! [`Settings::engine`] and its URL. Every server-side engine passes the same conformance suite
+//! [`Settings::with_engine`] and its URL. Every server-side engine passes the same conformance suite
 //! (the `testing` feature), keeps the [`UserIndex`], moves only the expiry on an idle-timeout
 //! refresh (a TTL-only touch), and can be walked by `cloakroom copy` and `stats`.
 //!
@@ -58,18 +58,62 @@
 //!
 //! The `axum` feature (default) makes [`Session`] an extractor. The guides (settings, expiry,
 //! Django, outages, concurrency, engines, operations …) are in [`guide`].
+// Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 // The core, whole: `cloakroom::Session`, `cloakroom::store`, `cloakroom::config` … are the
-// core's. Items defined below (the `engines` module) take precedence over the glob.
+// core's. Items defined below (the `engines` module, the hidden modules) take precedence over
+// the glob.
 pub use cloakroom_core::*;
+
+// The core's modules that an app does not need, still at their old paths (the `cloakroom`
+// command, the bench and existing code use them) but out of the docs: documented under
+// `django` and `advanced` below, where CHANGELOG.md sends their readers.
+#[doc(hidden)]
+pub use cloakroom_core::{
+    backend, codec, cookies, expiry, hashed, key, keys, pickle, response, signing,
+};
 
 pub mod csrf;
 pub mod engines;
 pub mod layer;
+#[cfg(feature = "test-helpers")]
+pub mod test;
 
 pub use layer::SessionLayer;
+
+/// The `time` crate, whose `OffsetDateTime` [`Expiry::At`] and the expiry getters use: write
+/// `cloakroom::time::OffsetDateTime` without adding the crate (and without matching its version).
+///
+/// ```
+/// use cloakroom::time::{Duration, OffsetDateTime};
+/// use cloakroom::Expiry;
+///
+/// let at_noon = Expiry::At(OffsetDateTime::UNIX_EPOCH + Duration::hours(12));
+/// # let _ = at_noon;
+/// ```
+pub use time;
+
+/// Django's formats, for code that reads or writes what a Django app stores: its signed data
+/// ([`signing`]), the codecs over it ([`codec`]),
+/// the pickles of its cache backend ([`pickle`]) and the reserved data
+/// keys of its auth framework ([`keys`]). The session layer uses them for
+/// you; see [`guide::django`].
+pub mod django {
+    pub use cloakroom_core::{codec, keys, pickle, signing};
+}
+
+/// The machinery under the layer, for tools and custom integrations: how a store is bundled
+/// with its abilities ([`backend`]), the cookie on the wire
+/// ([`cookies`]), session keys ([`key`]) and
+/// their hashing ([`hashed`]), the expiry arithmetic
+/// ([`expiry`]), the default error responses
+/// ([`response`]).
+pub mod advanced {
+    pub use cloakroom_core::{backend, cookies, expiry, hashed, key, response};
+}
 
 /// The store conformance suite for engines written outside cloakroom (feature `testing`).
 #[cfg(feature = "testing")]

@@ -130,13 +130,13 @@ mod memory_cache {
 mod redis_cache {
     use super::*;
     use cloakroom::engines::redis::CACHED_DB_SESSION_PREFIX;
-    use support::redis::Scoped;
+    use support::redis::{scope, Scoped};
 
     async fn cache() -> Arc<Scoped> {
         let redis = support::redis::connect()
             .await
             .with_session_prefix(CACHED_DB_SESSION_PREFIX);
-        Arc::new(Scoped::new(redis, support::unique("cloakroom-test")))
+        Arc::new(scope(redis, support::unique("cloakroom-test")))
     }
 
     async fn store() -> Arc<CachedDbStore> {
@@ -161,7 +161,7 @@ mod redis_cache {
         let (store, _) = cached_db(cache.clone()).await;
         let key = cloakroom::key::generate().unwrap();
         assert!(cache
-            .store()
+            .inner()
             .redis_key(&key)
             .ends_with(&format!(":1:django.contrib.sessions.cached_db{key}")));
         store.create(&key, &record("v1")).await.unwrap();

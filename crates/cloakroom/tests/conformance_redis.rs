@@ -57,7 +57,7 @@ async fn keys_are_djangos_cache_keys() {
 async fn clear_expired_is_a_no_op() {
     use cloakroom::ClearExpired;
     let scoped = support::redis::scoped().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = fresh_key();
     store
         .create(&key, &record("{}", Duration::from_secs(60)))
@@ -74,7 +74,7 @@ async fn clear_expired_is_a_no_op() {
 #[tokio::test]
 async fn the_server_ttl_expires_sessions() {
     let scoped = support::redis::scoped().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = fresh_key();
     let rec = record("{}", Duration::from_millis(300));
     store.create(&key, &rec).await.unwrap();
@@ -86,7 +86,7 @@ async fn the_server_ttl_expires_sessions() {
 #[tokio::test]
 async fn records_already_expired_are_not_written() {
     let scoped = support::redis::scoped().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = fresh_key();
     let past = Record {
         data: "{}".into(),
@@ -109,7 +109,7 @@ async fn records_already_expired_are_not_written() {
 #[tokio::test]
 async fn a_key_of_another_type_is_absent_not_a_crash() {
     let scoped = support::redis::scoped().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = fresh_key();
     let lpush = CustomCommand::new_static("LPUSH", ClusterHash::FirstKey, false);
     let _: Value = support::redis::raw()
@@ -133,7 +133,7 @@ async fn a_key_of_another_type_is_absent_not_a_crash() {
 #[tokio::test]
 async fn a_value_that_is_not_text_is_absent() {
     let scoped = support::redis::scoped().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = fresh_key();
     let _: Value = support::redis::raw()
         .await
@@ -158,7 +158,7 @@ async fn a_value_that_is_not_text_is_absent() {
 #[tokio::test]
 async fn a_key_without_ttl_loads_as_long_lived() {
     let scoped = support::redis::scoped().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = fresh_key();
     let _: Value = support::redis::raw()
         .await

@@ -65,7 +65,7 @@ async fn data_of(store: &impl SessionStore, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_are_kept_and_another_clients_write_is_seen() {
     let scoped = support::redis::scoped_cached().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = cloakroom::key::generate().unwrap();
     let rec = record("one", Duration::from_secs(600));
     assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
@@ -90,7 +90,7 @@ async fn loads_are_kept_and_another_clients_write_is_seen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_copy_never_wins_the_compare_and_swap() {
     let scoped = support::redis::scoped_cached().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = cloakroom::key::generate().unwrap();
     let now = OffsetDateTime::now_utc();
     store
@@ -132,7 +132,7 @@ async fn a_stale_copy_never_wins_the_compare_and_swap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnection_empties_the_cache() {
     let scoped = support::redis::scoped_cached().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = cloakroom::key::generate().unwrap();
     store
         .create(&key, &record("one", Duration::from_secs(600)))
@@ -158,7 +158,7 @@ async fn a_reconnection_empties_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_sessions_expire_on_time() {
     let scoped = support::redis::scoped_cached().await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = cloakroom::key::generate().unwrap();
     store
         .create(&key, &record("short", Duration::from_millis(300)))
@@ -179,7 +179,7 @@ async fn kept_sessions_are_read_again_after_the_ttl() {
     // within the TTL. Simulated by a write the store cannot be told about: tracking is turned
     // off on its connection from outside, behind its back.
     let scoped = support::redis::scoped_cached_for(Duration::from_millis(200)).await;
-    let store = scoped.store();
+    let store = scoped.inner();
     let key = cloakroom::key::generate().unwrap();
     store
         .create(&key, &record("one", Duration::from_secs(600)))

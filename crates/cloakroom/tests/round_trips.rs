@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
+use cloakroom::decorate::Decorator as _;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::testing::Counting;
 use cloakroom::{Session, SessionLayer, SessionStore, Sessions, Settings};
@@ -22,7 +23,7 @@ async fn read(session: Session) -> Result<String, cloakroom::Error> {
 }
 
 fn app(calls: &Counting) -> Router {
-    app_on(calls.clone())
+    app_on(calls.clone().around(MemoryStore::new(1000)))
 }
 
 fn app_on(store: impl SessionStore) -> Router {
@@ -59,7 +60,7 @@ async fn send(app: &Router, path: &str, cookie: Option<&str>) -> (String, Option
 
 #[tokio::test]
 async fn read_only_requests_load_once_and_never_write_or_set_a_cookie() {
-    let calls = Counting::new(MemoryStore::new(1000));
+    let calls = Counting::default();
     let app = app(&calls);
     let (body, set_cookie) = send(&app, "/visits", None).await;
     assert_eq!(body, "1");
@@ -93,7 +94,7 @@ async fn read_only_requests_load_once_and_never_write_or_set_a_cookie() {
 
 #[tokio::test]
 async fn a_request_that_never_touches_the_session_never_calls_the_store() {
-    let calls = Counting::new(MemoryStore::new(1000));
+    let calls = Counting::default();
     let app = app(&calls);
     let (_, set_cookie) = send(&app, "/plain", Some("sessionid=abcdefgh12345678")).await;
     assert_eq!(set_cookie, None);

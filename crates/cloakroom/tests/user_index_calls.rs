@@ -5,82 +5,39 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use cloakroom::decorate::{CallOutcome, Decorator, Operation, StoreCall};
 use cloakroom::engines::memory::MemoryStore;
-use cloakroom::{
-    Backend, CookieAction, Created, Error, OnStoreError, Record, SessionStore, Sessions, Settings,
-    StoreError, Updated, UserIndex, UserSession,
-};
-use time::OffsetDateTime;
+use cloakroom::{CookieAction, Error, OnStoreError, Sessions, Settings, StoreError};
 
-/// A real in-process store whose index counts its calls and can be made to fail.
+/// Around a real in-process store: counts the user index calls, and can make them fail.
 #[derive(Default)]
 struct Counting {
-    inner: MemoryStore,
     index_calls: AtomicU64,
     failing: AtomicBool,
 }
 
-impl Counting {
-    fn call(&self) -> Result<&MemoryStore, StoreError> {
-        self.index_calls.fetch_add(1, Ordering::SeqCst);
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::backend("counting", "the index is down"));
+impl Decorator for Counting {
+    fn wrap<T: CallOutcome>(&self, op: Operation, call: impl StoreCall<T>) -> impl StoreCall<T> {
+        let index = op.is_index();
+        if index {
+            self.index_calls.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(&self.inner)
-    }
-}
-
-#[async_trait]
-impl SessionStore for Counting {
-    fn engine(&self) -> &'static str {
-        "counting"
-    }
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        self.inner.load(key, now).await
-    }
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        self.inner.create(key, record).await
-    }
-    async fn update(
-        &self,
-        key: &str,
-        expected: &[u8],
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.inner.update(key, expected, record, now).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-}
-
-#[async_trait]
-impl UserIndex for Counting {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
-        self.call()?.link(entry).await
-    }
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        self.call()?.unlink(user_id, id).await
-    }
-    async fn sessions_of(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
-        self.call()?.sessions_of(user_id, now).await
-    }
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        self.call()?.revoke(user_id, id).await
+        let failing = index && self.failing.load(Ordering::SeqCst);
+        async move {
+            if failing {
+                return Err(StoreError::backend("counting", "the index is down"));
+            }
+            call.await
+        }
     }
 }
 
 fn setup(policy: OnStoreError) -> (Arc<Counting>, Sessions) {
-    let store = Arc::new(Counting::default());
+    let counting = Arc::new(Counting::default());
     let settings = Settings::default().with_on_store_error(policy);
-    let sessions = Sessions::from_backend(Backend::indexed(store.clone()), settings).unwrap();
-    (store, sessions)
+    let store = counting.clone().around(MemoryStore::default());
+    let sessions = Sessions::new(store, settings).unwrap();
+    (counting, sessions)
 }
 
 /// One request that runs `f` on the session; its cookie outcome, or the commit's error.

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use cloakroom::clock::ManualClock;
+use cloakroom::decorate::Decorator as _;
 use cloakroom::engines::memory::MemoryStore;
 use cloakroom::testing::{Calls, Counting};
 use cloakroom::{CookieAction, Sessions, Settings};
@@ -13,9 +14,9 @@ use cloakroom::{CookieAction, Sessions, Settings};
 /// A server with a counted in-process store, a settable clock, and one session holding
 /// `user = ana`; returns them with the session's cookie value.
 async fn server(settings: Settings) -> (Counting, ManualClock, Sessions, String) {
-    let store = Counting::new(MemoryStore::default());
+    let counts = Counting::default();
     let clock = ManualClock::starting_now();
-    let sessions = Sessions::from_arc(std::sync::Arc::new(store.clone()), settings)
+    let sessions = Sessions::new(counts.clone().around(MemoryStore::default()), settings)
         .unwrap()
         .with_clock(clock.clone());
     let lazy = sessions.start(None);
@@ -23,8 +24,8 @@ async fn server(settings: Settings) -> (Counting, ManualClock, Sessions, String)
     let CookieAction::Set { value: key, .. } = lazy.commit(200).await.unwrap().cookie else {
         panic!("no cookie");
     };
-    store.take();
-    (store, clock, sessions, key)
+    counts.take();
+    (counts, clock, sessions, key)
 }
 
 /// One read-only request; returns whether it sent a cookie.

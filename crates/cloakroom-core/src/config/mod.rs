@@ -49,6 +49,16 @@ pub use store::{
 ///     .with_cookie_secure(true);
 /// assert_eq!(settings.session.cookie_age, 3600);
 /// assert_eq!(settings.store.engine, Engine::Cache);
+///
+/// // Numbers are plain literals: seconds, milliseconds, bytes, counts.
+/// let settings = Settings::default()
+///     .with_cookie_age(3600)
+///     .with_idle_timeout(900)
+///     .with_absolute_lifetime(None)
+///     .with_store_timeout_ms(500)
+///     .with_max_session_bytes(32 * 1024)
+///     .with_breaker_threshold(5);
+/// assert_eq!(settings.session.idle_timeout, Some(900));
 /// # Ok::<(), cloakroom_core::ConfigError>(())
 /// ```
 #[derive(Clone, Default, Deserialize)]
@@ -112,89 +122,104 @@ impl fmt::Debug for Settings {
     }
 }
 
+/// One `with_*` setter per setting. A number takes its own type (`value: u64`), not
+/// `impl Into<u64>`: with several integer types converting into the target, a plain literal
+/// such as `with_cookie_age(3600)` would fall back to `i32` and not compile. Everything else
+/// (strings, options, enums) takes `impl Into<T>`, where a literal has one way in.
 macro_rules! with {
-    ($(#[$doc:meta] $name:ident: $group:ident.$field:ident: $ty:ty;)*) => {
-        $(
-            #[$doc]
-            #[must_use]
-            pub fn $name(mut self, value: impl Into<$ty>) -> Self {
-                self.$group.$field = value.into();
-                self
-            }
-        )*
+    ($(#[$doc:meta] $name:ident: $group:ident.$field:ident: $kind:ident $ty:ty;)*) => {
+        $( with!(@one #[$doc] $name $group $field $kind $ty); )*
+    };
+    (@one #[$doc:meta] $name:ident $group:ident $field:ident into $ty:ty) => {
+        #[$doc]
+        #[must_use]
+        pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+            self.$group.$field = value.into();
+            self
+        }
+    };
+    (@one #[$doc:meta] $name:ident $group:ident $field:ident number $ty:ty) => {
+        #[$doc]
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$group.$field = value;
+            self
+        }
     };
 }
 
 impl Settings {
     with! {
         /// Sets `cookie_name`.
-        with_cookie_name: session.cookie_name: String;
+        with_cookie_name: session.cookie_name: into String;
         /// Sets `cookie_age` in seconds.
-        with_cookie_age: session.cookie_age: u64;
+        with_cookie_age: session.cookie_age: number u64;
         /// Sets `cookie_domain`.
-        with_cookie_domain: session.cookie_domain: Option<String>;
+        with_cookie_domain: session.cookie_domain: into Option<String>;
         /// Sets `cookie_path`.
-        with_cookie_path: session.cookie_path: String;
+        with_cookie_path: session.cookie_path: into String;
         /// Sets `cookie_secure`.
-        with_cookie_secure: session.cookie_secure: bool;
+        with_cookie_secure: session.cookie_secure: into bool;
         /// Sets `cookie_httponly`.
-        with_cookie_httponly: session.cookie_httponly: bool;
+        with_cookie_httponly: session.cookie_httponly: into bool;
         /// Sets `cookie_samesite`.
-        with_cookie_samesite: session.cookie_samesite: SameSite;
+        with_cookie_samesite: session.cookie_samesite: into SameSite;
         /// Sets `cookie_partitioned`.
-        with_cookie_partitioned: session.cookie_partitioned: bool;
+        with_cookie_partitioned: session.cookie_partitioned: into bool;
         /// Sets `expire_at_browser_close`.
-        with_expire_at_browser_close: session.expire_at_browser_close: bool;
+        with_expire_at_browser_close: session.expire_at_browser_close: into bool;
         /// Sets `save_every_request`.
-        with_save_every_request: session.save_every_request: bool;
+        with_save_every_request: session.save_every_request: into bool;
         /// Sets `secret_key`.
-        with_secret_key: session.secret_key: Option<Secret>;
+        with_secret_key: session.secret_key: into Option<Secret>;
         /// Sets `secret_key_fallbacks` (older keys still accepted when reading, tried in order).
-        with_secret_key_fallbacks: session.secret_key_fallbacks: Vec<Secret>;
+        with_secret_key_fallbacks: session.secret_key_fallbacks: into Vec<Secret>;
         /// Sets `data_format`.
-        with_data_format: session.data_format: DataFormat;
+        with_data_format: session.data_format: into DataFormat;
         /// Sets `idle_timeout` in seconds.
-        with_idle_timeout: session.idle_timeout: Option<u64>;
+        with_idle_timeout: session.idle_timeout: into Option<u64>;
         /// Sets `absolute_lifetime` in seconds.
-        with_absolute_lifetime: session.absolute_lifetime: Option<u64>;
+        with_absolute_lifetime: session.absolute_lifetime: into Option<u64>;
         /// Sets `refresh_threshold` (a fraction between 0 and 1).
-        with_refresh_threshold: session.refresh_threshold: f64;
+        with_refresh_threshold: session.refresh_threshold: into f64;
         /// Sets `rotation_grace` in seconds (at most 60).
-        with_rotation_grace: session.rotation_grace: u64;
+        with_rotation_grace: session.rotation_grace: number u64;
         /// Sets `remember_me_age` in seconds.
-        with_remember_me_age: session.remember_me_age: u64;
+        with_remember_me_age: session.remember_me_age: number u64;
         /// Sets `hash_keys` (the store keeps only a SHA-256 of each key).
-        with_hash_keys: session.hash_keys: bool;
+        with_hash_keys: session.hash_keys: into bool;
         /// Sets `max_session_bytes` (the largest encoded session).
-        with_max_session_bytes: session.max_session_bytes: usize;
+        with_max_session_bytes: session.max_session_bytes: number usize;
         /// Sets `max_sessions_per_user` (at least 1; `None` for no limit).
-        with_max_sessions_per_user: session.max_sessions_per_user: Option<u32>;
+        with_max_sessions_per_user: session.max_sessions_per_user: into Option<u32>;
         /// Sets `store_timeout_ms`.
-        with_store_timeout_ms: resilience.store_timeout_ms: u64;
+        with_store_timeout_ms: resilience.store_timeout_ms: number u64;
         /// Sets `on_store_error`.
-        with_on_store_error: resilience.on_store_error: OnStoreError;
+        with_on_store_error: resilience.on_store_error: into OnStoreError;
         /// Sets `lock_timeout_ms`.
-        with_lock_timeout_ms: resilience.lock_timeout_ms: u64;
+        with_lock_timeout_ms: resilience.lock_timeout_ms: number u64;
         /// Sets `breaker_threshold` (0 turns the breaker off).
-        with_breaker_threshold: resilience.breaker_threshold: u32;
+        with_breaker_threshold: resilience.breaker_threshold: number u32;
         /// Sets `breaker_cooldown_ms`.
-        with_breaker_cooldown_ms: resilience.breaker_cooldown_ms: u64;
+        with_breaker_cooldown_ms: resilience.breaker_cooldown_ms: number u64;
         /// Sets `engine`.
-        with_engine: store.engine: Engine;
+        with_engine: store.engine: into Engine;
         /// Sets `database_url`.
-        with_database_url: store.database_url: Option<String>;
+        with_database_url: store.database_url: into Option<String>;
         /// Sets `table`.
-        with_table: store.table: String;
+        with_table: store.table: into String;
         /// Sets `cache_url`.
-        with_cache_url: store.cache_url: Option<String>;
+        with_cache_url: store.cache_url: into Option<String>;
         /// Sets `file_path`.
-        with_file_path: store.file_path: Option<PathBuf>;
+        with_file_path: store.file_path: into Option<PathBuf>;
         /// Sets `cache_capacity`.
-        with_cache_capacity: store.cache_capacity: u64;
+        with_cache_capacity: store.cache_capacity: number u64;
         /// Sets `cache_max_bytes` (the in-process cache's bound in bytes).
-        with_cache_max_bytes: store.cache_max_bytes: u64;
+        with_cache_max_bytes: store.cache_max_bytes: number u64;
         /// Sets `redis_client_cache_ms` (0 turns the Redis client-side cache off).
-        with_redis_client_cache_ms: store.redis_client_cache_ms: u64;
+        with_redis_client_cache_ms: store.redis_client_cache_ms: number u64;
+        /// Sets `cleanup_interval_secs` (0 turns the scheduled cleanup off).
+        with_cleanup_interval_secs: store.cleanup_interval_secs: number u64;
     }
 
     /// Reads settings from a TOML file; keys missing from the file keep their defaults.
@@ -202,7 +227,14 @@ impl Settings {
     /// # Errors
     /// [`ConfigError::File`] when the file cannot be read, has unknown keys or wrong types;
     /// [`ConfigError::Invalid`] when a value cannot work.
-    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+    ///
+    /// # Examples
+    /// ```no_run
+    /// // A `&str`, a `String`, a `PathBuf` or a `&Path`: anything that is a path.
+    /// let settings = cloakroom_core::Settings::from_toml_file("cloakroom.toml")?;
+    /// # Ok::<(), cloakroom_core::ConfigError>(())
+    /// ```
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let (settings, IgnoredExtra {}) = Self::from_toml_file_with(path)?;
         Ok(settings)
     }
@@ -222,10 +254,13 @@ impl Settings {
     ///     greeting: String,
     /// }
     /// let (settings, app) =
-    ///     cloakroom_core::Settings::from_toml_file_with::<App>("app.toml".as_ref())?;
+    ///     cloakroom_core::Settings::from_toml_file_with::<App>("app.toml")?;
     /// # Ok::<(), cloakroom_core::ConfigError>(())
     /// ```
-    pub fn from_toml_file_with<T: DeserializeOwned>(path: &Path) -> Result<(Self, T), ConfigError> {
+    pub fn from_toml_file_with<T: DeserializeOwned>(
+        path: impl AsRef<Path>,
+    ) -> Result<(Self, T), ConfigError> {
+        let path = path.as_ref();
         let file = |source| ConfigError::File {
             path: path.display().to_string(),
             source,

@@ -83,7 +83,7 @@ pub enum Backend {
 }
 
 /// Every URL scheme cloakroom reads, and what it names: the one table behind
-/// [`Engine::from_url`], [`engines::open`](crate::engines::open) and `cloakroom copy`.
+/// [`Engine::from_url`], `cloakroom::engines::open` and `cloakroom copy`.
 pub const SCHEMES: &[(&str, Backend)] = &[
     ("sqlite", Backend::Sqlite),
     ("postgres", Backend::Postgres),
@@ -191,6 +191,11 @@ pub struct StoreSettings {
     /// Redis server only (not a cluster, not the `cached_db` engine's cache); see
     /// `engines::redis`.
     pub redis_client_cache_ms: u64,
+    /// How often, in seconds, the app clears expired sessions itself
+    /// ([`Sessions::start_cleanup`](crate::Sessions::start_cleanup); the `cloakroom demo`
+    /// starts it when set). 0, the default: never (run `cloakroom clearsessions` from cron
+    /// instead). One app server clears at a time, under a lock in the store.
+    pub cleanup_interval_secs: u64,
 }
 
 impl Default for StoreSettings {
@@ -204,6 +209,7 @@ impl Default for StoreSettings {
             cache_capacity: 1_000_000,
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             redis_client_cache_ms: 0,
+            cleanup_interval_secs: 0,
         }
     }
 }
@@ -220,6 +226,7 @@ impl fmt::Debug for StoreSettings {
             cache_capacity,
             cache_max_bytes,
             redis_client_cache_ms,
+            cleanup_interval_secs,
         } = self;
         f.debug_struct("StoreSettings")
             .field("engine", engine)
@@ -230,11 +237,19 @@ impl fmt::Debug for StoreSettings {
             .field("cache_capacity", cache_capacity)
             .field("cache_max_bytes", cache_max_bytes)
             .field("redis_client_cache_ms", redis_client_cache_ms)
+            .field("cleanup_interval_secs", cleanup_interval_secs)
             .finish()
     }
 }
 
 impl StoreSettings {
+    /// The interval of the scheduled cleanup, or `None` when it is off
+    /// (`cleanup_interval_secs = 0`).
+    pub fn cleanup_interval(&self) -> Option<std::time::Duration> {
+        (self.cleanup_interval_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.cleanup_interval_secs))
+    }
+
     /// Checks the wiring on its own, naming the setting to change.
     ///
     /// # Errors

@@ -33,6 +33,12 @@ use crate::store::{
 const MAX_MOVES: usize = 4;
 
 /// A store in the middle of a switch from `old` to `new` (see the module docs).
+///
+/// A store, not a [`Decorator`](crate::decorate::Decorator): a decorator maps one store's keys
+/// and wraps its calls, while this one decides which of two stores a call goes to and what
+/// follows an answer (a `Missing` update moves the session over and tries again, a delete and
+/// a revoke reach both stores). It composes with decorators as any store does: the core's
+/// (breaker, timeout, metrics, key hashing) sit above it.
 #[derive(Clone)]
 pub struct MigratingStore {
     new: Arc<dyn SessionStore>,

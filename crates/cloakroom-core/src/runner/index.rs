@@ -8,10 +8,10 @@ use crate::codec::Data;
 use crate::config::OnStoreError;
 use crate::error::{Error, StoreError};
 use crate::keys::user_id as user_of;
-use crate::observe::Operation;
 use crate::plan::index_steps;
 use crate::recorded::{Context, Recorded};
-use crate::store::{Record, UserIndex, UserSession};
+use crate::shared::CoreStore;
+use crate::store::{Record, UserSession};
 
 /// Keeps the store's user index in step with what this request wrote: `saved` is the key and
 /// expiry the session was just written under (`None`: it ended). See [`index_steps`].
@@ -31,16 +31,13 @@ pub(super) async fn relink(
         return Ok(());
     };
     if let Some((user, key)) = st.linked.as_ref().filter(|_| steps.unlink) {
-        let unlinked = shared
-            .call(Operation::Unlink, index.unlink(user, key))
-            .await;
-        under_policy(ctx, unlinked)?;
+        under_policy(ctx, index.unlink(user, key).await)?;
     }
     let entry = saved
         .filter(|_| steps.link)
         .and_then(|(key, expires_at)| UserSession::from_data(key, &st.data, expires_at, now));
     if let Some(entry) = entry {
-        under_policy(ctx, shared.call(Operation::Link, index.link(&entry)).await)?;
+        under_policy(ctx, index.link(&entry).await)?;
         if steps.cap {
             let capped = enforce_cap(ctx, index, &entry.user_id, &entry.id, now).await;
             under_policy(ctx, capped)?;
@@ -54,7 +51,7 @@ pub(super) async fn relink(
 /// other sessions until the user has at most the cap.
 async fn enforce_cap(
     ctx: &Context,
-    index: &dyn UserIndex,
+    index: &CoreStore,
     user: &str,
     key: &str,
     now: OffsetDateTime,
@@ -64,16 +61,12 @@ async fn enforce_cap(
         return Ok(());
     };
     let me = shared.stored_id(key);
-    let mut others = shared
-        .call(Operation::SessionsOf, index.sessions_of(user, now))
-        .await?;
+    let mut others = index.sessions_of(user, now).await?;
     others.retain(|s| s.id != me);
     others.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     let keep = usize::try_from(cap).unwrap_or(usize::MAX).saturating_sub(1);
     for old in others.iter().skip(keep) {
-        shared
-            .call(Operation::Revoke, index.revoke(user, &old.id))
-            .await?;
+        index.revoke(user, &old.id).await?;
     }
     Ok(())
 }
@@ -94,7 +87,7 @@ pub(crate) async fn link_moved(
     ) else {
         return Ok(());
     };
-    under_policy(ctx, shared.call(Operation::Link, index.link(&entry)).await)
+    under_policy(ctx, index.link(&entry).await)
 }
 
 /// The result of a user index call, under the store-error policy: fail-open logs the failure

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::observe::Operation;
 use crate::plan::{plan, Cookie, CookieAction, Index, Outcome, Plan, Write};
 use crate::recorded::{Context, Recorded};
 use crate::shared::{Server, Travel};
@@ -151,9 +150,7 @@ async fn on_server(
     let store = &*server.store;
     if plan.delete {
         for doomed in std::mem::take(&mut st.doomed) {
-            shared
-                .call(Operation::Delete, store.delete(&doomed))
-                .await?;
+            store.delete(&doomed).await?;
         }
     }
     let written = match plan.write {
@@ -162,7 +159,7 @@ async fn on_server(
             expires_at,
             max_age,
             ..
-        } => write::touch(shared, store, st, expires_at, max_age, now).await?,
+        } => write::touch(store, st, expires_at, max_age, now).await?,
         Write::Create { deadline } => Some(write::create(shared, store, st, deadline, now).await?),
         Write::Update => Some(write::update(shared, store, st, now).await?),
     };

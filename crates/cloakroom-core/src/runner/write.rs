@@ -12,10 +12,9 @@ use crate::expiry::Lifetime;
 use crate::key;
 use crate::keys::{DEADLINE_KEY, MOVED_KEY};
 use crate::locks::KeyGuard;
-use crate::observe::Operation;
 use crate::recorded::Recorded;
-use crate::shared::Shared;
-use crate::store::{Created, Record, SessionStore, Updated};
+use crate::shared::{CoreStore, Shared};
+use crate::store::{Created, Record, Updated};
 
 /// In the record `cycle_key` leaves under the old key for the grace window: when the key was
 /// rotated. The rest of the record is the session as it was then, read-only.
@@ -75,7 +74,7 @@ pub(super) fn start_new(st: &mut Recorded, deadline: Option<OffsetDateTime>) {
 /// at `deadline` when the plan set one.
 pub(super) async fn create(
     shared: &Shared,
-    store: &dyn SessionStore,
+    store: &CoreStore,
     st: &mut Recorded,
     deadline: Option<OffsetDateTime>,
     now: OffsetDateTime,
@@ -84,10 +83,7 @@ pub(super) async fn create(
     let (record, lifetime) = record_of(shared, &st.data, now)?;
     for _ in 0..MAX_KEY_DRAWS {
         let key = key::generate()?;
-        match shared
-            .call(Operation::Create, store.create(&key, &record))
-            .await?
-        {
+        match store.create(&key, &record).await? {
             Created::Stored => {
                 let max_age = max_age(&lifetime);
                 return Ok(Written {
@@ -108,8 +104,7 @@ pub(super) async fn create(
 /// `None` when another request saved meanwhile (and so moved the expiry itself) or the
 /// session is gone, which the next request will find out.
 pub(super) async fn touch(
-    shared: &Shared,
-    store: &dyn SessionStore,
+    store: &CoreStore,
     st: &Recorded,
     expires_at: OffsetDateTime,
     max_age: Option<i64>,
@@ -122,10 +117,7 @@ pub(super) async fn touch(
         data: token.clone(),
         expires_at,
     };
-    match shared
-        .call(Operation::Touch, store.touch(key, &record, now))
-        .await?
-    {
+    match store.touch(key, &record, now).await? {
         Updated::Stored => Ok(Some(Written {
             key: key.clone(),
             record,
@@ -140,7 +132,7 @@ pub(super) async fn touch(
 /// changes on the newer record and tries again, at most [`MAX_MERGES`] times.
 pub(super) async fn update(
     shared: &Shared,
-    store: &dyn SessionStore,
+    store: &CoreStore,
     st: &mut Recorded,
     now: OffsetDateTime,
 ) -> Result<Written, Error> {
@@ -154,8 +146,7 @@ pub(super) async fn update(
     // then go one at a time, so each merges about once.
     let mut queued = None;
     loop {
-        let update = store.update(&key, &expected, &record, now);
-        match shared.call(Operation::Update, update).await? {
+        match store.update(&key, &expected, &record, now).await? {
             Updated::Stored => break,
             Updated::Missing => return Err(Error::Interrupted),
             Updated::Conflict(current) => {
@@ -213,7 +204,7 @@ fn merge(shared: &Shared, st: &Recorded, current: &Record) -> Result<Data, Error
 /// and no logged-in user.
 pub(super) async fn park_snapshot(
     shared: &Shared,
-    store: &dyn SessionStore,
+    store: &CoreStore,
     old: &str,
     mut expected: bytes::Bytes,
     now: OffsetDateTime,
@@ -234,14 +225,13 @@ pub(super) async fn park_snapshot(
             data: shared.codec.encode(&snapshot),
             expires_at: now + grace,
         };
-        let update = store.update(old, &expected, &record, now);
-        match shared.call(Operation::Update, update).await? {
+        match store.update(old, &expected, &record, now).await? {
             Updated::Stored | Updated::Missing => return Ok(()),
             Updated::Conflict(current) => expected = current.data,
         }
     }
     // Could not park the snapshot: fall back to no grace rather than leave the old key live.
-    shared.call(Operation::Delete, store.delete(old)).await?;
+    store.delete(old).await?;
     Ok(())
 }
 

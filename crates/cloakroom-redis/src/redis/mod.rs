@@ -14,6 +14,9 @@
 //!   `touch` one that compares the value's SHA-1 and sets only the TTL; each touches one key, so
 //!   it runs on whichever cluster node owns that key's slot. `load` is a plain `GET` and `PTTL`,
 //!   pipelined in one round trip.
+//! - **Lock across app servers** ([`Exclusive`](cloakroom_core::Exclusive), for the scheduled
+//!   cleanup): `SET <prefix>:<version>:cloakroom.lock:<name> <token> NX PX 60000`, let go of
+//!   by a script that deletes it only while it holds the holder's token (`lua/release.lua`).
 //! - **Sessions of a user** ([`UserIndex`]): a sorted set per user,
 //!   `<prefix>:<version>:cloakroom.users{u:<user id>}`, of the user's session keys scored by
 //!   their expiry (ms), and beside it one hash per session (`…{u:<user id>}:<session key>`:
@@ -48,12 +51,13 @@
 //!
 //! `connect.rs` (URLs, constructors, options, errors), `store.rs` (load, create, the
 //! compare-and-swap update, touch, delete), `scan.rs`, `users.rs` (the user index), `django.rs`
-//! (Django's key layout and value format), `script.rs` with the scripts in `lua/`, and the
+//! (Django's key layout and value format), `lock.rs` (the lock across servers), `script.rs` with the scripts in `lua/`, and the
 //! client-side cache in `client_cache.rs` (its memory) and `tracking.rs` (its start and task).
 
 mod client_cache;
 mod connect;
 mod django;
+mod lock;
 mod scan;
 mod script;
 mod store;
@@ -135,7 +139,7 @@ impl RedisStore {
     }
 
     /// Accepts values that are not UTF-8 text: for
-    /// [`Codec::DjangoCache`](crate::codec::Codec::DjangoCache), whose records are
+    /// [`Codec::DjangoCache`](cloakroom_core::codec::Codec::DjangoCache), whose records are
     /// pickles, stored byte for byte, so Django's `RedisCache` finds its own format under its
     /// own keys. Without it a value that is not UTF-8 is not session data (a text codec never
     /// wrote it) and loads as absent.

@@ -62,6 +62,8 @@ pub(super) static LIST: LazyLock<Script> =
     LazyLock::new(|| Script::with_prune(include_str!("lua/list.lua")));
 pub(super) static OWNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/owns.lua")));
+pub(super) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 
 /// The Redis error code: the first word of an error reply (`NOSCRIPT`, `WRONGTYPE` …).
 pub(super) fn error_code(e: &FredError) -> &str {

@@ -68,6 +68,18 @@ pub trait Dialect: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
     /// Which failure `e` is, by its code.
     fn failure(e: &dyn DatabaseError) -> Failure;
+    /// Takes the lock `name` (see [`Table::lock_name`]) for `conn`'s session if no other
+    /// session holds it, without waiting: `true` when taken. The lock lasts until
+    /// [`unlock`](Self::unlock) or the end of the connection.
+    fn try_lock<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        name: &'c str,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send + 'c;
+    /// Lets go of the lock `name` that `conn`'s session holds.
+    fn unlock<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        name: &'c str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
     /// Creates the tables and indexes of `table` unless they exist.
     fn migrate(
         pool: &Pool<Self::Db>,

@@ -22,7 +22,7 @@ pub(crate) use driver::{Dialect, Failure, SqlQuery};
 pub use pool::ServerOptions;
 pub(crate) use queries::{Flavor, Queries};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub use store::{PoolStatus, SqlStore};
+pub use store::{CreateMany, PoolStatus, SqlStore};
 
 use crate::error::{ConfigError, StoreError};
 use crate::store::{Batch, Record, Updated};
@@ -57,6 +57,22 @@ impl Table {
         &self.0
     }
 
+    /// The name of lock `name` on this table across the database (`cloakroom:<table>:<name>`),
+    /// so that two apps on two tables never meet at it. Within MySQL's 64-character limit on
+    /// lock names: a longer one is shortened to a hash of itself.
+    pub fn lock_name(&self, name: &str) -> String {
+        const MAX: usize = 64;
+        let full = format!("cloakroom:{}:{name}", self.0);
+        if full.len() <= MAX {
+            return full;
+        }
+        let hex: String = data_digest(full.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("cloakroom:{}", &hex[..MAX - "cloakroom:".len()])
+    }
+
     /// The name of the index on `expire_date`: Django's own for `django_session`, so that a
     /// table made by `cloakroom migrate` matches one made by Django's `migrate`.
     pub fn expiry_index(&self) -> String {
@@ -70,7 +86,6 @@ impl Table {
 
 /// The SHA-256 of session data (its UTF-8 bytes), which a server engine's `touch` sends instead of the
 /// data: the server hashes what it holds and compares (32 bytes on the wire, not the session).
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn data_digest(data: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(data).into()

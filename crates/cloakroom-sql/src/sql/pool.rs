@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 /// How a server engine's connection pool behaves; [`Default`] is the policy in the
-/// [module docs](self). Our own type, so that a sqlx release is not a breaking one of ours.
+/// module docs of `cloakroom_sql::sql::pool`. Our own type, so that a sqlx release is not a breaking one of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerOptions {

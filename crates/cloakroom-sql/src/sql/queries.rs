@@ -162,9 +162,38 @@ impl Queries {
     }
 }
 
+impl Queries {
+    /// One `INSERT` of `rows` sessions into `table` (`rows` ≥ 1), binding key, data and
+    /// expiry of each in turn: [`SqlStore::create_many`](super::SqlStore)'s statement.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    pub fn create_rows(table: &Table, dialect: Flavor, rows: usize) -> String {
+        let values: Vec<String> = (0..rows)
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        dialect.params(&format!(
+            "INSERT INTO {} (session_key, session_data, expire_date) VALUES {}",
+            dialect.quote(table.name()),
+            values.join(", ")
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_rows_go_in_one_insert() {
+        let table = Table::new("s").unwrap();
+        assert_eq!(
+            Queries::create_rows(&table, Flavor::Postgres, 2),
+            "INSERT INTO \"s\" (session_key, session_data, expire_date) VALUES ($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(
+            Queries::create_rows(&table, Flavor::MySql, 1),
+            "INSERT INTO `s` (session_key, session_data, expire_date) VALUES (?, ?, ?)"
+        );
+    }
 
     #[test]
     fn parameters_are_written_in_each_dialects_style() {

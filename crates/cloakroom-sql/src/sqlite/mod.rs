@@ -4,7 +4,7 @@
 //! (durable across app crashes; a power cut can lose the last commits, never corrupt), a busy
 //! timeout instead of "database is locked" errors.
 //!
-//! Every statement runs on the store's own rusqlite connections ([`conns`]), with cached
+//! Every statement runs on the store's own rusqlite connections (`conns.rs`), with cached
 //! prepared statements. Those of a request (load, create, update, touch, delete, exists, the
 //! user index) run inline on the calling task: on a free database each takes microseconds, far
 //! less than handing it to a driver thread and back. They never wait inline: when another
@@ -28,9 +28,20 @@ pub use self::datetime::django_datetime;
 use self::datetime::parse_django_datetime;
 use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Flavor, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
+use crate::exclusive::{Exclusive, FileLock, InProcessLocks, LockGuard};
 use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
 
 const ENGINE: &str = "sqlite";
+
+/// The database file a `sqlite:` URL names; `None` for an in-memory database or a URL that is
+/// not a SQLite URL. Lets a tool that only reads (`cloakroom stats`) check that the file exists
+/// first: opening a store creates a missing file, empty.
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    match Location::parse(url).ok()? {
+        Location::File(path) => Some(path),
+        Location::Memory(_) => None,
+    }
+}
 
 /// Sessions in a SQLite table.
 #[derive(Clone, Debug)]
@@ -39,6 +50,33 @@ pub struct SqliteStore {
     conns: Arc<Conns>,
     table: Table,
     q: Arc<Queries>,
+    /// Where the database is, for its lock across processes ([`Exclusive`]).
+    location: Arc<Location>,
+}
+
+/// The locks of in-memory databases: they live in this process only, and so do their locks.
+static IN_MEMORY_LOCKS: std::sync::LazyLock<InProcessLocks> =
+    std::sync::LazyLock::new(InProcessLocks::default);
+
+/// One holder at a time across the processes of the machine (SQLite is one machine's): an
+/// `flock` on a lock file beside the database, `<database>.<table>.<name>.lock`, which the
+/// operating system lets go of when its holder dies. An in-memory database is one process's,
+/// and its lock too.
+#[async_trait]
+impl Exclusive for SqliteStore {
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, StoreError> {
+        let name = FileLock::file_safe(name);
+        match &*self.location {
+            Location::File(path) => {
+                let mut lock = path.clone().into_os_string();
+                lock.push(format!(".{}.{name}.lock", self.table.name()));
+                FileLock::take_guard(ENGINE, lock.into()).await
+            }
+            Location::Memory(db) => {
+                Ok(IN_MEMORY_LOCKS.try_take(&format!("{db}:{}:{name}", self.table.name())))
+            }
+        }
+    }
 }
 
 /// Whether an insert failed because the key is taken.
@@ -78,7 +116,7 @@ fn record(data: String, expire: &str) -> Result<Record, StoreError> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path` or
-    /// `sqlite::memory:`; see [`conns::Location`] for the forms read), with WAL,
+    /// `sqlite::memory:`; `sqlite:path`, `sqlite:///absolute/path`, `%XX` escapes, `?mode=memory`), with WAL,
     /// `synchronous = NORMAL` and a 5 s busy timeout, and keeps sessions in the default table.
     /// A new database file (and so its `-wal` and `-shm`) is created readable by its owner
     /// only (0600): it holds live session keys.
@@ -91,8 +129,10 @@ impl SqliteStore {
             setting: "database_url",
             source: e.into(),
         })?;
+        let location = Arc::new(location);
+        let opening = Arc::clone(&location);
         // Opening may wait up to the busy timeout for the lock that switches a file to WAL.
-        let conns = tokio::task::spawn_blocking(move || Conns::open(&location))
+        let conns = tokio::task::spawn_blocking(move || Conns::open(&opening))
             .await
             .map_err(|e| StoreError::backend(ENGINE, e))??;
         let table = Table::new(crate::config::DEFAULT_TABLE)?;
@@ -100,6 +140,7 @@ impl SqliteStore {
             q: Arc::new(Queries::new(&table, Flavor::Sqlite)),
             conns: Arc::new(conns),
             table,
+            location,
         })
     }
 
@@ -367,5 +408,27 @@ impl SqliteStore {
             .read(move |c| c.prepare_cached(&q.exists)?.exists([&key]))
             .await?;
         self.check(found, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_file_names_the_file_and_not_memory() {
+        assert_eq!(
+            super::database_file("sqlite:///srv/a%20b.sqlite3?mode=rwc"),
+            Some("/srv/a b.sqlite3".into())
+        );
+        assert_eq!(
+            super::database_file("sqlite://x.sqlite3"),
+            Some("x.sqlite3".into())
+        );
+        for none in [
+            "sqlite::memory:",
+            "sqlite://x?mode=memory",
+            "postgres://h/db",
+        ] {
+            assert_eq!(super::database_file(none), None, "{none}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use super::SqliteStore;
 use crate::error::StoreError;
 use crate::store::{UserIndex, UserSession};
 
-/// The index in `<table>_user` (see [`Table::user_table`]), with the semantics of the server
+/// The index in `<table>_user` (see [`Table::user_table`](crate::sql::Table::user_table)), with the semantics of the server
 /// engines' (`SqlStore`'s): the connections turn SQLite's foreign keys on, so deleting a
 /// session deletes its entry.
 #[async_trait]

@@ -7,7 +7,8 @@
 // `new()` starts a server process: not something `Default` should do implicitly.
 #![allow(clippy::new_without_default)]
 
-/// A Redis Cluster of our own: three masters on free loopback ports.
+// A Redis Cluster of our own (its module docs say more; an outer doc here would make rustdoc
+// resolve that module's links from this one).
 pub mod redis_cluster;
 
 use std::net::TcpListener;

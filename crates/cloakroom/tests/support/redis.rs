@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use cloakroom::decorate::{Decorated, Decorator};
 use cloakroom::engines::redis::{RedisOptions, RedisStore};
-use cloakroom::{ClearExpired, Created, Record, SessionStore, StoreError, Updated};
 use fred::interfaces::{ClientLike, KeysInterface};
 use futures_util::StreamExt;
-use time::OffsetDateTime;
 
 /// The Redis the single-server tests use: `CLOAKROOM_TEST_REDIS_URL`, default the local one.
 pub fn url() -> String {
@@ -27,39 +25,28 @@ pub async fn connect() -> RedisStore {
     }
 }
 
-/// A store on the test Redis whose keys all start with `prefix:` and are deleted on drop.
-pub struct Scoped {
-    store: RedisStore,
+/// A store on the test Redis whose keys all start with `prefix:` and are deleted on drop:
+/// [`Scope`] around the Redis store (`inner()` is the store itself).
+pub type Scoped = Decorated<Scope, RedisStore>;
+
+/// Deletes the keys under its prefix when dropped, with the store it decorates.
+pub struct Scope {
     prefix: String,
 }
 
-impl Scoped {
-    /// `store` with the key prefix `prefix`.
-    pub fn new(store: RedisStore, prefix: String) -> Self {
-        Self {
-            store: store.with_key_prefix(prefix.clone()),
-            prefix,
-        }
-    }
+impl Decorator for Scope {}
 
-    /// The store itself.
-    pub fn store(&self) -> &RedisStore {
-        &self.store
+/// `store` with the key prefix `prefix`, its keys deleted on drop.
+pub fn scope(store: RedisStore, prefix: String) -> Scoped {
+    Scope {
+        prefix: prefix.clone(),
     }
-
-    /// Whether the server holds `key` (the store's own look, not part of the contract).
-    #[allow(dead_code)]
-    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.store.exists(key).await
-    }
+    .around(store.with_key_prefix(prefix))
 }
 
 /// A store on the test Redis with a prefix of its own (Django's `cache` key layout).
 pub async fn scoped() -> Arc<Scoped> {
-    Arc::new(Scoped::new(
-        connect().await,
-        super::unique("cloakroom-test"),
-    ))
+    Arc::new(scope(connect().await, super::unique("cloakroom-test")))
 }
 
 /// As [`scoped`], with the client-side cache on (`ttl`, 10,000 sessions), tracking already on
@@ -76,12 +63,12 @@ pub async fn scoped_cached_for(ttl: std::time::Duration) -> Arc<Scoped> {
     let store = RedisStore::connect_with(&url, &options)
         .await
         .unwrap_or_else(|e| unreachable(&e));
-    let scoped = Scoped::new(store, super::unique("cloakroom-test"));
-    if let Err(e) = scoped.store().start_client_cache().await {
+    let scoped = scope(store, super::unique("cloakroom-test"));
+    if let Err(e) = scoped.inner().start_client_cache().await {
         unreachable(&e);
     }
     assert!(
-        scoped.store().client_cache_on(),
+        scoped.inner().client_cache_on(),
         "client tracking did not come on for the new prefix"
     );
     Arc::new(scoped)
@@ -122,7 +109,7 @@ pub async fn delete_prefixed(url: &str, prefix: &str) {
     let _ = client.quit().await;
 }
 
-impl Drop for Scoped {
+impl Drop for Scope {
     fn drop(&mut self) {
         // Drop cannot await, and may run inside or outside a runtime: clean up on a thread
         // with a runtime of its own.
@@ -137,58 +124,5 @@ impl Drop for Scoped {
         if cleanup.join().is_err() && !std::thread::panicking() {
             panic!("could not delete the test keys under `{}:`", self.prefix);
         }
-    }
-}
-
-#[async_trait]
-impl SessionStore for Scoped {
-    fn engine(&self) -> &'static str {
-        self.store.engine()
-    }
-    async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        self.store.load(key, now).await
-    }
-    async fn create(&self, key: &str, record: &Record) -> Result<Created, StoreError> {
-        self.store.create(key, record).await
-    }
-    async fn update(
-        &self,
-        key: &str,
-        expected: &[u8],
-        record: &Record,
-        now: OffsetDateTime,
-    ) -> Result<Updated, StoreError> {
-        self.store.update(key, expected, record, now).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.delete(key).await
-    }
-}
-
-/// The index is the Redis store's own, under the test's prefix.
-#[async_trait]
-impl cloakroom::UserIndex for Scoped {
-    async fn link(&self, entry: &cloakroom::UserSession) -> Result<(), StoreError> {
-        self.store.link(entry).await
-    }
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        self.store.unlink(user_id, id).await
-    }
-    async fn sessions_of(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<cloakroom::UserSession>, StoreError> {
-        self.store.sessions_of(user_id, now).await
-    }
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        self.store.revoke(user_id, id).await
-    }
-}
-
-#[async_trait]
-impl ClearExpired for Scoped {
-    async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.store.clear_expired(now).await
     }
 }

@@ -62,6 +62,7 @@ use time::OffsetDateTime;
 use self::disk::{create_new_private, random_suffix};
 use super::listed::ListAll;
 use crate::error::{ConfigError, StoreError};
+use crate::exclusive::{Exclusive, FileLock, LockGuard};
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
 
 const ENGINE: &str = "file";
@@ -273,6 +274,22 @@ impl ClearExpired for FileStore {
             Ok(cleared)
         })
         .await
+    }
+}
+
+/// One holder at a time across the processes sharing the folder: an `flock` on
+/// `.<cookie_name>.<name>.lock` in it (hidden, and not starting with the cookie name, so
+/// neither this store nor Django takes it for a session), let go of by the operating system
+/// when its holder dies. Keep the folder on a local disk (see the module docs).
+#[async_trait]
+impl Exclusive for FileStore {
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, StoreError> {
+        let name = FileLock::file_safe(name);
+        let path = self
+            .inner
+            .dir
+            .join(format!(".{}.{name}.lock", self.inner.prefix));
+        FileLock::take_guard(ENGINE, path).await
     }
 }
 

@@ -14,7 +14,11 @@ use super::{data_digest, guarded_write, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{Created, Record, SessionStore, Updated, UserIndex, UserSession};
 
+mod lock;
+mod many;
 mod walk;
+
+pub use many::CreateMany;
 
 /// The connections of a server store's pool ([`SqlStore::pool_status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
