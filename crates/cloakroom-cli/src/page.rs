@@ -253,7 +253,7 @@ async fn page(
     };
 
     let flash_html = flash
-        .map(|m| format!(r#"<p id="flash" class="flash">{}</p>"#, escape(&m)))
+        .map(|m| format!(r#"<p class="flash" id="flash">{}</p>"#, escape(&m)))
         .unwrap_or_default();
     let not_counted = if uri.query() == Some(AFTER_POST) {
         r#" <span class="note">(this load followed a form post, so it was not counted)</span>"#
@@ -303,7 +303,7 @@ async fn page(
             "A session is a small dictionary kept per visitor: this counter lives in it, so it \
              survives reloads and is yours alone.",
             &format!(
-                r#"<p>You have viewed this page <b id="visits">{visits}</b> time{}.{not_counted}</p>"#,
+                r#"<p id="visits-line">You have viewed this page <b id="visits">{visits}</b> time{}.{not_counted}</p>"#,
                 plural(visits)
             ),
         ),
