@@ -123,7 +123,10 @@ pub async fn run(
         engine = opened.store.engine(),
         "cloakroom demo listening on http://{local}/"
     );
-    println!("{}", startup_message(local, opened.store.engine(), admin_on));
+    println!(
+        "{}",
+        startup_message(local, opened.store.engine(), admin_on)
+    );
     let app = app(sessions, admin_on)
         .merge(admin)
         .route(

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::demo::{
     escape, key_prefix, Item, Login, Message, Result, Seconds, CART, FLASH, USERNAME, VISITS,
 };
-use crate::user_sessions::{end_everywhere, of_current_user, Listed};
+use crate::user_sessions::{end_everywhere, log_in, of_current_user, Listed};
 
 /// The first characters of the key the session had before its login, kept so the page can
 /// show the key change that login makes.
@@ -55,38 +55,44 @@ fn back() -> Redirect {
     Redirect::to("/?from=post")
 }
 
-// snippet flash
 async fn form_flash(session: Session, Form(m): Form<Message>) -> Result<Redirect> {
+    // snippet flash
+    // POST /flash
     FLASH.insert(&session, m.message)?;
+    // end snippet
     Ok(back())
 }
-// end snippet
 
-// snippet cart
 async fn form_cart(session: Session, Form(Item { item }): Form<Item>) -> Result<Redirect> {
+    // snippet cart
+    // POST /cart: a Vec<String>, created empty on first use
     CART.update(&session, move |cart| cart.push(item.clone()))?;
+    // end snippet
     FLASH.insert(&session, "Added to your cart.".to_owned())?;
     Ok(back())
 }
 
 async fn form_checkout(session: Session) -> Result<Redirect> {
+    // snippet cart
+    // POST /checkout
     CART.remove(&session)?;
+    // end snippet
     FLASH.insert(&session, "Thank you for your order!".to_owned())?;
     Ok(back())
 }
-// end snippet
 
-// snippet login
 async fn form_login(
     session: Session,
     headers: HeaderMap,
     extensions: Extensions,
     Form(login): Form<Login>,
 ) -> Result<Redirect> {
+    // snippet login
+    // POST /login: login_as (in log_in) gives a new key
     let before = session.session_key();
-    // Django's login(): session.login_as(..) gives the session a new key, keeping its data.
-    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions)?;
+    log_in(&session, &login.username, &headers, &extensions)?;
     USERNAME.insert(&session, login.username)?;
+    // end snippet
     if let Some(key) = before {
         KEY_BEFORE_LOGIN.insert(&session, key_prefix(&key).to_owned())?;
     }
@@ -94,17 +100,20 @@ async fn form_login(
 }
 
 async fn form_logout(session: Session) -> Result<Redirect> {
-    session.flush()?; // Django's logout(): the data goes, and the key with it
+    // snippet login
+    // POST /logout: the data goes, and the key too
+    session.flush()?;
+    // end snippet
     Ok(back())
 }
-// end snippet
 
-// snippet lifetime
 async fn form_expiry(session: Session, Form(s): Form<Seconds>) -> Result<Redirect> {
-    session.set_expiry(Expiry::seconds(s.seconds))?; // 0: until the browser closes
+    // snippet lifetime
+    // POST /expiry: 0 seconds means until the browser closes
+    session.set_expiry(Expiry::seconds(s.seconds))?;
+    // end snippet
     Ok(back())
 }
-// end snippet
 
 async fn form_logout_everywhere(
     Extension(sessions): Extension<Sessions>,
@@ -135,8 +144,8 @@ fn count(n: u64, noun: &str) -> String {
 }
 
 /// The lines between `// snippet NAME` and `// end snippet` in the page's sources, each
-/// region dedented, regions apart by a blank line; empty when there is none (a unit test
-/// checks every section finds its snippet).
+/// region dedented (each starts with a comment naming its route); empty when there is none
+/// (a unit test checks every section finds its snippet).
 fn snippet(name: &str) -> String {
     const SOURCES: [&str; 2] = [include_str!("page.rs"), include_str!("user_sessions.rs")];
     let start = format!("// snippet {name}");
@@ -156,7 +165,7 @@ fn snippet(name: &str) -> String {
             }
         }
     }
-    regions.join("\n\n")
+    regions.join("\n")
 }
 
 /// `lines` without the indentation they all share, as one text.
@@ -224,7 +233,7 @@ async fn page(
     session: Session,
 ) -> Result<Response> {
     // snippet visits
-    // GET /: a load right after a form post (Post/Redirect/Get) is not a visit.
+    // GET /: not counted when a form post redirected here
     let visits = if uri.query() == Some(AFTER_POST) {
         VISITS.get(&session)?.unwrap_or(0)
     } else {
@@ -232,14 +241,14 @@ async fn page(
     };
     // end snippet
     // snippet flash
-    // GET /: remove() reads the message and deletes it, so it shows once.
+    // GET /: remove() reads it and deletes it: shown once
     let flash = FLASH.remove(&session)?;
     // end snippet
     let cart = CART.get(&session)?.unwrap_or_default();
     let user = USERNAME.get(&session)?;
     let before = KEY_BEFORE_LOGIN.get(&session)?;
     // snippet lifetime
-    // GET /: what is left of this session's life.
+    // GET /: what is left of this session's life
     let lifetime = if session.expire_at_browser_close() {
         "until you close the browser".to_owned()
     } else {
@@ -379,17 +388,19 @@ session and revokes them ({admin_note}). Scripts: the same parts as JSON under
 
 /// The page's style sheet: readable type, each part a card, code in a shaded box.
 const STYLE: &str = "\
-body{font-family:system-ui,sans-serif;max-width:62rem;margin:1.5rem auto;padding:0 1rem;\
-color:#222;line-height:1.4}\
+body{font-family:system-ui,sans-serif;font-size:15px;max-width:62rem;margin:1rem auto;\
+padding:0 1rem;color:#222;line-height:1.35}\
+p{margin:.4rem 0}ul{margin:.3rem 0;padding-left:1.2rem}\
+#sessions li{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}\
 h1{margin:.2rem 0}h2{font-size:1.1rem;margin:0 0 .3rem}\
-main{display:grid;grid-template-columns:repeat(auto-fit,minmax(24rem,1fr));gap:1rem}\
-section{border:1px solid #ddd;border-radius:6px;padding:.8rem}\
-.what{color:#555;margin:.2rem 0 .6rem}.note{color:#777;font-size:.85rem}\
+main{display:grid;grid-template-columns:repeat(auto-fit,minmax(24rem,1fr));gap:.8rem}\
+section{border:1px solid #ddd;border-radius:6px;padding:.6rem .8rem}\
+.what{color:#555;font-size:.93em}.note{color:#777;font-size:.85rem}\
 .flash{background:#e7f6e7;border:1px solid #9c9;padding:.5rem;border-radius:4px}\
 #warning{background:#fff6e0;border:1px solid #eb5;padding:.5rem;border-radius:4px}\
 form{display:inline-block;margin:.2rem .4rem .2rem 0}\
 pre{background:#f5f6f8;border-radius:4px;padding:.5rem;margin:.6rem 0 0;\
-white-space:pre-wrap;font-size:.78rem}\
+white-space:pre-wrap;font-size:.75rem}\
 footer{margin-top:1rem;color:#555}";
 
 #[cfg(test)]
@@ -403,11 +414,17 @@ mod tests {
             ("flash", "FLASH.remove(&session)?"),
             ("cart", "CART.remove(&session)?;"),
             ("login", "session.flush()?;"),
-            ("lifetime", "session.set_expiry(Expiry::seconds(s.seconds))?;"),
+            (
+                "lifetime",
+                "session.set_expiry(Expiry::seconds(s.seconds))?;",
+            ),
             ("sessions", "sessions.revoke_user(&user).await?;"),
         ] {
             let code = snippet(part);
-            assert!(code.contains(line), "the {part} snippet lacks {line:?}:\n{code}");
+            assert!(
+                code.contains(line),
+                "the {part} snippet lacks {line:?}:\n{code}"
+            );
             assert!(!code.contains("snippet"), "markers stay out: {code}");
         }
     }
@@ -415,10 +432,14 @@ mod tests {
     #[test]
     fn a_snippet_is_cut_at_its_markers_and_dedented() {
         let flash = snippet("flash");
-        assert!(flash.starts_with("async fn form_flash("), "{flash}");
-        assert!(
-            flash.contains("}\n\n// GET /: remove()"),
-            "regions apart by a blank line, dedented: {flash}"
+        assert_eq!(
+            flash.lines().collect::<Vec<_>>(),
+            [
+                "// POST /flash",
+                "FLASH.insert(&session, m.message)?;",
+                "// GET /: remove() reads it and deletes it: shown once",
+                "let flash = FLASH.remove(&session)?;",
+            ],
         );
         assert_eq!(snippet("no-such-part"), "");
     }

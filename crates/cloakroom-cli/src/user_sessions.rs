@@ -66,6 +66,7 @@ pub(crate) async fn of_current_user(
         .session_key()
         .map(|key| cloakroom::hashed::stored_id(sessions.settings(), &key));
     // snippet sessions
+    // GET /: the user's sessions, from the user index
     let listed = sessions.sessions_of(&user).await?;
     // end snippet
     let listed = listed
@@ -106,8 +107,8 @@ pub(crate) async fn end_everywhere(
         return Ok(None);
     };
     // snippet sessions
+    // POST /logout-everywhere: all of them, this one too
     let revoked = sessions.revoke_user(&user).await?;
-    // This session is gone from the store already; flushing deletes its cookie too.
     session.flush()?;
     // end snippet
     Ok(Some(revoked))

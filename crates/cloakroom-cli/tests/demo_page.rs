@@ -102,7 +102,9 @@ async fn the_page_shows_the_key_change_at_login_and_ends_every_session_on_log_ou
         first.body
     );
     let anonymous = load(&phone, &demo).await;
-    let before = by_id(&anonymous, "key-now").expect("a key once saved").to_owned();
+    let before = by_id(&anonymous, "key-now")
+        .expect("a key once saved")
+        .to_owned();
     assert_eq!(before.len(), 8, "only a prefix is shown: {before:?}");
 
     let logged_in = post_form(&phone, &demo, "/login", &[("username", "ana")]).await;
@@ -115,17 +117,24 @@ async fn the_page_shows_the_key_change_at_login_and_ends_every_session_on_log_ou
     let page = load(&phone, &demo).await;
     let listed = page.body.matches("<li><code>").count();
     assert_eq!(listed, 2, "{}", page.body);
-    assert!(page.body.contains(&format!("<li><code>{after}…</code> <b>(this one)</b>")));
+    assert!(page
+        .body
+        .contains(&format!("<li><code>{after}…</code> <b>(this one)</b>")));
 
     let ended = post_form(&phone, &demo, "/logout-everywhere", &[]).await;
     assert_eq!(
         by_id(&ended, "flash"),
         Some("Logged out everywhere: 2 sessions.")
     );
-    assert_eq!(by_id(&ended, "sessions-note"), Some("Log in to see your sessions."));
+    assert_eq!(
+        by_id(&ended, "sessions-note"),
+        Some("Log in to see your sessions.")
+    );
     let laptop_page = load(&laptop, &demo).await;
     assert!(
-        laptop_page.body.contains(r#"<p id="user">Not signed in</p>"#),
+        laptop_page
+            .body
+            .contains(r#"<p id="user">Not signed in</p>"#),
         "the other device is logged out too: {}",
         laptop_page.body
     );
@@ -135,13 +144,21 @@ async fn the_page_shows_the_key_change_at_login_and_ends_every_session_on_log_ou
 async fn the_page_links_the_admin_page_and_says_how_to_turn_it_on() {
     let off = Demo::start(&[]);
     let page = load(&visitor(), &off).await;
-    assert!(page.body.contains(r#"<a id="admin-link" href="/admin/sessions">"#));
+    assert!(page
+        .body
+        .contains(r#"<a id="admin-link" href="/admin/sessions">"#));
     assert!(page.body.contains("CLOAKROOM_ADMIN_TOKEN"), "{}", page.body);
 
     let on = Demo::start(&["--admin-token", "a-token-of-sixteen-chars"]);
     let page = load(&visitor(), &on).await;
-    assert!(page.body.contains(r#"<a id="admin-link" href="/admin/sessions">"#));
-    assert!(!page.body.contains("CLOAKROOM_ADMIN_TOKEN"), "{}", page.body);
+    assert!(page
+        .body
+        .contains(r#"<a id="admin-link" href="/admin/sessions">"#));
+    assert!(
+        !page.body.contains("CLOAKROOM_ADMIN_TOKEN"),
+        "{}",
+        page.body
+    );
 }
 
 /// The first lines `cloakroom demo` prints (on a port the OS picks), then stops it.
