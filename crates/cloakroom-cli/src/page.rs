@@ -209,16 +209,21 @@ fn your_sessions(listed: std::result::Result<Option<Vec<Listed>>, String>) -> St
     };
     let rows: String = listed
         .iter()
-        .map(|s| {
-            format!(
-                "<li><code>{id}…</code>{this} {agent}, {ip}, logged in {at}</li>",
-                id = escape(&s.id),
-                this = if s.current { " <b>(this one)</b>" } else { "" },
-                agent = escape(s.user_agent.as_deref().unwrap_or("unknown browser")),
-                ip = escape(s.ip.as_deref().unwrap_or("unknown address")),
-                at = clock(s.created_at),
-            )
-        })
+        .map(
+            |Listed {
+                 current,
+                 session: s,
+             }| {
+                format!(
+                    "<li><code>{id}…</code>{this} {agent}, {ip}, logged in {at}</li>",
+                    id = escape(&s.id),
+                    this = if *current { " <b>(this one)</b>" } else { "" },
+                    agent = escape(s.user_agent.as_deref().unwrap_or("unknown browser")),
+                    ip = escape(s.ip.as_deref().unwrap_or("unknown address")),
+                    at = clock(s.created_at),
+                )
+            },
+        )
         .collect();
     format!(
         r#"<ul id="sessions">{rows}</ul>

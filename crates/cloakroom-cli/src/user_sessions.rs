@@ -8,9 +8,8 @@ use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use cloakroom::{Session, Sessions};
+use cloakroom::{Session, Sessions, UserSession};
 use serde_json::json;
-use time::OffsetDateTime;
 
 /// The `_auth_user_backend` the demo's logins record: the one a Django app beside it would
 /// list in `AUTHENTICATION_BACKENDS`.
@@ -71,30 +70,22 @@ pub(crate) async fn of_current_user(
     // end snippet
     let listed = listed
         .into_iter()
-        .map(|s| Listed {
-            current: current.as_deref() == Some(s.id.as_str()),
-            id: crate::demo::key_prefix(&s.id).to_owned(),
-            created_at: s.created_at,
-            last_seen: s.last_seen,
-            expires_at: s.expires_at,
-            user_agent: s.user_agent,
-            ip: s.ip,
+        .map(|mut session| {
+            let current = current.as_deref() == Some(session.id.as_str());
+            session.id = crate::demo::key_prefix(&session.id).to_owned();
+            Listed { current, session }
         })
         .collect();
     Ok(Some((user, listed)))
 }
 
-/// One of a user's sessions as the demo lists it: the first characters of its name only.
+/// One of a user's sessions as the demo lists it: its `id` cut to the first 8 characters (a
+/// whole stored name is a live cookie without `hash_keys`).
 pub(crate) struct Listed {
-    /// The first 8 characters of the session's name in the store.
-    pub id: String,
     /// Whether it is the session of the request that lists it.
     pub current: bool,
-    pub created_at: OffsetDateTime,
-    pub last_seen: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
+    /// The session, its `id` cut.
+    pub session: UserSession,
 }
 
 /// Ends every session of the logged-in user, this one too, returning how many the store
@@ -124,17 +115,22 @@ async fn list(
     };
     let listed: Vec<_> = listed
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "current": s.current,
-                "created_at": s.created_at.unix_timestamp(),
-                "last_seen": s.last_seen.unix_timestamp(),
-                "expires_at": s.expires_at.unix_timestamp(),
-                "user_agent": s.user_agent,
-                "ip": s.ip,
-            })
-        })
+        .map(
+            |Listed {
+                 current,
+                 session: s,
+             }| {
+                json!({
+                    "id": s.id,
+                    "current": current,
+                    "created_at": s.created_at.unix_timestamp(),
+                    "last_seen": s.last_seen.unix_timestamp(),
+                    "expires_at": s.expires_at.unix_timestamp(),
+                    "user_agent": s.user_agent,
+                    "ip": s.ip,
+                })
+            },
+        )
         .collect();
     Ok(Json(json!({ "user": user, "sessions": listed })).into_response())
 }
