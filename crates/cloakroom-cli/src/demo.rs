@@ -6,13 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Form;
 use axum::extract::{Query, Request};
 use axum::http::{Extensions, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use cloakroom::config::Backend;
 use cloakroom::engines::migrating::MigratingStore;
 use cloakroom::{
@@ -61,16 +60,16 @@ impl DemoSettings {
     }
 }
 
-const VISITS: TypedKey<u64> = TypedKey::new("visits");
-const FLASH: TypedKey<String> = TypedKey::new("flash");
-const CART: TypedKey<Vec<String>> = TypedKey::new("cart");
-const USERNAME: TypedKey<String> = TypedKey::new("username");
-const SLOW: TypedKey<u64> = TypedKey::new("slow_requests");
+pub(crate) const VISITS: TypedKey<u64> = TypedKey::new("visits");
+pub(crate) const FLASH: TypedKey<String> = TypedKey::new("flash");
+pub(crate) const CART: TypedKey<Vec<String>> = TypedKey::new("cart");
+pub(crate) const USERNAME: TypedKey<String> = TypedKey::new("username");
+pub(crate) const SLOW: TypedKey<u64> = TypedKey::new("slow_requests");
 
 /// Where the demo keeps the secret key it generates when none is given.
 const SECRET_FILE: &str = "cloakroom-secret.key";
 
-type Result<T> = std::result::Result<T, cloakroom::Error>;
+pub(crate) type Result<T> = std::result::Result<T, cloakroom::Error>;
 
 /// How the demo is started: the flags of `cloakroom demo` that are not settings.
 #[derive(Debug)]
@@ -120,6 +119,7 @@ pub async fn run(
     // The admin page works on the store's own names (under hash_keys, the hashes), outside the
     // session layer: an admin's visit neither creates nor touches a visitor session.
     let sessions = Sessions::from_backing(backing, settings.clone())?;
+    let admin_on = demo.admin_token.is_some();
     let admin = crate::admin::router(
         &settings,
         demo.admin_token.as_ref(),
@@ -141,8 +141,8 @@ pub async fn run(
         })?;
     let local = listener.local_addr()?;
     tracing::info!(engine, "cloakroom demo listening on http://{local}/");
-    println!("cloakroom demo on http://{local}/ (engine {engine})");
-    let app = app(sessions)
+    println!("{}", startup_message(local, engine, admin_on));
+    let app = app(sessions, admin_on)
         .merge(admin)
         .route(
             "/metrics",
@@ -243,6 +243,25 @@ async fn serve(
     Ok(moving)
 }
 
+/// What the demo prints when it is ready: the page's URL and the admin page's, and where the
+/// admin token comes from (the demo never prints the token: it is the admin page's only lock).
+fn startup_message(local: std::net::SocketAddr, engine: &str, admin_on: bool) -> String {
+    let admin = format!("http://{local}/admin/sessions");
+    let admin = if admin_on {
+        format!(
+            "admin page: {admin} (log in with the admin token you gave in \
+             CLOAKROOM_ADMIN_TOKEN, --admin-token or admin_token in the --config file)"
+        )
+    } else {
+        format!(
+            "admin page: off; to open {admin}, start the demo with a token of 16+ characters \
+             in CLOAKROOM_ADMIN_TOKEN (e.g. `openssl rand -hex 24`), --admin-token or \
+             admin_token in the --config file"
+        )
+    };
+    format!("cloakroom demo on http://{local}/ (engine {engine}): open it in a browser\n{admin}")
+}
+
 /// Installs the Prometheus recorder that the core's metrics (`cloakroom::observe`) go to, and
 /// the background upkeep its histograms need; the returned handle renders `/metrics`, and the
 /// task is the upkeep, to stop at shutdown.
@@ -340,16 +359,11 @@ fn secret_beside_data() -> std::io::Result<Secret> {
     Ok(Secret::new(secret))
 }
 
-/// The demo's routes under the session layer.
-pub fn app(sessions: Sessions) -> Router {
+/// The demo's routes under the session layer: the page (`admin` says whether the admin page
+/// is on) and the JSON API. Every route can read the `Sessions` as an extension.
+pub fn app(sessions: Sessions, admin: bool) -> Router {
     Router::new()
-        .route("/", get(page))
-        .route("/flash", post(form_flash))
-        .route("/cart", post(form_cart))
-        .route("/checkout", post(form_checkout))
-        .route("/login", post(form_login))
-        .route("/logout", post(form_logout))
-        .route("/expiry", post(form_expiry))
+        .merge(crate::page::routes(admin))
         .route("/api/visits", get(api_visits))
         .route("/api/flash", get(api_flash_get).post(api_flash_post))
         .route("/api/cart", get(api_cart_get).post(api_cart_post))
@@ -362,8 +376,9 @@ pub fn app(sessions: Sessions) -> Router {
         .route("/api/remember", post(api_remember))
         .route("/api/slow", get(api_slow))
         .route("/health", get(|| async { "ok" }))
-        .merge(crate::user_sessions::routes(sessions.clone()))
-        .layer(SessionLayer::new(sessions))
+        .merge(crate::user_sessions::routes())
+        .layer(SessionLayer::new(sessions.clone()))
+        .layer(Extension(sessions))
 }
 
 #[derive(Serialize)]
@@ -387,8 +402,8 @@ async fn api_visits(session: Session) -> Result<Json<serde_json::Value>> {
 }
 
 #[derive(Deserialize)]
-struct Message {
-    message: String,
+pub(crate) struct Message {
+    pub message: String,
 }
 
 async fn api_flash_post(session: Session, Json(m): Json<Message>) -> Result<StatusCode> {
@@ -402,8 +417,8 @@ async fn api_flash_get(session: Session) -> Result<Json<serde_json::Value>> {
 }
 
 #[derive(Deserialize)]
-struct Item {
-    item: String,
+pub(crate) struct Item {
+    pub item: String,
 }
 
 async fn api_cart_post(
@@ -424,8 +439,8 @@ async fn api_checkout(session: Session) -> Result<Json<CartView>> {
 }
 
 #[derive(Deserialize)]
-struct Login {
-    username: String,
+pub(crate) struct Login {
+    pub username: String,
 }
 
 async fn api_login(
@@ -454,8 +469,8 @@ async fn api_logout(session: Session) -> Result<StatusCode> {
 }
 
 #[derive(Deserialize)]
-struct Seconds {
-    seconds: u64,
+pub(crate) struct Seconds {
+    pub seconds: u64,
 }
 
 async fn api_expiry(session: Session, Json(s): Json<Seconds>) -> Result<Json<serde_json::Value>> {
@@ -500,50 +515,6 @@ async fn api_remember(
     })))
 }
 
-// The HTML page: plain forms that post and redirect back, so it works without JavaScript.
-
-fn back() -> Redirect {
-    Redirect::to("/")
-}
-
-async fn form_flash(session: Session, Form(m): Form<Message>) -> Result<Redirect> {
-    FLASH.insert(&session, m.message)?;
-    Ok(back())
-}
-
-async fn form_cart(session: Session, Form(Item { item }): Form<Item>) -> Result<Redirect> {
-    CART.update(&session, move |cart| cart.push(item.clone()))?;
-    FLASH.insert(&session, "Added to your cart.".to_owned())?;
-    Ok(back())
-}
-
-async fn form_checkout(session: Session) -> Result<Redirect> {
-    CART.remove(&session)?;
-    FLASH.insert(&session, "Thank you for your order!".to_owned())?;
-    Ok(back())
-}
-
-async fn form_login(
-    session: Session,
-    headers: HeaderMap,
-    extensions: Extensions,
-    Form(login): Form<Login>,
-) -> Result<Redirect> {
-    crate::user_sessions::log_in(&session, &login.username, &headers, &extensions)?;
-    USERNAME.insert(&session, login.username)?;
-    Ok(back())
-}
-
-async fn form_logout(session: Session) -> Result<Redirect> {
-    session.flush()?;
-    Ok(back())
-}
-
-async fn form_expiry(session: Session, Form(s): Form<Seconds>) -> Result<Redirect> {
-    session.set_expiry(Expiry::seconds(s.seconds))?;
-    Ok(back())
-}
-
 /// How much of a session key the demo's lists (`/api/sessions`, the admin page) show: enough
 /// to tell sessions apart, too little to present as a cookie.
 const KEY_PREFIX_LEN: usize = 8;
@@ -567,64 +538,6 @@ pub(crate) fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-async fn page(session: Session) -> Result<Response> {
-    let visits = VISITS.update(&session, |n| *n += 1)?;
-    let flash = FLASH.remove(&session)?;
-    let cart = CART.get(&session)?.unwrap_or_default();
-    let user = USERNAME.get(&session)?;
-    let flash_html = flash
-        .map(|m| format!(r#"<p id="flash" class="flash">{}</p>"#, escape(&m)))
-        .unwrap_or_default();
-    let items: String = cart
-        .iter()
-        .map(|i| format!("<li>{}</li>", escape(i)))
-        .collect();
-    let account = match &user {
-        Some(name) => format!(
-            r#"<p id="user">Signed in as <b>{}</b></p>
-<form method="post" action="/logout"><button id="logout" type="submit">Log out</button></form>"#,
-            escape(name)
-        ),
-        None => r#"<p id="user">Not signed in</p>
-<form method="post" action="/login"><input id="username" name="username" placeholder="name" required>
-<button id="login" type="submit">Log in</button></form>"#
-            .to_owned(),
-    };
-    let lifetime = if session.expire_at_browser_close() {
-        "until you close the browser".to_owned()
-    } else {
-        format!("{} more seconds", session.expiry_age())
-    };
-    let body = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cloakroom demo</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}
-.flash{{background:#e7f6e7;border:1px solid #9c9;padding:.5rem}}section{{margin:1.5rem 0}}</style></head>
-<body>
-<h1>cloakroom demo</h1>
-<p id="warning"><b>A demo, not an app:</b> its login is passwordless (anyone can sign in under
-any name and see that name's sessions). Keep it on your own machine; do not expose it.</p>
-{flash_html}
-<section><h2>Visits</h2><p>You have visited this page <b id="visits">{visits}</b> times.</p></section>
-<section><h2>Flash message</h2>
-<form method="post" action="/flash"><input id="message" name="message" placeholder="Saved!" required>
-<button id="send-flash" type="submit">Show once</button></form></section>
-<section><h2>Cart (<span id="count">{count}</span>)</h2><ul id="cart">{items}</ul>
-<form method="post" action="/cart"><input id="item" name="item" placeholder="apple" required>
-<button id="add" type="submit">Add</button></form>
-<form method="post" action="/checkout"><button id="checkout" type="submit">Check out</button></form></section>
-<section><h2>Account</h2>{account}</section>
-<section><h2>Session lifetime</h2><p id="lifetime">This session lasts {lifetime}.</p>
-<form method="post" action="/expiry"><input type="hidden" name="seconds" value="0">
-<button id="browser-close" type="submit">End at browser close</button></form>
-<form method="post" action="/expiry"><input type="hidden" name="seconds" value="1209600">
-<button id="two-weeks" type="submit">Remember me for two weeks</button></form></section>
-</body></html>"#,
-        count = cart.len(),
-    );
-    Ok(Html(body).into_response())
 }
 
 #[cfg(test)]

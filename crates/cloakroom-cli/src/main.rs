@@ -12,6 +12,7 @@ mod admin;
 mod args;
 mod demo;
 mod ops;
+mod page;
 mod progress;
 mod user_sessions;
 
