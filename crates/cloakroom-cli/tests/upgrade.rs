@@ -650,8 +650,12 @@ async fn upgrade(name: &str) {
         &store.sql,
         Some((Sql::Postgres { .. } | Sql::Mysql { .. }, _))
     ) {
-        // The documented upgrade step: `migrate` again, on the old tables.
-        let (ok, out, err) = support::cli(&store.scratch, &[&["migrate"], &args[..]].concat());
+        // The documented upgrade step: `migrate` again, on the old tables (migrate takes the
+        // store's flags only).
+        let store_args = store.args();
+        let store_args: Vec<&str> = store_args.iter().map(String::as_str).collect();
+        let (ok, out, err) =
+            support::cli(&store.scratch, &[&["migrate"], &store_args[..]].concat());
         assert!(ok, "cloakroom migrate on the old tables: {out}{err}");
     }
     let engine = fx.str("/settings/engine").to_owned();
