@@ -58,7 +58,7 @@ const MAX_DECOMPRESSED: usize = 1024 * 1024;
 
 /// Cookie values longer than this cannot have been issued here; they are refused before any
 /// hashing.
-const MAX_ACCEPTED_VALUE: usize = 2 * MAX_COOKIE_BYTES;
+pub(crate) const MAX_ACCEPTED_VALUE: usize = 2 * MAX_COOKIE_BYTES;
 
 /// Sessions kept in the cookie, signed with Django's format: what the core needs to send the
 /// data to the client ([`Backing::Cookie`](crate::Backing::Cookie)). See the
@@ -138,14 +138,7 @@ impl SignedCookies {
             }
         };
         let issued = OffsetDateTime::from_unix_timestamp(timestamp).ok()?;
-        // The age rule (checked by `unsign`) lets a cookie exactly `cookie_age` old pass, as
-        // Django does; the session's own expiry is a plain instant.
-        let by_age = self.aged_out_at(issued);
-        let expires_at = match own_expiry(&data, issued) {
-            Some(own) if own <= now => return None,
-            Some(own) => own.min(by_age),
-            None => by_age,
-        };
+        let expires_at = live_until(&data, issued, self.cookie_age, now)?;
         Some((data, expires_at))
     }
 
@@ -158,27 +151,54 @@ impl SignedCookies {
     /// session with it, without a word.
     pub fn encode(&self, data: &Data, now: OffsetDateTime) -> Result<String, StoreError> {
         let value = self.signer.dumps(data, true, now);
-        let size = self.cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
-        if size > MAX_COOKIE_BYTES {
-            return Err(StoreError::TooLarge {
-                engine: ENGINE,
-                detail: format!(
-                    "the signed cookie would be {size} bytes (name, value and typical \
-                     attributes), over the {MAX_COOKIE_BYTES}-byte limit browsers keep; store \
-                     less in the session, or use a server-side engine (db, cache, cached_db or \
-                     file)"
-                ),
-            });
-        }
-        Ok(value)
+        fits_in_a_cookie(ENGINE, &self.cookie_name, value)
     }
+}
 
-    /// When a cookie signed at `issued` stops being accepted by age alone.
-    fn aged_out_at(&self, issued: OffsetDateTime) -> OffsetDateTime {
-        let age = i64::try_from(self.cookie_age.as_secs()).unwrap_or(i64::MAX);
-        issued
-            .checked_add(time::Duration::seconds(age))
-            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+/// `value` back when a cookie named `cookie_name` carrying it (with the usual attributes) is
+/// within the [`MAX_COOKIE_BYTES`] browsers keep; [`StoreError::TooLarge`] naming `engine`
+/// otherwise. Every client-side engine's `encode` ends here, so they refuse alike.
+pub(crate) fn fits_in_a_cookie(
+    engine: &'static str,
+    cookie_name: &str,
+    value: String,
+) -> Result<String, StoreError> {
+    let size = cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
+    if size > MAX_COOKIE_BYTES {
+        return Err(StoreError::TooLarge {
+            engine,
+            detail: format!(
+                "the {engine} cookie would be {size} bytes (name, value and typical \
+                 attributes), over the {MAX_COOKIE_BYTES}-byte limit browsers keep; store \
+                 less in the session, or use a server-side engine (db, cache, cached_db or \
+                 file)"
+            ),
+        });
+    }
+    Ok(value)
+}
+
+/// The instant a cookie issued at `issued` carrying `data` stops being accepted: `cookie_age`
+/// after its issue or the session's own expiry, whichever is first; `None` when that is
+/// already past at `now`. A cookie exactly `cookie_age` old still passes, as in Django; the
+/// session's own expiry is a plain instant.
+pub(crate) fn live_until(
+    data: &Data,
+    issued: OffsetDateTime,
+    cookie_age: Duration,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let age = i64::try_from(cookie_age.as_secs()).unwrap_or(i64::MAX);
+    let by_age = issued
+        .checked_add(time::Duration::seconds(age))
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
+    if by_age < now {
+        return None;
+    }
+    match own_expiry(data, issued) {
+        Some(own) if own <= now => None,
+        Some(own) => Some(own.min(by_age)),
+        None => Some(by_age),
     }
 }
 
