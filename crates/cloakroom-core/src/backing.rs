@@ -119,6 +119,12 @@ impl From<PrivateCookies> for ClientSide {
     }
 }
 
+impl From<ClientSide> for Backing {
+    fn from(cookies: ClientSide) -> Self {
+        Self::Cookie(cookies)
+    }
+}
+
 impl From<SignedCookies> for Backing {
     fn from(cookies: SignedCookies) -> Self {
         Self::Cookie(cookies.into())

@@ -244,5 +244,8 @@ fn private_cookies_is_an_engine_with_no_key_to_hash() {
     let err =
         Settings::from_toml_str("engine = \"private_cookies\"\nhash_keys = true").unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("hash_keys") && msg.contains("private_cookies"), "{msg}");
+    assert!(
+        msg.contains("hash_keys") && msg.contains("private_cookies"),
+        "{msg}"
+    );
 }

@@ -228,8 +228,8 @@ impl PrivateCookies {
 fn cipher_for(secret: &Secret) -> XChaCha20Poly1305 {
     let mut key = [0u8; 32];
     // HKDF-SHA256 can expand to 255 × 32 bytes; 32 always succeeds.
-    let expanded = Hkdf::<Sha256>::new(Some(KDF_SALT), secret.expose().as_bytes())
-        .expand(KDF_INFO, &mut key);
+    let expanded =
+        Hkdf::<Sha256>::new(Some(KDF_SALT), secret.expose().as_bytes()).expand(KDF_INFO, &mut key);
     debug_assert!(expanded.is_ok());
     XChaCha20Poly1305::new(&key.into())
 }

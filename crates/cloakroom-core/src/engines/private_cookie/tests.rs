@@ -79,7 +79,10 @@ fn a_change_to_any_byte_is_refused() {
             let mut bad = bytes.clone();
             bad[i] ^= flip;
             let bad = URL_SAFE_NO_PAD.encode(bad);
-            assert!(c.decode(&bad, at()).is_none(), "byte {i} ^ {flip:#x} accepted");
+            assert!(
+                c.decode(&bad, at()).is_none(),
+                "byte {i} ^ {flip:#x} accepted"
+            );
         }
     }
 }
@@ -156,7 +159,9 @@ fn the_issue_time_inside_the_ciphertext_cannot_be_moved() {
     let issued = 1 + NONCE_LEN..1 + NONCE_LEN + ISSUED_LEN;
     spliced[issued.clone()].copy_from_slice(&later[issued]);
     let spliced = URL_SAFE_NO_PAD.encode(spliced);
-    assert!(c.decode(&spliced, at() + Duration::from_secs(AGE + 5)).is_none());
+    assert!(c
+        .decode(&spliced, at() + Duration::from_secs(AGE + 5))
+        .is_none());
     assert!(!live(&c, &early, AGE + 5));
 }
 
@@ -183,7 +188,10 @@ fn the_size_limit_is_the_signed_cookies_one() {
 #[test]
 fn debug_shows_no_key() {
     let shown = format!("{:?}", with("s3cret", &["old"]));
-    assert!(shown.contains("keys: 2") && !shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("keys: 2") && !shown.contains("s3cret"),
+        "{shown}"
+    );
 }
 
 proptest! {
