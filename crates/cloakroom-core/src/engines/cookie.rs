@@ -58,7 +58,7 @@ const MAX_DECOMPRESSED: usize = 1024 * 1024;
 
 /// Cookie values longer than this cannot have been issued here; they are refused before any
 /// hashing.
-pub(crate) const MAX_ACCEPTED_VALUE: usize = 2 * MAX_COOKIE_BYTES;
+const MAX_ACCEPTED_VALUE: usize = 2 * MAX_COOKIE_BYTES;
 
 /// Sessions kept in the cookie, signed with Django's format: what the core needs to send the
 /// data to the client ([`Backing::Cookie`](crate::Backing::Cookie)). See the
@@ -66,8 +66,7 @@ pub(crate) const MAX_ACCEPTED_VALUE: usize = 2 * MAX_COOKIE_BYTES;
 #[derive(Clone, Debug)]
 pub struct SignedCookies {
     signer: Signer,
-    cookie_age: Duration,
-    cookie_name: String,
+    limits: Limits,
 }
 
 impl SignedCookies {
@@ -104,8 +103,7 @@ impl SignedCookies {
         Ok(Self {
             signer: Signer::new(&secret, &fallbacks, COOKIE_SALT)
                 .with_max_decompressed(MAX_DECOMPRESSED),
-            cookie_age: Duration::from_secs(cookie_age),
-            cookie_name: cookie_name.into(),
+            limits: Limits::new(cookie_age, cookie_name.into()),
         })
     }
 
@@ -119,13 +117,12 @@ impl SignedCookies {
     /// `cookie_age`, past its own expiry, or garbage) is `None`: every client can send
     /// anything here, so the visitor just gets a fresh session.
     pub fn decode(&self, value: &str, now: OffsetDateTime) -> Option<(Data, OffsetDateTime)> {
-        if value.len() > MAX_ACCEPTED_VALUE {
-            tracing::debug!(len = value.len(), "session cookie too long; ignored");
+        if too_long(value) {
             return None;
         }
         let verified = self
             .signer
-            .unsign(value, Some(self.cookie_age), now)
+            .unsign(value, Some(self.limits.cookie_age), now)
             .and_then(|verified| {
                 let data = self.signer.decode_payload(verified.payload)?;
                 Ok((data, verified.timestamp))
@@ -138,7 +135,7 @@ impl SignedCookies {
             }
         };
         let issued = OffsetDateTime::from_unix_timestamp(timestamp).ok()?;
-        let expires_at = live_until(&data, issued, self.cookie_age, now)?;
+        let expires_at = self.limits.live_until(&data, issued, now)?;
         Some((data, expires_at))
     }
 
@@ -151,54 +148,79 @@ impl SignedCookies {
     /// session with it, without a word.
     pub fn encode(&self, data: &Data, now: OffsetDateTime) -> Result<String, StoreError> {
         let value = self.signer.dumps(data, true, now);
-        fits_in_a_cookie(ENGINE, &self.cookie_name, value)
+        self.limits.fits(ENGINE, value)
     }
 }
 
-/// `value` back when a cookie named `cookie_name` carrying it (with the usual attributes) is
-/// within the [`MAX_COOKIE_BYTES`] browsers keep; [`StoreError::TooLarge`] naming `engine`
-/// otherwise. Every client-side engine's `encode` ends here, so they refuse alike.
-pub(crate) fn fits_in_a_cookie(
-    engine: &'static str,
-    cookie_name: &str,
-    value: String,
-) -> Result<String, StoreError> {
-    let size = cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
-    if size > MAX_COOKIE_BYTES {
-        return Err(StoreError::TooLarge {
-            engine,
-            detail: format!(
-                "the {engine} cookie would be {size} bytes (name, value and typical \
-                 attributes), over the {MAX_COOKIE_BYTES}-byte limit browsers keep; store \
-                 less in the session, or use a server-side engine (db, cache, cached_db or \
-                 file)"
-            ),
-        });
+/// Whether a cookie value is longer than any issued here ([`MAX_ACCEPTED_VALUE`]): refused
+/// before any hashing or decryption.
+pub(crate) fn too_long(value: &str) -> bool {
+    let long = value.len() > MAX_ACCEPTED_VALUE;
+    if long {
+        tracing::debug!(len = value.len(), "session cookie too long; ignored");
     }
-    Ok(value)
+    long
 }
 
-/// The instant a cookie issued at `issued` carrying `data` stops being accepted: `cookie_age`
-/// after its issue or the session's own expiry, whichever is first; `None` when that is
-/// already past at `now`. A cookie exactly `cookie_age` old still passes, as in Django; the
-/// session's own expiry is a plain instant.
-pub(crate) fn live_until(
-    data: &Data,
-    issued: OffsetDateTime,
-    cookie_age: Duration,
-    now: OffsetDateTime,
-) -> Option<OffsetDateTime> {
-    let age = i64::try_from(cookie_age.as_secs()).unwrap_or(i64::MAX);
-    let by_age = issued
-        .checked_add(time::Duration::seconds(age))
-        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
-    if by_age < now {
-        return None;
+/// What every client-side engine checks the same way: how old a cookie may be, and the name
+/// its size is counted with.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    /// Cookies older than this are refused (`cookie_age`).
+    pub cookie_age: Duration,
+    /// The cookie's name, counted against [`MAX_COOKIE_BYTES`].
+    pub cookie_name: String,
+}
+
+impl Limits {
+    pub(crate) fn new(cookie_age: u64, cookie_name: String) -> Self {
+        Self {
+            cookie_age: Duration::from_secs(cookie_age),
+            cookie_name,
+        }
     }
-    match own_expiry(data, issued) {
-        Some(own) if own <= now => None,
-        Some(own) => Some(own.min(by_age)),
-        None => Some(by_age),
+
+    /// `value` back when a cookie carrying it (with its name and the usual attributes) is
+    /// within the [`MAX_COOKIE_BYTES`] browsers keep; [`StoreError::TooLarge`] naming `engine`
+    /// otherwise, so every client-side engine refuses alike.
+    pub(crate) fn fits(&self, engine: &'static str, value: String) -> Result<String, StoreError> {
+        let size = self.cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
+        if size > MAX_COOKIE_BYTES {
+            return Err(StoreError::TooLarge {
+                engine,
+                detail: format!(
+                    "the {engine} cookie would be {size} bytes (name, value and typical \
+                     attributes), over the {MAX_COOKIE_BYTES}-byte limit browsers keep; store \
+                     less in the session, or use a server-side engine (db, cache, cached_db or \
+                     file)"
+                ),
+            });
+        }
+        Ok(value)
+    }
+
+    /// The instant a cookie issued at `issued` carrying `data` stops being accepted:
+    /// `cookie_age` after its issue or the session's own expiry, whichever is first; `None`
+    /// when that is already past at `now`. A cookie exactly `cookie_age` old still passes, as
+    /// in Django; the session's own expiry is a plain instant.
+    pub(crate) fn live_until(
+        &self,
+        data: &Data,
+        issued: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
+        let age = i64::try_from(self.cookie_age.as_secs()).unwrap_or(i64::MAX);
+        let by_age = issued
+            .checked_add(time::Duration::seconds(age))
+            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
+        if by_age < now {
+            return None;
+        }
+        match own_expiry(data, issued) {
+            Some(own) if own <= now => None,
+            Some(own) => Some(own.min(by_age)),
+            None => Some(by_age),
+        }
     }
 }
 
@@ -215,19 +237,20 @@ fn own_expiry(data: &Data, issued: OffsetDateTime) -> Option<OffsetDateTime> {
     }
 }
 
+/// The engines' tests; `data` and `at` serve the private engine's too.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn cookies() -> SignedCookies {
         SignedCookies::new(Secret::new("s3cret"), vec![], 1_209_600, "sessionid").unwrap()
     }
 
-    fn data(json: &str) -> Data {
+    pub(crate) fn data(json: &str) -> Data {
         serde_json::from_str(json).unwrap()
     }
 
-    fn at() -> OffsetDateTime {
+    pub(crate) fn at() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_735_689_600).unwrap()
     }
 
@@ -275,9 +298,16 @@ mod tests {
         let fits = data(&format!(r#"{{"n":"{}"}}"#, &noise[..3000]));
         assert!(c.encode(&fits, at()).is_ok());
         let over = data(&format!(r#"{{"n":"{}"}}"#, &noise[..6200]));
-        let err = c.encode(&over, at()).unwrap_err();
+        assert_too_large(&c.encode(&over, at()).unwrap_err(), ENGINE);
+    }
+
+    /// `err` is the size error of `engine`, naming the limit and the way out.
+    pub(crate) fn assert_too_large(err: &StoreError, engine: &str) {
         let msg = err.to_string();
-        assert!(matches!(err, StoreError::TooLarge { .. }), "{msg}");
+        assert!(
+            matches!(err, StoreError::TooLarge { engine: e, .. } if *e == engine),
+            "{msg}"
+        );
         assert!(
             msg.contains("4096") && msg.contains("server-side engine"),
             "{msg}"

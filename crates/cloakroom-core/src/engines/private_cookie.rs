@@ -37,8 +37,6 @@
 //! [`StoreError::TooLarge`], as the signed engine does). Encryption hides the content, not
 //! its length.
 
-use std::time::Duration;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -47,7 +45,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::cookie::{fits_in_a_cookie, live_until, MAX_ACCEPTED_VALUE};
+use super::cookie::{too_long, Limits};
 use crate::codec::Data;
 use crate::config::Secret;
 use crate::error::{ConfigError, OpenError, StoreError};
@@ -81,16 +79,15 @@ const ISSUED_LEN: usize = 8;
 pub struct PrivateCookies {
     /// The current key first, then one per fallback secret.
     ciphers: Vec<XChaCha20Poly1305>,
-    cookie_age: Duration,
-    cookie_name: String,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for PrivateCookies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrivateCookies")
             .field("keys", &self.ciphers.len())
-            .field("cookie_age", &self.cookie_age)
-            .field("cookie_name", &self.cookie_name)
+            .field("cookie_age", &self.limits.cookie_age)
+            .field("cookie_name", &self.limits.cookie_name)
             .finish()
     }
 }
@@ -133,11 +130,8 @@ impl PrivateCookies {
             .chain(&fallbacks)
             .map(cipher_for)
             .collect();
-        Ok(Self {
-            ciphers,
-            cookie_age: Duration::from_secs(cookie_age),
-            cookie_name: cookie_name.into(),
-        })
+        let limits = Limits::new(cookie_age, cookie_name.into());
+        Ok(Self { ciphers, limits })
     }
 
     /// The engine's name, [`ENGINE`].
@@ -150,8 +144,7 @@ impl PrivateCookies {
     /// (tampered, truncated, another key, garbage, too old, past its own expiry) is `None`:
     /// the visitor gets a fresh session.
     pub fn decode(&self, value: &str, now: OffsetDateTime) -> Option<(Data, OffsetDateTime)> {
-        if value.len() > MAX_ACCEPTED_VALUE {
-            tracing::debug!(len = value.len(), "session cookie too long; ignored");
+        if too_long(value) {
             return None;
         }
         let Some(plain) = self.open(value) else {
@@ -167,7 +160,7 @@ impl PrivateCookies {
                 return None;
             }
         };
-        let expires_at = live_until(&data, issued, self.cookie_age, now)?;
+        let expires_at = self.limits.live_until(&data, issued, now)?;
         Some((data, expires_at))
     }
 
@@ -198,7 +191,7 @@ impl PrivateCookies {
         raw.push(VERSION);
         raw.extend_from_slice(&nonce);
         raw.extend_from_slice(&sealed);
-        fits_in_a_cookie(ENGINE, &self.cookie_name, URL_SAFE_NO_PAD.encode(raw))
+        self.limits.fits(ENGINE, URL_SAFE_NO_PAD.encode(raw))
     }
 
     /// The plaintext of `value` under the first key it authenticates with.
