@@ -22,7 +22,7 @@ pub struct StoreArgs {
     /// A TOML file of settings (same names as the flags, with `_`).
     #[arg(long, global = true, env = "CLOAKROOM_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Where sessions live: db, cache, cached_db, file, signed_cookies.
+    /// Where sessions live: db, cache, cached_db, file, signed_cookies, private_cookies.
     #[arg(long, global = true, env = "CLOAKROOM_ENGINE")]
     engine: Option<Engine>,
     /// sqlite://FILE, postgres://…, mysql://… (db and cached_db; default sqlite://cloakroom.sqlite3).

@@ -113,3 +113,20 @@ mod signed_cookies {
         without(server_side)
     );
 }
+
+mod private_cookies {
+    cloakroom_testkit::http_suite!(
+        |setup| async move {
+            super::demo(
+                &[
+                    "--engine",
+                    "private_cookies",
+                    "--secret-key",
+                    "http-suite-secret",
+                ],
+                &setup,
+            )
+        },
+        without(server_side)
+    );
+}

@@ -49,7 +49,7 @@ pub mod signing;
 pub mod store;
 
 pub use backend::{Backend, Migrate};
-pub use backing::Backing;
+pub use backing::{Backing, ClientSide};
 pub use cleanup::{CleanupHandle, CleanupRun};
 pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};

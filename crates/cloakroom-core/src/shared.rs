@@ -13,13 +13,12 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::backend::Backend;
-use crate::backing::Backing;
+use crate::backing::{Backing, ClientSide};
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{Codec, Data};
 use crate::config::Settings;
 use crate::decorate::{Decorated, Decorator, Operation};
-use crate::engines::cookie::SignedCookies;
 use crate::error::{ConfigError, Error, StoreError};
 use crate::guard::Guard;
 use crate::hashed::HashKeys;
@@ -58,8 +57,8 @@ pub(crate) struct Shared {
 pub(crate) enum Travel {
     /// The data is kept in a store on the server; the cookie carries its key.
     Server(Server),
-    /// The data travels in the cookie, signed; nothing is stored.
-    Cookie(SignedCookies),
+    /// The data travels in the cookie, signed or encrypted; nothing is stored.
+    Cookie(ClientSide),
 }
 
 /// A store on the server, as the core calls it.

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! - **The cookie conformance suite** ([`cookie_conformance_tests!`]): the clauses that apply
-//!   to a store keeping the session in a signed cookie.
+//!   to an engine keeping the session in the cookie, signed or private.
 //! - **The HTTP suite** (feature `http`: the `http` module and `http_suite!`): what a visitor
 //!   sees over HTTP (the JSON contract, Django's cookie rules), run against any framework
 //!   adapter serving the HTTP contract written down in the `http` module, on a loopback port.
@@ -55,7 +55,9 @@ pub mod http;
 use cloakroom_core::{clock, config, hashed, key, keys, signing, store, Settings, StoreError};
 // What the exported macros name through `$crate`.
 #[doc(hidden)]
-pub use cloakroom_core::{engines::cookie::SignedCookies, Backend, ClearExpired, SessionStore};
+pub use cloakroom_core::{
+    engines::cookie::SignedCookies, Backend, ClearExpired, ClientSide, SessionStore,
+};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -1039,12 +1041,12 @@ async fn save_new(sessions: &Sessions, pairs: &[(&str, serde_json::Value)]) -> S
     cookie_of(&lazy.commit(200).await.unwrap().cookie)
 }
 
-/// Signed cookies: a value the client made up (SQL, paths, quotes, unicode, empty, huge) or
+/// Client-side engines: a value the client made up (SQL, paths, quotes, unicode, empty, huge) or
 /// that another salt signed decodes to nothing, never to an error or a panic.
-pub async fn cookie_made_up_values_decode_to_nothing(
-    make: impl Fn(&str, &[&str]) -> SignedCookies,
+pub async fn cookie_made_up_values_decode_to_nothing<C: Into<ClientSide>>(
+    make: impl Fn(&str, &[&str]) -> C,
 ) {
-    let cookies = make(COOKIE_SECRET, &[]);
+    let cookies: ClientSide = make(COOKIE_SECRET, &[]).into();
     let other_salt = signing::Signer::new(
         &cloakroom_core::Secret::new(COOKIE_SECRET),
         &[],
@@ -1073,10 +1075,11 @@ pub async fn cookie_made_up_values_decode_to_nothing(
     );
 }
 
-/// Signed cookies: what a session saves comes back from its cookie alone, and the cookie is
-/// Django's signed-cookie value (so Django reads it too).
-pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> SignedCookies) {
-    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
+/// Client-side engines: what a session saves comes back from its cookie alone, and under
+/// `signed_cookies` the cookie is Django's signed-cookie value (so Django reads it too).
+pub async fn cookie_round_trip<C: Into<ClientSide>>(make: impl Fn(&str, &[&str]) -> C) {
+    let client: ClientSide = make(COOKIE_SECRET, &[]).into();
+    let (sessions, clock) = sessions(client.clone());
     let stored = [
         ("name", serde_json::json!("Jürgen 😀")),
         ("n", serde_json::json!(1.5)),
@@ -1100,6 +1103,9 @@ pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> SignedCookies) {
             "{k} did not survive the cookie"
         );
     }
+    if !matches!(client, ClientSide::Signed(_)) {
+        return;
+    }
     let django = signing::Signer::new(
         &cloakroom_core::Secret::new(COOKIE_SECRET),
         &[],
@@ -1115,17 +1121,16 @@ pub async fn cookie_round_trip(make: impl Fn(&str, &[&str]) -> SignedCookies) {
     assert_eq!(data, s.data());
 }
 
-/// Signed cookies: a changed, truncated, re-salted or made-up cookie gives an empty session, and
+/// Client-side engines: a changed, truncated, re-salted or made-up cookie gives an empty session, and
 /// the response deletes it.
-pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> SignedCookies) {
-    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
+pub async fn cookie_tampered_is_empty<C: Into<ClientSide>>(make: impl Fn(&str, &[&str]) -> C) {
+    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]).into());
     let cookie = save_new(&sessions, &[("user", serde_json::json!("42"))]).await;
     let flip = |at: usize| {
         let mut bytes = cookie.clone().into_bytes();
         bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
         String::from_utf8(bytes).unwrap()
     };
-    let ts = cookie.find(':').unwrap() + 1;
     let other_salt = signing::Signer::new(
         &cloakroom_core::Secret::new(COOKIE_SECRET),
         &[],
@@ -1136,18 +1141,23 @@ pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> SignedCook
         true,
         clock.now(),
     );
-    for forged in [
+    let mut forgeries = vec![
         flip(0),
-        flip(ts),
+        flip(cookie.len() / 2),
         flip(cookie.len() - 1),
         cookie[..cookie.len() - 1].to_owned(),
+        cookie[..cookie.len() / 2].to_owned(),
         format!("{cookie}A"),
-        cookie.replace(':', ""),
         other_salt,
         "e30".to_owned(),
         String::new(),
         "x".repeat(10_000),
-    ] {
+    ];
+    // Django's format: `payload:timestamp:signature`; change the timestamp, drop the colons.
+    if let Some(ts) = cookie.find(':') {
+        forgeries.extend([flip(ts + 1), cookie.replace(':', "")]);
+    }
+    for forged in forgeries {
         let lazy = sessions.start(Some(&forged));
         let s = lazy.load().await.unwrap();
         assert!(s.is_empty(), "a forged cookie loaded: {forged}");
@@ -1155,10 +1165,10 @@ pub async fn cookie_tampered_is_empty(make: impl Fn(&str, &[&str]) -> SignedCook
     }
 }
 
-/// Signed cookies: a cookie exactly `cookie_age` old still loads (Django's `age > max_age`
+/// Client-side engines: a cookie exactly `cookie_age` old still loads (Django's `age > max_age`
 /// rule); one second older it is empty.
-pub async fn cookie_expired_is_empty(make: impl Fn(&str, &[&str]) -> SignedCookies) {
-    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]));
+pub async fn cookie_expired_is_empty<C: Into<ClientSide>>(make: impl Fn(&str, &[&str]) -> C) {
+    let (sessions, clock) = sessions(make(COOKIE_SECRET, &[]).into());
     set_whole_second(&clock);
     let cookie = save_new(&sessions, &[("a", serde_json::json!(1))]).await;
     clock.advance(Duration::from_secs(config::DEFAULT_COOKIE_AGE));
@@ -1180,14 +1190,14 @@ pub async fn cookie_expired_is_empty(make: impl Fn(&str, &[&str]) -> SignedCooki
     assert_eq!(lazy.commit(200).await.unwrap().cookie, CookieAction::Delete);
 }
 
-/// Signed cookies: after a key rotation, cookies signed with the old key still load (it is a
+/// Client-side engines: after a key rotation, cookies signed with the old key still load (it is a
 /// fallback), are re-signed with the new key on the next save, and the old key alone no longer
 /// verifies them.
-pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> SignedCookies) {
-    let (before, _) = sessions(make(OLD_COOKIE_SECRET, &[]));
+pub async fn cookie_fallback_key_accepted<C: Into<ClientSide>>(make: impl Fn(&str, &[&str]) -> C) {
+    let (before, _) = sessions(make(OLD_COOKIE_SECRET, &[]).into());
     let old_cookie = save_new(&before, &[("user", serde_json::json!("7"))]).await;
 
-    let (rotated, _) = sessions(make(COOKIE_SECRET, &[OLD_COOKIE_SECRET]));
+    let (rotated, _) = sessions(make(COOKIE_SECRET, &[OLD_COOKIE_SECRET]).into());
     let lazy = rotated.start(Some(&old_cookie));
     let s = lazy.load().await.unwrap();
     assert_eq!(
@@ -1198,7 +1208,7 @@ pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> Signed
     s.insert("seen", true).unwrap();
     let new_cookie = cookie_of(&lazy.commit(200).await.unwrap().cookie);
 
-    let (only_new, _) = sessions(make(COOKIE_SECRET, &[]));
+    let (only_new, _) = sessions(make(COOKIE_SECRET, &[]).into());
     assert!(only_new
         .start(Some(&old_cookie))
         .load()
@@ -1211,7 +1221,7 @@ pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> Signed
         Some(true),
         "not re-signed with the new key"
     );
-    let (only_old, _) = sessions(make(OLD_COOKIE_SECRET, &[]));
+    let (only_old, _) = sessions(make(OLD_COOKIE_SECRET, &[]).into());
     assert!(only_old
         .start(Some(&new_cookie))
         .load()
@@ -1220,10 +1230,10 @@ pub async fn cookie_fallback_key_accepted(make: impl Fn(&str, &[&str]) -> Signed
         .is_empty());
 }
 
-/// Signed cookies: a session too large for a browser cookie fails with `TooLarge` (saying the size
+/// Client-side engines: a session too large for a browser cookie fails with `TooLarge` (saying the size
 /// and the limit) instead of being silently dropped by the browser.
-pub async fn cookie_oversized_is_too_large(make: impl Fn(&str, &[&str]) -> SignedCookies) {
-    let (sessions, _) = sessions(make(COOKIE_SECRET, &[]));
+pub async fn cookie_oversized_is_too_large<C: Into<ClientSide>>(make: impl Fn(&str, &[&str]) -> C) {
+    let (sessions, _) = sessions(make(COOKIE_SECRET, &[]).into());
     // Random text barely compresses.
     let noise: String = (0..200).map(|_| fresh_key()).collect();
     let lazy = sessions.start(None);
@@ -1238,9 +1248,11 @@ pub async fn cookie_oversized_is_too_large(make: impl Fn(&str, &[&str]) -> Signe
     }
 }
 
-/// Signed cookies: `flush` deletes the cookie.
-pub async fn cookie_flush_deletes_the_cookie(make: impl Fn(&str, &[&str]) -> SignedCookies) {
-    let (sessions, _) = sessions(make(COOKIE_SECRET, &[]));
+/// Client-side engines: `flush` deletes the cookie.
+pub async fn cookie_flush_deletes_the_cookie<C: Into<ClientSide>>(
+    make: impl Fn(&str, &[&str]) -> C,
+) {
+    let (sessions, _) = sessions(make(COOKIE_SECRET, &[]).into());
     let cookie = save_new(&sessions, &[("user", serde_json::json!("42"))]).await;
     let lazy = sessions.start(Some(&cookie));
     lazy.load().await.unwrap().flush().unwrap();
@@ -1310,13 +1322,14 @@ macro_rules! conformance_tests {
     };
 }
 
-/// Expands to one `#[tokio::test]` per clause that applies to sessions whose data travels in a
-/// signed cookie (nothing on the server: no compare-and-swap, no revocation): the round trip
-/// through the core, tampered, made-up and expired values, fallback keys and the size limit.
+/// Expands to one `#[tokio::test]` per clause that applies to sessions whose data travels in
+/// the cookie, signed or private (nothing on the server: no compare-and-swap, no revocation):
+/// the round trip through the core, tampered, made-up and expired values, fallback keys and
+/// the size limit.
 ///
-/// `$make` is a closure or function `Fn(&str, &[&str]) -> SignedCookies` that signs with the
-/// first argument and accepts the fallbacks in the second, with Django's default `cookie_age`
-/// and cookie name.
+/// `$make` is a closure or function `Fn(&str, &[&str]) -> C` (`C` being `SignedCookies`,
+/// `PrivateCookies` or a [`ClientSide`]) that seals with the first argument and accepts the
+/// fallbacks in the second, with Django's default `cookie_age` and cookie name.
 ///
 /// ```no_run
 /// use cloakroom_core::config::DEFAULT_COOKIE_AGE;
@@ -1347,7 +1360,7 @@ macro_rules! cookie_conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let cookies: $crate::SignedCookies = ($make)($crate::COOKIE_SECRET, &[]);
+                let cookies: $crate::ClientSide = ($make)($crate::COOKIE_SECRET, &[]).into();
                 $crate::$name(cookies).await;
             }
         )*

@@ -1,8 +1,8 @@
 //! The engines, by driver family, and [`open`]: the one place that turns settings into an
 //! engine.
 //!
-//! The in-process cache, the file engine, signed cookies and the two compositions (`cached_db`,
-//! `migrating`) come from `cloakroom-core`; the SQL engines from `cloakroom-sql`; Redis from
+//! The in-process cache, the file engine, signed and private cookies and the two compositions
+//! (`cached_db`, `migrating`) come from `cloakroom-core`; the SQL engines from `cloakroom-sql`; Redis from
 //! `cloakroom-redis`. Each is here under the name it always had (`cloakroom::engines::sqlite`,
 //! `cloakroom::engines::redis` …), behind its cargo feature.
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use cloakroom_core::config::{Backend as UrlFamily, Engine, Settings};
 pub use cloakroom_core::engines::*;
-use cloakroom_core::{Backend, Backing};
+use cloakroom_core::{Backend, Backing, ClientSide};
 use cloakroom_core::{ClearExpired, ConfigError, SessionStore, UserIndex};
 
 #[cfg(feature = "mysql")]
@@ -197,8 +197,8 @@ async fn open_cached_db(settings: &Settings) -> Result<Backend, OpenError> {
 }
 
 /// Opens the engine the settings name, connected and ready (but not migrated): a store on the
-/// server with its abilities ([`Backing::Server`]), or, for `signed_cookies`, the signing of
-/// the data into the cookie ([`Backing::Cookie`]). [`Sessions::from_backing`] takes either.
+/// server with its abilities ([`Backing::Server`]), or, for `signed_cookies` and
+/// `private_cookies`, the sealing of the data into the cookie ([`Backing::Cookie`]). [`Sessions::from_backing`] takes either.
 ///
 /// [`Sessions::from_backing`]: cloakroom_core::Sessions::from_backing
 ///
@@ -235,7 +235,9 @@ pub async fn open(settings: &Settings) -> Result<Backing, OpenError> {
             let store = Arc::new(store);
             Backend::server(store.clone()).with_exclusive(store)
         }
-        Engine::SignedCookies => return open_signed_cookies(settings).map(Backing::Cookie),
+        Engine::SignedCookies | Engine::PrivateCookies => {
+            return open_client_side(settings).map(Backing::Cookie)
+        }
         other => {
             return Err(unsupported(
                 &format!("the `{other}` engine"),
@@ -246,22 +248,29 @@ pub async fn open(settings: &Settings) -> Result<Backing, OpenError> {
     Ok(Backing::Server(backend))
 }
 
-/// The `signed_cookies` engine: the data signed into the cookie with `secret_key`.
-fn open_signed_cookies(settings: &Settings) -> Result<cookie::SignedCookies, OpenError> {
+/// The client-side engines: the data signed (`signed_cookies`) or encrypted
+/// (`private_cookies`) into the cookie with `secret_key`.
+fn open_client_side(settings: &Settings) -> Result<ClientSide, OpenError> {
+    let engine = settings.store.engine;
     let secret = settings
         .session
         .secret_key
         .clone()
         .ok_or_else(|| ConfigError::Invalid {
             setting: "secret_key",
-            reason: "the signed_cookies engine signs the session into the cookie and needs a \
-                     secret key: set `secret_key` in the config file, or pass `--secret-key`"
-                .into(),
+            reason: format!(
+                "the {engine} engine seals the session into the cookie and needs a secret key: \
+                 set `secret_key` in the config file, or pass `--secret-key`"
+            ),
         })?;
-    cookie::SignedCookies::new(
-        secret,
+    let (fallbacks, age, name) = (
         settings.session.secret_key_fallbacks.clone(),
         settings.session.cookie_age,
         settings.session.cookie_name.clone(),
-    )
+    );
+    Ok(if engine == Engine::PrivateCookies {
+        private_cookie::PrivateCookies::new(secret, fallbacks, age, name)?.into()
+    } else {
+        cookie::SignedCookies::new(secret, fallbacks, age, name)?.into()
+    })
 }

@@ -55,6 +55,7 @@
 //! | `cached_db` | a database's and a cache's | `engines::cached_db::CachedDbStore` |
 //! | `file` | `file` (default) | `engines::file::FileStore` |
 //! | `signed_cookies` | none | `engines::cookie::SignedCookies`: no store at all (the data travels in the cookie, [`Backing::Cookie`]), so no user index and no revocation |
+//! | `private_cookies` | none | `engines::private_cookie::PrivateCookies`: as `signed_cookies`, encrypted so the visitor cannot read the data (a cloakroom format) |
 //!
 //! The `axum` feature (default) makes [`Session`] an extractor. The guides (settings, expiry,
 //! Django, outages, concurrency, engines, operations …) are in [`guide`].

@@ -141,44 +141,64 @@ mod django_flows {
     }
 }
 
+/// `engines::open` on both client-side engines (private cookies' own clauses are in
+/// conformance_private_cookie.rs).
 mod open {
+    use cloakroom::engines::private_cookie::PrivateCookies;
     use cloakroom::engines::{open, OpenError};
-    use cloakroom::{Backing, Engine, Secret, Settings};
+    use cloakroom::{Backing, ClientSide, Engine, Secret, Settings};
+
+    const CLIENT_SIDE: [Engine; 2] = [Engine::SignedCookies, Engine::PrivateCookies];
 
     #[tokio::test]
-    async fn signed_cookies_needs_a_secret_key_and_says_so() {
-        let settings = Settings::default().with_engine(Engine::SignedCookies);
-        let err = open(&settings).await.unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, OpenError::Config(_)), "{msg}");
-        assert!(
-            msg.contains("secret_key") && msg.contains("--secret-key"),
-            "{msg}"
-        );
+    async fn client_side_engines_need_a_secret_key_and_say_so() {
+        for engine in CLIENT_SIDE {
+            let settings = Settings::default().with_engine(engine);
+            let err = open(&settings).await.unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, OpenError::Config(_)), "{msg}");
+            assert!(
+                msg.contains("secret_key")
+                    && msg.contains("--secret-key")
+                    && msg.contains(&engine.to_string()),
+                "{msg}"
+            );
 
-        let empty = settings.clone().with_secret_key(Some(Secret::new("")));
-        assert!(open(&empty)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("secret_key"));
+            let empty = settings.clone().with_secret_key(Some(Secret::new("")));
+            assert!(open(&empty)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("secret_key"));
+        }
     }
 
     #[tokio::test]
-    async fn signed_cookies_opens_with_its_fallbacks() {
-        let settings = Settings::default()
-            .with_engine(Engine::SignedCookies)
-            .with_secret_key(Some(Secret::new("new")))
-            .with_secret_key_fallbacks(vec![Secret::new("old")]);
-        let Backing::Cookie(opened) = open(&settings).await.unwrap() else {
-            panic!("signed_cookies opened as a store on the server");
-        };
-        assert_eq!(opened.engine(), "signed_cookies");
-        let old = super::make("old", &[]);
-        let now = time::OffsetDateTime::now_utc();
-        let data = serde_json::from_str(r#"{"a":1}"#).unwrap();
-        let cookie = old.encode(&data, now).unwrap();
-        let (back, _) = opened.decode(&cookie, now).unwrap();
-        assert_eq!(back, data, "the fallback from the settings is not used");
+    async fn client_side_engines_open_with_their_fallbacks() {
+        for engine in CLIENT_SIDE {
+            let settings = Settings::default()
+                .with_engine(engine)
+                .with_secret_key(Some(Secret::new("new")))
+                .with_secret_key_fallbacks(vec![Secret::new("old")]);
+            let Backing::Cookie(opened) = open(&settings).await.unwrap() else {
+                panic!("{engine} opened as a store on the server");
+            };
+            assert_eq!(opened.engine(), engine.to_string());
+            let old: ClientSide = if engine == Engine::PrivateCookies {
+                PrivateCookies::new(Secret::new("old"), vec![], 60, "sessionid")
+                    .unwrap()
+                    .into()
+            } else {
+                super::make("old", &[]).into()
+            };
+            let now = time::OffsetDateTime::now_utc();
+            let data = serde_json::from_str(r#"{"a":1}"#).unwrap();
+            let cookie = old.encode(&data, now).unwrap();
+            let (back, _) = opened.decode(&cookie, now).unwrap();
+            assert_eq!(
+                back, data,
+                "{engine}: the fallback from the settings is not used"
+            );
+        }
     }
 }

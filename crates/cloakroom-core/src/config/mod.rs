@@ -302,7 +302,7 @@ impl Settings {
     /// The codec the data format asks for on this engine. Under `data_format = "django"`:
     /// Django's signed `session_data` for the `db`, `cached_db` and `file` engines, and Django's
     /// pickled cache value for the `cache` engine. Otherwise, and always for `signed_cookies`
-    /// (which signs the cookie itself), plain JSON.
+    /// and `private_cookies` (which seal the cookie themselves), plain JSON.
     ///
     /// With `cached_db`, the cache in front of the database holds the database's text (so a
     /// Django app's cache entries are not shared, only its table).
@@ -379,10 +379,13 @@ impl Settings {
                 ),
             });
         }
-        if session.hash_keys && store.engine == Engine::SignedCookies {
+        if session.hash_keys && store.engine.is_client_side() {
             return invalid(
                 "hash_keys",
-                "the signed_cookies engine keeps the data in the cookie: there is no key to hash",
+                &format!(
+                    "the {} engine keeps the data in the cookie: there is no key to hash",
+                    store.engine
+                ),
             );
         }
         Ok(())

@@ -25,6 +25,8 @@ pub enum Engine {
     File,
     /// The data itself, signed, in the cookie.
     SignedCookies,
+    /// The data itself, encrypted and authenticated, in the cookie (a cloakroom format).
+    PrivateCookies,
 }
 
 impl std::str::FromStr for Engine {
@@ -36,10 +38,11 @@ impl std::str::FromStr for Engine {
             "cached_db" => Ok(Self::CachedDb),
             "file" => Ok(Self::File),
             "signed_cookies" => Ok(Self::SignedCookies),
+            "private_cookies" => Ok(Self::PrivateCookies),
             _ => Err(ConfigError::Invalid {
                 setting: "engine",
                 reason: format!(
-                    "`{s}` is not an engine; use db, cache, cached_db, file or signed_cookies"
+                    "`{s}` is not an engine; use db, cache, cached_db, file, signed_cookies or private_cookies"
                 ),
             }),
         }
@@ -54,11 +57,17 @@ impl fmt::Display for Engine {
             Self::CachedDb => "cached_db",
             Self::File => "file",
             Self::SignedCookies => "signed_cookies",
+            Self::PrivateCookies => "private_cookies",
         })
     }
 }
 
 impl Engine {
+    /// Whether the data travels in the cookie (signed or private cookies): no store, no key.
+    pub fn is_client_side(self) -> bool {
+        matches!(self, Self::SignedCookies | Self::PrivateCookies)
+    }
+
     /// The engine a URL names by its scheme (see [`SCHEMES`]): `db` for a database, `cache`
     /// for Redis, `file` for a folder; `None` for a scheme no engine reads.
     pub fn from_url(url: &str) -> Option<Self> {

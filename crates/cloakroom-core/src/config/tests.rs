@@ -234,3 +234,18 @@ fn for_url_points_the_wiring_and_checks_it() {
         .unwrap_err();
     assert!(err.to_string().contains("`table`"), "{err}");
 }
+
+#[test]
+fn private_cookies_is_an_engine_with_no_key_to_hash() {
+    let s = Settings::from_toml_str("engine = \"private_cookies\"\nsecret_key = \"k\"").unwrap();
+    assert_eq!(s.store.engine, Engine::PrivateCookies);
+    assert_eq!(s.store.engine.to_string(), "private_cookies");
+    assert!(matches!(s.codec(), crate::codec::Codec::Json));
+    let err =
+        Settings::from_toml_str("engine = \"private_cookies\"\nhash_keys = true").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("hash_keys") && msg.contains("private_cookies"),
+        "{msg}"
+    );
+}

@@ -66,8 +66,7 @@ const MAX_ACCEPTED_VALUE: usize = 2 * MAX_COOKIE_BYTES;
 #[derive(Clone, Debug)]
 pub struct SignedCookies {
     signer: Signer,
-    cookie_age: Duration,
-    cookie_name: String,
+    limits: Limits,
 }
 
 impl SignedCookies {
@@ -104,8 +103,7 @@ impl SignedCookies {
         Ok(Self {
             signer: Signer::new(&secret, &fallbacks, COOKIE_SALT)
                 .with_max_decompressed(MAX_DECOMPRESSED),
-            cookie_age: Duration::from_secs(cookie_age),
-            cookie_name: cookie_name.into(),
+            limits: Limits::new(cookie_age, cookie_name.into()),
         })
     }
 
@@ -119,13 +117,12 @@ impl SignedCookies {
     /// `cookie_age`, past its own expiry, or garbage) is `None`: every client can send
     /// anything here, so the visitor just gets a fresh session.
     pub fn decode(&self, value: &str, now: OffsetDateTime) -> Option<(Data, OffsetDateTime)> {
-        if value.len() > MAX_ACCEPTED_VALUE {
-            tracing::debug!(len = value.len(), "session cookie too long; ignored");
+        if too_long(value) {
             return None;
         }
         let verified = self
             .signer
-            .unsign(value, Some(self.cookie_age), now)
+            .unsign(value, Some(self.limits.cookie_age), now)
             .and_then(|verified| {
                 let data = self.signer.decode_payload(verified.payload)?;
                 Ok((data, verified.timestamp))
@@ -138,14 +135,7 @@ impl SignedCookies {
             }
         };
         let issued = OffsetDateTime::from_unix_timestamp(timestamp).ok()?;
-        // The age rule (checked by `unsign`) lets a cookie exactly `cookie_age` old pass, as
-        // Django does; the session's own expiry is a plain instant.
-        let by_age = self.aged_out_at(issued);
-        let expires_at = match own_expiry(&data, issued) {
-            Some(own) if own <= now => return None,
-            Some(own) => own.min(by_age),
-            None => by_age,
-        };
+        let expires_at = self.limits.live_until(&data, issued, now)?;
         Some((data, expires_at))
     }
 
@@ -158,12 +148,48 @@ impl SignedCookies {
     /// session with it, without a word.
     pub fn encode(&self, data: &Data, now: OffsetDateTime) -> Result<String, StoreError> {
         let value = self.signer.dumps(data, true, now);
+        self.limits.fits(ENGINE, value)
+    }
+}
+
+/// Whether a cookie value is longer than any issued here ([`MAX_ACCEPTED_VALUE`]): refused
+/// before any hashing or decryption.
+pub(crate) fn too_long(value: &str) -> bool {
+    let long = value.len() > MAX_ACCEPTED_VALUE;
+    if long {
+        tracing::debug!(len = value.len(), "session cookie too long; ignored");
+    }
+    long
+}
+
+/// What every client-side engine checks the same way: how old a cookie may be, and the name
+/// its size is counted with.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    /// Cookies older than this are refused (`cookie_age`).
+    pub cookie_age: Duration,
+    /// The cookie's name, counted against [`MAX_COOKIE_BYTES`].
+    pub cookie_name: String,
+}
+
+impl Limits {
+    pub(crate) fn new(cookie_age: u64, cookie_name: String) -> Self {
+        Self {
+            cookie_age: Duration::from_secs(cookie_age),
+            cookie_name,
+        }
+    }
+
+    /// `value` back when a cookie carrying it (with its name and the usual attributes) is
+    /// within the [`MAX_COOKIE_BYTES`] browsers keep; [`StoreError::TooLarge`] naming `engine`
+    /// otherwise, so every client-side engine refuses alike.
+    pub(crate) fn fits(&self, engine: &'static str, value: String) -> Result<String, StoreError> {
         let size = self.cookie_name.len() + 1 + value.len() + TYPICAL_ATTRIBUTES.len();
         if size > MAX_COOKIE_BYTES {
             return Err(StoreError::TooLarge {
-                engine: ENGINE,
+                engine,
                 detail: format!(
-                    "the signed cookie would be {size} bytes (name, value and typical \
+                    "the {engine} cookie would be {size} bytes (name, value and typical \
                      attributes), over the {MAX_COOKIE_BYTES}-byte limit browsers keep; store \
                      less in the session, or use a server-side engine (db, cache, cached_db or \
                      file)"
@@ -173,12 +199,28 @@ impl SignedCookies {
         Ok(value)
     }
 
-    /// When a cookie signed at `issued` stops being accepted by age alone.
-    fn aged_out_at(&self, issued: OffsetDateTime) -> OffsetDateTime {
+    /// The instant a cookie issued at `issued` carrying `data` stops being accepted:
+    /// `cookie_age` after its issue or the session's own expiry, whichever is first; `None`
+    /// when that is already past at `now`. A cookie exactly `cookie_age` old still passes, as
+    /// in Django; the session's own expiry is a plain instant.
+    pub(crate) fn live_until(
+        &self,
+        data: &Data,
+        issued: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<OffsetDateTime> {
         let age = i64::try_from(self.cookie_age.as_secs()).unwrap_or(i64::MAX);
-        issued
+        let by_age = issued
             .checked_add(time::Duration::seconds(age))
-            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
+        if by_age < now {
+            return None;
+        }
+        match own_expiry(data, issued) {
+            Some(own) if own <= now => None,
+            Some(own) => Some(own.min(by_age)),
+            None => Some(by_age),
+        }
     }
 }
 
@@ -195,19 +237,20 @@ fn own_expiry(data: &Data, issued: OffsetDateTime) -> Option<OffsetDateTime> {
     }
 }
 
+/// The engines' tests; `data` and `at` serve the private engine's too.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn cookies() -> SignedCookies {
         SignedCookies::new(Secret::new("s3cret"), vec![], 1_209_600, "sessionid").unwrap()
     }
 
-    fn data(json: &str) -> Data {
+    pub(crate) fn data(json: &str) -> Data {
         serde_json::from_str(json).unwrap()
     }
 
-    fn at() -> OffsetDateTime {
+    pub(crate) fn at() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_735_689_600).unwrap()
     }
 
@@ -255,9 +298,16 @@ mod tests {
         let fits = data(&format!(r#"{{"n":"{}"}}"#, &noise[..3000]));
         assert!(c.encode(&fits, at()).is_ok());
         let over = data(&format!(r#"{{"n":"{}"}}"#, &noise[..6200]));
-        let err = c.encode(&over, at()).unwrap_err();
+        assert_too_large(&c.encode(&over, at()).unwrap_err(), ENGINE);
+    }
+
+    /// `err` is the size error of `engine`, naming the limit and the way out.
+    pub(crate) fn assert_too_large(err: &StoreError, engine: &str) {
         let msg = err.to_string();
-        assert!(matches!(err, StoreError::TooLarge { .. }), "{msg}");
+        assert!(
+            matches!(err, StoreError::TooLarge { engine: e, .. } if *e == engine),
+            "{msg}"
+        );
         assert!(
             msg.contains("4096") && msg.contains("server-side engine"),
             "{msg}"

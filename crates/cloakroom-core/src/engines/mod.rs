@@ -1,4 +1,4 @@
-//! The engines that need no driver (in-process cache, files, signed cookies) and the two
+//! The engines that need no driver (in-process cache, files, signed and private cookies) and the two
 //! compositions of stores (`cached_db`, `migrating`); the SQL engines live in `cloakroom-sql`,
 //! Redis in `cloakroom-redis`, and `cloakroom::engines::open` picks one from settings. Each
 //! only moves records: the core does keys, encoding, expiry rules and merging.
@@ -12,6 +12,7 @@ mod listed;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod migrating;
+pub mod private_cookie;
 
 pub use crate::backend::Migrate;
 pub use crate::error::OpenError;

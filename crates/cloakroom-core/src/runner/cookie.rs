@@ -1,6 +1,6 @@
-//! The write of a request's end when the data travels in the cookie (signed cookies). Nothing
-//! is stored, so there is nothing to delete, compare-and-swap, park or index: the write the
-//! plan asks for becomes a cookie value signed now, which is the session's key from then on,
+//! The write of a request's end when the data travels in the cookie (signed or private
+//! cookies). Nothing is stored, so there is nothing to delete, compare-and-swap, park or index:
+//! the write the plan asks for becomes a cookie value sealed now, which is the session's key from then on,
 //! as a Django `signed_cookies` session's key is its cookie value. Two overlapping requests
 //! each send their whole session, and the browser keeps the last: no merge is possible.
 
@@ -8,25 +8,25 @@ use time::OffsetDateTime;
 
 use super::write::{max_age, record_of, start_new};
 use super::Written;
-use crate::engines::cookie::SignedCookies;
+use crate::backing::ClientSide;
 use crate::error::Error;
 use crate::plan::Write;
 use crate::recorded::Recorded;
 use crate::shared::Shared;
 use crate::store::Record;
 
-/// The cookie that carries what `write` asks for, signed at `now`; `None` when it asks for
+/// The cookie that carries what `write` asks for, sealed at `now`; `None` when it asks for
 /// nothing (or a refresh of a session that has no data loaded).
 pub(super) fn write(
     shared: &Shared,
-    cookies: &SignedCookies,
+    cookies: &ClientSide,
     st: &mut Recorded,
     write: Write,
     now: OffsetDateTime,
 ) -> Result<Option<Written>, Error> {
     let (key, record, max_age) = match write {
         Write::Nothing | Write::Refuse => return Ok(None),
-        // A rolling refresh re-signs the data as loaded: only the timestamp moves.
+        // A rolling refresh re-seals the data as loaded: only the issue time moves.
         Write::Touch {
             expires_at,
             max_age,
