@@ -130,7 +130,8 @@ async fn the_core_calls_its_store_through_the_decorator() {
 #[tokio::test]
 async fn hash_keys_hashes_keys_and_linked_ids_and_revokes_listed_ids_as_listed() {
     let inner = Arc::new(MemoryStore::default());
-    let store = cloakroom_core::decorate::Decorated::new(HashKeys, inner.clone());
+    let store = cloakroom_core::decorate::Decorated::new(HashKeys, inner.clone())
+        .with_users(Some(inner.clone()));
     let now = OffsetDateTime::now_utc();
     let key = "abcdefgh12345678abcdefgh12345678";
     store.create(key, &record("{}")).await.unwrap();
