@@ -47,6 +47,7 @@ mod session;
 mod shared;
 pub mod signing;
 pub mod store;
+pub mod users;
 
 pub use backend::{Backend, Migrate};
 pub use backing::{Backing, ClientSide};
@@ -62,6 +63,7 @@ pub use session::{Session, TypedKey};
 pub use store::{
     ClearExpired, Created, MovesOnLoad, Record, SessionStore, Updated, UserIndex, UserSession,
 };
+pub use users::{IndexEntries, IndexEntry};
 
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Error {

@@ -179,6 +179,12 @@ impl std::fmt::Debug for UserSession {
 /// The contract: an entry never outlives its session (an expired or deleted session is not
 /// listed, and its entry is removed by the store or by `clearsessions`); revoking deletes the
 /// session itself, so it ends on that session's next request, on every app server.
+///
+/// An engine does not implement this trait itself: it implements the small primitive
+/// [`IndexEntries`](crate::users::IndexEntries) on its storage, and gets this trait from the
+/// core, which holds the rules (which entries a listing forgets, its order, what revoking may
+/// delete) once for every engine. Stores that forward to another store's index
+/// (`cached_db`, `migrating`, decorators) implement it directly.
 #[async_trait]
 pub trait UserIndex: Send + Sync {
     /// Records (or refreshes: `last_seen`, `expires_at`, client) that session `entry.id`

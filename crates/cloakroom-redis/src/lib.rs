@@ -10,7 +10,7 @@
 #![deny(missing_docs)]
 
 // The core's modules under the names the engine uses (`crate::store`, `crate::error` …).
-use cloakroom_core::{config, exclusive, store};
+use cloakroom_core::{config, exclusive, store, users};
 
 /// The core's errors under the path the engines use.
 mod error {

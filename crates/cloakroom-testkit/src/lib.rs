@@ -958,6 +958,53 @@ pub async fn user_entries_go_with_clear_expired(
     );
 }
 
+/// Index entries (the primitive an engine implements, [`IndexEntries`](cloakroom_core::IndexEntries)):
+/// `holds` and `delete_held` answer for the user an entry was put under and no other, and a
+/// second `put` of the same session keeps the first `created_at`. Called on the engine
+/// itself, for the parts the core's index may not reach on every engine (SQL deletes a held
+/// session in one statement and never asks `holds`).
+pub async fn index_entries_are_held_by_their_user(store: &impl cloakroom_core::IndexEntries) {
+    let now = OffsetDateTime::now_utc();
+    let (key, ana, bob) = (fresh_key(), fresh_user(), fresh_user());
+    let live = record("{}", now + Duration::from_secs(600));
+    assert_eq!(store.create(&key, &live).await.unwrap(), Created::Stored);
+    let login = store::UserSession {
+        id: key.clone(),
+        user_id: ana.clone(),
+        created_at: now - Duration::from_secs(3600),
+        last_seen: now,
+        expires_at: live.expires_at,
+        user_agent: None,
+        ip: None,
+    };
+    store.put(&login).await.unwrap();
+    let later = store::UserSession {
+        created_at: now,
+        ..login.clone()
+    };
+    store.put(&later).await.unwrap();
+    let found = store.entries(&ana, now).await.unwrap();
+    let created = found.iter().find_map(|e| match e {
+        cloakroom_core::IndexEntry::Found(s) if s.id == key => Some(s.created_at),
+        _ => None,
+    });
+    let created = created.expect("the entry put is not among the user's entries");
+    assert!(near(created, login.created_at), "a relink moved the login");
+
+    assert!(store.holds(&ana, &key).await.unwrap());
+    assert!(
+        !store.holds(&bob, &key).await.unwrap(),
+        "held for another user"
+    );
+    store.delete_held(&bob, &key).await.unwrap();
+    assert!(
+        store.load(&key, now).await.unwrap().is_some(),
+        "deleted for a user whose index does not hold it"
+    );
+    store.delete_held(&ana, &key).await.unwrap();
+    assert_eq!(store.load(&key, now).await.unwrap(), None, "not deleted");
+}
+
 /// User index: with `max_sessions_per_user`, a login over the cap revokes the oldest sessions.
 pub async fn user_cap_revokes_the_oldest(backing: impl Into<Backing>) {
     let backing = backing.into();

@@ -35,6 +35,11 @@ fn store() -> Arc<FileStore> {
 
 cloakroom::conformance_tests!(async { store() }, clear);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_entries_are_held_by_their_user() {
+    cloakroom::testing::index_entries_are_held_by_their_user(&*store()).await;
+}
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }

@@ -10,6 +10,11 @@ mod memory {
     }
 
     cloakroom::conformance_tests!(async { store() }, clear);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn index_entries_are_held_by_their_user() {
+        cloakroom::testing::index_entries_are_held_by_their_user(&*store()).await;
+    }
 }
 
 mod sqlite {
@@ -30,6 +35,11 @@ mod sqlite {
     }
 
     cloakroom::conformance_tests!(store(), clear);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn index_entries_are_held_by_their_user() {
+        cloakroom::testing::index_entries_are_held_by_their_user(&*store().await).await;
+    }
 
     /// A touch moves `expire_date` alone: a trigger that refuses any write of `session_data`
     /// lets it through, and stops a full update.

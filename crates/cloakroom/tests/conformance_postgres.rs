@@ -86,6 +86,11 @@ async fn store() -> Arc<PostgresStore> {
 
 cloakroom::conformance_tests!(store(), clear);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_entries_are_held_by_their_user() {
+    cloakroom::testing::index_entries_are_held_by_their_user(&*store().await).await;
+}
+
 fn record(data: &str, expires_at: OffsetDateTime) -> Record {
     Record {
         data: data.to_owned().into(),

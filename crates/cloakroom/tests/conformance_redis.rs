@@ -17,6 +17,14 @@ use time::OffsetDateTime;
 // nothing to do and is a no-op (pinned below), while the suite's clause moves a test clock.
 cloakroom::conformance_tests!(support::redis::scoped());
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_entries_are_held_by_their_user() {
+    cloakroom::testing::index_entries_are_held_by_their_user(
+        support::redis::scoped().await.inner(),
+    )
+    .await;
+}
+
 fn record(data: &str, ttl: Duration) -> Record {
     Record {
         data: data.to_owned().into(),

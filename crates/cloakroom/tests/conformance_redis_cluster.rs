@@ -24,6 +24,11 @@ async fn store() -> Arc<RedisStore> {
 // Without `clear`, as on one server: the TTL expires keys (see `conformance_redis.rs`).
 cloakroom::conformance_tests!(store());
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_entries_are_held_by_their_user() {
+    cloakroom::testing::index_entries_are_held_by_their_user(&*store().await).await;
+}
+
 fn record(data: &str) -> Record {
     Record {
         data: data.to_owned().into(),

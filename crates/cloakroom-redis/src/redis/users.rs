@@ -1,7 +1,8 @@
-//! Sessions of a user ([`UserIndex`]): a sorted set per user of the user's session keys,
-//! scored by their expiry (ms), and one hash per session beside it (login, last write,
-//! client), kept by the scripts `lua/link.lua`, `unlink.lua`, `list.lua` and `owns.lua`. Both
-//! carry the user's hash tag, so each script touches one cluster slot.
+//! The Redis store's index entries ([`IndexEntries`]): a sorted set per user of the user's
+//! session keys, scored by their expiry (ms), and one hash per session beside it (login, last
+//! write, client), kept by the scripts `lua/link.lua`, `unlink.lua`, `list.lua` and
+//! `owns.lua`. Both carry the user's hash tag, so each script touches one cluster slot. The
+//! rules of the index are the core's (`cloakroom_core::users`).
 
 use async_trait::async_trait;
 use fred::types::Value;
@@ -11,7 +12,8 @@ use super::script::{self, status};
 use super::store::NO_EXPIRY;
 use super::RedisStore;
 use crate::error::StoreError;
-use crate::store::{SessionStore as _, UserIndex, UserSession};
+use crate::store::UserSession;
+use crate::users::{IndexEntries, IndexEntry};
 
 /// Milliseconds since the Unix epoch, as the index scores and stamps instants.
 fn unix_ms(at: OffsetDateTime) -> i64 {
@@ -62,8 +64,8 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl UserIndex for RedisStore {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+impl IndexEntries for RedisStore {
+    async fn put(&self, entry: &UserSession) -> Result<(), StoreError> {
         let wall = unix_ms(OffsetDateTime::now_utc());
         let args = || {
             [
@@ -81,62 +83,59 @@ impl UserIndex for RedisStore {
             .map(drop)
     }
 
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let args = || [Value::from(id)];
         self.run(&script::UNLINK, &self.user_set_key(user_id), args)
             .await
             .map(drop)
     }
 
-    async fn sessions_of(
+    /// `list.lua` prunes the entries expired at `now` by their score; a session deleted
+    /// without its entry (by Django, or a failed unlink) is found by its key being gone, the
+    /// checks sent together (each to its own slot's node).
+    async fn entries(
         &self,
         user_id: &str,
         now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
+    ) -> Result<Vec<IndexEntry>, StoreError> {
         let args = || [Value::Integer(unix_ms(now))];
-        let set = self.user_set_key(user_id);
-        let reply = self.run(&script::LIST, &set, args).await?;
-        let mut listed = Vec::with_capacity(reply.len());
-        let mut dead = Vec::new();
+        let reply = self
+            .run(&script::LIST, &self.user_set_key(user_id), args)
+            .await?;
+        let mut entries = Vec::with_capacity(reply.len());
+        let mut read = Vec::with_capacity(reply.len());
         for member in &reply {
             match listed_entry(user_id, member) {
-                Some(entry) => listed.push(entry),
-                None => dead.extend(match member {
-                    Value::Array(fields) => fields.first().and_then(Value::as_string),
-                    _ => None,
-                }),
+                Some(entry) => read.push(entry),
+                None => entries.extend(
+                    match member {
+                        Value::Array(fields) => fields.first().and_then(Value::as_string),
+                        _ => None,
+                    }
+                    .map(IndexEntry::Stale),
+                ),
             }
         }
-        // A session deleted without its entry (by Django, or a failed unlink): its key is
-        // gone. The checks go out together (each to its own slot's node).
-        let present = futures_util::future::join_all(listed.iter().map(|s| self.exists(&s.id)))
+        let present = futures_util::future::join_all(read.iter().map(|s| self.exists(&s.id)))
             .await
             .into_iter()
             .collect::<Result<Vec<bool>, StoreError>>()?;
-        let mut live = Vec::with_capacity(listed.len());
-        for (entry, present) in listed.into_iter().zip(present) {
+        entries.extend(read.into_iter().zip(present).map(|(entry, present)| {
             if present {
-                live.push(entry);
+                IndexEntry::Found(entry)
             } else {
-                dead.push(entry.id);
+                IndexEntry::Stale(entry.id)
             }
-        }
-        for id in dead {
-            self.unlink(user_id, &id).await?;
-        }
-        live.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-        Ok(live)
+        }));
+        Ok(entries)
     }
 
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn holds(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
         let args = || [Value::from(id)];
         let owns = self
             .run(&script::OWNS, &self.user_set_key(user_id), args)
             .await?;
-        if status(&owns) == Some(1) {
-            self.delete(id).await?;
-        }
-        self.unlink(user_id, id).await
+        Ok(status(&owns) == Some(1))
     }
 }
 

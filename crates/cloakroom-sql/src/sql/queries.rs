@@ -129,6 +129,8 @@ pub struct Queries {
     pub unlink: String,
     /// The session's own expiry decides (Django may have saved it since our last link).
     pub sessions_of: String,
+    /// Whether the index holds a session for a user.
+    pub holds: String,
     /// Deletes the session only if the index says it is this user's.
     pub revoke: String,
 }
@@ -157,6 +159,7 @@ impl Queries {
             link: sql(format!("INSERT INTO {u} (session_key, user_id, created, last_seen, expire_date, user_agent, ip) SELECT $1, $2, $3, $4, $5, $6, $7{dual} WHERE EXISTS (SELECT 1 FROM {t} WHERE session_key = $8) {upsert}")),
             unlink: sql(format!("DELETE FROM {u} WHERE user_id = $1 AND session_key = $2")),
             sessions_of: sql(format!("SELECT u.session_key, u.user_id, u.created, u.last_seen, s.expire_date, u.user_agent, u.ip FROM {u} u JOIN {t} s ON s.session_key = u.session_key WHERE u.user_id = $1 AND s.expire_date > $2 ORDER BY u.created DESC, u.session_key")),
+            holds: sql(format!("SELECT 1 FROM {u} WHERE user_id = $1 AND session_key = $2")),
             revoke: sql(format!("DELETE FROM {t} WHERE session_key IN (SELECT session_key FROM {u} WHERE user_id = $1 AND session_key = $2)")),
         }
     }

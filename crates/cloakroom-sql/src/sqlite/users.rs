@@ -1,4 +1,5 @@
-//! The SQLite store's index of sessions by user.
+//! The SQLite store's index entries ([`IndexEntries`]); the rules of the index are the core's
+//! (`cloakroom_core::users`).
 
 use std::sync::Arc;
 
@@ -8,14 +9,16 @@ use time::OffsetDateTime;
 use super::datetime::{django_datetime, parse_django_datetime};
 use super::SqliteStore;
 use crate::error::StoreError;
-use crate::store::{UserIndex, UserSession};
+use crate::sql::Queries;
+use crate::store::UserSession;
+use crate::users::{IndexEntries, IndexEntry};
 
-/// The index in `<table>_user` (see [`Table::user_table`](crate::sql::Table::user_table)), with the semantics of the server
-/// engines' (`SqlStore`'s): the connections turn SQLite's foreign keys on, so deleting a
-/// session deletes its entry.
+/// The entries in `<table>_user` (see [`Table::user_table`](crate::sql::Table::user_table)),
+/// kept as the server engines' (`SqlStore`'s) are, by the same statements: the connections
+/// turn SQLite's foreign keys on, so deleting a session deletes its entry.
 #[async_trait]
-impl UserIndex for SqliteStore {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+impl IndexEntries for SqliteStore {
+    async fn put(&self, entry: &UserSession) -> Result<(), StoreError> {
         let q = Arc::clone(&self.q);
         let (id, user) = (entry.id.clone(), entry.user_id.clone());
         let (agent, ip) = (entry.user_agent.clone(), entry.ip.clone());
@@ -39,20 +42,15 @@ impl UserIndex for SqliteStore {
         }
     }
 
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let (q, user, id) = (Arc::clone(&self.q), user_id.to_owned(), id.to_owned());
-        let done = self
-            .conns
-            .write(move |c| c.prepare_cached(&q.unlink)?.execute([&user, &id]))
-            .await?;
-        self.check(done, true).await.map(drop)
+    async fn remove(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.write_entry(|q| &q.unlink, user_id, id).await
     }
 
-    async fn sessions_of(
+    async fn entries(
         &self,
         user_id: &str,
         now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
+    ) -> Result<Vec<IndexEntry>, StoreError> {
         let (q, user, now) = (
             Arc::clone(&self.q),
             user_id.to_owned(),
@@ -63,7 +61,7 @@ impl UserIndex for SqliteStore {
             .read(move |c| {
                 let mut statement = c.prepare_cached(&q.sessions_of)?;
                 let rows = statement.query_map([&user, &now], |row| {
-                    Ok(UserSession {
+                    Ok(IndexEntry::Found(UserSession {
                         id: row.get(0)?,
                         user_id: row.get(1)?,
                         created_at: read_at(row, 2)?,
@@ -71,7 +69,7 @@ impl UserIndex for SqliteStore {
                         expires_at: read_at(row, 4)?,
                         user_agent: row.get(5)?,
                         ip: row.get(6)?,
-                    })
+                    }))
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
@@ -79,14 +77,34 @@ impl UserIndex for SqliteStore {
         self.check(found, true).await
     }
 
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        let (q, user, owned_id) = (Arc::clone(&self.q), user_id.to_owned(), id.to_owned());
+    async fn holds(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
+        let (q, user, id) = (Arc::clone(&self.q), user_id.to_owned(), id.to_owned());
+        let found = self
+            .conns
+            .read(move |c| c.prepare_cached(&q.holds)?.exists([&user, &id]))
+            .await?;
+        self.check(found, true).await
+    }
+
+    async fn delete_held(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+        self.write_entry(|q| &q.revoke, user_id, id).await
+    }
+}
+
+impl SqliteStore {
+    /// Runs the index statement `pick` names, bound to a user and a session id.
+    async fn write_entry(
+        &self,
+        pick: fn(&Queries) -> &String,
+        user_id: &str,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let (q, user, id) = (Arc::clone(&self.q), user_id.to_owned(), id.to_owned());
         let done = self
             .conns
-            .write(move |c| c.prepare_cached(&q.revoke)?.execute([&user, &owned_id]))
+            .write(move |c| c.prepare_cached(pick(&q))?.execute([&user, &id]))
             .await?;
-        self.check(done, true).await?;
-        UserIndex::unlink(self, user_id, id).await
+        self.check(done, true).await.map(drop)
     }
 }
 

@@ -34,7 +34,7 @@
 //!
 //! # Sessions of a user
 //!
-//! The user index ([`UserIndex`]) is a hidden folder beside the sessions,
+//! The user index ([`UserIndex`](crate::UserIndex)) is a hidden folder beside the sessions,
 //! `.<cookie_name>.users/`, with one folder per user (named by a hash of the user id, so any
 //! id makes a safe name) holding one small JSON file per linked session, named by its key:
 //! login time, last write, client. A session's expiry is read from its own file, so an entry

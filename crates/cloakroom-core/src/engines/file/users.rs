@@ -1,5 +1,6 @@
-//! Sessions of a user ([`UserIndex`]) as files: a hidden folder beside the sessions with one
-//! folder per user (named by a hash of the user id) and one small JSON file per linked session.
+//! The file store's index entries ([`IndexEntries`]): a hidden folder beside the sessions
+//! with one folder per user (named by a hash of the user id) and one small JSON file per
+//! linked session. The rules of the index are the core's (`crate::users`).
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -12,7 +13,8 @@ use super::disk::{create_new_private, not_found, random_suffix, TEMP_MARKER};
 use super::{FileStore, Inner};
 use crate::error::StoreError;
 use crate::key;
-use crate::store::{UserIndex, UserSession};
+use crate::store::UserSession;
+use crate::users::{IndexEntries, IndexEntry};
 
 /// What an index entry file holds (instants in ms since the Unix epoch).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -154,22 +156,24 @@ impl Inner {
         Ok(())
     }
 
-    fn sessions_of(&self, user_id: &str, now: OffsetDateTime) -> io::Result<Vec<UserSession>> {
+    /// The entry files of `user_id`, each with its session file's expiry (`Stale` when the
+    /// session file or the entry is gone or unreadable).
+    fn entries(&self, user_id: &str) -> io::Result<Vec<IndexEntry>> {
         let dir = self.user_dir(user_id);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        let files = match fs::read_dir(&dir) {
+            Ok(files) => files,
             Err(e) if not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let mut listed = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name();
+        let mut entries = Vec::new();
+        for file in files {
+            let name = file?.file_name();
             let Some(id) = name.to_str().filter(|n| key::is_well_formed(n)) else {
                 continue;
             };
-            let live = self.live_until(id, now)?;
-            match (live, self.read_entry(&dir.join(id))?) {
-                (Some(expires_at), Some(e)) => listed.push(UserSession {
+            let session = self.live_until(id, OffsetDateTime::UNIX_EPOCH)?;
+            entries.push(match (session, self.read_entry(&dir.join(id))?) {
+                (Some(expires_at), Some(e)) => IndexEntry::Found(UserSession {
                     id: id.to_owned(),
                     user_id: user_id.to_owned(),
                     created_at: from_unix_ms(e.created),
@@ -178,21 +182,14 @@ impl Inner {
                     user_agent: e.user_agent,
                     ip: e.ip,
                 }),
-                _ => self.unlink(user_id, id)?,
-            }
+                _ => IndexEntry::Stale(id.to_owned()),
+            });
         }
-        listed.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-        Ok(listed)
+        Ok(entries)
     }
 
-    fn revoke(&self, user_id: &str, id: &str) -> io::Result<()> {
-        if !key::is_well_formed(id) {
-            return Ok(());
-        }
-        if fs::symlink_metadata(self.user_dir(user_id).join(id)).is_ok() {
-            self.delete(id)?;
-        }
-        self.unlink(user_id, id)
+    fn holds(&self, user_id: &str, id: &str) -> bool {
+        key::is_well_formed(id) && fs::symlink_metadata(self.user_dir(user_id).join(id)).is_ok()
     }
 
     /// Removes the entries of sessions that are gone or expired at `now` (and temp files a
@@ -230,29 +227,29 @@ impl Inner {
 }
 
 #[async_trait]
-impl UserIndex for FileStore {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+impl IndexEntries for FileStore {
+    async fn put(&self, entry: &UserSession) -> Result<(), StoreError> {
         let entry = entry.clone();
         self.run("link", move |s| s.link(&entry)).await
     }
 
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
         self.run("unlink", move |s| s.unlink(&user_id, &id)).await
     }
 
-    async fn sessions_of(
+    async fn entries(
         &self,
         user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
+        _now: OffsetDateTime,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
         let user_id = user_id.to_owned();
-        self.run("list", move |s| s.sessions_of(&user_id, now))
-            .await
+        self.run("list", move |s| s.entries(&user_id)).await
     }
 
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn holds(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
         let (user_id, id) = (user_id.to_owned(), id.to_owned());
-        self.run("revoke", move |s| s.revoke(&user_id, &id)).await
+        self.run("revoke", move |s| Ok(s.holds(&user_id, &id)))
+            .await
     }
 }

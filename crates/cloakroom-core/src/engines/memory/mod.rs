@@ -14,9 +14,9 @@
 //!   share evicts least recently used sessions until it is a sixteenth under it. A count bound
 //!   alone let 400 anonymous 1.9 MB sessions take 790 MB (issue 14).
 //!
-//! The user index ([`UserIndex`]) keeps each session's entry on the session itself, so it goes
-//! with it, plus a map from each user to their session keys; whatever drops a linked session
-//! (a delete, an expiry, an eviction) takes its key out of that map too.
+//! The user index ([`UserIndex`](crate::UserIndex)) keeps each session's entry on the session
+//! itself, so it goes with it, plus a map from each user to their session keys; whatever drops
+//! a linked session (a delete, an expiry, an eviction) takes its key out of that map too.
 
 mod shard;
 #[cfg(test)]

@@ -1,16 +1,19 @@
-//! Sessions of a user ([`UserIndex`]) in the in-process cache: each session's entry lives on
-//! the session itself, so it goes with it, plus a map from each user to their session keys.
+//! The in-process cache's index entries ([`IndexEntries`]): each session's entry lives on the
+//! session itself, so it goes with it, plus a map from each user to their session keys. The
+//! rules of the index are the core's (`crate::users`).
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use super::shard::Entry;
 use super::{lock, MemoryStore};
 use crate::error::StoreError;
-use crate::store::{UserIndex, UserSession};
+use crate::store::UserSession;
+use crate::users::{IndexEntries, IndexEntry};
 
 #[async_trait]
-impl UserIndex for MemoryStore {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+impl IndexEntries for MemoryStore {
+    async fn put(&self, entry: &UserSession) -> Result<(), StoreError> {
         {
             let mut shard = self.shard(&entry.id);
             // A session that is gone (a concurrent logout) gets no entry.
@@ -33,7 +36,7 @@ impl UserIndex for MemoryStore {
         Ok(())
     }
 
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         if let Some(session) = self.shard(id).map.get_mut(id) {
             if session
                 .linked
@@ -47,48 +50,53 @@ impl UserIndex for MemoryStore {
         Ok(())
     }
 
-    async fn sessions_of(
+    /// The entries as they sit on the sessions, with each session's own expiry; a key whose
+    /// session is gone or carries no entry is stale.
+    async fn entries(
         &self,
         user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
+        _now: OffsetDateTime,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
         let keys: Vec<Box<str>> = lock(&self.inner.users)
             .get(user_id)
             .map(|keys| keys.iter().cloned().collect())
             .unwrap_or_default();
-        let mut listed = Vec::with_capacity(keys.len());
-        let mut dead = Vec::new();
-        for key in keys {
-            let shard = self.shard(&key);
-            let live = shard.map.get(&*key).filter(|e| e.expires_at > now);
-            match live.and_then(|e| Some((e, e.linked.as_ref()?))) {
-                Some((session, linked)) if linked.user_id == user_id => {
-                    listed.push(UserSession {
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let shard = self.shard(&key);
+                match shard
+                    .map
+                    .get(&*key)
+                    .and_then(|e| Some((e, e.linked.as_ref()?)))
+                {
+                    Some((session, linked)) => IndexEntry::Found(UserSession {
                         expires_at: session.expires_at,
                         ..(**linked).clone()
-                    });
+                    }),
+                    None => IndexEntry::Stale(key.into()),
                 }
-                // Expired, gone or another user's now: the key leaves this user's set.
-                _ => dead.push((user_id.to_owned(), key)),
-            }
-        }
-        self.forget(dead);
-        listed.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-        Ok(listed)
+            })
+            .collect())
     }
 
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn holds(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(linked_to(self.shard(id).map.get(id), user_id))
+    }
+
+    /// Checks and deletes under the shard's lock, so the session cannot change hands between.
+    async fn delete_held(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         let mut shard = self.shard(id);
-        let theirs = shard
-            .map
-            .get(id)
-            .and_then(|e| e.linked.as_ref())
-            .is_some_and(|l| l.user_id == user_id);
-        if theirs {
+        if linked_to(shard.map.get(id), user_id) {
             shard.remove(id);
         }
-        drop(shard);
-        self.forget(vec![(user_id.to_owned(), Box::from(id))]);
         Ok(())
     }
+}
+
+/// Whether `session` exists and carries an entry of `user_id`.
+fn linked_to(session: Option<&Entry>, user_id: &str) -> bool {
+    session
+        .and_then(|e| e.linked.as_ref())
+        .is_some_and(|l| l.user_id == user_id)
 }

@@ -12,7 +12,8 @@ use super::driver::{Arg, Dialect, Driver as _, Failure};
 use super::pool::{connect_pool, Breakage, ServerOptions};
 use super::{data_digest, guarded_write, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
-use crate::store::{Created, Record, SessionStore, Updated, UserIndex, UserSession};
+use crate::store::{Created, Record, SessionStore, Updated, UserSession};
+use crate::users::{IndexEntries, IndexEntry};
 
 mod lock;
 mod many;
@@ -273,17 +274,19 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
     }
 }
 
-/// The index in `<table>_user` (see [`Table::user_table`]):
-/// - `link` inserts only while the session row exists and keeps an existing row's `created`;
-///   a session deleted meanwhile (a foreign key violation) is simply not linked.
-/// - `sessions_of` joins the live session row, whose own `expire_date` is reported: Django
-///   may have saved the session since its last link.
-/// - `revoke` deletes the session row only if the index says it is this user's; the foreign
-///   key's `ON DELETE CASCADE` takes the entry along (and `unlink` does, should a connection
-///   run without foreign keys).
+/// The index entries in `<table>_user` (see [`Table::user_table`]); the rules of the index
+/// are the core's (`cloakroom_core::users`):
+/// - `put` inserts only while the session row exists and keeps an existing row's `created`,
+///   in one statement; a session deleted meanwhile (a foreign key violation) is simply not
+///   linked.
+/// - `entries` joins the live session row, whose own `expire_date` is reported (Django may
+///   have saved the session since its last link): dead entries never leave the database, and
+///   the foreign key's `ON DELETE CASCADE` takes them along with their sessions.
+/// - `delete_held` deletes the session row only if the index says it is this user's, in one
+///   statement.
 #[async_trait]
-impl<D: Dialect> UserIndex for SqlStore<D> {
-    async fn link(&self, entry: &UserSession) -> Result<(), StoreError> {
+impl<D: Dialect> IndexEntries for SqlStore<D> {
+    async fn put(&self, entry: &UserSession) -> Result<(), StoreError> {
         let args = [
             Arg::Text(&entry.id),
             Arg::Text(&entry.user_id),
@@ -302,18 +305,18 @@ impl<D: Dialect> UserIndex for SqlStore<D> {
         }
     }
 
-    async fn unlink(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         self.run(&self.q.unlink, [Arg::Text(user_id), Arg::Text(id)])
             .await
             .map_err(|e| self.index_error(e))?;
         Ok(())
     }
 
-    async fn sessions_of(
+    async fn entries(
         &self,
         user_id: &str,
         now: OffsetDateTime,
-    ) -> Result<Vec<UserSession>, StoreError> {
+    ) -> Result<Vec<IndexEntry>, StoreError> {
         let fail = |e| self.index_error(e);
         let rows = self
             .all(&self.q.sessions_of, [Arg::Text(user_id), Arg::At(now)])
@@ -321,7 +324,7 @@ impl<D: Dialect> UserIndex for SqlStore<D> {
             .map_err(fail)?;
         rows.iter()
             .map(|row| {
-                Ok(UserSession {
+                Ok(IndexEntry::Found(UserSession {
                     id: D::Db::text(row, 0).map_err(fail)?,
                     user_id: D::Db::text(row, 1).map_err(fail)?,
                     created_at: D::read_at(row, 2).map_err(fail)?,
@@ -329,15 +332,23 @@ impl<D: Dialect> UserIndex for SqlStore<D> {
                     expires_at: D::read_at(row, 4).map_err(fail)?,
                     user_agent: D::Db::maybe_text(row, 5).map_err(fail)?,
                     ip: D::Db::maybe_text(row, 6).map_err(fail)?,
-                })
+                }))
             })
             .collect()
     }
 
-    async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
+    async fn holds(&self, user_id: &str, id: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .all(&self.q.holds, [Arg::Text(user_id), Arg::Text(id)])
+            .await
+            .map_err(|e| self.index_error(e))?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn delete_held(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
         self.run(&self.q.revoke, [Arg::Text(user_id), Arg::Text(id)])
             .await
             .map_err(|e| self.index_error(e))?;
-        UserIndex::unlink(self, user_id, id).await
+        Ok(())
     }
 }
