@@ -1,7 +1,7 @@
 //! The small, safe part of Python's pickle that Django's Redis cache uses for sessions.
 //!
 //! Django's `RedisCache` stores a session as `pickle.dumps(session_dict, HIGHEST_PROTOCOL)`
-//! (FORMAT.md §5). Session data is JSON-shaped, so only the opcodes for dicts, lists, tuples,
+//! (docs/format.md §5). Session data is JSON-shaped, so only the opcodes for dicts, lists, tuples,
 //! strings, numbers, booleans and `None` are read (protocols 0 to 5, with memo references),
 //! and written (protocol 2, which every Python 3 reads). Anything that would build or call a
 //! Python object (`GLOBAL`, `STACK_GLOBAL`, `REDUCE`, `BUILD`, `INST`, `OBJ`, `NEWOBJ`, …) is

@@ -191,7 +191,7 @@ async fn migrating_django_session_makes_djangos_table() {
     let (ours, djangos) = (unique("_ours"), unique("_django"));
     let ours_pool = pool_on_database(&db().await, &ours).await;
     let djangos_pool = pool_on_database(&db().await, &djangos).await;
-    // Django's DDL, verbatim from its MySQL schema editor (FORMAT.md §3).
+    // Django's DDL, verbatim from its MySQL schema editor (docs/format.md §3).
     sqlx::raw_sql(
         "CREATE TABLE `django_session` (`session_key` varchar(40) NOT NULL PRIMARY KEY, `session_data` longtext NOT NULL, `expire_date` datetime(6) NOT NULL);
 CREATE INDEX `django_session_expire_date_a5c62663` ON `django_session` (`expire_date`);",

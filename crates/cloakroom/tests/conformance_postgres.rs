@@ -179,7 +179,7 @@ async fn migrating_django_session_makes_djangos_table() {
             .await
             .unwrap();
     }
-    // Django's DDL, verbatim from `sqlmigrate sessions 0001` on PostgreSQL (FORMAT.md §3).
+    // Django's DDL, verbatim from `sqlmigrate sessions 0001` on PostgreSQL (docs/format.md §3).
     sqlx::raw_sql(&format!(
         r#"SET LOCAL search_path TO "{djangos}";
 CREATE TABLE "django_session" ("session_key" varchar(40) NOT NULL PRIMARY KEY, "session_data" text NOT NULL, "expire_date" timestamp with time zone NOT NULL);

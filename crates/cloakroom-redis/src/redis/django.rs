@@ -21,7 +21,7 @@ pub(super) fn decode_value(binary: bool, raw: &[u8]) -> Option<Bytes> {
 }
 
 /// Django's cache key for a session: `<prefix>:<version>:<session prefix>`, the head every key
-/// of a store starts with (`FORMAT.md` §5).
+/// of a store starts with (`docs/format.md` §5).
 pub(super) fn key_head(key_prefix: &str, version: i64, session_prefix: &str) -> String {
     format!("{key_prefix}:{version}:{session_prefix}")
 }

@@ -5,7 +5,7 @@
 //!   node will do; the client learns the rest of the topology, follows `MOVED`/`ASK` redirects
 //!   and reconnects after a failover). `valkey://` and `valkey-cluster://` are the same.
 //!   `rediss://` (TLS) needs the `redis-tls` feature.
-//! - **Keys** are Django's (`FORMAT.md` §5): `<prefix>:<version>:django.contrib.sessions.cache<key>`,
+//! - **Keys** are Django's (`docs/format.md` §5): `<prefix>:<version>:django.contrib.sessions.cache<key>`,
 //!   with prefix `""` and version `1` unless set, so a Django app with the same cache settings
 //!   sees the same keys.
 //! - **Expiry** is the server's own TTL, set from the record's expiry on every write, so the
