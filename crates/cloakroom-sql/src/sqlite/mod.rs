@@ -15,6 +15,7 @@
 mod conns;
 mod datetime;
 mod users;
+mod walk;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +27,10 @@ use time::OffsetDateTime;
 use self::conns::{is_busy, Conns, Location, BUSY_TIMEOUT};
 pub use self::datetime::django_datetime;
 use self::datetime::parse_django_datetime;
-use super::sql::{clear_in_batches, guarded_write, scan_batch, scan_limit, Flavor, Queries, Table};
+use super::sql::{guarded_write, Flavor, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::exclusive::{Exclusive, FileLock, InProcessLocks, LockGuard};
-use crate::store::{Batch, ClearExpired, Counts, Created, Record, Scan, SessionStore, Updated};
+use crate::store::{Created, Record, SessionStore, Updated};
 
 const ENGINE: &str = "sqlite";
 
@@ -329,85 +330,6 @@ impl SessionStore for SqliteStore {
             .write(move |c| c.prepare_cached(&q.delete)?.execute([&key]))
             .await?;
         self.check(done, false).await.map(drop)
-    }
-}
-
-#[async_trait]
-impl ClearExpired for SqliteStore {
-    async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        clear_in_batches(|| self.clear_expired_batch(now)).await
-    }
-
-    async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let (q, now) = (Arc::clone(&self.q), django_datetime(now));
-        let done = self
-            .conns
-            .off_runtime(true, move |c| c.prepare_cached(&q.clear)?.execute([&now]))
-            .await?;
-        Ok(self.check(done, false).await? as u64)
-    }
-}
-
-#[async_trait]
-impl Scan for SqliteStore {
-    async fn scan(
-        &self,
-        cursor: Option<&str>,
-        limit: usize,
-        now: OffsetDateTime,
-    ) -> Result<Batch, StoreError> {
-        let limit = scan_limit(limit);
-        let (q, now) = (Arc::clone(&self.q), django_datetime(now));
-        let cursor = cursor.unwrap_or("").to_owned();
-        let rows = self
-            .conns
-            .off_runtime(false, move |c| {
-                let mut statement = c.prepare_cached(&q.scan)?;
-                let rows = statement.query_map((&cursor, &now, limit), |row| {
-                    Ok((
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                    ))
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?;
-        let rows = self.check(rows, false).await?;
-        scan_batch(&rows, limit, |(key, data, expire)| {
-            Ok((key.clone(), record(data.clone(), expire)?))
-        })
-    }
-
-    async fn count(&self, now: OffsetDateTime) -> Result<Counts, StoreError> {
-        let (q, now) = (Arc::clone(&self.q), django_datetime(now));
-        let counts = self
-            .conns
-            .off_runtime(false, move |c| {
-                c.prepare_cached(&q.count_both)?
-                    .query_row([&now, &now], |row| {
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-                    })
-            })
-            .await?;
-        let (live, expired) = self.check(counts, false).await?;
-        Ok(Counts {
-            live: u64::try_from(live).unwrap_or(0),
-            expired: u64::try_from(expired).unwrap_or(0),
-        })
-    }
-}
-
-impl SqliteStore {
-    /// Whether any record (live or expired) holds `key`: for tests and tools that look at
-    /// the store itself (the core never asks).
-    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let (q, key) = (Arc::clone(&self.q), key.to_owned());
-        let found = self
-            .conns
-            .read(move |c| c.prepare_cached(&q.exists)?.exists([&key]))
-            .await?;
-        self.check(found, false).await
     }
 }
 
