@@ -29,8 +29,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 publishable=(--workspace --exclude cloakroom-bench)
 cargo package "${publishable[@]}" --no-verify
 for crate in "$CARGO_TARGET_DIR"/package/cloakroom*-0*.crate; do
+  # The listing is read whole first: `tar | grep -q` under pipefail fails when grep stops
+  # reading early and tar dies of SIGPIPE, which a large crate makes likely.
+  listing=$(tar -tzf "$crate")
   for file in README.md LICENSE-MIT LICENSE-APACHE; do
-    tar -tzf "$crate" | grep -q "^[^/]*/$file\$" || { echo "$crate lacks $file"; exit 1; }
+    grep -q "^[^/]*/$file\$" <<<"$listing" || { echo "$crate lacks $file"; exit 1; }
   done
 done
 cargo publish --dry-run "${publishable[@]}"
