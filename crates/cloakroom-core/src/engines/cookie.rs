@@ -93,13 +93,7 @@ impl SignedCookies {
         cookie_age: u64,
         cookie_name: impl Into<String>,
     ) -> Result<Self, OpenError> {
-        if secret.expose().is_empty() {
-            return Err(ConfigError::Invalid {
-                setting: "secret_key",
-                reason: "must not be empty: it signs the session cookies".into(),
-            }
-            .into());
-        }
+        require_secret(&secret, "it signs the session cookies")?;
         Ok(Self {
             signer: Signer::new(&secret, &fallbacks, COOKIE_SALT)
                 .with_max_decompressed(MAX_DECOMPRESSED),
@@ -160,6 +154,19 @@ pub(crate) fn too_long(value: &str) -> bool {
         tracing::debug!(len = value.len(), "session cookie too long; ignored");
     }
     long
+}
+
+/// Refuses an empty `secret_key` for a client-side engine: anyone could derive its key and
+/// read or forge sessions. `why` says what the key does for that engine.
+pub(crate) fn require_secret(secret: &Secret, why: &str) -> Result<(), OpenError> {
+    if secret.expose().is_empty() {
+        return Err(ConfigError::Invalid {
+            setting: "secret_key",
+            reason: format!("must not be empty: {why}"),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// What every client-side engine checks the same way: how old a cookie may be, and the name

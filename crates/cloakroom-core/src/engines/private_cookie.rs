@@ -45,10 +45,10 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::cookie::{too_long, Limits};
+use super::cookie::{require_secret, too_long, Limits};
 use crate::codec::Data;
 use crate::config::Secret;
-use crate::error::{ConfigError, OpenError, StoreError};
+use crate::error::{OpenError, StoreError};
 
 /// The engine's name in logs, metrics, errors and settings.
 pub const ENGINE: &str = "private_cookies";
@@ -117,15 +117,10 @@ impl PrivateCookies {
         cookie_age: u64,
         cookie_name: impl Into<String>,
     ) -> Result<Self, OpenError> {
-        if secret.expose().is_empty() {
-            return Err(ConfigError::Invalid {
-                setting: "secret_key",
-                reason: "must not be empty: the private_cookies engine derives its encryption \
-                         key from it"
-                    .into(),
-            }
-            .into());
-        }
+        require_secret(
+            &secret,
+            "the private_cookies engine derives its encryption key from it",
+        )?;
         let ciphers = std::iter::once(&secret)
             .chain(&fallbacks)
             .map(cipher_for)
