@@ -12,6 +12,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "actix")]
+#[doc(hidden)]
+pub mod actix;
 pub mod backend;
 pub mod backing;
 mod breaker;
@@ -28,8 +31,9 @@ pub mod engines;
 mod error;
 pub mod exclusive;
 pub mod expiry;
-#[cfg(feature = "axum")]
+#[cfg(any(feature = "axum", feature = "actix"))]
 mod extract;
+mod finish;
 mod guard;
 pub mod hashed;
 pub mod key;
@@ -56,8 +60,9 @@ pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
 pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
 pub use exclusive::{Exclusive, LockGuard};
 pub use expiry::Expiry;
-#[cfg(feature = "axum")]
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub use extract::SessionRejection;
+pub use finish::ResponseHeaders;
 pub use manager::{CookieAction, LazySession, Outcome, Sessions};
 pub use session::{Session, TypedKey};
 pub use store::{

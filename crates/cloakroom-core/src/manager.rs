@@ -382,6 +382,11 @@ impl LazySession {
         self.session.inner.on_error.get().is_some()
     }
 
+    /// The app's session machinery (for [`finish`](Self::finish), in `finish.rs`).
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.session.inner.shared
+    }
+
     /// Whether the session was loaded in this request.
     pub fn is_loaded(&self) -> bool {
         self.session.inner.load_done.initialized()

@@ -2,13 +2,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, COOKIE, SET_COOKIE, VARY};
+use http::header::{HeaderValue, COOKIE};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::ErrorHandler;
 use crate::cookies;
-use crate::response::error_response;
 use crate::{LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
@@ -73,36 +72,17 @@ where
         // The service that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let sessions = self.sessions.clone();
-        let on_error = self.on_error.clone();
         Box::pin(async move {
             let mut response = inner.call(request).await?;
-            match session.commit(response.status().as_u16()).await {
-                Ok(outcome) => {
-                    let now = sessions.clock().now();
+            match session.finish(response.status().as_u16()).await {
+                Ok(added) => {
                     let headers = response.headers_mut();
-                    if outcome.vary {
-                        headers.append(VARY, HeaderValue::from_static("Cookie"));
-                    }
-                    if let Some(value) =
-                        cookies::set_cookie_header(&outcome.cookie, sessions.settings(), now)
-                            .and_then(|v| HeaderValue::try_from(v).ok())
-                    {
-                        headers.append(SET_COOKIE, value);
+                    for (name, value) in added {
+                        headers.append(name, value);
                     }
                     Ok(response)
                 }
-                Err(error) => {
-                    crate::observe::warn_store_failure(
-                        sessions.engine(),
-                        &error,
-                        "session save failed",
-                    );
-                    Ok(match &on_error {
-                        Some(handler) => handler(&error).map(ResBody::from),
-                        None => error_response(&error),
-                    })
-                }
+                Err(replacement) => Ok(replacement.map(ResBody::from)),
             }
         })
     }
