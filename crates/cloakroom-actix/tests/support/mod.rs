@@ -11,11 +11,13 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use actix_web::dev::ServerHandle;
+use actix_web::middleware::Condition;
 use actix_web::{web, App, HttpServer};
 use cloakroom::{Backing, Sessions, Settings};
 use cloakroom_actix::SessionMiddleware;
 use cloakroom_testkit::http::{AppUnderTest, Setup};
 
+#[allow(unused_imports)]
 pub use cloakroom_testkit::servers::{redis_cluster, Scratch};
 
 /// A running server: its base URL; stopped (and its thread joined) when dropped.
@@ -49,10 +51,11 @@ impl Drop for Server {
 pub type Routes = fn(&mut web::ServiceConfig);
 
 /// Opens the engine `settings` name (migrating its tables), and serves `routes` under
-/// `middleware(sessions)` on a free loopback port, in a thread with its own actix system.
+/// `middleware(sessions)` (under no session middleware at all when `None`) on a free loopback
+/// port, in a thread with its own actix system.
 pub fn serve(
     settings: Settings,
-    middleware: fn(Sessions) -> SessionMiddleware,
+    middleware: Option<fn(Sessions) -> SessionMiddleware>,
     routes: Routes,
     scratch: Option<Scratch>,
 ) -> Server {
@@ -63,8 +66,9 @@ pub fn serve(
         actix_web::rt::System::new().block_on(async move {
             let sessions = open(settings).await;
             let server = HttpServer::new(move || {
+                let wrap = middleware.unwrap_or(SessionMiddleware::new);
                 App::new()
-                    .wrap(middleware(sessions.clone()))
+                    .wrap(Condition::new(middleware.is_some(), wrap(sessions.clone())))
                     .configure(routes)
             })
             .workers(1)
@@ -122,7 +126,7 @@ pub fn contract_app(toml: &str, setup: &Setup) -> AppUnderTest {
     let toml = toml.replace("{dir}", &scratch.display().to_string());
     let server = serve(
         settings(&toml, setup),
-        SessionMiddleware::new,
+        Some(SessionMiddleware::new),
         contract::routes,
         Some(scratch),
     );
