@@ -1,4 +1,5 @@
-//! actix-web servers: bare, and actix-session with its cookie store and its Redis store.
+//! actix-web servers: bare, actix-session with its cookie store and its Redis store, and
+//! cloakroom's actix-web adapter on each engine (`cloakroom-actix-…`).
 
 use actix_session::config::PersistentSession;
 use actix_session::storage::{CookieSessionStore, RedisSessionStore};
@@ -35,6 +36,26 @@ async fn read(session: Session) -> actix_web::Result<String> {
     Ok(n.to_string())
 }
 
+/// cloakroom on actix-web: the same handlers as its axum servers (`cloak.rs`).
+mod cloakroom_handlers {
+    use actix_web::HttpRequest;
+    use cloakroom::{Error, Session};
+
+    pub async fn visits(session: Session) -> Result<String, Error> {
+        Ok(session.update("visits", |n: &mut u64| *n += 1)?.to_string())
+    }
+
+    pub async fn read(session: Session) -> Result<String, Error> {
+        Ok(session.get_or::<u64>("visits", 0)?.to_string())
+    }
+
+    pub async fn slow(session: Session, req: HttpRequest) -> Result<String, Error> {
+        let visits = session.get_or::<u64>("visits", 0)?;
+        tokio::time::sleep(super::super::slow_for(Some(req.query_string()))).await;
+        Ok(visits.to_string())
+    }
+}
+
 async fn stats() -> String {
     stats_json()
 }
@@ -58,6 +79,7 @@ pub fn serve(args: ServeArgs) -> Result {
     let prefill = Prefill::start();
     let addr = ("127.0.0.1", args.port);
     actix_web::rt::System::new().block_on(async move {
+        let mut prefilled = 0;
         let server = match args.server.as_str() {
             "bare-actix" => HttpServer::new(|| {
                 App::new()
@@ -90,9 +112,23 @@ pub fn serve(args: ServeArgs) -> Result {
                 .bind(addr)?
                 .run()
             }
+            name if name.starts_with("cloakroom-actix-") => {
+                let (sessions, stored) = super::cloak::sessions(&args).await?;
+                prefilled = stored;
+                HttpServer::new(move || {
+                    App::new()
+                        .wrap(cloakroom_actix::SessionMiddleware::new(sessions.clone()))
+                        .route("/visits", web::get().to(cloakroom_handlers::visits))
+                        .route("/read", web::get().to(cloakroom_handlers::read))
+                        .route("/slow", web::get().to(cloakroom_handlers::slow))
+                        .route("/__stats", web::get().to(stats))
+                })
+                .bind(addr)?
+                .run()
+            }
             other => return Err(format!("no actix server named `{other}`").into()),
         };
-        prefill.ready(0);
+        prefill.ready(prefilled);
         server.await?;
         Ok(())
     })

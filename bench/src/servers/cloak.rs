@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use axum::routing::get;
 use axum::Router;
 use cloakroom::store::{Created, Record, SessionStore, Updated};
-use cloakroom::{Session, SessionLayer, Sessions, Settings, StoreError};
+use cloakroom::{Backing, Session, SessionLayer, Sessions, Settings, StoreError};
 use time::OffsetDateTime;
 
 use super::{stats_json, Result, ServeArgs, LOADS, PREFILL_DATA, SESSION_SECONDS, WRITES};
@@ -15,7 +15,7 @@ use super::{stats_json, Result, ServeArgs, LOADS, PREFILL_DATA, SESSION_SECONDS,
 /// The settings of each cloakroom server, as TOML (`{dir}` and `{tag}` are filled in). Adding
 /// an engine is one line here and one in `SERVERS`.
 fn settings_toml(args: &ServeArgs) -> Option<String> {
-    Some(match args.server.as_str() {
+    Some(match axum_twin(&args.server) {
         "cloakroom-memory" => r#"engine = "cache""#.to_owned(),
         "cloakroom-sqlite" => r#"database_url = "sqlite://{dir}/cloakroom.sqlite3""#.to_owned(),
         "cloakroom-postgres" => {
@@ -23,6 +23,11 @@ fn settings_toml(args: &ServeArgs) -> Option<String> {
             format!("database_url = \"{url}\"\ntable = \"{{tag}}_cr\"")
         }
         "cloakroom-redis" => format!("engine = \"cache\"\ncache_url = \"{}\"", args.redis_url()),
+        // The data encrypted into the cookie, as actix-session's cookie store keeps it by
+        // default (`CookieContentSecurity::Private`).
+        "cloakroom-cookies" => {
+            "engine = \"private_cookies\"\nsecret_key = \"bench-secret-bench-secret\"".to_owned()
+        }
         // The same with the client-side cache on (loads answered from memory while Redis's
         // client tracking says no one else wrote the session).
         "cloakroom-redis-cached" => format!(
@@ -31,6 +36,22 @@ fn settings_toml(args: &ServeArgs) -> Option<String> {
         ),
         _ => return None,
     })
+}
+
+/// The axum server whose settings `server` runs with: itself, or the axum twin of a
+/// `cloakroom-actix-…` server.
+fn axum_twin(server: &str) -> &str {
+    match server.strip_prefix("cloakroom-actix-") {
+        Some(engine) => match engine {
+            "memory" => "cloakroom-memory",
+            "sqlite" => "cloakroom-sqlite",
+            "postgres" => "cloakroom-postgres",
+            "redis" => "cloakroom-redis",
+            "cookies" => "cloakroom-cookies",
+            _ => server,
+        },
+        None => server,
+    }
 }
 
 /// The settings of `args.server`.
@@ -65,15 +86,15 @@ async fn slow(
     Ok(visits.to_string())
 }
 
-/// The cloakroom app for `args.server`, with its store prefilled; and how many were stored.
-pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
+/// The session machinery of `args.server`, its store prefilled; and how many were stored.
+pub async fn sessions(args: &ServeArgs) -> Result<(Sessions, u64)> {
     let settings = settings(args)?;
-    let opened = cloakroom::engines::open(&settings).await?;
-    let engine = opened.engine();
-    let opened = opened
-        .into_server()
-        .ok_or_else(|| format!("the benchmark needs a store on the server, not {engine}"))?;
-    let (store, migrate) = (opened.store, opened.migrate);
+    let server = match cloakroom::engines::open(&settings).await? {
+        Backing::Server(server) => server,
+        // Signed cookies: nothing stored on the server, nothing to prefill or count.
+        cookies => return Ok((Sessions::from_backing(cookies, settings)?, 0)),
+    };
+    let (store, migrate) = (server.store, server.migrate);
     if let Some(migrate) = migrate {
         migrate.migrate().await?;
     }
@@ -83,7 +104,12 @@ pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
     } else {
         store
     };
-    let sessions = Sessions::from_arc(store, settings)?;
+    Ok((Sessions::from_arc(store, settings)?, stored))
+}
+
+/// The cloakroom app for `args.server`, with its store prefilled; and how many were stored.
+pub async fn app(args: &ServeArgs) -> Result<(Router, u64)> {
+    let (sessions, stored) = sessions(args).await?;
     let app = Router::new()
         .route("/visits", get(visits))
         .route("/read", get(read))
@@ -104,7 +130,7 @@ async fn prefill(
         return Ok(0);
     }
     let url = settings.store.database_url.as_deref().unwrap_or_default();
-    if args.server == "cloakroom-sqlite" {
+    if axum_twin(&args.server) == "cloakroom-sqlite" {
         let pool = sqlx::SqlitePool::connect(url).await?;
         let sql = format!(
             r#"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n})
@@ -117,7 +143,7 @@ async fn prefill(
         pool.close().await;
         return Ok(n);
     }
-    if args.server == "cloakroom-postgres" {
+    if axum_twin(&args.server) == "cloakroom-postgres" {
         let pool = sqlx::PgPool::connect(url).await?;
         let sql = format!(
             r#"INSERT INTO "{t}" (session_key, session_data, expire_date)

@@ -36,8 +36,8 @@ pub const SESSION_SECONDS: u64 = 3600;
 pub struct Spec {
     /// The name on the command line and in the tables.
     pub name: &'static str,
-    /// The store it keeps sessions in: `memory`, `sqlite`, `postgres`, `redis` (`bare` for the
-    /// limit with no session layer).
+    /// The store it keeps sessions in: `memory`, `sqlite`, `postgres`, `redis`, `cookie` (the
+    /// data signed into the cookie; `bare` for the limit with no session layer).
     pub engine: &'static str,
     /// Whether this is cloakroom (the others are its peers).
     pub ours: bool,
@@ -48,21 +48,28 @@ const fn spec(name: &'static str, engine: &'static str, ours: bool) -> Spec {
 }
 
 /// Every server, in the order each round runs them. Adding a server is one line here plus its
-/// arm in [`serve`] (a cloakroom engine only needs its settings in `cloak::settings`).
+/// arm in [`serve`] (a cloakroom engine only needs its settings in `cloak::settings`; its
+/// actix-web twin, `cloakroom-actix-…`, takes the settings of the axum server of that name).
 pub const SERVERS: &[Spec] = &[
     spec("bare-axum", "bare", false),
     spec("bare-actix", "bare", false),
     spec("tower-sessions-memory", "memory", false),
-    spec("actix-session-cookie", "memory", false),
     spec("cloakroom-memory", "memory", true),
+    spec("cloakroom-actix-memory", "memory", true),
+    spec("actix-session-cookie", "cookie", false),
+    spec("cloakroom-cookies", "cookie", true),
+    spec("cloakroom-actix-cookies", "cookie", true),
     spec("tower-sessions-sqlite", "sqlite", false),
     spec("tower-sessions-sqlite-wal", "sqlite", false),
     spec("cloakroom-sqlite", "sqlite", true),
+    spec("cloakroom-actix-sqlite", "sqlite", true),
     spec("tower-sessions-postgres", "postgres", false),
     spec("cloakroom-postgres", "postgres", true),
+    spec("cloakroom-actix-postgres", "postgres", true),
     spec("tower-sessions-redis", "redis", false),
     spec("actix-session-redis", "redis", false),
     spec("cloakroom-redis", "redis", true),
+    spec("cloakroom-actix-redis", "redis", true),
     spec("cloakroom-redis-cached", "redis", true),
 ];
 
@@ -177,6 +184,7 @@ pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error + Sen
 pub fn serve(args: ServeArgs) -> Result {
     match args.server.as_str() {
         "bare-actix" | "actix-session-cookie" | "actix-session-redis" => actix::serve(args),
+        name if name.starts_with("cloakroom-actix-") => actix::serve(args),
         _ => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
