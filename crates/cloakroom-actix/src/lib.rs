@@ -86,6 +86,11 @@
 mod middleware;
 mod route;
 
+/// The guide, as in the repository's `docs/actix.md`: read it here or on docs.rs. Its Rust
+/// examples are compiled as doc tests, so they keep up with the API.
+#[doc = include_str!("../docs/actix.md")]
+pub mod guide {}
+
 pub use cloakroom_core::response::{error_response, ErrorHandler};
 pub use cloakroom_core::{Error, LazySession, OnStoreError, Session, SessionRejection, Sessions};
 
