@@ -10,6 +10,7 @@ use crate::codec::DataFormat;
 use crate::error::ConfigError;
 use crate::keys::MAX_COOKIE_AGE;
 use crate::signing::Secret;
+use crate::transport::{Transport, DEFAULT_HEADER_NAME};
 
 /// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
 pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
@@ -119,6 +120,22 @@ pub struct SessionSettings {
     /// The most live sessions one user may have (`None`, the default: no limit). A login that
     /// goes over it revokes the user's oldest sessions (see [`crate::Sessions::sessions_of`]).
     pub max_sessions_per_user: Option<u32>,
+    /// Where the session key travels: `cookie` (the default, Django's way), `header` (the
+    /// `header_name` request and response header, for API clients) or `both` (the header's
+    /// key when a request carries one, else the cookie's). A route can choose its own with the
+    /// `cloakroom` crate's `TransportLayer`. The rules: [`crate::transport`]. Server-side
+    /// engines only (signed and private cookies are the cookie).
+    pub transport: Transport,
+    /// The request and response header that carries the key under `transport = "header"` or
+    /// `"both"` (`X-Session-Token` by default).
+    pub header_name: String,
+    /// Encrypt the session data the store keeps (XChaCha20-Poly1305, a key derived from
+    /// `secret_key`; `secret_key_fallbacks` still decrypt): a dump of the table, the Redis
+    /// keys or the session folder shows no session data, and with `hash_keys` no working key
+    /// either. Off by default. Needs `secret_key`; server-side engines only; cannot be combined
+    /// with `data_format = "django"` (Django could not read the data). See
+    /// [`Codec::Encrypted`](crate::codec::Codec::Encrypted).
+    pub encrypt_data: bool,
 }
 
 impl Default for SessionSettings {
@@ -145,6 +162,9 @@ impl Default for SessionSettings {
             hash_keys: false,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             max_sessions_per_user: None,
+            transport: Transport::Cookie,
+            header_name: DEFAULT_HEADER_NAME.to_owned(),
+            encrypt_data: false,
         }
     }
 }
@@ -175,6 +195,9 @@ impl fmt::Debug for SessionSettings {
             hash_keys,
             max_session_bytes,
             max_sessions_per_user,
+            transport,
+            header_name,
+            encrypt_data,
         } = self;
         f.debug_struct("SessionSettings")
             .field("cookie_name", cookie_name)
@@ -198,6 +221,9 @@ impl fmt::Debug for SessionSettings {
             .field("hash_keys", hash_keys)
             .field("max_session_bytes", max_session_bytes)
             .field("max_sessions_per_user", max_sessions_per_user)
+            .field("transport", transport)
+            .field("header_name", header_name)
+            .field("encrypt_data", encrypt_data)
             .finish()
     }
 }
@@ -303,6 +329,21 @@ impl SessionSettings {
                 "hash_keys",
                 "cannot be combined with rotation_grace: the old record would point to the new \
                  session by its raw key, a live key in the store",
+            );
+        }
+        crate::transport::check_header_name(&self.header_name)?;
+        if self.encrypt_data && self.data_format == DataFormat::Django {
+            return invalid(
+                "encrypt_data",
+                "cannot be combined with data_format = \"django\": Django could not read \
+                 encrypted data (turn one of them off)",
+            );
+        }
+        if self.encrypt_data && self.secret_key.is_none() {
+            return invalid(
+                "secret_key",
+                "encrypt_data derives its encryption key from secret_key; set `secret_key` \
+                 (`--secret-key`) to a long random value",
             );
         }
         Ok(())

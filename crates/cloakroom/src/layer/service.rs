@@ -2,14 +2,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, COOKIE, SET_COOKIE, VARY};
+use http::header::{HeaderName, HeaderValue, COOKIE};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::ErrorHandler;
-use crate::cookies;
 use crate::response::error_response;
-use crate::{LazySession, Sessions};
+use crate::{transport, LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
 #[derive(Clone)]
@@ -17,6 +16,8 @@ pub struct SessionService<S> {
     inner: S,
     sessions: Sessions,
     on_error: Option<ErrorHandler>,
+    /// The key header (`header_name`), parsed once; the settings checked that it parses.
+    key_header: Option<HeaderName>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
@@ -31,10 +32,13 @@ impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
 
 impl<S> SessionService<S> {
     pub(crate) fn new(inner: S, sessions: Sessions, on_error: Option<ErrorHandler>) -> Self {
+        let key_header =
+            HeaderName::from_bytes(sessions.settings().session.header_name.as_bytes()).ok();
         Self {
             inner,
             sessions,
             on_error,
+            key_header,
         }
     }
 }
@@ -56,15 +60,17 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let settings = self.sessions.settings();
-        let cookie = cookies::find(
-            request
-                .headers()
-                .get_all(COOKIE)
-                .iter()
-                .map(HeaderValue::as_bytes),
-            &settings.session.cookie_name,
+        let headers = request.headers();
+        let key_values = self
+            .key_header
+            .as_ref()
+            .map(|name| headers.get_all(name).iter().map(HeaderValue::as_bytes));
+        let presented = transport::find(
+            headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
+            key_values.into_iter().flatten(),
+            settings,
         );
-        let session: LazySession = self.sessions.start(cookie);
+        let session: LazySession = self.sessions.start_presented(presented);
         if let Some(handler) = &self.on_error {
             session.set_error_handler(handler);
         }
@@ -81,14 +87,13 @@ where
                 Ok(outcome) => {
                     let now = sessions.clock().now();
                     let headers = response.headers_mut();
-                    if outcome.vary {
-                        headers.append(VARY, HeaderValue::from_static("Cookie"));
-                    }
-                    if let Some(value) =
-                        cookies::set_cookie_header(&outcome.cookie, sessions.settings(), now)
-                            .and_then(|v| HeaderValue::try_from(v).ok())
-                    {
-                        headers.append(SET_COOKIE, value);
+                    for (name, value) in outcome.response_headers(sessions.settings(), now) {
+                        if let (Ok(name), Ok(value)) = (
+                            HeaderName::from_bytes(name.as_bytes()),
+                            HeaderValue::try_from(value),
+                        ) {
+                            headers.append(name, value);
+                        }
                     }
                     Ok(response)
                 }

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::engines::cookie::tests::{assert_too_large, at, data};
+use crate::seal::{NONCE_LEN, TAG_LEN};
 
 const AGE: u64 = 1_209_600;
 
