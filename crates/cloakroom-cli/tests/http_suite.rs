@@ -22,6 +22,7 @@ fn demo(args: &[&str], setup: &Setup) -> AppUnderTest {
     if setup.expire_at_browser_close {
         args.push("--expire-at-browser-close".to_owned());
     }
+    args.extend(["--transport".to_owned(), setup.transport.to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let demo = Demo::start(&args);
     AppUnderTest::new(demo.url(""), demo)
