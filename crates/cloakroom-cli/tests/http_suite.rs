@@ -43,6 +43,15 @@ mod sqlite {
     cloakroom_testkit::http_suite!(|setup| async move { super::demo(&[], &setup) });
 }
 
+mod sqlite_encrypted {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        super::demo(
+            &["--encrypt-data", "--secret-key", "http-suite-secret"],
+            &setup,
+        )
+    });
+}
+
 mod in_process_cache {
     cloakroom_testkit::http_suite!(
         |setup| async move { super::demo(&["--engine", "cache"], &setup) }
@@ -67,6 +76,24 @@ mod redis {
     cloakroom_testkit::http_suite!(|setup| async move {
         let url = super::support::redis_url();
         super::demo(&["--engine", "cache", "--cache-url", &url], &setup)
+    });
+}
+
+mod redis_encrypted {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        let url = super::support::redis_url();
+        super::demo(
+            &[
+                "--engine",
+                "cache",
+                "--cache-url",
+                &url,
+                "--encrypt-data",
+                "--secret-key",
+                "http-suite-secret",
+            ],
+            &setup,
+        )
     });
 }
 
