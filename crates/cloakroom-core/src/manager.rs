@@ -22,6 +22,7 @@ use crate::session::Session;
 use crate::shared::Shared;
 use crate::store::{ClearExpired, SessionStore, UserIndex, UserSession};
 use crate::transport::{Presented, Transport};
+use time::OffsetDateTime;
 
 pub use crate::plan::{CookieAction, Outcome};
 
@@ -323,9 +324,35 @@ impl Sessions {
         })
     }
 
+    /// Starts the session of one request from its `Cookie` header values and its key header's
+    /// (`header_name`) values, without touching the store: what an adapter calls for each
+    /// request (see [`crate::transport`]). Both are read whatever the `transport` setting
+    /// says, because a route layer may choose another transport after the session started;
+    /// the route's transport picks one key at the first use.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn demo(sessions: cloakroom_core::Sessions) {
+    /// let cookies: [&[u8]; 1] = [b"theme=dark; sessionid=abcdefgh12345678"];
+    /// let tokens: [&[u8]; 0] = [];
+    /// let lazy = sessions.start_request(cookies, tokens);
+    /// # let _ = lazy; }
+    /// ```
+    pub fn start_request<'a, C, H>(&self, cookie_headers: C, key_headers: H) -> LazySession
+    where
+        C: IntoIterator<Item = &'a [u8]>,
+        H: IntoIterator<Item = &'a [u8]>,
+    {
+        let settings = &self.shared.settings.session;
+        self.start_presented(Presented {
+            cookie: crate::cookies::find(cookie_headers, &settings.cookie_name),
+            header: crate::transport::header_key(key_headers),
+        })
+    }
+
     /// Starts the session of one request from the keys it presents in its cookie and its key
-    /// header (what [`transport::find`](crate::transport::find) reads from the request), without
-    /// touching the store. The route's transport (the `transport` setting, or
+    /// header, as [`start_request`](Self::start_request) finds them, without touching the
+    /// store. The route's transport (the `transport` setting, or
     /// [`LazySession::set_transport`]) picks the key at the first use.
     pub fn start_presented(&self, presented: Presented<'_>) -> LazySession {
         LazySession {
@@ -333,6 +360,51 @@ impl Sessions {
                 inner: Arc::new(Context::new(Arc::clone(&self.shared), presented)),
             },
         }
+    }
+}
+
+// The response side of `Outcome` (defined with the plan, which decides it): here, above
+// `cookies`, which the plan's types sit below.
+impl Outcome {
+    /// The response headers this outcome asks for, as (name, value) pairs to append in order:
+    /// `Vary` for each request header the response depends on, `Set-Cookie`, and the key
+    /// header (empty to make the client forget its key). Names are lowercase, except the key
+    /// header's, as `header_name` spells it; values are visible ASCII.
+    ///
+    /// # Examples
+    /// ```
+    /// # async fn demo(lazy: cloakroom_core::LazySession, sessions: cloakroom_core::Sessions) -> Result<(), cloakroom_core::Error> {
+    /// let outcome = lazy.commit(200).await?;
+    /// for (name, value) in outcome.response_headers(sessions.settings(), sessions.clock().now()) {
+    ///     // response.headers_mut().append(name, value) in your framework
+    ///     println!("{name}: {value}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn response_headers<'s>(
+        &self,
+        settings: &'s Settings,
+        now: OffsetDateTime,
+    ) -> Vec<(&'s str, String)> {
+        let mut headers = Vec::new();
+        let header_name = settings.session.header_name.as_str();
+        if self.vary {
+            if self.transport != Transport::Header {
+                headers.push(("vary", "Cookie".to_owned()));
+            }
+            if self.transport != Transport::Cookie {
+                headers.push(("vary", header_name.to_owned()));
+            }
+        }
+        if let Some(value) = crate::cookies::set_cookie_header(&self.cookie, settings, now) {
+            headers.push(("set-cookie", value));
+        }
+        match &self.header {
+            CookieAction::Keep => {}
+            CookieAction::Set { value, .. } => headers.push((header_name, value.clone())),
+            CookieAction::Delete => headers.push((header_name, String::new())),
+        }
+        headers
     }
 }
 

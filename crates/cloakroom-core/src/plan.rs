@@ -81,47 +81,6 @@ impl Outcome {
             transport,
         }
     }
-
-    /// The response headers this outcome asks for, as (name, value) pairs to append in order:
-    /// `Vary` for each request header the response depends on, `Set-Cookie`, and the key
-    /// header (empty to make the client forget its key). Names are lowercase, except the key
-    /// header's, as `header_name` spells it; values are visible ASCII.
-    ///
-    /// # Examples
-    /// ```
-    /// # async fn demo(lazy: cloakroom_core::LazySession, sessions: cloakroom_core::Sessions) -> Result<(), cloakroom_core::Error> {
-    /// let outcome = lazy.commit(200).await?;
-    /// for (name, value) in outcome.response_headers(sessions.settings(), sessions.clock().now()) {
-    ///     // response.headers_mut().append(name, value) in your framework
-    ///     println!("{name}: {value}");
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn response_headers<'s>(
-        &self,
-        settings: &'s Settings,
-        now: OffsetDateTime,
-    ) -> Vec<(&'s str, String)> {
-        let mut headers = Vec::new();
-        let header_name = settings.session.header_name.as_str();
-        if self.vary {
-            if self.transport != Transport::Header {
-                headers.push(("vary", "Cookie".to_owned()));
-            }
-            if self.transport != Transport::Cookie {
-                headers.push(("vary", header_name.to_owned()));
-            }
-        }
-        if let Some(value) = crate::cookies::set_cookie_header(&self.cookie, settings, now) {
-            headers.push(("set-cookie", value));
-        }
-        match &self.header {
-            CookieAction::Keep => {}
-            CookieAction::Set { value, .. } => headers.push((header_name, value.clone())),
-            CookieAction::Delete => headers.push((header_name, String::new())),
-        }
-        headers
-    }
 }
 
 /// What the end of one request must do, in order: check the size, delete, write, park the

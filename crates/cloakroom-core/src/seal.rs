@@ -14,7 +14,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use crate::config::Secret;
+use crate::signing::Secret;
 
 /// XChaCha20's nonce: 24 bytes, long enough to be drawn at random for every value.
 pub(crate) const NONCE_LEN: usize = 24;

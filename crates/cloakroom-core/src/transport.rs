@@ -1,8 +1,8 @@
 //! How the session key travels between client and server: in the session cookie (Django's
 //! way, the default), in a request header such as `X-Session-Token` (API clients, mobile
 //! apps), or either. The rules live here, framework-free, so that every adapter is a few lines:
-//! it hands [`find`] the request's `Cookie` values and its key header's values, starts the
-//! session with the [`Presented`] keys, and writes what [`Outcome::response_headers`] lists.
+//! it hands [`Sessions::start_request`] the request's `Cookie` values and its key header's
+//! values, and writes what [`Outcome::response_headers`] lists.
 //!
 //! # The rules
 //!
@@ -31,54 +31,13 @@
 //! untrusted script, or keep browsers on the `HttpOnly` cookie.
 //!
 //! [`Outcome::response_headers`]: crate::Outcome::response_headers
+//! [`Sessions::start_request`]: crate::Sessions::start_request
 
-use serde::Deserialize;
-
-/// The default name of the key header.
-pub const DEFAULT_HEADER_NAME: &str = "X-Session-Token";
+pub use crate::config::{Transport, DEFAULT_HEADER_NAME};
 
 /// The longest key header value looked at: far above any session key (40 characters at
 /// most), so a longer value is no key and is not copied.
 pub const MAX_HEADER_VALUE: usize = 256;
-
-/// Where the session key travels (the `transport` setting, or a route's `TransportLayer` in
-/// the `cloakroom` crate).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// The session cookie only (Django's way).
-    #[default]
-    Cookie,
-    /// The key header only (`header_name`); no cookie is read or set.
-    Header,
-    /// Either: the header's key when the request carries one, else the cookie's.
-    Both,
-}
-
-impl std::str::FromStr for Transport {
-    type Err = crate::ConfigError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cookie" => Ok(Self::Cookie),
-            "header" => Ok(Self::Header),
-            "both" => Ok(Self::Both),
-            _ => Err(crate::ConfigError::Invalid {
-                setting: "transport",
-                reason: format!("`{s}` is not a transport; use cookie, header or both"),
-            }),
-        }
-    }
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Cookie => "cookie",
-            Self::Header => "header",
-            Self::Both => "both",
-        })
-    }
-}
 
 /// Which transport carried the key a request is served by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,38 +71,6 @@ impl<'a> Presented<'a> {
     }
 }
 
-/// The keys a request presents: the session cookie among its `Cookie` header values
-/// (`cookie_name`), and the key header's values (`header_name`, see [`header_key`]). Both are
-/// read whatever the `transport` setting says, because a route layer may choose another
-/// transport after the session started; the route's transport picks one at the first use.
-///
-/// # Examples
-/// ```
-/// use cloakroom_core::transport::{find, Transport, Via};
-/// use cloakroom_core::Settings;
-///
-/// let settings = Settings::default();
-/// let cookies: [&[u8]; 1] = [b"sessionid=fromcookie0123"];
-/// let tokens: [&[u8]; 1] = [b"fromheader0123"];
-/// let presented = find(cookies, tokens, &settings);
-/// assert_eq!(presented.pick(Transport::Cookie), Some(("fromcookie0123", Via::Cookie)));
-/// assert_eq!(presented.pick(Transport::Both), Some(("fromheader0123", Via::Header)));
-/// ```
-pub fn find<'a, C, H>(
-    cookie_headers: C,
-    key_headers: H,
-    settings: &crate::Settings,
-) -> Presented<'a>
-where
-    C: IntoIterator<Item = &'a [u8]>,
-    H: IntoIterator<Item = &'a [u8]>,
-{
-    Presented {
-        cookie: crate::cookies::find(cookie_headers, &settings.session.cookie_name),
-        header: header_key(key_headers),
-    }
-}
-
 /// The key the key header's values carry: the one value, trimmed of spaces and tabs, when it
 /// is non-empty visible ASCII of at most [`MAX_HEADER_VALUE`] bytes. Anything else (no value,
 /// two values, an empty one, control or non-ASCII bytes) is no key. Whether it has a key's
@@ -167,31 +94,6 @@ where
         return None;
     }
     std::str::from_utf8(value).ok()
-}
-
-/// Checks a `header_name` setting: an HTTP field name (RFC 9110 token) that is not one the
-/// session or the browser already owns.
-pub(crate) fn check_header_name(name: &str) -> Result<(), crate::ConfigError> {
-    let invalid = |reason: String| {
-        Err(crate::ConfigError::Invalid {
-            setting: "header_name",
-            reason,
-        })
-    };
-    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-        return invalid(format!(
-            "`{name}` is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~); \
-             the default is {DEFAULT_HEADER_NAME}"
-        ));
-    }
-    let lower = name.to_ascii_lowercase();
-    if ["cookie", "set-cookie", "vary", "authorization", "host"].contains(&lower.as_str()) {
-        return invalid(format!(
-            "`{name}` is a header HTTP already gives a meaning; use a name of its own such as \
-             {DEFAULT_HEADER_NAME}"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -240,21 +142,5 @@ mod tests {
         };
         assert_eq!(cookie_only.pick(Transport::Header), None);
         assert_eq!(cookie_only.pick(Transport::Both), Some(("c", Via::Cookie)));
-    }
-
-    #[test]
-    fn header_names_are_tokens_of_their_own() {
-        assert!(check_header_name("X-Session-Token").is_ok());
-        for bad in [
-            "",
-            "X Session",
-            "Cookie",
-            "set-cookie",
-            "Authorization",
-            "x:y",
-        ] {
-            let err = check_header_name(bad).unwrap_err().to_string();
-            assert!(err.contains("header_name"), "{bad:?}: {err}");
-        }
     }
 }

@@ -28,9 +28,11 @@ pub use crate::codec::DataFormat;
 use crate::error::{ConfigError, FileError};
 pub use crate::keys::MAX_COOKIE_AGE;
 pub use crate::signing::Secret;
-pub use crate::transport::Transport;
 pub use resilience::{OnStoreError, ResilienceSettings};
-pub use session::{SameSite, SessionSettings, DEFAULT_COOKIE_AGE, DEFAULT_MAX_SESSION_BYTES};
+pub use session::{
+    SameSite, SessionSettings, Transport, DEFAULT_COOKIE_AGE, DEFAULT_HEADER_NAME,
+    DEFAULT_MAX_SESSION_BYTES,
+};
 #[doc(hidden)]
 pub use store::LONGEST_DERIVED_SUFFIX;
 pub use store::{

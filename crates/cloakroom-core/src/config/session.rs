@@ -10,7 +10,6 @@ use crate::codec::DataFormat;
 use crate::error::ConfigError;
 use crate::keys::MAX_COOKIE_AGE;
 use crate::signing::Secret;
-use crate::transport::{Transport, DEFAULT_HEADER_NAME};
 
 /// Django's `SESSION_COOKIE_AGE`: two weeks, in seconds.
 pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
@@ -19,6 +18,48 @@ pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
 /// (a few hundred bytes) and far below what lets a few visitors fill a store (issue 14: 30
 /// posts of 1.9 MB made one 57 MB session).
 pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
+
+/// The default name of the key header.
+pub const DEFAULT_HEADER_NAME: &str = "X-Session-Token";
+
+/// Where the session key travels (the `transport` setting, or a route's `TransportLayer` in
+/// the `cloakroom` crate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The session cookie only (Django's way).
+    #[default]
+    Cookie,
+    /// The key header only (`header_name`); no cookie is read or set.
+    Header,
+    /// Either: the header's key when the request carries one, else the cookie's.
+    Both,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cookie" => Ok(Self::Cookie),
+            "header" => Ok(Self::Header),
+            "both" => Ok(Self::Both),
+            _ => Err(ConfigError::Invalid {
+                setting: "transport",
+                reason: format!("`{s}` is not a transport; use cookie, header or both"),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cookie => "cookie",
+            Self::Header => "header",
+            Self::Both => "both",
+        })
+    }
+}
 
 /// The `SameSite` attribute of the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -331,7 +372,7 @@ impl SessionSettings {
                  session by its raw key, a live key in the store",
             );
         }
-        crate::transport::check_header_name(&self.header_name)?;
+        check_header_name(&self.header_name)?;
         if self.encrypt_data && self.data_format == DataFormat::Django {
             return invalid(
                 "encrypt_data",
@@ -348,4 +389,29 @@ impl SessionSettings {
         }
         Ok(())
     }
+}
+
+/// Checks a `header_name` setting: an HTTP field name (RFC 9110 token) that is not one the
+/// session or the browser already owns.
+fn check_header_name(name: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| {
+        Err(ConfigError::Invalid {
+            setting: "header_name",
+            reason,
+        })
+    };
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return invalid(format!(
+            "`{name}` is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~); \
+             the default is {DEFAULT_HEADER_NAME}"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if ["cookie", "set-cookie", "vary", "authorization", "host"].contains(&lower.as_str()) {
+        return invalid(format!(
+            "`{name}` is a header HTTP already gives a meaning; use a name of its own such as \
+             {DEFAULT_HEADER_NAME}"
+        ));
+    }
+    Ok(())
 }

@@ -315,3 +315,26 @@ fn encrypt_data_needs_a_secret_a_server_side_engine_and_json() {
         "{err}"
     );
 }
+
+#[test]
+fn header_names_are_tokens_of_their_own() {
+    assert!(Settings::default()
+        .with_header_name("X-Session-Token")
+        .validate()
+        .is_ok());
+    for bad in [
+        "",
+        "X Session",
+        "Cookie",
+        "set-cookie",
+        "Authorization",
+        "x:y",
+    ] {
+        let err = Settings::default()
+            .with_header_name(bad)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("header_name"), "{bad:?}: {err}");
+    }
+}

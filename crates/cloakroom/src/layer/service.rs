@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::ErrorHandler;
 use crate::response::error_response;
-use crate::{transport, LazySession, Sessions};
+use crate::{LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
 #[derive(Clone)]
@@ -59,18 +59,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let settings = self.sessions.settings();
         let headers = request.headers();
         let key_values = self
             .key_header
             .as_ref()
             .map(|name| headers.get_all(name).iter().map(HeaderValue::as_bytes));
-        let presented = transport::find(
+        let session: LazySession = self.sessions.start_request(
             headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
             key_values.into_iter().flatten(),
-            settings,
         );
-        let session: LazySession = self.sessions.start_presented(presented);
         if let Some(handler) = &self.on_error {
             session.set_error_handler(handler);
         }
