@@ -262,3 +262,32 @@ async fn a_tampered_record_starts_a_fresh_session_and_is_logged() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `cloakroom inspect` reads an encrypted session with the key, and cannot without it.
+#[tokio::test]
+async fn inspect_decrypts_with_the_secret_key_only() {
+    let dir = temp_dir("encrypt-inspect");
+    let demo = demo_in(&dir, "k1", None);
+    let key = send(
+        bare()
+            .post(demo.url("/api/cart"))
+            .json(&json!({ "item": "apple" })),
+    )
+    .await
+    .new_key();
+    let (ok, out, err) = support::cli(
+        &dir,
+        &["inspect", &key, "--encrypt-data", "--secret-key", "k1"],
+    );
+    assert!(ok && out.contains("apple"), "{out}{err}");
+    let (ok, out, err) = support::cli(
+        &dir,
+        &["inspect", &key, "--encrypt-data", "--secret-key", "k2"],
+    );
+    assert!(
+        !ok && !out.contains("apple"),
+        "read with another key: {out}{err}"
+    );
+    drop(demo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
