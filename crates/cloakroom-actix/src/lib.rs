@@ -92,7 +92,9 @@ mod route;
 pub mod guide {}
 
 pub use cloakroom_core::response::{error_response, ErrorHandler};
-pub use cloakroom_core::{Error, LazySession, OnStoreError, Session, SessionRejection, Sessions};
+pub use cloakroom_core::{
+    Error, LazySession, OnStoreError, Session, SessionRejection, Sessions, Transport,
+};
 
 pub use self::middleware::{SessionMiddleware, SessionService};
-pub use self::route::{ExclusiveLayer, OnStoreErrorLayer, RouteService};
+pub use self::route::{ExclusiveLayer, OnStoreErrorLayer, RouteService, TransportLayer};

@@ -12,7 +12,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
 use actix_web::HttpMessage as _;
 use cloakroom_core::actix::into_actix;
 use cloakroom_core::response::ErrorHandler;
-use cloakroom_core::{cookies, Error, LazySession, ResponseHeaders, Sessions};
+use cloakroom_core::{Error, LazySession, ResponseHeaders, Sessions};
 
 /// Adds sessions to every request of the app, scope or resource it wraps: the actix-web
 /// counterpart of the tower `SessionLayer`, with the same rules (lazy load, Django's cookie
@@ -170,15 +170,18 @@ where
     }
 }
 
-/// The request's session, from its session cookie (the one place this adapter reads the key).
-/// Nothing touches the store until a handler uses the session.
+/// The request's session, from the keys its session cookie and its key header (`header_name`)
+/// present; the route's transport picks one at the first use (the one place this adapter reads
+/// the key). Nothing touches the store until a handler uses the session.
 fn start(sessions: &Sessions, headers: &HeaderMap) -> LazySession {
-    let name = &sessions.settings().session.cookie_name;
-    let cookie = cookies::find(headers.get_all(COOKIE).map(HeaderValue::as_bytes), name);
-    sessions.start(cookie)
+    let key_header = sessions.settings().session.header_name.as_str();
+    sessions.start_request(
+        headers.get_all(COOKIE).map(HeaderValue::as_bytes),
+        headers.get_all(key_header).map(HeaderValue::as_bytes),
+    )
 }
 
-/// Appends what the end of the request adds (`Vary: Cookie`, `Set-Cookie`) to the handler's
+/// Appends what the end of the request adds (`Vary`, `Set-Cookie`, the key header) to the handler's
 /// response (the one place this adapter writes the key). actix-web 4 speaks `http` 0.2, the
 /// core `http` 1: the headers cross over as bytes, which both accept alike.
 fn write(headers: &mut HeaderMap, added: ResponseHeaders) {

@@ -1,5 +1,6 @@
 //! Per-route options, set on the request's session before its handler runs: the store-error
-//! policy ([`OnStoreErrorLayer`]) and exclusive mode ([`ExclusiveLayer`]). Same names and
+//! policy ([`OnStoreErrorLayer`]), exclusive mode ([`ExclusiveLayer`]) and where the key
+//! travels ([`TransportLayer`]). Same names and
 //! behaviour as the tower layers; wrap a resource or scope inside the
 //! [`SessionMiddleware`](crate::SessionMiddleware) with them.
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, Transform};
 use actix_web::HttpMessage as _;
+use cloakroom_core::transport::Transport;
 use cloakroom_core::{LazySession, OnStoreError};
 
 /// Sets the store-error policy for the routes it wraps, overriding the settings: wrap the
@@ -85,14 +87,48 @@ impl ExclusiveLayer {
     }
 }
 
+/// Sets where the session key travels on the routes it wraps, overriding the `transport`
+/// setting: the session cookie, the key header (`header_name`, `X-Session-Token` by default),
+/// or both, as the tower `TransportLayer`. The rules, and the CSRF trade-off between the two:
+/// [`cloakroom_core::transport`].
+///
+/// # Examples
+/// ```no_run
+/// use actix_web::{web, App};
+/// use cloakroom::{Session, Transport};
+/// use cloakroom_actix::{SessionMiddleware, TransportLayer};
+/// # async fn profile(_session: Session) -> &'static str { "me" }
+/// # fn demo(sessions: cloakroom::Sessions) {
+/// let app = App::new()
+///     .wrap(SessionMiddleware::new(sessions))
+///     .service(
+///         web::scope("/api")
+///             .wrap(TransportLayer::new(Transport::Header))
+///             .route("/profile", web::get().to(profile)),
+///     );
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct TransportLayer {
+    transport: Transport,
+}
+
+impl TransportLayer {
+    /// A middleware that makes the requests it sees use `transport`.
+    pub fn new(transport: Transport) -> Self {
+        Self { transport }
+    }
+}
+
 /// What a per-route middleware sets on the request's session.
 #[derive(Debug, Clone, Copy)]
 enum RouteOption {
     Policy(OnStoreError),
     Exclusive(Option<Duration>),
+    Transport(Transport),
 }
 
-/// The service made by [`OnStoreErrorLayer`] and [`ExclusiveLayer`]: sets its option on the
+/// The service made by [`OnStoreErrorLayer`], [`ExclusiveLayer`] and [`TransportLayer`]: sets its option on the
 /// request's session (when a [`SessionMiddleware`](crate::SessionMiddleware) started one) and
 /// calls the route.
 #[derive(Debug)]
@@ -116,6 +152,7 @@ where
             match self.option {
                 RouteOption::Policy(policy) => session.set_on_store_error(policy),
                 RouteOption::Exclusive(wait) => session.set_exclusive(wait),
+                RouteOption::Transport(transport) => session.set_transport(transport),
             }
         }
         self.inner.call(request)
@@ -147,3 +184,4 @@ macro_rules! route_transform {
 
 route_transform!(OnStoreErrorLayer, |this| RouteOption::Policy(this.policy));
 route_transform!(ExclusiveLayer, |this| RouteOption::Exclusive(this.wait));
+route_transform!(TransportLayer, |this| RouteOption::Transport(this.transport));

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::Args;
-use cloakroom::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
+use cloakroom::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings, Transport};
 
 use crate::demo::DemoSettings;
 
@@ -86,6 +86,9 @@ pub struct CodecArgs {
     /// json (default) or django: Django's signed session_data in db, cached_db and file.
     #[arg(long, env = "CLOAKROOM_DATA_FORMAT", value_name = "FORMAT")]
     data_format: Option<DataFormat>,
+    /// The store keeps the session data encrypted with a key from --secret-key (not with django).
+    #[arg(long, env = "CLOAKROOM_ENCRYPT_DATA", num_args = 0..=1, default_missing_value = "true")]
+    encrypt_data: Option<bool>,
 }
 
 /// The cookie and the rules of a session's life: what serving requests needs.
@@ -95,6 +98,12 @@ pub struct SessionArgs {
     /// The session cookie's name.
     #[arg(long, env = "CLOAKROOM_COOKIE_NAME", value_name = "NAME")]
     cookie_name: Option<String>,
+    /// Where the session key travels: cookie (default), header (--header-name) or both.
+    #[arg(long, env = "CLOAKROOM_TRANSPORT")]
+    transport: Option<Transport>,
+    /// The request and response header that carries the key (X-Session-Token).
+    #[arg(long, env = "CLOAKROOM_HEADER_NAME", value_name = "NAME")]
+    header_name: Option<String>,
     /// Session lifetime in seconds.
     #[arg(long, env = "CLOAKROOM_COOKIE_AGE", value_name = "SECONDS",
           allow_negative_numbers = true, value_parser = non_negative::<u64>)]
@@ -228,7 +237,7 @@ impl StoreArgs {
             set!(file, s, session.cookie_name, session.cookie_age);
         }
         if let Some(codec) = extra.codec {
-            set!(codec, s, session.data_format);
+            set!(codec, s, session.data_format, session.encrypt_data);
             if let Some(v) = &codec.secret_key {
                 s.session.secret_key = Some(Secret::new(v.clone()));
             }
@@ -241,6 +250,8 @@ impl StoreArgs {
                 a,
                 s,
                 session.cookie_name,
+                session.transport,
+                session.header_name,
                 session.cookie_age,
                 session.cookie_domain,
                 session.cookie_path,

@@ -477,7 +477,7 @@ impl SessionStore for AlwaysOutraced {
                 + 1;
             data.insert("rival".into(), json!(n));
             let rival = Record {
-                data: self.codec.encode(&data),
+                data: self.codec.encode(&data).expect("JSON encoding cannot fail"),
                 expires_at: current.expires_at,
             };
             self.inner.update(key, &current.data, &rival, now).await?;

@@ -22,6 +22,7 @@ fn demo(args: &[&str], setup: &Setup) -> AppUnderTest {
     if setup.expire_at_browser_close {
         args.push("--expire-at-browser-close".to_owned());
     }
+    args.extend(["--transport".to_owned(), setup.transport.to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let demo = Demo::start(&args);
     AppUnderTest::new(demo.url(""), demo)
@@ -40,6 +41,15 @@ fn on_database(url: String, table: &'static OnceLock<String>, setup: &Setup) -> 
 
 mod sqlite {
     cloakroom_testkit::http_suite!(|setup| async move { super::demo(&[], &setup) });
+}
+
+mod sqlite_encrypted {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        super::demo(
+            &["--encrypt-data", "--secret-key", "http-suite-secret"],
+            &setup,
+        )
+    });
 }
 
 mod in_process_cache {
@@ -66,6 +76,24 @@ mod redis {
     cloakroom_testkit::http_suite!(|setup| async move {
         let url = super::support::redis_url();
         super::demo(&["--engine", "cache", "--cache-url", &url], &setup)
+    });
+}
+
+mod redis_encrypted {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        let url = super::support::redis_url();
+        super::demo(
+            &[
+                "--engine",
+                "cache",
+                "--cache-url",
+                &url,
+                "--encrypt-data",
+                "--secret-key",
+                "http-suite-secret",
+            ],
+            &setup,
+        )
     });
 }
 

@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 use crate::digits::{push_int, push_two};
 
 use crate::config::{SameSite, Settings};
-use crate::manager::CookieAction;
+use crate::plan::CookieAction;
 
 /// Finds the value of cookie `name` in the `Cookie` header values of a request.
 ///

@@ -4,39 +4,80 @@
 //! what it returns into its own response type, so the rules stay here.
 
 use http::header::{HeaderName, HeaderValue, SET_COOKIE, VARY};
+use time::OffsetDateTime;
 
+use crate::config::Settings;
 use crate::cookies;
 use crate::manager::LazySession;
+use crate::plan::{CookieAction, Outcome};
+use crate::transport::Transport;
 
-/// What the end of a request adds to the handler's response: `Vary: Cookie` when the session
-/// was used, and the session's `Set-Cookie` when the cookie must change. Iterate it for the
-/// headers, in the order they go out.
+/// What the end of a request adds to the handler's response, in the order the headers go out:
+/// `Vary` for each request header the response depends on (`Cookie`, the key header), the
+/// session's `Set-Cookie`, and the key header (empty to make the client forget its key; see
+/// [`crate::transport`]). Iterate it for the (name, value) pairs; it allocates nothing beyond
+/// the header values themselves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseHeaders {
-    vary: bool,
-    set_cookie: Option<HeaderValue>,
+    headers: [Option<(HeaderName, HeaderValue)>; 4],
 }
 
 impl ResponseHeaders {
     /// Whether there is nothing to add.
     pub fn is_empty(&self) -> bool {
-        !self.vary && self.set_cookie.is_none()
+        self.headers.iter().all(Option::is_none)
     }
 }
 
 impl IntoIterator for ResponseHeaders {
     type Item = (HeaderName, HeaderValue);
-    type IntoIter = std::iter::Chain<
-        std::option::IntoIter<(HeaderName, HeaderValue)>,
-        std::option::IntoIter<(HeaderName, HeaderValue)>,
-    >;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<Self::Item>, 4>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        let vary = self
-            .vary
+        self.headers.into_iter().flatten()
+    }
+}
+
+impl Outcome {
+    /// The response headers this outcome asks for (see [`ResponseHeaders`]), for an adapter
+    /// that calls [`LazySession::commit`] itself rather than [`LazySession::finish`].
+    ///
+    /// # Examples
+    /// ```
+    /// # async fn demo(lazy: cloakroom_core::LazySession, sessions: cloakroom_core::Sessions) -> Result<(), cloakroom_core::Error> {
+    /// let outcome = lazy.commit(200).await?;
+    /// for (name, value) in outcome.response_headers(sessions.settings(), sessions.clock().now()) {
+    ///     // response.headers_mut().append(name, value) in your framework
+    ///     println!("{name}: {value:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn response_headers(&self, settings: &Settings, now: OffsetDateTime) -> ResponseHeaders {
+        // The key header's name is parsed only on routes that use it; `Settings::validate`
+        // checked that it parses.
+        let key_header = || HeaderName::from_bytes(settings.session.header_name.as_bytes()).ok();
+        let vary_cookie = (self.vary && self.transport != Transport::Header)
             .then(|| (VARY, HeaderValue::from_static("Cookie")));
-        vary.into_iter()
-            .chain(self.set_cookie.map(|value| (SET_COOKIE, value)))
+        let vary_key = if self.vary && self.transport != Transport::Cookie {
+            key_header().and_then(|name| {
+                let value = HeaderValue::from_str(name.as_str()).ok()?;
+                Some((VARY, value))
+            })
+        } else {
+            None
+        };
+        let set_cookie = cookies::set_cookie_header(&self.cookie, settings, now)
+            .and_then(|value| HeaderValue::try_from(value).ok())
+            .map(|value| (SET_COOKIE, value));
+        let key = match &self.header {
+            CookieAction::Keep => None,
+            CookieAction::Set { value, .. } => HeaderValue::from_str(value).ok(),
+            CookieAction::Delete => Some(HeaderValue::from_static("")),
+        }
+        .and_then(|value| Some((key_header()?, value)));
+        ResponseHeaders {
+            headers: [vary_cookie, vary_key, set_cookie, key],
+        }
     }
 }
 
@@ -56,13 +97,7 @@ impl LazySession {
         match self.commit(status).await {
             Ok(outcome) => {
                 let shared = self.shared();
-                let now = shared.clock.now();
-                let set_cookie = cookies::set_cookie_header(&outcome.cookie, &shared.settings, now)
-                    .and_then(|value| HeaderValue::try_from(value).ok());
-                Ok(ResponseHeaders {
-                    vary: outcome.vary,
-                    set_cookie,
-                })
+                Ok(outcome.response_headers(&shared.settings, shared.clock.now()))
             }
             Err(error) => {
                 crate::observe::warn_store_failure(

@@ -47,10 +47,12 @@ mod plan;
 mod recorded;
 pub mod response;
 mod runner;
+mod seal;
 mod session;
 mod shared;
 pub mod signing;
 pub mod store;
+pub mod transport;
 pub mod users;
 
 pub use backend::{Backend, Migrate};
@@ -68,6 +70,7 @@ pub use session::{Session, TypedKey};
 pub use store::{
     ClearExpired, Created, MovesOnLoad, Record, SessionStore, Updated, UserIndex, UserSession,
 };
+pub use transport::Transport;
 pub use users::{IndexEntries, IndexEntry};
 
 #[cfg(feature = "axum")]

@@ -21,7 +21,7 @@ use crate::store::Record;
 /// Reads the session the request's cookie names into the recorded state.
 pub(crate) async fn fetch(ctx: &Context) -> Result<(), Error> {
     let shared = &ctx.shared;
-    let Some(candidate) = ctx.cookie.as_deref() else {
+    let Some(candidate) = ctx.key() else {
         return Ok(());
     };
     if shared.server().is_some() && !key::is_well_formed(candidate) {
@@ -91,7 +91,7 @@ async fn read_record(
         // The token of a cookie session is its data as the codec writes it, as for a record.
         Travel::Cookie(cookies) => match cookies.decode(key, now) {
             Some((data, expires_at)) => {
-                let data = shared.codec.encode(&data);
+                let data = shared.encode(&data)?;
                 (Record { data, expires_at }, false)
             }
             None => return Ok(None),

@@ -21,6 +21,8 @@ use crate::response::ErrorHandler;
 use crate::session::Session;
 use crate::shared::Shared;
 use crate::store::{ClearExpired, SessionStore, UserIndex, UserSession};
+use crate::transport::{Presented, Transport};
+use time::OffsetDateTime;
 
 pub use crate::plan::{CookieAction, Outcome};
 
@@ -316,9 +318,46 @@ impl Sessions {
     /// Starts the session of one request from its session cookie value, without touching the
     /// store: the store is read only when the session is first used.
     pub fn start(&self, cookie: Option<&str>) -> LazySession {
+        self.start_presented(Presented {
+            cookie,
+            header: None,
+        })
+    }
+
+    /// Starts the session of one request from its `Cookie` header values and its key header's
+    /// (`header_name`) values, without touching the store: what an adapter calls for each
+    /// request (see [`crate::transport`]). Both are read whatever the `transport` setting
+    /// says, because a route layer may choose another transport after the session started;
+    /// the route's transport picks one key at the first use.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn demo(sessions: cloakroom_core::Sessions) {
+    /// let cookies: [&[u8]; 1] = [b"theme=dark; sessionid=abcdefgh12345678"];
+    /// let tokens: [&[u8]; 0] = [];
+    /// let lazy = sessions.start_request(cookies, tokens);
+    /// # let _ = lazy; }
+    /// ```
+    pub fn start_request<'a, C, H>(&self, cookie_headers: C, key_headers: H) -> LazySession
+    where
+        C: IntoIterator<Item = &'a [u8]>,
+        H: IntoIterator<Item = &'a [u8]>,
+    {
+        let settings = &self.shared.settings.session;
+        self.start_presented(Presented {
+            cookie: crate::cookies::find(cookie_headers, &settings.cookie_name),
+            header: crate::transport::header_key(key_headers),
+        })
+    }
+
+    /// Starts the session of one request from the keys it presents in its cookie and its key
+    /// header, as [`start_request`](Self::start_request) finds them, without touching the
+    /// store. The route's transport (the `transport` setting, or
+    /// [`LazySession::set_transport`]) picks the key at the first use.
+    pub fn start_presented(&self, presented: Presented<'_>) -> LazySession {
         LazySession {
             session: Session {
-                inner: Arc::new(Context::new(Arc::clone(&self.shared), cookie)),
+                inner: Arc::new(Context::new(Arc::clone(&self.shared), presented)),
             },
         }
     }
@@ -350,6 +389,13 @@ impl LazySession {
     /// per route). Has no effect once set, or once the session is loaded.
     pub fn set_on_store_error(&self, policy: OnStoreError) {
         let _ = self.session.inner.policy.set(policy);
+    }
+
+    /// Sets where this request's key travels, overriding the `transport` setting (the
+    /// `TransportLayer` (in the `cloakroom` crate) does this per route). Has no effect once
+    /// set, or once the session was used.
+    pub fn set_transport(&self, transport: Transport) {
+        self.session.inner.set_transport(transport);
     }
 
     /// Makes this request exclusive for its visitor: it waits (at most `wait`, or the
@@ -405,14 +451,11 @@ impl LazySession {
     pub async fn commit(&self, status: u16) -> Result<Outcome, Error> {
         let inner = &self.session.inner;
         let settings = &inner.shared.settings;
-        let had_cookie = inner.cookie.is_some();
+        let had_key = inner.key().is_some();
         if !self.is_loaded() {
-            if !(settings.session.save_every_request && had_cookie) {
+            if !(settings.session.save_every_request && had_key) {
                 self.session.state().closed = true;
-                return Ok(Outcome {
-                    cookie: CookieAction::Keep,
-                    vary: false,
-                });
+                return Ok(Outcome::untouched(inner.transport()));
             }
             self.load().await?;
         }

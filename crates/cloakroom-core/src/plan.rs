@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::expiry::Lifetime;
 use crate::keys::DEADLINE_KEY;
 use crate::recorded::Recorded;
+use crate::transport::{Transport, Via};
 
 /// What the response must do with the session cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +29,58 @@ pub enum CookieAction {
     Delete,
 }
 
-/// The end of a request's session: what to put in the response.
+/// The end of a request's session: what to put in the response. An adapter writes
+/// [`response_headers`](Self::response_headers); the fields say the same for one that needs
+/// them apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outcome {
-    /// What to do with the cookie.
+    /// What to do with the session cookie (always `Keep` when the key travels in the header).
     pub cookie: CookieAction,
-    /// Whether to add `Vary: Cookie` (the session was accessed).
+    /// What to do with the key header (`header_name`): `Set` sends the key, `Delete` sends the
+    /// header empty ("forget the key"), `Keep` sends nothing. Always `Keep` under the cookie
+    /// transport. See [`crate::transport`].
+    pub header: CookieAction,
+    /// Whether the response depends on the session: it varies on the request headers of its
+    /// transport (`Cookie`, the key header, or both).
     pub vary: bool,
+    /// The request's transport.
+    pub transport: Transport,
+}
+
+impl Outcome {
+    /// Nothing to send: the session was not used.
+    pub(crate) fn untouched(transport: Transport) -> Self {
+        Self {
+            cookie: CookieAction::Keep,
+            header: CookieAction::Keep,
+            vary: false,
+            transport,
+        }
+    }
+
+    /// The key decision `action` sent the way the key came (`via`) under `transport`; a
+    /// request that came with no key under `Both` gets it both ways, since nothing says which
+    /// kind of client it is.
+    pub(crate) fn deliver(
+        action: CookieAction,
+        vary: bool,
+        transport: Transport,
+        via: Option<Via>,
+    ) -> Self {
+        let keep = CookieAction::Keep;
+        let (cookie, header) = match (transport, via) {
+            (Transport::Cookie, _) | (Transport::Both, Some(Via::Cookie)) => (action, keep),
+            (Transport::Header, _) | (Transport::Both, Some(Via::Header)) => (keep, action),
+            (Transport::Both, None) => (action.clone(), action),
+        };
+        Self {
+            cookie,
+            header,
+            vary,
+            transport,
+        }
+    }
 }
 
 /// What the end of one request must do, in order: check the size, delete, write, park the

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::locks::KeyGuard;
 use crate::response::ErrorHandler;
 use crate::shared::Shared;
+use crate::transport::{Presented, Transport, Via};
 
 /// A change that re-runs against whatever the store holds now.
 pub(crate) type Change = Arc<dyn Fn(&mut Data) -> Result<(), Error> + Send + Sync>;
@@ -85,12 +86,16 @@ pub(crate) struct Recorded {
     pub linked: Option<(String, String)>,
 }
 
-/// One request's session: the app's machinery, the cookie the request carried, the
+/// One request's session: the app's machinery, the keys the request carried, the
 /// per-request options the route layers set, and the [`Recorded`] state.
 pub(crate) struct Context {
     pub shared: Arc<Shared>,
     /// The session cookie as the request carried it.
-    pub cookie: Option<String>,
+    cookie: Option<String>,
+    /// The key header as the request carried it.
+    header: Option<String>,
+    /// This route's transport, fixed at its first use (the route's, or the settings').
+    transport: OnceLock<Transport>,
     /// Set once the store was read for this request (at most once: later loads wait for it).
     pub load_done: tokio::sync::OnceCell<()>,
     pub state: Mutex<Recorded>,
@@ -104,11 +109,13 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// A request's session that carried `cookie`, not loaded yet.
-    pub(crate) fn new(shared: Arc<Shared>, cookie: Option<&str>) -> Self {
+    /// A request's session that carried the `presented` keys, not loaded yet.
+    pub(crate) fn new(shared: Arc<Shared>, presented: Presented<'_>) -> Self {
         Self {
             shared,
-            cookie: cookie.map(str::to_owned),
+            cookie: presented.cookie.map(str::to_owned),
+            header: presented.header.map(str::to_owned),
+            transport: OnceLock::new(),
             load_done: tokio::sync::OnceCell::new(),
             state: Mutex::new(Recorded::default()),
             policy: OnceLock::new(),
@@ -124,6 +131,34 @@ impl Context {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets this route's transport, unless one was already set or used.
+    pub(crate) fn set_transport(&self, transport: Transport) {
+        let _ = self.transport.set(transport);
+    }
+
+    /// This request's transport: the route's, or the settings'. Fixed by its first use, so the
+    /// load and the end of the request agree on it.
+    pub(crate) fn transport(&self) -> Transport {
+        *self
+            .transport
+            .get_or_init(|| self.shared.settings.session.transport)
+    }
+
+    /// The key this request is served by (under its transport), and which transport carried
+    /// it.
+    pub(crate) fn presented(&self) -> Option<(&str, Via)> {
+        Presented {
+            cookie: self.cookie.as_deref(),
+            header: self.header.as_deref(),
+        }
+        .pick(self.transport())
+    }
+
+    /// The key this request is served by, if any.
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.presented().map(|(key, _)| key)
     }
 
     /// The store-error policy of this request: the route's, or the settings'.

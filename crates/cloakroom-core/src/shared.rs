@@ -128,6 +128,25 @@ impl Shared {
                     ),
                 })
             }
+            Backing::Cookie(_) if settings.session.transport != crate::Transport::Cookie => {
+                return Err(ConfigError::Invalid {
+                    setting: "transport",
+                    reason: format!(
+                        "the {engine} engine keeps the data in the cookie itself: its key cannot \
+                         travel in a header; use a server-side engine for transport = \"{}\"",
+                        settings.session.transport
+                    ),
+                })
+            }
+            Backing::Cookie(_) if settings.session.encrypt_data => {
+                return Err(ConfigError::Invalid {
+                    setting: "encrypt_data",
+                    reason: format!(
+                        "the {engine} engine stores nothing on the server; encrypt_data is for \
+                         server-side engines"
+                    ),
+                })
+            }
             Backing::Cookie(cookies) => Travel::Cookie(cookies),
             Backing::Server(backend) => Travel::Server(Server::new(backend, &settings)),
         };
@@ -161,7 +180,7 @@ impl Shared {
     /// core creates or updates, and so every cookie it sets (signed or not), is encoded here:
     /// the one place the size bound is enforced, before anything is written.
     pub fn encode_bounded(&self, data: &Data) -> Result<Bytes, Error> {
-        let text = self.codec.encode(data);
+        let text = self.encode(data)?;
         let limit = self.settings.session.max_session_bytes;
         if text.len() > limit {
             return Err(Error::TooLarge {
@@ -170,6 +189,14 @@ impl Shared {
             });
         }
         Ok(text)
+    }
+
+    /// Encodes `data` with the codec, a failure (no randomness for `encrypt_data`'s nonce)
+    /// being this engine's store failure.
+    pub fn encode(&self, data: &Data) -> Result<Bytes, StoreError> {
+        self.codec
+            .encode(data)
+            .map_err(|e| StoreError::backend(self.engine(), e))
     }
 
     /// The name the store (and so its user index) knows session `key` by: the core's

@@ -31,7 +31,21 @@ proptest! {
     #[test]
     fn json_round_trips(data in session_data()) {
         let codec = Codec::Json;
-        prop_assert_eq!(codec.decode(codec.encode(&data)).unwrap(), data);
+        prop_assert_eq!(codec.decode(codec.encode(&data).unwrap()).unwrap(), data);
+    }
+
+    #[test]
+    fn encrypted_round_trips_and_a_changed_character_is_refused(
+        data in session_data(),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let codec = Codec::encrypted(&cloakroom::Secret::new("props"), &[]);
+        let stored = codec.encode(&data).unwrap();
+        prop_assert_eq!(codec.decode(&stored).unwrap(), data);
+        let mut changed = stored.to_vec();
+        let at = at.index(changed.len());
+        changed[at] = if changed[at] == b'A' { b'B' } else { b'A' };
+        prop_assert!(codec.decode(&changed).is_err(), "accepted a change at {}", at);
     }
 
     #[test]
@@ -41,7 +55,7 @@ proptest! {
 
     #[test]
     fn truncated_data_is_rejected(data in session_data(), cut in 1usize..64) {
-        let text = Codec::Json.encode(&data);
+        let text = Codec::Json.encode(&data).unwrap();
         let end = text.len().saturating_sub(cut);
         if let Some(prefix) = text.get(..end) {
             prop_assert!(Codec::Json.decode(prefix).is_err(), "accepted truncated {prefix:?}");

@@ -330,7 +330,8 @@ async fn empty_sessions_keep_their_key_until_flushed_as_in_django() {
                     data: sessions
                         .settings()
                         .codec()
-                        .encode(&data.clone().into_iter().collect()),
+                        .encode(&data.clone().into_iter().collect())
+                        .unwrap(),
                     expires_at: sessions.clock().now() + Duration::from_secs(3600),
                 };
                 let store = sessions.store().expect("a store on the server");

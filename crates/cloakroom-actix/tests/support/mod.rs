@@ -116,6 +116,7 @@ pub fn settings(toml: &str, setup: &Setup) -> Settings {
     if let Some(age) = setup.cookie_age {
         settings.session.cookie_age = age;
     }
+    settings.session.transport = setup.transport;
     settings
 }
 

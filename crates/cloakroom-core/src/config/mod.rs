@@ -29,7 +29,10 @@ use crate::error::{ConfigError, FileError};
 pub use crate::keys::MAX_COOKIE_AGE;
 pub use crate::signing::Secret;
 pub use resilience::{OnStoreError, ResilienceSettings};
-pub use session::{SameSite, SessionSettings, DEFAULT_COOKIE_AGE, DEFAULT_MAX_SESSION_BYTES};
+pub use session::{
+    SameSite, SessionSettings, Transport, DEFAULT_COOKIE_AGE, DEFAULT_HEADER_NAME,
+    DEFAULT_MAX_SESSION_BYTES,
+};
 #[doc(hidden)]
 pub use store::LONGEST_DERIVED_SUFFIX;
 pub use store::{
@@ -192,6 +195,12 @@ impl Settings {
         with_max_session_bytes: session.max_session_bytes: number usize;
         /// Sets `max_sessions_per_user` (at least 1; `None` for no limit).
         with_max_sessions_per_user: session.max_sessions_per_user: into Option<u32>;
+        /// Sets `transport` (where the session key travels: cookie, header or both).
+        with_transport: session.transport: into Transport;
+        /// Sets `header_name` (the header that carries the key under the header transport).
+        with_header_name: session.header_name: into String;
+        /// Sets `encrypt_data` (the store keeps the session data encrypted).
+        with_encrypt_data: session.encrypt_data: into bool;
         /// Sets `store_timeout_ms`.
         with_store_timeout_ms: resilience.store_timeout_ms: number u64;
         /// Sets `on_store_error`.
@@ -306,8 +315,18 @@ impl Settings {
     ///
     /// With `cached_db`, the cache in front of the database holds the database's text (so a
     /// Django app's cache entries are not shared, only its table).
+    ///
+    /// Under `encrypt_data` (server-side engines), the JSON encrypted
+    /// ([`Codec::Encrypted`]).
     pub fn codec(&self) -> Codec {
         let session = &self.session;
+        if let (true, Some(secret), false) = (
+            session.encrypt_data,
+            &session.secret_key,
+            self.store.engine.is_client_side(),
+        ) {
+            return Codec::encrypted(secret, &session.secret_key_fallbacks);
+        }
         match (session.data_format, &session.secret_key, self.store.engine) {
             (DataFormat::Django, Some(secret), Engine::Db | Engine::CachedDb | Engine::File) => {
                 Codec::django(secret.clone(), session.secret_key_fallbacks.clone())
@@ -378,6 +397,29 @@ impl Settings {
                     largest.saturating_mul(shards)
                 ),
             });
+        }
+        if store.engine.is_client_side() {
+            if session.transport != Transport::Cookie {
+                return invalid(
+                    "transport",
+                    &format!(
+                        "the {} engine keeps the data in the cookie itself: its key cannot travel \
+                         in a header; use a server-side engine (db, cache, cached_db, file) for \
+                         transport = \"{}\"",
+                        store.engine, session.transport
+                    ),
+                );
+            }
+            if session.encrypt_data {
+                return invalid(
+                    "encrypt_data",
+                    &format!(
+                        "the {} engine stores nothing on the server; encrypt_data is for \
+                         server-side engines (private_cookies already encrypts the cookie)",
+                        store.engine
+                    ),
+                );
+            }
         }
         if session.hash_keys && store.engine.is_client_side() {
             return invalid(

@@ -19,6 +19,48 @@ pub const DEFAULT_COOKIE_AGE: u64 = 1_209_600;
 /// posts of 1.9 MB made one 57 MB session).
 pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024;
 
+/// The default name of the key header.
+pub const DEFAULT_HEADER_NAME: &str = "X-Session-Token";
+
+/// Where the session key travels (the `transport` setting, or a route's `TransportLayer` in
+/// the `cloakroom` crate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// The session cookie only (Django's way).
+    #[default]
+    Cookie,
+    /// The key header only (`header_name`); no cookie is read or set.
+    Header,
+    /// Either: the header's key when the request carries one, else the cookie's.
+    Both,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cookie" => Ok(Self::Cookie),
+            "header" => Ok(Self::Header),
+            "both" => Ok(Self::Both),
+            _ => Err(ConfigError::Invalid {
+                setting: "transport",
+                reason: format!("`{s}` is not a transport; use cookie, header or both"),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cookie => "cookie",
+            Self::Header => "header",
+            Self::Both => "both",
+        })
+    }
+}
+
 /// The `SameSite` attribute of the session cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -119,6 +161,22 @@ pub struct SessionSettings {
     /// The most live sessions one user may have (`None`, the default: no limit). A login that
     /// goes over it revokes the user's oldest sessions (see [`crate::Sessions::sessions_of`]).
     pub max_sessions_per_user: Option<u32>,
+    /// Where the session key travels: `cookie` (the default, Django's way), `header` (the
+    /// `header_name` request and response header, for API clients) or `both` (the header's
+    /// key when a request carries one, else the cookie's). A route can choose its own with the
+    /// `cloakroom` crate's `TransportLayer`. The rules: [`crate::transport`]. Server-side
+    /// engines only (signed and private cookies are the cookie).
+    pub transport: Transport,
+    /// The request and response header that carries the key under `transport = "header"` or
+    /// `"both"` (`X-Session-Token` by default).
+    pub header_name: String,
+    /// Encrypt the session data the store keeps (XChaCha20-Poly1305, a key derived from
+    /// `secret_key`; `secret_key_fallbacks` still decrypt): a dump of the table, the Redis
+    /// keys or the session folder shows no session data, and with `hash_keys` no working key
+    /// either. Off by default. Needs `secret_key`; server-side engines only; cannot be combined
+    /// with `data_format = "django"` (Django could not read the data). See
+    /// [`Codec::Encrypted`](crate::codec::Codec::Encrypted).
+    pub encrypt_data: bool,
 }
 
 impl Default for SessionSettings {
@@ -145,6 +203,9 @@ impl Default for SessionSettings {
             hash_keys: false,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             max_sessions_per_user: None,
+            transport: Transport::Cookie,
+            header_name: DEFAULT_HEADER_NAME.to_owned(),
+            encrypt_data: false,
         }
     }
 }
@@ -175,6 +236,9 @@ impl fmt::Debug for SessionSettings {
             hash_keys,
             max_session_bytes,
             max_sessions_per_user,
+            transport,
+            header_name,
+            encrypt_data,
         } = self;
         f.debug_struct("SessionSettings")
             .field("cookie_name", cookie_name)
@@ -198,6 +262,9 @@ impl fmt::Debug for SessionSettings {
             .field("hash_keys", hash_keys)
             .field("max_session_bytes", max_session_bytes)
             .field("max_sessions_per_user", max_sessions_per_user)
+            .field("transport", transport)
+            .field("header_name", header_name)
+            .field("encrypt_data", encrypt_data)
             .finish()
     }
 }
@@ -305,6 +372,46 @@ impl SessionSettings {
                  session by its raw key, a live key in the store",
             );
         }
+        check_header_name(&self.header_name)?;
+        if self.encrypt_data && self.data_format == DataFormat::Django {
+            return invalid(
+                "encrypt_data",
+                "cannot be combined with data_format = \"django\": Django could not read \
+                 encrypted data (turn one of them off)",
+            );
+        }
+        if self.encrypt_data && self.secret_key.is_none() {
+            return invalid(
+                "secret_key",
+                "encrypt_data derives its encryption key from secret_key; set `secret_key` \
+                 (`--secret-key`) to a long random value",
+            );
+        }
         Ok(())
     }
+}
+
+/// Checks a `header_name` setting: an HTTP field name (RFC 9110 token) that is not one the
+/// session or the browser already owns.
+fn check_header_name(name: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| {
+        Err(ConfigError::Invalid {
+            setting: "header_name",
+            reason,
+        })
+    };
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return invalid(format!(
+            "`{name}` is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~); \
+             the default is {DEFAULT_HEADER_NAME}"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if ["cookie", "set-cookie", "vary", "authorization", "host"].contains(&lower.as_str()) {
+        return invalid(format!(
+            "`{name}` is a header HTTP already gives a meaning; use a name of its own such as \
+             {DEFAULT_HEADER_NAME}"
+        ));
+    }
+    Ok(())
 }

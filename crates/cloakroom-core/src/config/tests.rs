@@ -249,3 +249,92 @@ fn private_cookies_is_an_engine_with_no_key_to_hash() {
         "{msg}"
     );
 }
+
+/// The setting a refusal names, from `Settings::validate`.
+fn refused(settings: &Settings) -> &'static str {
+    match settings.validate() {
+        Err(ConfigError::Invalid { setting, .. }) => setting,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn transport_and_header_name_read_from_toml_and_are_checked() {
+    let s = Settings::from_toml_str("transport = \"both\"\nheader_name = \"X-Auth-Key\"").unwrap();
+    assert_eq!(s.session.transport, Transport::Both);
+    assert_eq!(s.session.header_name, "X-Auth-Key");
+    assert_eq!(Settings::default().session.header_name, "X-Session-Token");
+    let err = Settings::from_toml_str("transport = \"carrier-pigeon\"").unwrap_err();
+    assert!(err.to_string().contains("transport"), "{err}");
+    assert_eq!(
+        refused(&Settings::default().with_header_name("X Session")),
+        "header_name"
+    );
+    assert_eq!(
+        refused(&Settings::default().with_header_name("Cookie")),
+        "header_name"
+    );
+    for engine in [Engine::SignedCookies, Engine::PrivateCookies] {
+        let s = Settings::default()
+            .with_engine(engine)
+            .with_secret_key(Some(Secret::new("s")))
+            .with_transport(Transport::Header);
+        assert_eq!(refused(&s), "transport", "{engine}");
+    }
+}
+
+#[test]
+fn encrypt_data_needs_a_secret_a_server_side_engine_and_json() {
+    let secret = Some(Secret::new("s"));
+    assert_eq!(
+        refused(&Settings::default().with_encrypt_data(true)),
+        "secret_key"
+    );
+    let on = Settings::default()
+        .with_encrypt_data(true)
+        .with_secret_key(secret.clone());
+    on.validate().unwrap();
+    assert!(matches!(on.codec(), Codec::Encrypted(_)));
+    let cache = on.clone().with_engine(Engine::Cache);
+    assert!(matches!(cache.codec(), Codec::Encrypted(_)));
+    assert_eq!(
+        refused(&on.clone().with_data_format(DataFormat::Django)),
+        "encrypt_data"
+    );
+    assert_eq!(
+        refused(&on.clone().with_engine(Engine::PrivateCookies)),
+        "encrypt_data"
+    );
+    let err = Settings::from_toml_str(
+        "encrypt_data = true\nsecret_key = \"s\"\ndata_format = \"django\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("encrypt_data") && err.contains("Django"),
+        "{err}"
+    );
+}
+
+#[test]
+fn header_names_are_tokens_of_their_own() {
+    assert!(Settings::default()
+        .with_header_name("X-Session-Token")
+        .validate()
+        .is_ok());
+    for bad in [
+        "",
+        "X Session",
+        "Cookie",
+        "set-cookie",
+        "Authorization",
+        "x:y",
+    ] {
+        let err = Settings::default()
+            .with_header_name(bad)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("header_name"), "{bad:?}: {err}");
+    }
+}

@@ -39,16 +39,13 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hkdf::Hkdf;
-use sha2::Sha256;
 use time::OffsetDateTime;
 
 use super::cookie::{require_secret, too_long, Limits};
 use crate::codec::Data;
 use crate::config::Secret;
 use crate::error::{OpenError, StoreError};
+use crate::seal::{Purpose, Sealer};
 
 /// The engine's name in logs, metrics, errors and settings.
 pub const ENGINE: &str = "private_cookies";
@@ -63,11 +60,12 @@ pub const KDF_INFO: &[u8] = b"cloakroom.private-cookies.v1 xchacha20poly1305 key
 /// format can be told apart rather than mistaken for tampering.
 const VERSION: u8 = 1;
 
-/// XChaCha20's nonce: 24 bytes, long enough to be drawn at random for every cookie.
-const NONCE_LEN: usize = 24;
-
-/// Poly1305's tag, at the end of the ciphertext.
-const TAG_LEN: usize = 16;
+/// The cipher's use here: its key derivation and version byte (see [`crate::seal`]).
+const PURPOSE: Purpose = Purpose {
+    salt: KDF_SALT,
+    info: KDF_INFO,
+    version: VERSION,
+};
 
 /// The issue time at the start of the plaintext.
 const ISSUED_LEN: usize = 8;
@@ -78,14 +76,14 @@ const ISSUED_LEN: usize = 8;
 #[derive(Clone)]
 pub struct PrivateCookies {
     /// The current key first, then one per fallback secret.
-    ciphers: Vec<XChaCha20Poly1305>,
+    sealer: Sealer,
     limits: Limits,
 }
 
 impl std::fmt::Debug for PrivateCookies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrivateCookies")
-            .field("keys", &self.ciphers.len())
+            .field("sealer", &self.sealer)
             .field("cookie_age", &self.limits.cookie_age)
             .field("cookie_name", &self.limits.cookie_name)
             .finish()
@@ -121,12 +119,9 @@ impl PrivateCookies {
             &secret,
             "the private_cookies engine derives its encryption key from it",
         )?;
-        let ciphers = std::iter::once(&secret)
-            .chain(&fallbacks)
-            .map(cipher_for)
-            .collect();
+        let sealer = Sealer::new(&secret, &fallbacks, PURPOSE);
         let limits = Limits::new(cookie_age, cookie_name.into());
-        Ok(Self { ciphers, limits })
+        Ok(Self { sealer, limits })
     }
 
     /// The engine's name, [`ENGINE`].
@@ -170,56 +165,18 @@ impl PrivateCookies {
         let mut plain = now.unix_timestamp().to_be_bytes().to_vec();
         // A map of JSON values always serializes; a failure would be a bug, not input.
         serde_json::to_writer(&mut plain, data).map_err(|e| StoreError::backend(ENGINE, e))?;
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|e| StoreError::backend(ENGINE, e))?;
-        let nonce = XNonce::from(nonce);
-        let sealed = self.ciphers[0]
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: &plain,
-                    aad: &[VERSION],
-                },
-            )
+        let raw = self
+            .sealer
+            .seal(&plain)
             .map_err(|e| StoreError::backend(ENGINE, e))?;
-        let mut raw = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        raw.push(VERSION);
-        raw.extend_from_slice(&nonce);
-        raw.extend_from_slice(&sealed);
         self.limits.fits(ENGINE, URL_SAFE_NO_PAD.encode(raw))
     }
 
     /// The plaintext of `value` under the first key it authenticates with.
     fn open(&self, value: &str) -> Option<Vec<u8>> {
         let raw = URL_SAFE_NO_PAD.decode(value).ok()?;
-        let (&version, rest) = raw.split_first()?;
-        if version != VERSION || rest.len() < NONCE_LEN + TAG_LEN + ISSUED_LEN {
-            return None;
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = XNonce::try_from(nonce).ok()?;
-        self.ciphers.iter().find_map(|cipher| {
-            cipher
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: sealed,
-                        aad: &[VERSION],
-                    },
-                )
-                .ok()
-        })
+        self.sealer.open(&raw, ISSUED_LEN)
     }
-}
-
-/// The cipher keyed by HKDF-SHA256 of `secret` (see [`KDF_SALT`], [`KDF_INFO`]).
-fn cipher_for(secret: &Secret) -> XChaCha20Poly1305 {
-    let mut key = [0u8; 32];
-    // HKDF-SHA256 can expand to 255 × 32 bytes; 32 always succeeds.
-    let expanded =
-        Hkdf::<Sha256>::new(Some(KDF_SALT), secret.expose().as_bytes()).expand(KDF_INFO, &mut key);
-    debug_assert!(expanded.is_ok());
-    XChaCha20Poly1305::new(&key.into())
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub(crate) async fn end(ctx: &Arc<Context>, status: u16) -> Result<Outcome, Erro
                 &e,
                 "session store failed; the response goes out unsaved (fail-open)",
             );
-            Ok(outcome(CookieAction::Keep, st.accessed))
+            Ok(outcome(ctx, CookieAction::Keep, st.accessed))
         }
         other => other,
     };
@@ -107,7 +107,7 @@ pub(crate) async fn save_now(ctx: &Context) -> Result<String, Error> {
 async fn finish(ctx: &Context, st: &mut Recorded, status: u16) -> Result<Outcome, Error> {
     let shared = &ctx.shared;
     let now = shared.clock.now();
-    let plan = plan(st, status, ctx.cookie.is_some(), &shared.settings, now);
+    let plan = plan(st, status, ctx.key().is_some(), &shared.settings, now);
     execute(ctx, st, plan, now).await
 }
 
@@ -134,7 +134,7 @@ async fn execute(
         _ => plan.cookie,
     };
     let action = cookie_action(st, cookie, written);
-    Ok(outcome(action, st.accessed))
+    Ok(outcome(ctx, action, st.accessed))
 }
 
 /// The store's part of `plan`: the deletions, the write, the rotation snapshot and the user
@@ -205,8 +205,10 @@ fn cookie_action(st: &mut Recorded, cookie: Cookie, written: Option<Written>) ->
     }
 }
 
-/// The response's side: `Vary: Cookie` whenever the session was accessed or the cookie moves.
-fn outcome(cookie: CookieAction, accessed: bool) -> Outcome {
-    let vary = accessed || cookie != CookieAction::Keep;
-    Outcome { cookie, vary }
+/// The response's side: the key sent the way the request's transport says, and `Vary`
+/// whenever the session was accessed or the key moves.
+fn outcome(ctx: &Context, action: CookieAction, accessed: bool) -> Outcome {
+    let vary = accessed || action != CookieAction::Keep;
+    let via = ctx.presented().map(|(_, via)| via);
+    Outcome::deliver(action, vary, ctx.transport(), via)
 }

@@ -222,7 +222,7 @@ pub(super) async fn park_snapshot(
         let rotated_at = serde_json::Value::from(crate::expiry::format_iso(now));
         snapshot.insert(ROTATED_KEY.to_owned(), rotated_at);
         let record = Record {
-            data: shared.codec.encode(&snapshot),
+            data: shared.encode(&snapshot)?,
             expires_at: now + grace,
         };
         match store.update(old, &expected, &record, now).await? {

@@ -63,6 +63,7 @@
 //!     if setup.expire_at_browser_close {
 //!         app.arg("--expire-at-browser-close");
 //!     }
+//!     app.arg("--transport").arg(setup.transport.to_string());
 //!     let child = app.spawn().expect("the app starts");
 //!     // (wait here until the port accepts connections)
 //!     AppUnderTest::new(format!("http://127.0.0.1:{port}"), Running(child))
@@ -74,22 +75,29 @@
 //! # fn main() { let _ = cloakroom_testkit::http::Start::new(start); }
 //! ```
 //!
+//! The key header tests (`header_*`, `both_*`) run the app with [`Setup::header`] or
+//! [`Setup::both`] and expect the key in [`KEY_HEADER`], `header_name`'s default.
+//!
 //! An app that keeps the session in the cookie itself (signed cookies) has no key on the
-//! server to revoke or keep: it declares so with `http_suite!(start, without(server_side))`,
+//! server to revoke or keep, nor one to send in a header: it declares so with `http_suite!(start, without(server_side))`,
 //! and the tests that need one are still generated, marked `#[ignore]` with the reason, so a
 //! test run lists them as skipped rather than leaving them out.
 
 mod client;
 mod contract;
+mod header;
 mod rules;
 mod server_side;
 
 pub use client::{bare, is_key, send, session, visitor, Reply, SetCookie, COOKIE_NAME};
 pub use contract::*;
+pub use header::*;
 pub use rules::*;
 pub use server_side::*;
 
 use std::any::Any;
+
+pub use cloakroom_core::Transport;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -105,6 +113,9 @@ pub struct Setup {
     pub cookie_age: Option<u64>,
     /// `SESSION_EXPIRE_AT_BROWSER_CLOSE`: cookies without `Max-Age` or `Expires`.
     pub expire_at_browser_close: bool,
+    /// cloakroom's `transport` setting: where the session key travels (the cookie by default;
+    /// the header is [`KEY_HEADER`], `header_name`'s default).
+    pub transport: Transport,
 }
 
 impl Setup {
@@ -125,6 +136,22 @@ impl Setup {
     pub fn cookie_age(seconds: u64) -> Self {
         Self {
             cookie_age: Some(seconds),
+            ..Self::default()
+        }
+    }
+
+    /// The key in the [`KEY_HEADER`] header only (`transport = "header"`).
+    pub fn header() -> Self {
+        Self {
+            transport: Transport::Header,
+            ..Self::default()
+        }
+    }
+
+    /// The key in the cookie or the [`KEY_HEADER`] header (`transport = "both"`).
+    pub fn both() -> Self {
+        Self {
+            transport: Transport::Both,
             ..Self::default()
         }
     }
@@ -198,7 +225,8 @@ impl Start {
 ///
 /// `without(server_side)` declares an app that keeps the session in the cookie itself (signed
 /// cookies): the tests of server-side keys (revocation after login and logout, a key kept
-/// when the session empties) are generated as `#[ignore]`d tests that say why. The crate
+/// when the session empties, the key in a header) are generated as `#[ignore]`d tests that
+/// say why. The crate
 /// expanding it needs `tokio` (features `macros`, `rt`) among its dev-dependencies.
 ///
 /// See [the module](crate::http) for the routes the app must serve and an example.
@@ -227,7 +255,14 @@ macro_rules! http_suite {
             an_unknown_cookie_on_a_read_only_request_is_deleted);
         $crate::http_suite!(@group $start; $server_side;
             the_cookie_from_before_login_no_longer_works, a_logged_out_cookie_no_longer_works,
-            an_emptied_session_keeps_its_key);
+            an_emptied_session_keeps_its_key,
+            header_transport_hands_out_the_key_in_the_header_not_a_cookie,
+            header_transport_ignores_the_session_cookie,
+            header_login_hands_out_a_new_key_and_the_old_one_stops_working,
+            header_logout_sends_an_empty_header_and_the_key_stops_working,
+            header_an_unknown_or_malformed_key_starts_afresh,
+            header_an_expired_session_starts_fresh, header_concurrent_requests_all_land,
+            both_transports_prefer_the_header_and_answer_the_way_the_key_came);
     };
     (@group $start:expr; $attrs:tt; $($name:ident),*) => {
         $( $crate::http_suite!(@one $start; $attrs; $name); )*

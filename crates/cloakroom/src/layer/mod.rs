@@ -8,9 +8,11 @@ mod exclusive;
 mod layer;
 mod policy;
 mod service;
+mod transport;
 
 pub use self::exclusive::{ExclusiveLayer, ExclusiveService};
 pub use self::layer::{ErrorHandler, SessionLayer};
 pub use self::policy::{OnStoreErrorLayer, OnStoreErrorService};
 pub use self::service::SessionService;
+pub use self::transport::{TransportLayer, TransportService};
 pub use crate::response::error_response;

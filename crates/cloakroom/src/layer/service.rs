@@ -2,12 +2,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, COOKIE};
+use http::header::{HeaderName, HeaderValue, COOKIE};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::ErrorHandler;
-use crate::cookies;
 use crate::{LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
@@ -16,6 +15,8 @@ pub struct SessionService<S> {
     inner: S,
     sessions: Sessions,
     on_error: Option<ErrorHandler>,
+    /// The key header (`header_name`), parsed once; the settings checked that it parses.
+    key_header: Option<HeaderName>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
@@ -30,10 +31,13 @@ impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
 
 impl<S> SessionService<S> {
     pub(crate) fn new(inner: S, sessions: Sessions, on_error: Option<ErrorHandler>) -> Self {
+        let key_header =
+            HeaderName::from_bytes(sessions.settings().session.header_name.as_bytes()).ok();
         Self {
             inner,
             sessions,
             on_error,
+            key_header,
         }
     }
 }
@@ -54,16 +58,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let settings = self.sessions.settings();
-        let cookie = cookies::find(
-            request
-                .headers()
-                .get_all(COOKIE)
-                .iter()
-                .map(HeaderValue::as_bytes),
-            &settings.session.cookie_name,
+        let headers = request.headers();
+        let key_values = self
+            .key_header
+            .as_ref()
+            .map(|name| headers.get_all(name).iter().map(HeaderValue::as_bytes));
+        let session: LazySession = self.sessions.start_request(
+            headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
+            key_values.into_iter().flatten(),
         );
-        let session: LazySession = self.sessions.start(cookie);
         if let Some(handler) = &self.on_error {
             session.set_error_handler(handler);
         }

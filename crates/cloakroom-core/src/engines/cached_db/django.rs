@@ -44,7 +44,8 @@ impl DjangoCacheCopy {
         self.codec
             .decode(stored)
             .ok()
-            .map(|data| Codec::DjangoCache.encode(&data))
+            // Pickling never fails (only `encrypt_data`'s encryption can).
+            .and_then(|data| Codec::DjangoCache.encode(&data).ok())
     }
 
     /// The pickled copy of `record`, same expiry.

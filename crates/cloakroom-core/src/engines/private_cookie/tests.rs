@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::engines::cookie::tests::{assert_too_large, at, data};
+use crate::seal::{NONCE_LEN, TAG_LEN};
 
 const AGE: u64 = 1_209_600;
 
@@ -188,4 +189,25 @@ proptest! {
         raw.extend(bytes);
         prop_assert!(cookies().decode(&URL_SAFE_NO_PAD.encode(raw), at()).is_none());
     }
+}
+
+/// Same secret, two purposes, two keys: a record `encrypt_data` wrote is no cookie, and a
+/// cookie is no record.
+#[test]
+fn the_cookie_key_and_the_at_rest_key_differ() {
+    let secret = Secret::new("k1");
+    let cookies = PrivateCookies::new(secret.clone(), vec![], AGE, "sessionid").unwrap();
+    let records = crate::codec::Codec::encrypted(&secret, &[]);
+    let sent = data(r#"{"user":"7"}"#);
+    let cookie = cookies.encode(&sent, at()).unwrap();
+    assert!(
+        records.decode(&cookie).is_err(),
+        "a cookie opened as a record"
+    );
+    let record = records.encode(&sent).unwrap();
+    let record = std::str::from_utf8(&record).unwrap();
+    assert!(
+        cookies.decode(record, at()).is_none(),
+        "a record opened as a cookie"
+    );
 }
