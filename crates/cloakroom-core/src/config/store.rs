@@ -203,7 +203,8 @@ pub struct StoreSettings {
     /// instead of asking Redis (0, the default: never). Redis's client tracking drops a kept
     /// session as soon as another client writes it; this bound covers what tracking cannot
     /// tell (a `FLUSHDB`, a lost connection). At most `cache_capacity` sessions are kept. One
-    /// Redis server only (not a cluster, not the `cached_db` engine's cache); see
+    /// Redis server or Sentinel primary only (not a cluster, not the `cached_db` engine's
+    /// cache); see
     /// `engines::redis`.
     pub redis_client_cache_ms: u64,
     /// How often, in seconds, the app clears expired sessions itself

@@ -187,9 +187,11 @@ pub fn check_url(url: &str) -> Result<(), ConfigError> {
 
 /// The first connection could not be made.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to {target}")]
+#[error("cannot connect to {target}{hint}")]
 struct Unreachable {
     target: String,
+    /// What to check beyond the address, where the topology says more (Sentinel).
+    hint: String,
     #[source]
     source: FredError,
 }
@@ -228,6 +230,14 @@ impl RedisStore {
             }
             config.version = fred::types::RespVersion::RESP3;
         }
+        // Through sentinels, two more things must hold than a server listening: say which.
+        let hint = match &config.server {
+            fred::types::config::ServerConfig::Sentinel { service_name, .. } => format!(
+                " through its sentinels: one of them must answer and know a primary named \
+                 `{service_name}` (their `sentinel monitor` line)"
+            ),
+            _ => String::new(),
+        };
         let mut store = Self::build_from(config, url, true)?;
         if let Some(cache) = options.client_cache {
             store.local = Some(Arc::new(Local::new(cache, store.head.clone())));
@@ -237,6 +247,7 @@ impl RedisStore {
                 ENGINE,
                 Unreachable {
                     target: store.target.clone(),
+                    hint,
                     source,
                 },
             )

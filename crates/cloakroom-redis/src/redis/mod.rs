@@ -47,7 +47,8 @@
 //!   servers stay coherent: each hears of the others' writes, Django's too. It pays on pages
 //!   that read more than they write: Redis 7.0 notifies a client of its own scripts' writes
 //!   even under `NOLOOP`, so a session this process saved is read from Redis again on its next
-//!   request, and each save costs one more notice. One server only, not a cluster.
+//!   request, and each save costs one more notice. One server (or the primary Sentinel names: a failover is a reconnection, which empties the
+//!   cache), not a cluster.
 //!
 //! The store keeps **one multiplexed connection** per server (fred pipelines every request
 //! over it) rather than a pool: Redis serves each connection from one thread, and one busy

@@ -39,6 +39,8 @@ pub struct RedisSentinel {
     data: Vec<(u16, Child)>,
     sentinels: Vec<Child>,
     watchdog: Option<Child>,
+    /// The data servers' password and the sentinels' own, when they ask for one.
+    passwords: Option<(String, String)>,
 }
 
 impl RedisSentinel {
@@ -49,12 +51,23 @@ impl RedisSentinel {
     /// When `redis-server`/`redis-sentinel`/`redis-cli` are missing or the setup does not
     /// form: a test that needs it must fail loudly.
     pub fn start() -> Self {
+        Self::start_secured(None)
+    }
+
+    /// As [`start`](Self::start), with `requirepass data` on the data servers (and
+    /// `masterauth`, whichever is primary) and `requirepass sentinel` on the sentinels, which
+    /// know the data servers' password (`sentinel auth-pass`). [`url`](Self::url) carries both.
+    pub fn start_with_passwords(data: &str, sentinel: &str) -> Self {
+        Self::start_secured(Some((data.to_owned(), sentinel.to_owned())))
+    }
+
+    fn start_secured(passwords: Option<(String, String)>) -> Self {
         let mut last_error = String::new();
         // A port found free can be taken before the server binds it: try again elsewhere.
         for _ in 0..5 {
             let dir = std::env::temp_dir().join(super::unique("cloakroom-sentinel"));
             std::fs::create_dir_all(&dir).unwrap();
-            match Self::start_in(&dir) {
+            match Self::start_in(&dir, passwords.clone()) {
                 Ok(setup) => return setup,
                 Err(e) => last_error = e,
             }
@@ -62,7 +75,7 @@ impl RedisSentinel {
         panic!("could not start Redis Sentinel for the tests: {last_error}");
     }
 
-    fn start_in(dir: &Path) -> Result<Self, String> {
+    fn start_in(dir: &Path, passwords: Option<(String, String)>) -> Result<Self, String> {
         let mut ports = Vec::new();
         while ports.len() < 2 + SENTINELS {
             let port = super::free_port();
@@ -77,6 +90,7 @@ impl RedisSentinel {
             data: Vec::new(),
             sentinels: Vec::new(),
             watchdog: None,
+            passwords,
         };
         let (primary, replica) = (ports[0], ports[1]);
         setup
@@ -87,14 +101,17 @@ impl RedisSentinel {
             .push((replica, setup.data_server(replica, Some(primary))?));
         for &port in &ports[..2] {
             wait_until(Duration::from_secs(10), || {
-                Ok(cli(port, &["ping"]).is_ok_and(|out| out.trim() == "PONG"))
+                Ok(setup
+                    .ask(port, &["ping"])
+                    .is_ok_and(|out| out.trim() == "PONG"))
             })?;
         }
         // In sync before the sentinels start: a sentinel lists the replicas from the primary's
         // INFO, which it asks for every 10 s; a replica still connecting at its first look
         // would be missed for that long.
         wait_until(Duration::from_secs(30), || {
-            Ok(cli(replica, &["info", "replication"])
+            Ok(setup
+                .ask(replica, &["info", "replication"])
                 .is_ok_and(|out| out.contains("master_link_status:up")))
         })
         .map_err(|e| format!("the replica never synced with the primary: {e}"))?;
@@ -105,14 +122,16 @@ impl RedisSentinel {
         setup.watchdog = Some(setup.watchdog()?);
         for &port in &setup.sentinel_ports {
             wait_until(Duration::from_secs(10), || {
-                Ok(cli(port, &["ping"]).is_ok_and(|out| out.trim() == "PONG"))
+                Ok(setup
+                    .ask(port, &["ping"])
+                    .is_ok_and(|out| out.trim() == "PONG"))
             })?;
         }
         // Sentinels find the replica through the primary's INFO and each other through hello
         // messages on the primary, every 2 s: until then a failover could not be agreed on.
         for &port in &setup.sentinel_ports {
             wait_until(Duration::from_secs(30), || {
-                let master = cli(port, &["sentinel", "master", SERVICE])?;
+                let master = setup.ask(port, &["sentinel", "master", SERVICE])?;
                 let field = |name: &str| -> Option<usize> {
                     let mut lines = master.lines();
                     lines.find(|l| l.trim() == name)?;
@@ -147,6 +166,10 @@ impl RedisSentinel {
         if let Some(primary) = primary {
             cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
+        if let Some((data, _)) = &self.passwords {
+            // `masterauth` on both: after a failover the primary is the replica.
+            cmd.args(["--requirepass", data, "--masterauth", data]);
+        }
         spawn(&mut cmd, log, "redis-server")
     }
 
@@ -165,6 +188,13 @@ impl RedisSentinel {
              sentinel parallel-syncs {SERVICE} 1\n",
             dir = self.dir.display(),
         );
+        let text = match &self.passwords {
+            // The sentinels authenticate to each other with their own `requirepass`.
+            Some((data, sentinel)) => {
+                format!("{text}requirepass {sentinel}\nsentinel auth-pass {SERVICE} {data}\n")
+            }
+            None => text,
+        };
         std::fs::write(&conf, text).map_err(|e| e.to_string())?;
         let log = File::create(self.dir.join(format!("sentinel-{port}.log")))
             .map_err(|e| e.to_string())?;
@@ -175,15 +205,23 @@ impl RedisSentinel {
         )
     }
 
-    /// The `cache_url` of the setup: the three sentinels and the service name, database 0.
+    /// The `cache_url` of the setup: the three sentinels and the service name, database 0,
+    /// and the passwords when the servers have them (the data servers' as the URL's password,
+    /// the sentinels' as `sentinelPassword`).
     pub fn url(&self) -> String {
         let sentinels: Vec<String> = self
             .sentinel_ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
+        let (auth, sentinel_auth) = match &self.passwords {
+            Some((data, sentinel)) => {
+                (format!(":{data}@"), format!("&sentinelPassword={sentinel}"))
+            }
+            None => (String::new(), String::new()),
+        };
         format!(
-            "redis-sentinel://{}/0?sentinelServiceName={SERVICE}",
+            "redis-sentinel://{auth}{}/0?sentinelServiceName={SERVICE}{sentinel_auth}",
             sentinels.join(",")
         )
     }
@@ -191,7 +229,9 @@ impl RedisSentinel {
     /// The port of the primary as the sentinels see it now (the first sentinel that answers).
     pub fn primary_port(&self) -> Option<u16> {
         self.sentinel_ports.iter().find_map(|&port| {
-            let out = cli(port, &["sentinel", "get-master-addr-by-name", SERVICE]).ok()?;
+            let out = self
+                .ask(port, &["sentinel", "get-master-addr-by-name", SERVICE])
+                .ok()?;
             out.lines().nth(1)?.trim().parse().ok()
         })
     }
@@ -213,7 +253,7 @@ impl RedisSentinel {
             return false;
         };
         let offset = |port: u16, field: &str| -> Option<u64> {
-            let info = cli(port, &["info", "replication"]).ok()?;
+            let info = self.ask(port, &["info", "replication"]).ok()?;
             info.lines()
                 .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().parse().ok())
@@ -261,7 +301,9 @@ impl RedisSentinel {
                 .sentinel_ports
                 .iter()
                 .map(|&port| {
-                    let out = cli(port, &["sentinel", "get-master-addr-by-name", SERVICE]).ok()?;
+                    let out = self
+                        .ask(port, &["sentinel", "get-master-addr-by-name", SERVICE])
+                        .ok()?;
                     out.lines().nth(1)?.trim().parse().ok()
                 })
                 .collect();
@@ -272,9 +314,26 @@ impl RedisSentinel {
         promoted
     }
 
-    /// Runs `redis-cli` against one of the data servers; its output.
+    /// Runs `redis-cli` against one of the servers (a data server or a sentinel), with its
+    /// password when it has one; its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> Result<String, String> {
-        cli(port, args)
+        self.ask(port, args)
+    }
+
+    fn ask(&self, port: u16, args: &[&str]) -> Result<String, String> {
+        let Some((data, sentinel)) = &self.passwords else {
+            return cli(port, args);
+        };
+        let password = if self.sentinel_ports.contains(&port) {
+            sentinel
+        } else {
+            data
+        };
+        let with: Vec<&str> = ["--no-auth-warning", "-a", password.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        cli(port, &with)
     }
 
     /// Kills the processes by pid once this test process is gone.
