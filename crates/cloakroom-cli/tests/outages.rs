@@ -464,3 +464,76 @@ async fn redis_sentinel_primary_killed_under_load() {
         "the cart written before the kill is gone: {cart}"
     );
 }
+
+/// Redis behind Sentinel, the primary frozen (SIGSTOP) rather than killed: as when a network
+/// partition cuts it off, its connections stay open and nothing comes back on them, so no
+/// connection error tells the client to move. The sentinels promote the replica; the demo
+/// must give up on the silent connection, ask the sentinels again and answer 200 without the
+/// old primary ever coming back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_primary_frozen_is_left_for_the_promoted_replica() {
+    let mut setup = tokio::task::spawn_blocking(RedisSentinel::start)
+        .await
+        .unwrap();
+    let url = setup.url();
+    let demo = Demo::start(&[
+        "--engine",
+        "cache",
+        "--cache-url",
+        url.as_str(),
+        "--store-timeout-ms",
+        "500",
+    ]);
+    let client = visitor();
+    let (status, _, body) = visits(&client, &demo).await;
+    assert_eq!((status, body), (200, json!({ "visits": 1 })));
+    assert!(
+        tokio::task::block_in_place(|| setup.wait_replicated()),
+        "the replica never caught up"
+    );
+
+    let frozen = Instant::now();
+    let old = tokio::task::block_in_place(|| setup.freeze_primary());
+    let promoted = tokio::task::spawn_blocking(move || {
+        let new = setup.wait_promoted(old, Duration::from_secs(30));
+        (setup, new, frozen.elapsed())
+    });
+    let mut refused = 0;
+    let recovered = loop {
+        let (status, retry, body) = visits(&client, &demo).await;
+        match status {
+            200 if refused > 0 => break frozen.elapsed(),
+            200 => {}
+            503 => {
+                assert!(retry, "a 503 without Retry-After: {body}");
+                refused += 1;
+            }
+            _ => panic!("{status} while the primary was frozen: {body}"),
+        }
+        assert!(
+            frozen.elapsed() < Duration::from_secs(30),
+            "the demo still had no answer 30 s after the primary froze ({refused} refused): \
+             it waits on the frozen primary's open connection"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_setup, new, promoted_after) = promoted.await.unwrap();
+    assert_ne!(new.expect("the sentinels promoted the replica"), old);
+    eprintln!(
+        "sentinel failover from a frozen primary: new primary named after {promoted_after:?}; \
+         first 200 after {recovered:?} ({refused} refused)"
+    );
+    // The sentinels' 2.5-3.5 s, then the silent connection given up (0.5 s without a reply
+    // once the breaker stops the commands) and a reconnection that may first meet the frozen
+    // primary again (its port still accepts, its handshake times out after 5 s).
+    assert!(
+        recovered < Duration::from_secs(15),
+        "{recovered:?} from the freeze to the first 200"
+    );
+    let (status, _, body) = visits(&client, &demo).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["visits"].as_u64().is_some_and(|n| n > 1),
+        "the session was lost in the failover: {body}"
+    );
+}

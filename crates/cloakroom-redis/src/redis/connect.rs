@@ -7,7 +7,7 @@ use std::time::Duration;
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::ClientLike as _;
-use fred::types::config::{Config, Options, ReconnectPolicy};
+use fred::types::config::{Config, Options, ReconnectPolicy, UnresponsiveConfig};
 use fred::types::Builder;
 
 use super::client_cache::Local;
@@ -17,6 +17,17 @@ use crate::error::{ConfigError, OpenError, StoreError};
 
 /// How long opening a connection (and the cluster handshake) may take.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection may go without any reply while a command waits on it before it is
+/// taken for dead, closed and opened again (through the sentinels, to whichever primary they
+/// name now). A server that stops answering without closing anything (frozen, or cut off by a
+/// network partition) gives no other sign: without this a Sentinel client kept its connection
+/// to a frozen primary for good after the sentinels had promoted the replica
+/// (`tests/outages.rs`). fred measures from the latest write, so under steady traffic this
+/// fires only once the breaker has stopped the commands; hence shorter than the breaker's
+/// default cooldown (1 s). A session command takes well under a millisecond on a healthy
+/// server.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_millis(500);
 
 /// What a store is opened with beyond its URL: the abilities that must be chosen before the
 /// connection is made. Key layout, timeouts and value format are set on the store afterwards
@@ -291,6 +302,10 @@ impl RedisStore {
             .with_connection_config(|c| {
                 c.connection_timeout = CONNECT_TIMEOUT;
                 c.internal_command_timeout = CONNECT_TIMEOUT;
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(UNRESPONSIVE_AFTER),
+                    interval: UNRESPONSIVE_AFTER / 4,
+                };
             })
             // Unlimited attempts, 100 ms doubling to 1 s: a restarted server or a promoted
             // replica is picked up without restarting the app, within about a second of

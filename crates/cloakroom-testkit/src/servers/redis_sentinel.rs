@@ -292,6 +292,28 @@ impl RedisSentinel {
         port
     }
 
+    /// Stops the current primary with SIGSTOP, by pid, without closing anything: its port
+    /// still accepts connections and its clients' connections stay open, but nothing is
+    /// answered, as when a network partition cuts it off. Its port. Dropping the setup still
+    /// kills it.
+    ///
+    /// # Panics
+    /// When no sentinel names a primary this setup runs.
+    pub fn freeze_primary(&mut self) -> u16 {
+        let port = self.primary_port().expect("a sentinel names the primary");
+        let (_, child) = self
+            .data
+            .iter()
+            .find(|(p, _)| *p == port)
+            .unwrap_or_else(|| panic!("the primary {port} is not one of ours (or already dead)"));
+        let stopped = Command::new("kill")
+            .args(["-STOP", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(stopped, "kill -STOP {} failed", child.id());
+        port
+    }
+
     /// Waits up to `limit` until every sentinel names a primary other than `old`; the new
     /// primary's port.
     pub fn wait_promoted(&self, old: u16, limit: Duration) -> Option<u16> {
