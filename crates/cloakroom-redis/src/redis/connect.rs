@@ -107,7 +107,7 @@ fn node_list_url(scheme: &str, rest: &str, topology: Topology) -> Result<String,
         .filter(|h| !h.is_empty())
         .map(|h| match topology {
             // A sentinel is on 26379 unless said otherwise (fred needs the port of every
-            // `node=`; an IPv6 address in brackets always carries its colons).
+            // `node=`). An IPv6 address holds colons of its own: it must give its port.
             Topology::Sentinel if !h.contains(':') => format!("{h}:{SENTINEL_PORT}"),
             _ => h.to_owned(),
         });
@@ -150,8 +150,7 @@ fn node_list_url(scheme: &str, rest: &str, topology: Topology) -> Result<String,
     Ok(url)
 }
 
-/// The query parameter naming the primary in a Sentinel URL (fred's name, also Lettuce's
-/// and go-redis's spelling of the same idea).
+/// The query parameter naming the primary in a Sentinel URL (fred's name for it).
 const SERVICE_NAME: &str = "sentinelServiceName";
 
 /// Turns a `cache_url` into a client configuration.
