@@ -14,6 +14,8 @@ need_pkgs=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_pkgs+=(postgresql postgresql-client)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(mariadb-server mariadb-client)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server redis-tools)
+# The Sentinel tests run three sentinels of their own (testkit's servers/redis_sentinel.rs).
+command -v redis-sentinel >/dev/null 2>&1 || need_pkgs+=(redis-sentinel)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-venv)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

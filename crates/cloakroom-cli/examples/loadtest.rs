@@ -3,7 +3,9 @@
 //! N visitors, each with its own cookie and C requests in flight at once, alternate
 //! `POST /api/cart` (a distinct item) and `GET /api/visits` for a bounded time against
 //! `cloakroom demo` on the chosen engine. Optionally the store (a PostgreSQL, MariaDB or
-//! redis-server this program started itself) is killed with SIGKILL mid-run and started again.
+//! redis-server this program started itself) is killed with SIGKILL mid-run and started again;
+//! on `redis-sentinel` (a primary, a replica and three sentinels of its own) the primary is
+//! killed and not started again: the sentinels promote the replica.
 //!
 //! At the end each visitor's cart and counter are read back and compared with the requests the
 //! demo confirmed with a 200: anything missing is a lost update. Printed: requests, errors by
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use servers::redis_sentinel::RedisSentinel;
 use servers::{free_port, Mariadb, Postgres, Redis, Scratch, Server};
 
 struct Options {
@@ -35,10 +38,11 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadtest --bin PATH --engine sqlite|cache|postgres|mysql|redis|file|cached_db \
+        "usage: loadtest --bin PATH --engine sqlite|cache|postgres|mysql|redis|redis-sentinel|file|cached_db \
          [--visitors N] [--concurrency C] [--seconds S] [--restart-store]\n\
          postgres, mysql (MariaDB), redis and cached_db start a server of their own (on a free \
-         loopback port), which --restart-store kills and starts again."
+         loopback port), which --restart-store kills and starts again; redis-sentinel starts a \
+         primary, a replica and three sentinels, and --restart-store kills the primary."
     );
     std::process::exit(2)
 }
@@ -78,6 +82,7 @@ enum Store {
     Postgres(Postgres),
     Mariadb(Mariadb),
     Redis(Redis),
+    Sentinel(RedisSentinel),
 }
 
 impl Store {
@@ -87,6 +92,7 @@ impl Store {
             Store::Postgres(pg) => Some(pg),
             Store::Mariadb(db) => Some(db),
             Store::Redis(r) => Some(r),
+            Store::Sentinel(_) => None,
         }
     }
 }
@@ -143,6 +149,14 @@ fn setup(o: &Options, dir: &Scratch) -> (Store, Vec<String>) {
             let url = r.url();
             (
                 Store::Redis(r),
+                s(&["--engine", "cache", "--cache-url", &url]),
+            )
+        }
+        "redis-sentinel" => {
+            let setup = RedisSentinel::start();
+            let url = setup.url();
+            (
+                Store::Sentinel(setup),
                 s(&["--engine", "cache", "--cache-url", &url]),
             )
         }
@@ -299,9 +313,10 @@ async fn main() {
     let o = options();
     let dir = Scratch::new("loadtest");
     let (mut store, args) = setup(&o, &dir);
-    if o.restart_store && store.server().is_none() {
+    if o.restart_store && store.server().is_none() && !matches!(store, Store::Sentinel(_)) {
         eprintln!(
-            "--restart-store needs a store this program starts: postgres, mysql, redis or cached_db"
+            "--restart-store needs a store this program starts: postgres, mysql, redis, \
+             redis-sentinel or cached_db"
         );
         std::process::exit(2);
     }
@@ -341,7 +356,18 @@ async fn main() {
     }
     if o.restart_store {
         tokio::time::sleep(Duration::from_secs(o.seconds) / 3).await;
-        if let Some(server) = store.server() {
+        if let Store::Sentinel(setup) = &mut store {
+            eprintln!("killing the primary (SIGKILL) …");
+            let killed = Instant::now();
+            let old = tokio::task::block_in_place(|| setup.kill_primary());
+            let new =
+                tokio::task::block_in_place(|| setup.wait_promoted(old, Duration::from_secs(30)));
+            eprintln!(
+                "the sentinels named the new primary ({new:?}) {} ms after the kill",
+                killed.elapsed().as_millis()
+            );
+            tally.lock().unwrap().back = Some(Instant::now());
+        } else if let Some(server) = store.server() {
             eprintln!("killing the store (SIGKILL) …");
             server.kill();
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -427,7 +453,8 @@ async fn main() {
             None => "none after".to_owned(),
         };
         println!(
-            "recovery: the store was back; first 200 {}, last 503 {}",
+            "recovery: the store was back (on Sentinel: the new primary named); first 200 {}, \
+             last 503 {}",
             after(t.first_ok_after_back),
             after(t.last_refusal_after_back)
         );

@@ -36,7 +36,8 @@ pub struct StoreArgs {
     /// The session table.
     #[arg(long, global = true, env = "CLOAKROOM_TABLE", value_name = "NAME")]
     table: Option<String>,
-    /// redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT,… (cache, cached_db).
+    /// redis://HOST:PORT[/DB], redis-cluster://HOST:PORT,… or
+    /// redis-sentinel://HOST:PORT,…[/DB]?sentinelServiceName=NAME (cache, cached_db).
     #[arg(long, global = true, env = "CLOAKROOM_CACHE_URL", value_name = "URL")]
     cache_url: Option<String>,
     /// The folder of the file engine.

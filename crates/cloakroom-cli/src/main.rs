@@ -40,7 +40,8 @@ enum Command {
     /// Copy every live session to another store, keeping keys, data and expiry (idempotent).
     ///
     /// Engines are URLs: sqlite://FILE, postgres://…, mysql://…, redis://…,
-    /// redis-cluster://…, file:///FOLDER, with `?table=NAME` for the SQL table.
+    /// redis-cluster://…, redis-sentinel://…, file:///FOLDER, with `?table=NAME` for the SQL
+    /// table.
     Copy {
         /// The engine to read from.
         #[arg(long, value_name = "URL")]

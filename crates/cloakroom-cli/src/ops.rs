@@ -8,7 +8,7 @@
 //! | `sqlite://FILE?table=NAME` | `db` on SQLite |
 //! | `postgres://USER@HOST:PORT/DB?table=NAME` (or `postgresql://`) | `db` on PostgreSQL |
 //! | `mysql://USER@HOST:PORT/DB?table=NAME` (or `mariadb://`) | `db` on MySQL / MariaDB |
-//! | `redis://HOST:PORT/DB`, `rediss://…`, `redis-cluster://HOST:PORT,…` (`valkey…` too) | `cache` on Redis |
+//! | `redis://HOST:PORT/DB`, `rediss://…`, `redis-cluster://HOST:PORT,…`, `redis-sentinel://HOST:PORT,…/DB?sentinelServiceName=NAME` (`valkey…` too) | `cache` on Redis |
 //! | `file:///FOLDER` | `file` |
 //!
 //! `?table=` picks the session table (default: the `--table` setting, `django_session`
@@ -86,7 +86,10 @@ pub async fn open(settings: &Settings, mode: Open) -> Result<Backing, CliError> 
         let (url, flag, port) = match engine {
             "postgres" => (Some(database_url()), "--database-url", 5432),
             "mysql" => (Some(database_url()), "--database-url", 3306),
-            "redis" => (settings.store.cache_url.as_deref(), "--cache-url", 6379),
+            "redis" => {
+                let url = settings.store.cache_url.as_deref();
+                (url, "--cache-url", url.map_or(6379, redis_port))
+            }
             _ => (None, "", 0),
         };
         match url {
@@ -99,6 +102,16 @@ pub async fn open(settings: &Settings, mode: Open) -> Result<Backing, CliError> 
             None => e.into(),
         }
     })
+}
+
+/// The port a Redis URL's hosts are on unless they say: a Sentinel URL lists sentinels (26379).
+fn redis_port(url: &str) -> u16 {
+    let scheme = url.split("://").next().unwrap_or_default();
+    if scheme.to_ascii_lowercase().ends_with("-sentinel") {
+        26379
+    } else {
+        6379
+    }
 }
 
 /// The `host:port` (or the list of a cluster) a server URL names, the port defaulted, without
@@ -463,6 +476,12 @@ mod tests {
         ] {
             assert_eq!(server_of(url, port), at, "{url}");
         }
+        let sentinel = "Redis-Sentinel://u:pw@s1,s2:26380/0?sentinelServiceName=m";
+        assert_eq!(
+            server_of(sentinel, redis_port(sentinel)),
+            "s1:26379,s2:26380"
+        );
+        assert_eq!(redis_port("rediss://cache:6380"), 6379);
     }
 
     #[test]
@@ -475,6 +494,12 @@ mod tests {
             Some(std::path::Path::new("/tmp/x"))
         );
         let s = settings_for("redis-cluster://127.0.0.1:7000", &base).unwrap();
+        assert_eq!(s.store.engine, Engine::Cache);
+        let s = settings_for(
+            "redis-sentinel://127.0.0.1:26379?sentinelServiceName=m",
+            &base,
+        )
+        .unwrap();
         assert_eq!(s.store.engine, Engine::Cache);
         let s = settings_for("mysql://root@127.0.0.1/test?table=abc", &base).unwrap();
         assert_eq!(s.store.engine, Engine::Db);

@@ -105,6 +105,17 @@ mod redis_cluster {
     });
 }
 
+mod redis_sentinel {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        // A primary, a replica and three sentinels of our own for the whole test binary; the
+        // demo knows only the sentinels.
+        let url = tokio::task::spawn_blocking(|| super::support::redis_sentinel::shared().url())
+            .await
+            .unwrap();
+        super::demo(&["--engine", "cache", "--cache-url", &url], &setup)
+    });
+}
+
 mod cached_db_on_sqlite_and_redis {
     cloakroom_testkit::http_suite!(|setup| async move {
         let url = super::support::redis_url();

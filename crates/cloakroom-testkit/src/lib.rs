@@ -33,14 +33,15 @@
 //! - **The HTTP suite** (feature `http`: the `http` module and `http_suite!`): what a visitor
 //!   sees over HTTP (the JSON contract, Django's cookie rules), run against any framework
 //!   adapter serving the HTTP contract written down in the `http` module, on a loopback port.
-//! - **Servers of our own** (feature `servers`): PostgreSQL, MariaDB, Redis and a Redis
-//!   Cluster on free loopback ports, for tests that stop a server.
+//! - **Servers of our own** (feature `servers`): PostgreSQL, MariaDB, Redis, a Redis Cluster
+//!   and Redis Sentinel (a primary, a replica, three sentinels) on free loopback ports, for
+//!   tests that stop a server.
 //!
 //! Each check panics with a message that names the clause it broke (this crate is for tests).
 // Feature badges on docs.rs (which builds with `--cfg docsrs`, see Cargo.toml).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// Servers of our own for tests (PostgreSQL, MariaDB, Redis, a Redis Cluster), started on free
+/// Servers of our own for tests (PostgreSQL, MariaDB, Redis, a Redis Cluster, Redis Sentinel), started on free
 /// loopback ports and stopped by pid: what the HTTP suites and the load test share (feature
 /// `servers`). They never touch the machine's own services.
 #[cfg(feature = "servers")]

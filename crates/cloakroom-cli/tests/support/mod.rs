@@ -11,6 +11,9 @@ pub use cloakroom_testkit::servers;
 /// The Redis Cluster of the test kit (three masters of our own on free ports).
 #[allow(unused_imports)]
 pub use cloakroom_testkit::servers::redis_cluster;
+/// Redis Sentinel of the test kit (a primary, a replica and three sentinels of our own).
+#[allow(unused_imports)]
+pub use cloakroom_testkit::servers::redis_sentinel;
 
 /// The client side of the test kit's HTTP suite: visitors, replies, parsed `Set-Cookie`s.
 #[allow(unused_imports)]

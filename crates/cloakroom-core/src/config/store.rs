@@ -17,7 +17,7 @@ pub enum Engine {
     /// A database table: SQLite (the default), PostgreSQL or MySQL/MariaDB.
     #[default]
     Db,
-    /// A cache: in-process, or Redis/Valkey (single server or cluster).
+    /// A cache: in-process, or Redis/Valkey (single server, cluster, or Sentinel).
     Cache,
     /// A write-through cache in front of a database table.
     CachedDb,
@@ -85,7 +85,8 @@ pub enum Backend {
     Postgres,
     /// A MySQL or MariaDB database (`db` engine, feature `mysql`).
     MySql,
-    /// A Redis or Valkey server or cluster (`cache` engine, feature `redis`).
+    /// A Redis or Valkey server, cluster, or primary found through Sentinel (`cache` engine,
+    /// feature `redis`).
     Redis,
     /// A folder of session files (`file` engine, feature `file`).
     File,
@@ -107,6 +108,10 @@ pub const SCHEMES: &[(&str, Backend)] = &[
     ("valkeys", Backend::Redis),
     ("valkey-cluster", Backend::Redis),
     ("valkeys-cluster", Backend::Redis),
+    ("redis-sentinel", Backend::Redis),
+    ("rediss-sentinel", Backend::Redis),
+    ("valkey-sentinel", Backend::Redis),
+    ("valkeys-sentinel", Backend::Redis),
     ("file", Backend::File),
 ];
 
@@ -181,7 +186,8 @@ pub struct StoreSettings {
     pub database_url: Option<String>,
     /// The session table.
     pub table: String,
-    /// The cache URL of the `cache` and `cached_db` engines (`redis://…`, `redis-cluster://…`);
+    /// The cache URL of the `cache` and `cached_db` engines (`redis://…`, `redis-cluster://…`,
+    /// `redis-sentinel://…`);
     /// none means the in-process cache.
     pub cache_url: Option<String>,
     /// `SESSION_FILE_PATH`: the folder of the `file` engine (default: the OS temp dir).
@@ -197,7 +203,8 @@ pub struct StoreSettings {
     /// instead of asking Redis (0, the default: never). Redis's client tracking drops a kept
     /// session as soon as another client writes it; this bound covers what tracking cannot
     /// tell (a `FLUSHDB`, a lost connection). At most `cache_capacity` sessions are kept. One
-    /// Redis server only (not a cluster, not the `cached_db` engine's cache); see
+    /// Redis server or Sentinel primary only (not a cluster, not the `cached_db` engine's
+    /// cache); see
     /// `engines::redis`.
     pub redis_client_cache_ms: u64,
     /// How often, in seconds, the app clears expired sessions itself
@@ -322,7 +329,7 @@ impl StoreSettings {
             return Err(bad("no scheme (`sqlite://`, `redis://` …)"));
         }
         let backend = Backend::of_url(url).ok_or_else(|| {
-            bad("not an engine URL: use sqlite://, postgres://, mysql://, redis://, redis-cluster:// or file://")
+            bad("not an engine URL: use sqlite://, postgres://, mysql://, redis://, redis-cluster://, redis-sentinel:// or file://")
         })?;
         let (without_table, table) = take_table(url);
         match backend {
@@ -525,6 +532,10 @@ mod tests {
             (
                 "rediss://u:hunter2@h:6380/0?token=abc#x",
                 "rediss://u:***@h:6380/0?token=***#x",
+            ),
+            (
+                "redis-sentinel://u:hunter2@s1:26379,s2:26379/0?sentinelServiceName=m&sentinelPassword=hush",
+                "redis-sentinel://u:***@s1:26379,s2:26379/0?sentinelServiceName=m&sentinelPassword=***",
             ),
             ("not a url", "not a url"),
             ("postgres:/u:hunter2@h", "***@h"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::ClientLike as _;
-use fred::types::config::{Config, Options, ReconnectPolicy};
+use fred::types::config::{Config, Options, ReconnectPolicy, UnresponsiveConfig};
 use fred::types::Builder;
 
 use super::client_cache::Local;
@@ -17,6 +17,17 @@ use crate::error::{ConfigError, OpenError, StoreError};
 
 /// How long opening a connection (and the cluster handshake) may take.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection may go without any reply while a command waits on it before it is
+/// taken for dead, closed and opened again (through the sentinels, to whichever primary they
+/// name now). A server that stops answering without closing anything (frozen, or cut off by a
+/// network partition) gives no other sign: without this a Sentinel client kept its connection
+/// to a frozen primary for good after the sentinels had promoted the replica
+/// (`tests/outages.rs`). fred measures from the latest write, so under steady traffic this
+/// fires only once the breaker has stopped the commands; hence shorter than the breaker's
+/// default cooldown (1 s). A session command takes well under a millisecond on a healthy
+/// server.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_millis(500);
 
 /// What a store is opened with beyond its URL: the abilities that must be chosen before the
 /// connection is made. Key layout, timeouts and value format are set on the store afterwards
@@ -61,8 +72,23 @@ fn bad_url(reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Rewrites `redis-cluster://[auth@]h1:p1,h2:p2,...` into fred's `...://[auth@]h1:p1?node=h2:p2&...`.
-fn cluster_url(scheme: &str, rest: &str) -> Result<String, ConfigError> {
+/// The port of a sentinel named without one (Redis's default for `redis-sentinel`).
+const SENTINEL_PORT: u16 = 26_379;
+
+/// A URL scheme's topology: the text after `redis`/`valkey` (and its TLS `s`) names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    /// `redis://`: one server.
+    Single,
+    /// `redis-cluster://`: any nodes of a Redis Cluster.
+    Cluster,
+    /// `redis-sentinel://`: the sentinels that know the primary.
+    Sentinel,
+}
+
+/// Rewrites our `scheme://[auth@]h1:p1,h2:p2,...[/db][?query]` (a list of nodes, as users
+/// write it and as `redis-cli` prints it) into fred's `scheme://[auth@]h1:p1[/db]?node=h2:p2&...`.
+fn node_list_url(scheme: &str, rest: &str, topology: Topology) -> Result<String, ConfigError> {
     let (before_query, query) = match rest.split_once('?') {
         Some((head, query)) => (head, Some(query)),
         None => (rest, None),
@@ -71,20 +97,50 @@ fn cluster_url(scheme: &str, rest: &str) -> Result<String, ConfigError> {
         Some((authority, path)) => (authority, path),
         None => (before_query, ""),
     };
-    if !path.is_empty() && path != "0" {
-        return Err(bad_url(
-            "a Redis Cluster has only database 0; remove the `/db` from the URL",
-        ));
-    }
     let (auth, hosts) = match authority.rfind('@') {
         Some(at) => (&authority[..=at], &authority[at + 1..]),
         None => ("", authority),
     };
-    let mut hosts = hosts.split(',').map(str::trim).filter(|h| !h.is_empty());
-    let first = hosts
-        .next()
-        .ok_or_else(|| bad_url("a cluster URL needs at least one `host:port`"))?;
+    let mut hosts = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| match topology {
+            // A sentinel is on 26379 unless said otherwise (fred needs the port of every
+            // `node=`). An IPv6 address holds colons of its own: it must give its port.
+            Topology::Sentinel if !h.contains(':') => format!("{h}:{SENTINEL_PORT}"),
+            _ => h.to_owned(),
+        });
+    let first = hosts.next().ok_or_else(|| match topology {
+        Topology::Sentinel => bad_url("a Sentinel URL needs at least one sentinel `host:port`"),
+        _ => bad_url("a cluster URL needs at least one `host:port`"),
+    })?;
     let mut url = format!("{scheme}://{auth}{first}");
+    match topology {
+        Topology::Cluster if !path.is_empty() && path != "0" => {
+            return Err(bad_url(
+                "a Redis Cluster has only database 0; remove the `/db` from the URL",
+            ));
+        }
+        Topology::Sentinel if !path.is_empty() => {
+            url.push('/');
+            url.push_str(path);
+        }
+        _ => {}
+    }
+    if topology == Topology::Sentinel
+        && !query.is_some_and(|q| {
+            q.split('&').any(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(k, v)| k == SERVICE_NAME && !v.is_empty())
+            })
+        })
+    {
+        return Err(bad_url(format!(
+            "a Sentinel URL names the primary the sentinels watch: add \
+             `?{SERVICE_NAME}=<name>`, the name in the sentinels' `sentinel monitor <name> …` line"
+        )));
+    }
     let mut params: Vec<String> = hosts.map(|h| format!("node={h}")).collect();
     params.extend(query.map(str::to_owned));
     if !params.is_empty() {
@@ -94,31 +150,42 @@ fn cluster_url(scheme: &str, rest: &str) -> Result<String, ConfigError> {
     Ok(url)
 }
 
+/// The query parameter naming the primary in a Sentinel URL (fred's name for it).
+const SERVICE_NAME: &str = "sentinelServiceName";
+
 /// Turns a `cache_url` into a client configuration.
 fn config_of(url: &str) -> Result<Config, ConfigError> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        bad_url("expected `redis://host:port` or `redis-cluster://host:port,...`")
+        bad_url(
+            "expected `redis://host:port`, `redis-cluster://host:port,...` or \
+             `redis-sentinel://host:port,...?sentinelServiceName=<name>`",
+        )
     })?;
     let scheme = scheme.to_ascii_lowercase();
-    let tls = matches!(
-        scheme.as_str(),
-        "rediss" | "valkeys" | "rediss-cluster" | "valkeys-cluster"
-    );
+    let (family, topology) = match scheme.split_once('-') {
+        None => (scheme.as_str(), Topology::Single),
+        Some((family, "cluster")) => (family, Topology::Cluster),
+        Some((family, "sentinel")) => (family, Topology::Sentinel),
+        Some(_) => ("", Topology::Single),
+    };
+    let tls = match family {
+        "redis" | "valkey" => false,
+        "rediss" | "valkeys" => true,
+        _ => {
+            return Err(bad_url(format!(
+                "`{scheme}://` is not a Redis URL; use redis://, rediss://, redis-cluster://, \
+                 redis-sentinel:// or valkey://"
+            )))
+        }
+    };
     if tls && !cfg!(feature = "tls") {
         return Err(bad_url(format!(
             "`{scheme}://` is Redis over TLS, which needs cloakroom built with the `redis-tls` feature"
         )));
     }
-    let fred_url = match scheme.as_str() {
-        "redis" | "valkey" | "rediss" | "valkeys" => url.to_owned(),
-        "redis-cluster" | "valkey-cluster" | "rediss-cluster" | "valkeys-cluster" => {
-            cluster_url(&scheme, rest)?
-        }
-        other => {
-            return Err(bad_url(format!(
-                "`{other}://` is not a Redis URL; use redis://, rediss://, redis-cluster:// or valkey://"
-            )))
-        }
+    let fred_url = match topology {
+        Topology::Single => url.to_owned(),
+        Topology::Cluster | Topology::Sentinel => node_list_url(&scheme, rest, topology)?,
     };
     Config::from_url(&fred_url).map_err(|e| bad_url(format!("{}: {}", redact(url), e.details())))
 }
@@ -130,9 +197,11 @@ pub fn check_url(url: &str) -> Result<(), ConfigError> {
 
 /// The first connection could not be made.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to {target}")]
+#[error("cannot connect to {target}{hint}")]
 struct Unreachable {
     target: String,
+    /// What to check beyond the address, where the topology says more (Sentinel).
+    hint: String,
     #[source]
     source: FredError,
 }
@@ -171,6 +240,14 @@ impl RedisStore {
             }
             config.version = fred::types::RespVersion::RESP3;
         }
+        // Through sentinels, two more things must hold than a server listening: say which.
+        let hint = match &config.server {
+            fred::types::config::ServerConfig::Sentinel { service_name, .. } => format!(
+                " through its sentinels: one of them must answer and know a primary named \
+                 `{service_name}` (their `sentinel monitor` line)"
+            ),
+            _ => String::new(),
+        };
         let mut store = Self::build_from(config, url, true)?;
         if let Some(cache) = options.client_cache {
             store.local = Some(Arc::new(Local::new(cache, store.head.clone())));
@@ -180,6 +257,7 @@ impl RedisStore {
                 ENGINE,
                 Unreachable {
                     target: store.target.clone(),
+                    hint,
                     source,
                 },
             )
@@ -223,6 +301,10 @@ impl RedisStore {
             .with_connection_config(|c| {
                 c.connection_timeout = CONNECT_TIMEOUT;
                 c.internal_command_timeout = CONNECT_TIMEOUT;
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(UNRESPONSIVE_AFTER),
+                    interval: UNRESPONSIVE_AFTER / 4,
+                };
             })
             // Unlimited attempts, 100 ms doubling to 1 s: a restarted server or a promoted
             // replica is picked up without restarting the app, within about a second of
@@ -271,16 +353,42 @@ mod tests {
 
     #[test]
     fn cluster_urls_list_their_nodes() {
+        let cluster = |rest| node_list_url("redis-cluster", rest, Topology::Cluster);
         assert_eq!(
-            cluster_url("redis-cluster", "a:1,b:2, c:3").unwrap(),
+            cluster("a:1,b:2, c:3").unwrap(),
             "redis-cluster://a:1?node=b:2&node=c:3"
         );
         assert_eq!(
-            cluster_url("redis-cluster", "u:pw@a:1,b:2/0?x=y").unwrap(),
+            cluster("u:pw@a:1,b:2/0?x=y").unwrap(),
             "redis-cluster://u:pw@a:1?node=b:2&x=y"
         );
-        assert!(cluster_url("redis-cluster", "a:1/3").is_err());
-        assert!(cluster_url("redis-cluster", "").is_err());
+        assert!(cluster("a:1/3").is_err());
+        assert!(cluster("").is_err());
+    }
+
+    #[test]
+    fn sentinel_urls_list_their_sentinels_and_keep_the_database() {
+        let sentinel = |rest| node_list_url("redis-sentinel", rest, Topology::Sentinel);
+        assert_eq!(
+            sentinel("s1:26380,s2, s3:26381/2?sentinelServiceName=mymaster").unwrap(),
+            "redis-sentinel://s1:26380/2?node=s2:26379&node=s3:26381&sentinelServiceName=mymaster"
+        );
+        assert_eq!(
+            sentinel("u:pw@s1?sentinelServiceName=m&sentinelPassword=x").unwrap(),
+            "redis-sentinel://u:pw@s1:26379?sentinelServiceName=m&sentinelPassword=x"
+        );
+        for missing in [
+            "s1:26379",
+            "s1:26379/0?x=y",
+            "s1:26379?sentinelServiceName=",
+        ] {
+            let err = sentinel(missing).unwrap_err().to_string();
+            assert!(
+                err.contains("cache_url") && err.contains("sentinelServiceName="),
+                "{missing}: {err}"
+            );
+        }
+        assert!(sentinel("?sentinelServiceName=m").is_err());
     }
 
     #[test]
@@ -294,6 +402,38 @@ mod tests {
             ServerConfig::Clustered { hosts, .. } => assert_eq!(hosts.len(), 2),
             other => panic!("not a cluster: {other:?}"),
         }
+        let sentinel = config_of(
+            "redis-sentinel://u:pw@127.0.0.1:26379,127.0.0.1:26380/3?sentinelServiceName=m\
+             &sentinelUsername=su&sentinelPassword=sp",
+        )
+        .unwrap();
+        assert_eq!(sentinel.database, Some(3));
+        assert_eq!(sentinel.password.as_deref(), Some("pw"));
+        match sentinel.server {
+            ServerConfig::Sentinel {
+                hosts,
+                service_name,
+                username,
+                password,
+            } => {
+                assert_eq!(hosts.len(), 2);
+                assert_eq!(service_name, "m");
+                // The sentinels' own credentials, apart from the data servers'.
+                assert_eq!(
+                    (username.as_deref(), password.as_deref()),
+                    (Some("su"), Some("sp"))
+                );
+            }
+            other => panic!("not a sentinel setup: {other:?}"),
+        }
+        assert!(matches!(
+            config_of("valkey-sentinel://h?sentinelServiceName=m")
+                .unwrap()
+                .server,
+            ServerConfig::Sentinel { .. }
+        ));
+        let err = config_of("redis-replicas://h").unwrap_err();
+        assert!(err.to_string().contains("redis-sentinel://"), "{err}");
         let err = config_of("memcached://x").unwrap_err();
         assert!(err.to_string().contains("cache_url"), "{err}");
         if !cfg!(feature = "tls") {
@@ -311,5 +451,13 @@ mod tests {
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
         let err = config_of("redis://user:secret@host:notaport").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
+        let err = config_of(
+            "redis-sentinel://u:secret@h:bad?sentinelServiceName=m&sentinelPassword=hush",
+        )
+        .unwrap_err();
+        assert!(
+            !err.to_string().contains("secret") && !err.to_string().contains("hush"),
+            "{err}"
+        );
     }
 }

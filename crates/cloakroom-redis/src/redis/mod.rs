@@ -1,10 +1,18 @@
-//! The `cache` engine on Redis or Valkey: one server, or a Redis Cluster.
+//! The `cache` engine on Redis or Valkey: one server, a Redis Cluster, or a primary and its
+//! replicas watched by Redis Sentinel.
 //!
-//! - **URLs**: `redis://[user:password@]host:port[/db]` for one server, and
+//! - **URLs**: `redis://[user:password@]host:port[/db]` for one server,
 //!   `redis-cluster://[user:password@]host:port,host:port,...` for a cluster (any reachable
 //!   node will do; the client learns the rest of the topology, follows `MOVED`/`ASK` redirects
-//!   and reconnects after a failover). `valkey://` and `valkey-cluster://` are the same.
-//!   `rediss://` (TLS) needs the `redis-tls` feature.
+//!   and reconnects after a failover), and
+//!   `redis-sentinel://[user:password@]sentinel:port,...[/db]?sentinelServiceName=<name>`
+//!   for a primary found through its sentinels (port 26379 unless given; `sentinelUsername`
+//!   and `sentinelPassword` are the sentinels' own credentials, the userinfo the data
+//!   servers'). The client asks a sentinel for the primary and checks its `ROLE`; when the
+//!   connection is lost (the primary died, or the sentinels demoted it, which closes its
+//!   clients' connections) it asks again, with the backoff of any reconnection: a failover is
+//!   followed without a restart. `valkey://`, `valkey-cluster://`
+//!   and `valkey-sentinel://` are the same. `rediss…://` (TLS) needs the `redis-tls` feature.
 //! - **Keys** are Django's (`docs/format.md` §5): `<prefix>:<version>:django.contrib.sessions.cache<key>`,
 //!   with prefix `""` and version `1` unless set, so a Django app with the same cache settings
 //!   sees the same keys.
@@ -39,7 +47,8 @@
 //!   servers stay coherent: each hears of the others' writes, Django's too. It pays on pages
 //!   that read more than they write: Redis 7.0 notifies a client of its own scripts' writes
 //!   even under `NOLOOP`, so a session this process saved is read from Redis again on its next
-//!   request, and each save costs one more notice. One server only, not a cluster.
+//!   request, and each save costs one more notice. One server (or the primary Sentinel names: a failover is a reconnection, which empties the
+//!   cache), not a cluster.
 //!
 //! The store keeps **one multiplexed connection** per server (fred pipelines every request
 //! over it) rather than a pool: Redis serves each connection from one thread, and one busy
@@ -83,7 +92,8 @@ const ENGINE: &str = "redis";
 /// How long a command may take unless [`RedisStore::with_command_timeout`] says otherwise.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Sessions in Redis or Valkey (one server or a cluster), expired by the server's TTL.
+/// Sessions in Redis or Valkey (one server, a cluster, or a primary found through Sentinel),
+/// expired by the server's TTL.
 ///
 /// # Examples
 /// ```no_run

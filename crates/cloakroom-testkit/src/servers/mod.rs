@@ -10,6 +10,8 @@
 // A Redis Cluster of our own (its module docs say more; an outer doc here would make rustdoc
 // resolve that module's links from this one).
 pub mod redis_cluster;
+// A primary, a replica and three sentinels of our own (its module docs say more).
+pub mod redis_sentinel;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -185,7 +185,8 @@ fn free_ports() -> Vec<u16> {
     ports
 }
 
-fn cli(port: u16, args: &[&str]) -> Result<String, String> {
+/// Runs `redis-cli` against the loopback server on `port`; its output, or its error text.
+pub(super) fn cli(port: u16, args: &[&str]) -> Result<String, String> {
     let out = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
@@ -199,7 +200,8 @@ fn cli(port: u16, args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn wait_until(
+/// Polls `ready` every 100 ms until it says yes (`Ok(true)`), fails (`Err`) or `limit` passes.
+pub(super) fn wait_until(
     limit: Duration,
     mut ready: impl FnMut() -> Result<bool, String>,
 ) -> Result<(), String> {
