@@ -22,7 +22,6 @@ use crate::session::Session;
 use crate::shared::Shared;
 use crate::store::{ClearExpired, SessionStore, UserIndex, UserSession};
 use crate::transport::{Presented, Transport};
-use time::OffsetDateTime;
 
 pub use crate::plan::{CookieAction, Outcome};
 
