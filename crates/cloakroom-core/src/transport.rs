@@ -27,8 +27,9 @@
 //! that takes the key only from the header cannot be driven by another site's form, and needs
 //! no CSRF token; a route that takes the cookie (alone, or under `Both` when the header is
 //! absent) has the cookie's exposure, which `SameSite` and a CSRF token cover. In exchange, the
-//! header's key is visible to the page's scripts: keep it out of `localStorage` reach of
-//! untrusted script, or keep browsers on the `HttpOnly` cookie.
+//! key in a header is not `HttpOnly`: the client's code holds it, so a script injected into a
+//! page that holds it can read it. Keep browsers on the cookie; under `Both`, a browser's first
+//! response carries the key in the header too (nothing says which kind of client it is).
 //!
 //! [`Outcome::response_headers`]: crate::Outcome::response_headers
 //! [`Sessions::start_request`]: crate::Sessions::start_request
