@@ -24,6 +24,7 @@ mod data;
 pub mod decorate;
 #[doc(hidden)]
 pub mod digits;
+mod ended;
 pub mod engines;
 mod error;
 pub mod exclusive;
@@ -34,6 +35,7 @@ mod guard;
 pub mod hashed;
 pub mod key;
 pub mod keys;
+pub mod live;
 mod load;
 mod locks;
 mod manager;
@@ -58,6 +60,7 @@ pub use exclusive::{Exclusive, LockGuard};
 pub use expiry::Expiry;
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
+pub use live::{Announce, Announcements, Ended, Event, EventKind, LiveHandle, LiveMode};
 pub use manager::{CookieAction, LazySession, Outcome, Sessions};
 pub use session::{Session, TypedKey};
 pub use store::{
