@@ -83,6 +83,9 @@ pub struct Wiring {
     pub migrate: bool,
     /// How long, in seconds, the requests in flight at a stop signal may take to finish.
     pub shutdown_timeout: u64,
+    /// How often live pages check their session in the store where the store cannot tell
+    /// (see [`Sessions::start_live`]).
+    pub live_poll: Duration,
 }
 
 /// Runs the demo until SIGTERM or Ctrl-C, then shuts down gracefully: no new connections, the
@@ -132,6 +135,12 @@ pub async fn run(
         Some(every) => Some(sessions.start_cleanup(every)?),
         None => None,
     };
+    // Live pages end when their session does, whichever app server ended it.
+    let live = match sessions.store() {
+        Some(_) => Some(sessions.start_live(wiring.live_poll)?),
+        None => None,
+    };
+    let feed = crate::live::log_events(&sessions);
     let (metrics, upkeep) = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(&wiring.addr)
         .await
@@ -167,6 +176,10 @@ pub async fn run(
         }
     };
     upkeep.abort();
+    feed.abort();
+    if let Some(live) = live {
+        live.stop().await;
+    }
     if let Some(cleanup) = cleanup {
         cleanup.stop().await;
     }
@@ -377,6 +390,7 @@ pub fn app(sessions: Sessions, admin: bool) -> Router {
         .route("/api/slow", get(api_slow))
         .route("/health", get(|| async { "ok" }))
         .merge(crate::user_sessions::routes())
+        .merge(crate::live::routes())
         .layer(SessionLayer::new(sessions.clone()))
         .layer(Extension(sessions))
 }
