@@ -243,3 +243,135 @@ async fn another_sites_page_cannot_open_the_websocket() {
         other => panic!("expected a 403, got {other:?}"),
     }
 }
+
+/// How many connections of PostgreSQL at `url` are `LISTEN`ing (what each demo server's one
+/// listener runs last).
+fn pg_listeners(url: &str) -> usize {
+    let out = std::process::Command::new("psql")
+        .arg(url)
+        .args([
+            "-Atc",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'",
+        ])
+        .output()
+        .expect("psql runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(usize::MAX)
+}
+
+/// How many connections of the Redis at `url` are subscribed to a channel.
+fn redis_subscribers(url: &str) -> usize {
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .unwrap();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", port, "CLIENT", "LIST"])
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" sub=1 "))
+        .count()
+}
+
+/// Whether `check` holds within `limit` (checked every 100 ms).
+async fn eventually(limit: Duration, check: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check()
+}
+
+/// Logs `user` in on `demo`, trying again while the store comes back after an outage.
+async fn log_in_when_back(demo: &Demo, user: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = send(
+            bare()
+                .post(demo.url("/api/login"))
+                .json(&serde_json::json!({ "username": user })),
+        )
+        .await;
+        if reply.status == 200 {
+            return reply.new_key();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no login after the outage: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The store is killed for 3 s and started again: each of the two servers ends up with one
+/// listening connection (never a second), and the channel carries a revocation again, within
+/// a second while the poll interval is 10 s (so only the channel can have closed the socket).
+async fn outage_then_revocation(
+    server: &mut impl support::servers::Server,
+    args: &[&str],
+    listeners: impl Fn() -> usize,
+) {
+    let mut args = args.to_vec();
+    args.extend(["--live-poll-ms", "10000"]);
+    let (a, b) = (Demo::start(&args), Demo::start(&args));
+    assert!(
+        eventually(Duration::from_secs(10), || listeners() == 2).await,
+        "one listener per server before the outage: {}",
+        listeners()
+    );
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.start();
+    assert!(
+        eventually(Duration::from_secs(15), || listeners() == 2).await,
+        "one listener per server after the outage: {}",
+        listeners()
+    );
+    // Reconnection attempts while it was down left nothing behind.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(listeners(), 2, "still one listener per server");
+
+    let ana = log_in_when_back(&a, "ana").await;
+    let mut socket = open_socket(&b, &ana).await;
+    let start = Instant::now();
+    let reply = send(
+        bare()
+            .post(a.url("/api/logout-everywhere"))
+            .header("cookie", session(&ana)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let close = closed(&mut socket, Duration::from_secs(1)).await;
+    assert_eq!(close, Some((SESSION_ENDED, "revoked".to_owned())));
+    println!(
+        "after the outage: closed {:?} after the request began",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn postgres_outage_leaves_one_listener_per_server_and_revocation_works_again() {
+    let mut pg = support::servers::Postgres::new();
+    let (url, table) = (pg.url(), support::unique_table("live_outage"));
+    support::migrate(&url, &table);
+    let args = ["--database-url", url.as_str(), "--table", table.as_str()];
+    let probe = url.clone();
+    outage_then_revocation(&mut pg, &args, move || pg_listeners(&probe)).await;
+}
+
+#[tokio::test]
+async fn redis_outage_leaves_one_subscriber_per_server_and_revocation_works_again() {
+    let mut redis = support::servers::Redis::new();
+    let url = redis.url();
+    let args = ["--engine", "cache", "--cache-url", url.as_str()];
+    let probe = url.clone();
+    outage_then_revocation(&mut redis, &args, move || redis_subscribers(&probe)).await;
+}
