@@ -123,6 +123,7 @@ pub async fn run(
     // session layer: an admin's visit neither creates nor touches a visitor session.
     let sessions = Sessions::from_backing(backing, settings.clone())?;
     let admin_on = demo.admin_token.is_some();
+    let feed = crate::live::Feed::default();
     let admin = crate::admin::router(
         &settings,
         demo.admin_token.as_ref(),
@@ -130,6 +131,7 @@ pub async fn run(
         scan,
         users,
         sessions.clone(),
+        feed.clone(),
     )?;
     let cleanup = match settings.store.cleanup_interval() {
         Some(every) => Some(sessions.start_cleanup(every)?),
@@ -140,7 +142,7 @@ pub async fn run(
         Some(_) => Some(sessions.start_live(wiring.live_poll)?),
         None => None,
     };
-    let feed = crate::live::log_events(&sessions);
+    let recorder = crate::live::record_events(&sessions, feed);
     let (metrics, upkeep) = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(&wiring.addr)
         .await
@@ -176,7 +178,7 @@ pub async fn run(
         }
     };
     upkeep.abort();
-    feed.abort();
+    recorder.abort();
     if let Some(live) = live {
         live.stop().await;
     }

@@ -3,7 +3,9 @@
 //! everywhere" on another, the admin page's revoke, a logout in another tab, the expiry); the
 //! live page (`/live`) that shows one; and the log of the session events.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
@@ -145,18 +147,55 @@ if (document.getElementById('user')) {{
     ))
 }
 
-/// Logs every session event (the demo's subscriber): kind, a prefix of the index id, user.
-pub fn log_events(sessions: &Sessions) -> tokio::task::JoinHandle<()> {
+/// How many recent events the admin page's feed keeps.
+pub const FEED_LEN: usize = 50;
+
+/// The recent session events, newest last, for the admin page's live feed.
+#[derive(Clone, Default)]
+pub struct Feed(Arc<Mutex<VecDeque<cloakroom::Event>>>);
+
+impl Feed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<cloakroom::Event>> {
+        // A deque of plain values: a panic elsewhere leaves it usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, event: cloakroom::Event) {
+        let mut feed = self.lock();
+        if feed.len() == FEED_LEN {
+            feed.pop_front();
+        }
+        feed.push_back(event);
+    }
+
+    /// The recent events, newest first.
+    pub fn recent(&self) -> Vec<cloakroom::Event> {
+        self.lock().iter().rev().cloned().collect()
+    }
+}
+
+/// The demo's subscriber to the session events: logs each (kind, a prefix of the index id,
+/// user) and keeps the latest [`FEED_LEN`] in `feed` for the admin page. Started by
+/// [`crate::demo::run`], aborted at shutdown.
+pub fn record_events(sessions: &Sessions, feed: Feed) -> tokio::task::JoinHandle<()> {
+    // snippet live
+    // Subscribed once at start-up: every session event of this server
     let mut events = sessions.events();
+    // end snippet
     tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(e) => tracing::info!(
-                    kind = %e.kind,
-                    id = e.short_id(),
-                    user = e.user_id.as_deref().unwrap_or("-"),
-                    "session event"
-                ),
+                Ok(e) => {
+                    tracing::info!(
+                        kind = %e.kind,
+                        id = e.short_id(),
+                        user = e.user_id.as_deref().unwrap_or("-"),
+                        "session event"
+                    );
+                    feed.push(e);
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "the event log fell behind");
                 }

@@ -16,7 +16,7 @@ use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::exclusive::Exclusive;
-use crate::live::{Event, LiveHandle};
+use crate::live::{Ended, Event, EventKind, LiveHandle};
 use crate::recorded::Context;
 use crate::response::ErrorHandler;
 use crate::session::Session;
@@ -246,6 +246,19 @@ impl Sessions {
             crate::ended::revoked(shared, user_id, &session.id).await;
         }
         Ok(listed.len() as u64)
+    }
+
+    /// Tells this app's live connections that session `id` (an index id, as
+    /// [`sessions_of`](Self::sessions_of) lists it) was revoked by other means than
+    /// [`revoke`](Self::revoke) (an operator's tool that deleted it from the store): the
+    /// [`Revoked`](crate::EventKind::Revoked) event, and the [`Session::ended`] waits on it end
+    /// here and, once [`start_live`](Self::start_live) runs, on the other app servers.
+    pub async fn announce_revoked(&self, id: &str, user_id: Option<&str>) {
+        let shared = &self.shared;
+        let live = &shared.live;
+        live.emit(EventKind::Revoked, id, user_id, shared.clock.now());
+        live.ended(id, Ended::Revoked, shared.settings.store_timeout())
+            .await;
     }
 
     /// A receiver of this app's session lifecycle events from now on ([`Event`]: created,

@@ -232,3 +232,19 @@ async fn another_server_without_a_channel_sees_the_revocation_at_its_poll_interv
     assert!(delay < poll * 2 + Duration::from_millis(100), "{delay:?}");
     live.stop().await;
 }
+
+#[tokio::test]
+async fn a_revocation_made_by_other_means_is_announced_to_the_waits_and_subscribers() {
+    let sessions = app(false);
+    let (held, key) = login(&sessions, "ana").await;
+    let mut events = sessions.events();
+    let ended = held.ended();
+    // An operator's tool deleted the record itself, then tells the live side.
+    sessions.store().unwrap().delete(&key).await.unwrap();
+    sessions.announce_revoked(&key, Some("ana")).await;
+    assert_eq!(ended.await, Ended::Revoked);
+    assert_eq!(
+        drain(&mut events),
+        vec![(EventKind::Revoked, key, Some("ana".to_owned()))]
+    );
+}
