@@ -95,7 +95,7 @@ impl Stream {
 }
 
 /// Two app servers on one store: ana's WebSocket and event stream on B end when she logs out
-/// everywhere on A, within `bound`, saying `why` (`revoked` where the store's channel tells;
+/// everywhere on A, within `bound` of the revocation's answer, saying `why` (`revoked` where the store's channel tells;
 /// `gone` where B finds the session missing by polling); bob's WebSocket on B stays open.
 async fn revoked_on_the_other_server(engine: &str, args: &[&str], bound: Duration, why: &str) {
     let (a, b) = (Demo::start(args), Demo::start(args));
@@ -131,18 +131,25 @@ async fn revoked_on_the_other_server(engine: &str, args: &[&str], bound: Duratio
         ana_stream.text
     );
     let stream_delay = start.elapsed();
+    // What the store's channel (or the poll) adds is counted from the revocation's answer:
+    // the revocation itself (listing and deleting the user's sessions) is the store's speed,
+    // and on a busy machine it varies more than the delivery does.
+    let (socket_after, stream_after) = (
+        socket_delay.saturating_sub(revoked_at),
+        stream_delay.saturating_sub(revoked_at),
+    );
     println!(
-        "{engine}: log out everywhere answered in {revoked_at:?}; from its request's start the \
-         WebSocket closed in {socket_delay:?}, the event stream ended in {stream_delay:?} \
+        "{engine}: log out everywhere answered in {revoked_at:?}; after the answer the \
+         WebSocket closed in {socket_after:?}, the event stream ended in {stream_after:?} \
          (bound {bound:?})"
     );
     assert!(
-        socket_delay <= bound,
-        "{engine}: {socket_delay:?} > {bound:?}"
+        socket_after <= bound,
+        "{engine}: {socket_after:?} > {bound:?}"
     );
     assert!(
-        stream_delay <= bound,
-        "{engine}: {stream_delay:?} > {bound:?}"
+        stream_after <= bound,
+        "{engine}: {stream_after:?} > {bound:?}"
     );
 
     // Bob's connection is untouched: it still echoes.
@@ -161,7 +168,7 @@ async fn postgres_two_servers_close_a_revoked_sessions_websocket_and_stream() {
     let (url, table) = (support::postgres_url(), support::unique_table("live"));
     support::migrate(&url, &table);
     let args = ["--database-url", url.as_str(), "--table", table.as_str()];
-    revoked_on_the_other_server("postgres", &args, Duration::from_millis(250), "revoked").await;
+    revoked_on_the_other_server("postgres", &args, Duration::from_millis(100), "revoked").await;
 }
 
 #[tokio::test]
@@ -169,7 +176,7 @@ async fn redis_two_servers_close_a_revoked_sessions_websocket_and_stream() {
     let redis = support::servers::Redis::new();
     let url = redis.url();
     let args = ["--engine", "cache", "--cache-url", url.as_str()];
-    revoked_on_the_other_server("redis", &args, Duration::from_millis(250), "revoked").await;
+    revoked_on_the_other_server("redis", &args, Duration::from_millis(100), "revoked").await;
 }
 
 #[tokio::test]
@@ -180,7 +187,7 @@ async fn redis_cluster_two_servers_close_a_revoked_sessions_websocket_and_stream
     revoked_on_the_other_server(
         "redis-cluster",
         &args,
-        Duration::from_millis(250),
+        Duration::from_millis(100),
         "revoked",
     )
     .await;
