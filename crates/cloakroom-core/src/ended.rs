@@ -143,6 +143,9 @@ pub(crate) async fn revoked(shared: &Shared, user_id: &str, id: &str) {
 /// as [`Ended::Gone`] (the session goes on under its new key, which those waits never held).
 pub(crate) async fn deleted(shared: &Shared, st: &Recorded, key: &str, now: OffsetDateTime) {
     let live = &shared.live;
+    if !live.wants_ends() {
+        return;
+    }
     let user = st
         .linked
         .as_ref()

@@ -324,6 +324,15 @@ impl Live {
         }
     }
 
+    /// Whether an end must be reported at all: somebody subscribes, waits, or live
+    /// revocation announces to other servers. The request path checks this before it builds
+    /// an id, so a logout or a login costs nothing more when none of them is on.
+    pub fn wants_ends(&self) -> bool {
+        self.wants_events()
+            || (self.started.get().is_some() && self.announce.is_some())
+            || self.anyone_waits()
+    }
+
     /// Whether any handler here waits on a session (the cheap check before hashing an id).
     fn anyone_waits(&self) -> bool {
         !self.lock_watches().is_empty()
