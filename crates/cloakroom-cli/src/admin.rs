@@ -35,7 +35,7 @@ use axum::http::header::{
     X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -50,6 +50,8 @@ use time::OffsetDateTime;
 use crate::demo::{escape, key_prefix as prefix};
 use crate::{ops, CliError};
 
+/// The header that reloads a page after some seconds (no script needed).
+const REFRESH: HeaderName = HeaderName::from_static("refresh");
 /// Sessions on one page of the list.
 const PAGE_SIZE: usize = 20;
 /// The most sessions one page view walks to sort them. A store's scan comes in key order, so
@@ -125,6 +127,7 @@ pub fn router(
     scan: Option<Arc<dyn Scan>>,
     users: Option<Arc<dyn UserIndex>>,
     sessions: Sessions,
+    feed: crate::live::Feed,
 ) -> Result<Router, CliError> {
     let Some(token) = admin_token else {
         return Ok(Router::new());
@@ -140,6 +143,7 @@ pub fn router(
         scan,
         users,
         sessions,
+        feed,
         settings: settings.clone(),
         throttle: Mutex::default(),
     }));
@@ -151,6 +155,7 @@ pub fn router(
         .route("/admin/sessions/view", post(view))
         .route("/admin/sessions/revoke", post(revoke))
         .route("/admin/users/revoke", post(revoke_user))
+        .route("/admin/events", get(events))
         .layer(axum::middleware::map_response(harden))
         .with_state(admin))
 }
@@ -172,6 +177,8 @@ struct Inner {
     users: Option<Arc<dyn UserIndex>>,
     /// The demo's sessions, whose user index answers for one user's sessions.
     sessions: Sessions,
+    /// The recent session events, for the live feed.
+    feed: crate::live::Feed,
     settings: Settings,
     /// Wrong admin tokens, for the rate limit.
     throttle: Mutex<Throttle>,
@@ -490,9 +497,12 @@ impl Inner {
             return Ok(false);
         };
         store.delete(key).await?;
-        if let (Some(user), Some(index)) = (self.owner(&record.data), &self.users) {
-            index.unlink(&user, key).await?;
+        let owner = self.owner(&record.data);
+        if let (Some(user), Some(index)) = (&owner, &self.users) {
+            index.unlink(user, key).await?;
         }
+        // The visitor's live connections end too, on every app server.
+        self.sessions.announce_revoked(key, owner.as_deref()).await;
         Ok(true)
     }
 }
@@ -805,6 +815,37 @@ async fn revoke_user(
     )))
 }
 
+/// `GET /admin/events`: the live feed, the latest session events of this server, newest
+/// first. It reloads itself every 2 s (a `Refresh` header: the admin pages run no script).
+async fn events(State(admin): State<Admin>, authed: Authed) -> Response {
+    let rows: String = admin
+        .0
+        .feed
+        .recent()
+        .iter()
+        .map(|e| {
+            let at = e
+                .at
+                .replace_nanosecond(e.at.millisecond() as u32 * 1_000_000)
+                .unwrap_or(e.at)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            format!(
+                r#"<tr class="event" data-kind="{kind}" data-prefix="{prefix}"><td><time>{at}</time></td><td class="kind">{kind}</td><td><code>{prefix}…</code></td><td class="user">{user}</td></tr>"#,
+                kind = e.kind,
+                prefix = escape(e.short_id()),
+                user = e.user_id.as_deref().map(escape).unwrap_or_else(|| "anonymous".to_owned()),
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"<p class="muted">The latest session events of this app server, newest first; the page reloads every 2 s. <a href="/admin/sessions">Sessions</a></p>
+<table id="events"><thead><tr><th>When</th><th>Event</th><th>Session</th><th>User</th></tr></thead><tbody>{rows}</tbody></table>"#
+    );
+    let page = shell("Live feed", Some(&authed), &body);
+    (AppendHeaders([(REFRESH, "2")]), page).into_response()
+}
+
 // ---- Rendering ----
 
 /// An expiry as a UTC timestamp and the time left.
@@ -862,7 +903,7 @@ input{{padding:.3rem;font:inherit}} button{{padding:.3rem .7rem;font:inherit;cur
 .muted{{color:#777}} pre{{background:#f6f8fa;border:1px solid #ddd;padding:.75rem;overflow:auto}}
 dl{{display:grid;grid-template-columns:max-content auto;gap:.3rem 1rem}} dd{{margin:0}}
 </style></head>
-<body><header><h1><a href="/admin/sessions">cloakroom admin</a> · {title}</h1>{logout}</header>
+<body><header><h1><a href="/admin/sessions">cloakroom admin</a> · {title}</h1><nav><a id="feed" href="/admin/events">Live feed</a> {logout}</nav></header>
 {body}
 </body></html>"#
     ))

@@ -83,6 +83,9 @@ pub struct Wiring {
     pub migrate: bool,
     /// How long, in seconds, the requests in flight at a stop signal may take to finish.
     pub shutdown_timeout: u64,
+    /// How often live pages check their session in the store where the store cannot tell
+    /// (see [`Sessions::start_live`]).
+    pub live_poll: Duration,
 }
 
 /// Runs the demo until SIGTERM or Ctrl-C, then shuts down gracefully: no new connections, the
@@ -120,6 +123,7 @@ pub async fn run(
     // session layer: an admin's visit neither creates nor touches a visitor session.
     let sessions = Sessions::from_backing(backing, settings.clone())?;
     let admin_on = demo.admin_token.is_some();
+    let feed = crate::live::Feed::default();
     let admin = crate::admin::router(
         &settings,
         demo.admin_token.as_ref(),
@@ -127,11 +131,18 @@ pub async fn run(
         scan,
         users,
         sessions.clone(),
+        feed.clone(),
     )?;
     let cleanup = match settings.store.cleanup_interval() {
         Some(every) => Some(sessions.start_cleanup(every)?),
         None => None,
     };
+    // Live pages end when their session does, whichever app server ended it.
+    let live = match sessions.store() {
+        Some(_) => Some(sessions.start_live(wiring.live_poll)?),
+        None => None,
+    };
+    let recorder = crate::live::record_events(&sessions, feed);
     let (metrics, upkeep) = install_metrics()?;
     let listener = tokio::net::TcpListener::bind(&wiring.addr)
         .await
@@ -167,6 +178,10 @@ pub async fn run(
         }
     };
     upkeep.abort();
+    recorder.abort();
+    if let Some(live) = live {
+        live.stop().await;
+    }
     if let Some(cleanup) = cleanup {
         cleanup.stop().await;
     }
@@ -377,6 +392,7 @@ pub fn app(sessions: Sessions, admin: bool) -> Router {
         .route("/api/slow", get(api_slow))
         .route("/health", get(|| async { "ok" }))
         .merge(crate::user_sessions::routes())
+        .merge(crate::live::routes())
         .layer(SessionLayer::new(sessions.clone()))
         .layer(Extension(sessions))
 }

@@ -11,6 +11,7 @@ use demo::DemoSettings;
 mod admin;
 mod args;
 mod demo;
+mod live;
 mod ops;
 mod page;
 mod progress;
@@ -101,6 +102,12 @@ enum Command {
         #[arg(long, env = "CLOAKROOM_SHUTDOWN_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
               allow_negative_numbers = true, value_parser = args::non_negative::<u64>)]
         shutdown_timeout: u64,
+        /// How often a live page (`/live`, its WebSocket and event stream) checks its session
+        /// in the store, on engines that cannot tell other app servers at once (MySQL, files,
+        /// SQLite), and on PostgreSQL and Redis while their channel is down.
+        #[arg(long, env = "CLOAKROOM_LIVE_POLL_MS", default_value_t = 500, value_name = "MS",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        live_poll_ms: u64,
         #[command(flatten)]
         codec: CodecArgs,
         #[command(flatten)]
@@ -251,6 +258,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             migrate,
             admin_token,
             shutdown_timeout,
+            live_poll_ms,
             ..
         } => {
             let old = match migrate_from {
@@ -266,6 +274,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 migrate_from: old,
                 migrate,
                 shutdown_timeout,
+                live_poll: std::time::Duration::from_millis(live_poll_ms),
             };
             demo::run(settings, demo, wiring).await?;
         }

@@ -147,7 +147,11 @@ fn count(n: u64, noun: &str) -> String {
 /// region dedented (each starts with a comment naming its route); empty when there is none
 /// (a unit test checks every section finds its snippet).
 fn snippet(name: &str) -> String {
-    const SOURCES: [&str; 2] = [include_str!("page.rs"), include_str!("user_sessions.rs")];
+    const SOURCES: [&str; 3] = [
+        include_str!("page.rs"),
+        include_str!("user_sessions.rs"),
+        include_str!("live.rs"),
+    ];
     let start = format!("// snippet {name}");
     let mut regions = Vec::new();
     for source in SOURCES {
@@ -368,6 +372,15 @@ async fn page(
              and all ended at once, on every server sharing the store.",
             &your_sessions(listed),
         ),
+        section(
+            "live",
+            "Live connections",
+            "A WebSocket opened under a session closes the moment the session ends, on whichever \
+             server ended it: log out everywhere, or revoke it from the admin page. Every \
+             session event (created, login, logout, revoked …) is logged and fed to the admin \
+             page.",
+            r#"<p><a id="live-link" href="/live">Open the live page</a> (log in first).</p>"#,
+        ),
     ];
     let body = format!(
         r#"<!doctype html>
@@ -424,6 +437,8 @@ mod tests {
                 "session.set_expiry(Expiry::seconds(s.seconds))?;",
             ),
             ("sessions", "sessions.revoke_user(&user).await?;"),
+            ("live", "let ended = session.ended();"),
+            ("live", "let mut events = sessions.events();"),
         ] {
             let code = snippet(part);
             assert!(

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::exclusive::Exclusive;
+use crate::live::Announce;
 use crate::store::{ClearExpired, MovesOnLoad, Scan, SessionStore, UserIndex};
 
 /// An optional ability: creating the session table (`cloakroom migrate`).
@@ -41,6 +42,11 @@ pub struct Backend {
     /// A lock one app server at a time holds, where the store is shared between servers: the
     /// scheduled cleanup takes it so that one server clears at a time.
     pub exclusive: Option<Arc<dyn Exclusive>>,
+    /// A channel between app servers the store's server carries (PostgreSQL
+    /// `LISTEN`/`NOTIFY`, Redis pub/sub), where it has one: live revocation
+    /// ([`crate::Session::ended`]) tells the other servers through it at once, instead of
+    /// their checking the store at an interval.
+    pub announce: Option<Arc<dyn Announce>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -53,6 +59,7 @@ impl std::fmt::Debug for Backend {
             .field("moves", &self.moves.is_some())
             .field("users", &self.users.is_some())
             .field("exclusive", &self.exclusive.is_some())
+            .field("announce", &self.announce.is_some())
             .finish()
     }
 }
@@ -68,6 +75,7 @@ impl Backend {
             moves: None,
             users: None,
             exclusive: None,
+            announce: None,
         }
     }
 
@@ -126,6 +134,16 @@ impl Backend {
     pub fn with_exclusive(self, exclusive: Arc<dyn Exclusive>) -> Self {
         Self {
             exclusive: Some(exclusive),
+            ..self
+        }
+    }
+
+    /// Adds the channel between app servers (the [`Announce`] ability) that live revocation
+    /// rides on.
+    #[must_use]
+    pub fn with_announce(self, announce: Arc<dyn Announce>) -> Self {
+        Self {
+            announce: Some(announce),
             ..self
         }
     }

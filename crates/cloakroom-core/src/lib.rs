@@ -27,6 +27,7 @@ mod data;
 pub mod decorate;
 #[doc(hidden)]
 pub mod digits;
+mod ended;
 pub mod engines;
 mod error;
 pub mod exclusive;
@@ -38,6 +39,7 @@ mod guard;
 pub mod hashed;
 pub mod key;
 pub mod keys;
+pub mod live;
 mod load;
 mod locks;
 mod manager;
@@ -65,6 +67,7 @@ pub use expiry::Expiry;
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use extract::SessionRejection;
 pub use finish::ResponseHeaders;
+pub use live::{Announce, Announcements, Ended, Event, EventKind, LiveHandle, LiveMode};
 pub use manager::{CookieAction, LazySession, Outcome, Sessions};
 pub use session::{Session, TypedKey};
 pub use store::{

@@ -16,6 +16,7 @@ use crate::codec::Codec;
 use crate::config::{OnStoreError, Settings};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::exclusive::Exclusive;
+use crate::live::{Ended, Event, EventKind, LiveHandle};
 use crate::recorded::Context;
 use crate::response::ErrorHandler;
 use crate::session::Session;
@@ -214,14 +215,25 @@ impl Sessions {
     /// # Errors
     /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error.
     pub async fn revoke(&self, user_id: &str, id: &str) -> Result<(), StoreError> {
-        self.shared.user_index()?.revoke(user_id, id).await
+        let shared = &self.shared;
+        let index = shared.user_index()?;
+        // Only a session of this user's is announced as revoked: an id of someone else's is
+        // left alone, and so are the connections open under it.
+        let listed = index.sessions_of(user_id, shared.clock.now()).await?;
+        index.revoke(user_id, id).await?;
+        if listed.iter().any(|s| s.id == id) {
+            crate::ended::revoked(shared, user_id, id).await;
+        }
+        Ok(())
     }
 
     /// "Log out everywhere": revokes every live session of `user_id` (after a password change,
     /// say), returning how many went. The current request's own session goes too: `flush()`
     /// it as well (else its save at the end of the request finds it gone and fails as
     /// [`Error::Interrupted`]), or, to keep it, revoke the others one by one with
-    /// [`revoke`](Self::revoke).
+    /// [`revoke`](Self::revoke). Connections open under these sessions
+    /// ([`Session::ended`]) end, on every app server that started
+    /// [`start_live`](Self::start_live).
     ///
     /// # Errors
     /// [`StoreError::NoUserIndex`] on the `signed_cookies` engine, or the store's error (the
@@ -232,8 +244,90 @@ impl Sessions {
         let listed = index.sessions_of(user_id, shared.clock.now()).await?;
         for session in &listed {
             index.revoke(user_id, &session.id).await?;
+            crate::ended::revoked(shared, user_id, &session.id).await;
         }
         Ok(listed.len() as u64)
+    }
+
+    /// Tells this app's live connections that session `id` (an index id, as
+    /// [`sessions_of`](Self::sessions_of) lists it) was revoked by other means than
+    /// [`revoke`](Self::revoke) (an operator's tool that deleted it from the store): the
+    /// [`Revoked`](crate::EventKind::Revoked) event, and the [`Session::ended`] waits on it end
+    /// here and, once [`start_live`](Self::start_live) runs, on the other app servers.
+    pub async fn announce_revoked(&self, id: &str, user_id: Option<&str>) {
+        let shared = &self.shared;
+        let live = &shared.live;
+        live.emit(EventKind::Revoked, id, user_id, shared.clock.now());
+        live.ended(id, Ended::Revoked, shared.settings.store_timeout())
+            .await;
+    }
+
+    /// A receiver of this app's session lifecycle events from now on ([`Event`]: created,
+    /// rotated, logged in, logged out, revoked, expired, merged), in the order they happened in
+    /// this process. Events are built only while somebody subscribes; a subscriber more than
+    /// [`EVENT_BUFFER`](crate::live::EVENT_BUFFER) events behind misses the oldest (its `recv`
+    /// says how many).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(sessions: cloakroom_core::Sessions) {
+    /// let mut events = sessions.events();
+    /// tokio::spawn(async move {
+    ///     while let Ok(event) = events.recv().await {
+    ///         tracing::info!(kind = %event.kind, id = event.short_id(), user = ?event.user_id, "session event");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.shared.live.subscribe()
+    }
+
+    /// Starts live revocation across app servers: ends made here are told to the other
+    /// servers, and the other servers' ends reach this one's [`Session::ended`] waits. Where
+    /// the store has a channel ([`Backend::announce`]: PostgreSQL `LISTEN`/`NOTIFY`, Redis
+    /// pub/sub) one background task keeps one listening connection open, reconnecting after
+    /// an outage with a pause that doubles up to 5 s, and waits check the store every `poll`
+    /// only while it is down; elsewhere (MySQL, files, SQLite) each wait checks its session in
+    /// the store every `poll`. Started here, explicitly, never by a constructor; the listener
+    /// stops when the handle is stopped or dropped.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(sessions: cloakroom_core::Sessions) -> Result<(), cloakroom_core::ConfigError> {
+    /// let live = sessions.start_live(std::time::Duration::from_secs(1))?;
+    /// // … serve …
+    /// live.stop().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `live_poll_ms` when `poll` is zero, when live
+    /// revocation was already started on these sessions, or when no Tokio runtime runs.
+    pub fn start_live(&self, poll: Duration) -> Result<LiveHandle, ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            setting: "live_poll_ms",
+            reason: reason.to_owned(),
+        };
+        if poll.is_zero() {
+            return Err(invalid("the interval must be above 0"));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(invalid(
+                "start_live runs a Tokio task: call it from async code on a Tokio runtime",
+            ));
+        }
+        let live = &self.shared.live;
+        if !live.start(poll) {
+            return Err(invalid(
+                "live revocation is already started on these sessions: start it once per app",
+            ));
+        }
+        Ok(crate::live::spawn(
+            Arc::clone(live),
+            poll,
+            self.shared.settings.store_timeout(),
+        ))
     }
 
     /// Starts clearing expired sessions every `every` (give or take a tenth, so servers drift

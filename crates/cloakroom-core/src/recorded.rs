@@ -84,6 +84,9 @@ pub(crate) struct Recorded {
     /// The user and key this session was linked under in the store's user index when it was
     /// loaded (or last saved): what the save unlinks when the user or the key changes.
     pub linked: Option<(String, String)>,
+    /// `cycle_key` was called: the create at the end of the request is a rotation, not a new
+    /// session (which the events tell apart).
+    pub cycled: bool,
 }
 
 /// One request's session: the app's machinery, the keys the request carried, the

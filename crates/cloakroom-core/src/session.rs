@@ -392,6 +392,41 @@ impl Session {
         crate::runner::save_now(&self.inner).await
     }
 
+    /// Resolves when this session ends: revoked (one session, or "log out everywhere"),
+    /// logged out or flushed, on this app server or any other, or expired. A WebSocket or
+    /// server-sent events handler selects on it to close at once instead of running until it
+    /// next touches the store. The future owns what it needs (`'static`), so it can move into
+    /// the task that serves the connection.
+    ///
+    /// In this process an end is seen at once. Other servers' ends are seen once
+    /// [`Sessions::start_live`](crate::Sessions::start_live) runs on this one: at once through
+    /// the store's channel (PostgreSQL, Redis), else at the poll interval given there (MySQL,
+    /// files, SQLite). The expiry is checked in the store when it passes, so a session another
+    /// request keeps alive is waited on until its new expiry. Call it once the session is
+    /// stored (after the request's save: in a WebSocket's upgrade callback, or in a streaming
+    /// body); a session never stored has nothing to end and the future never resolves; a
+    /// signed-cookie session resolves at its expiry only. The wait counts from the call (an
+    /// end before the future is first polled is not missed), and its first step checks the
+    /// store once, for an end since the request loaded the session
+    /// ([`Ended::Gone`](crate::Ended::Gone) then).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn demo(session: cloakroom_core::Session, mut messages: tokio::sync::mpsc::Receiver<String>) {
+    /// let ended = session.ended();
+    /// tokio::pin!(ended);
+    /// loop {
+    ///     tokio::select! {
+    ///         why = &mut ended => { println!("session ended: {why:?}"); break; }
+    ///         Some(message) = messages.recv() => println!("{message}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn ended(&self) -> impl std::future::Future<Output = crate::live::Ended> + Send + 'static {
+        crate::ended::wait(Arc::clone(&self.inner))
+    }
+
     /// Logs out: the data goes, the stored record is deleted and the key is dropped, so the old
     /// key is useless. Anything stored afterwards goes under a new key.
     ///
@@ -445,6 +480,7 @@ impl Session {
                 }
             }
             st.modified = true;
+            st.cycled = true;
             // Django's `cycle_key()` stores the session under its new key at once, empty or not.
             st.must_persist = true;
         }

@@ -22,6 +22,7 @@ use crate::decorate::{Decorated, Decorator, Operation};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::guard::Guard;
 use crate::hashed::HashKeys;
+use crate::live::Live;
 use crate::locks::KeyLocks;
 use crate::observe::Observer;
 use crate::store::{MovesOnLoad, Record, SessionStore};
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub save_locks: KeyLocks,
     /// Exclusive routes of one visitor run one at a time (opt-in, held from load to save).
     pub exclusive_locks: KeyLocks,
+    /// Lifecycle events and the sessions handlers wait on ([`crate::live`]).
+    pub live: Arc<Live>,
 }
 
 /// [`Backing`] as the core uses it: the store decorated as the settings ask.
@@ -119,6 +122,7 @@ impl Shared {
     pub fn new(backing: Backing, settings: Settings) -> Result<Self, ConfigError> {
         settings.validate()?;
         let engine = backing.engine();
+        let announce = backing.server().and_then(|b| b.announce.clone());
         let travel = match backing {
             Backing::Cookie(_) if settings.session.hash_keys => {
                 return Err(ConfigError::Invalid {
@@ -157,6 +161,7 @@ impl Shared {
             clock: Arc::new(SystemClock),
             save_locks: KeyLocks::default(),
             exclusive_locks: KeyLocks::default(),
+            live: Arc::new(Live::new(announce)),
         })
     }
 

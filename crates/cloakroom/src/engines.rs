@@ -63,7 +63,10 @@ async fn open_db(settings: &Settings) -> Result<Backend, OpenError> {
                     .await?
                     .with_table(&wiring.table)?,
             );
-            Ok(Backend::sql(store.clone()).with_exclusive(store))
+            // LISTEN/NOTIFY carries live revocation between app servers.
+            Ok(Backend::sql(store.clone())
+                .with_exclusive(store.clone())
+                .with_announce(store))
         }
         #[cfg(feature = "mysql")]
         Some(UrlFamily::MySql) => {
@@ -114,7 +117,10 @@ async fn open_cache_server(settings: &Settings) -> Result<Backend, OpenError> {
         // Started here, explicitly: its task ends when the store is dropped.
         store.start_client_cache().await?;
         let store = Arc::new(store);
-        Ok(Backend::server(store.clone()).with_exclusive(store))
+        // Pub/sub (sharded on a cluster) carries live revocation between app servers.
+        Ok(Backend::server(store.clone())
+            .with_exclusive(store.clone())
+            .with_announce(store))
     }
     #[cfg(not(feature = "redis"))]
     Err(unsupported(

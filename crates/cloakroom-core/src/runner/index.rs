@@ -8,6 +8,7 @@ use crate::codec::Data;
 use crate::config::OnStoreError;
 use crate::error::{Error, StoreError};
 use crate::keys::user_id as user_of;
+use crate::live::EventKind;
 use crate::plan::index_steps;
 use crate::recorded::{Context, Recorded};
 use crate::shared::CoreStore;
@@ -38,6 +39,12 @@ pub(super) async fn relink(
         .and_then(|(key, expires_at)| UserSession::from_data(key, &st.data, expires_at, now));
     if let Some(entry) = entry {
         under_policy(ctx, index.link(&entry).await)?;
+        let before = st.linked.as_ref().map(|(user, _)| user.as_str());
+        if before != Some(entry.user_id.as_str()) && shared.live.wants_events() {
+            let id = shared.stored_id(&entry.id);
+            let user = Some(entry.user_id.as_str());
+            shared.live.emit(EventKind::LoggedIn, &id, user, now);
+        }
         if steps.cap {
             let capped = enforce_cap(ctx, index, &entry.user_id, &entry.id, now).await;
             under_policy(ctx, capped)?;
@@ -67,6 +74,7 @@ async fn enforce_cap(
     let keep = usize::try_from(cap).unwrap_or(usize::MAX).saturating_sub(1);
     for old in others.iter().skip(keep) {
         index.revoke(user, &old.id).await?;
+        crate::ended::revoked(shared, user, &old.id).await;
     }
     Ok(())
 }

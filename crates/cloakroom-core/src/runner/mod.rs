@@ -151,6 +151,7 @@ async fn on_server(
     if plan.delete {
         for doomed in std::mem::take(&mut st.doomed) {
             store.delete(&doomed).await?;
+            crate::ended::deleted(shared, st, &doomed, now).await;
         }
     }
     let written = match plan.write {
@@ -163,6 +164,19 @@ async fn on_server(
         Write::Create { deadline } => Some(write::create(shared, store, st, deadline, now).await?),
         Write::Update => Some(write::update(shared, store, st, now).await?),
     };
+    if let (Write::Create { .. }, Some(w), true) =
+        (plan.write, &written, shared.live.wants_events())
+    {
+        let kind = if st.cycled {
+            crate::live::EventKind::Rotated
+        } else {
+            crate::live::EventKind::Created
+        };
+        let user = crate::keys::user_id(&st.data);
+        shared
+            .live
+            .emit(kind, &shared.stored_id(&w.key), user.as_deref(), now);
+    }
     if plan.snapshot {
         if let Some((old, text)) = st.cycled_from.take() {
             write::park_snapshot(shared, store, &old, text, now).await?;

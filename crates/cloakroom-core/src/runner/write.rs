@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::expiry::Lifetime;
 use crate::key;
 use crate::keys::{DEADLINE_KEY, MOVED_KEY};
+use crate::live::EventKind;
 use crate::locks::KeyGuard;
 use crate::recorded::Recorded;
 use crate::shared::{CoreStore, Shared};
@@ -161,6 +162,13 @@ pub(super) async fn update(
                 expected = current.data;
             }
         }
+    }
+    if merges > 0 && shared.live.wants_events() {
+        let user = crate::keys::user_id(&st.data);
+        let id = shared.stored_id(&key);
+        shared
+            .live
+            .emit(EventKind::Merged, &id, user.as_deref(), now);
     }
     let max_age = max_age(&lifetime);
     Ok(Written {

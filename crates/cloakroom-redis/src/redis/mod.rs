@@ -63,6 +63,7 @@
 //! (Django's key layout and value format), `lock.rs` (the lock across servers), `script.rs` with the scripts in `lua/`, and the
 //! client-side cache in `client_cache.rs` (its memory) and `tracking.rs` (its start and task).
 
+mod announce;
 mod client_cache;
 mod connect;
 mod django;

@@ -15,6 +15,8 @@ use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{Created, Record, SessionStore, Updated, UserSession};
 use crate::users::{IndexEntries, IndexEntry};
 
+#[cfg(feature = "postgres")]
+mod announce;
 mod lock;
 mod many;
 mod walk;
