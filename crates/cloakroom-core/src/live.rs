@@ -2,9 +2,9 @@
 //!
 //! **Events.** What happens to sessions in this process (created, key rotated, logged in,
 //! logged out, revoked, expired, merged after a conflict) is sent to the app's subscribers
-//! ([`Sessions::events`](crate::Sessions::events)), each [`Event`] naming the session by its
-//! index id (as [`UserSession::id`](crate::UserSession::id) names it), never by the cookie
-//! value alone, with the user and the time. Nobody subscribed: nothing is built, nothing is
+//! ([`Sessions::events`](crate::Sessions::events)), each [`Event`] naming the session by the
+//! digest of its index id ([`wire_id`] of [`UserSession::id`](crate::UserSession::id)), never
+//! by its key, with the user and the time. Nobody subscribed: nothing is built, nothing is
 //! allocated.
 //!
 //! **Live revocation.** A handler that holds a connection open (a WebSocket, a server-sent
@@ -93,10 +93,12 @@ impl std::fmt::Display for EventKind {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
-    /// The session's index id: the name [`UserSession::id`](crate::UserSession::id) lists and
-    /// [`Sessions::revoke`](crate::Sessions::revoke) takes (the key's SHA-256 under
-    /// `hash_keys`). Without `hash_keys` it works as a cookie: show a prefix only
-    /// ([`short_id`](Self::short_id)), as `Debug` does.
+    /// The session's public id: [`wire_id`] of its index id (the name
+    /// [`UserSession::id`](crate::UserSession::id) lists and
+    /// [`Sessions::revoke`](crate::Sessions::revoke) takes), the same on every app server.
+    /// Without `hash_keys` the index id is the cookie's key, so an event never carries the index
+    /// id itself: logging events leaks no working key. Match a listed session with
+    /// `wire_id(&user_session.id) == event.id`.
     pub id: String,
     /// The user the session belongs (or, logged out, belonged) to, if known.
     pub user_id: Option<String>,
@@ -297,7 +299,7 @@ impl Live {
             // No receiver left meanwhile: nothing to do.
             let _ = self.events.send(Event {
                 kind,
-                id: id.to_owned(),
+                id: wire_id(id),
                 user_id: user_id.map(str::to_owned),
                 at,
             });
