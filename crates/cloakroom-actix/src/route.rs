@@ -184,4 +184,6 @@ macro_rules! route_transform {
 
 route_transform!(OnStoreErrorLayer, |this| RouteOption::Policy(this.policy));
 route_transform!(ExclusiveLayer, |this| RouteOption::Exclusive(this.wait));
-route_transform!(TransportLayer, |this| RouteOption::Transport(this.transport));
+route_transform!(TransportLayer, |this| RouteOption::Transport(
+    this.transport
+));

@@ -128,7 +128,7 @@ async fn a_save_that_merges_with_a_concurrent_one_is_an_event() {
     b.commit(200).await.unwrap();
     assert_eq!(
         drain(&mut events),
-        vec![(EventKind::Merged, key.clone(), None)]
+        vec![(EventKind::Merged, wire_id(&key), None)]
     );
 }
 
@@ -247,6 +247,6 @@ async fn a_revocation_made_by_other_means_is_announced_to_the_waits_and_subscrib
     assert_eq!(ended.await, Ended::Revoked);
     assert_eq!(
         drain(&mut events),
-        vec![(EventKind::Revoked, key, Some("ana".to_owned()))]
+        vec![(EventKind::Revoked, wire_id(&key), Some("ana".to_owned()))]
     );
 }
