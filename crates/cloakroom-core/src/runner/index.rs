@@ -31,15 +31,15 @@ pub(super) async fn relink(
         return Ok(());
     };
     if let Some((user, key)) = st.linked.as_ref().filter(|_| steps.unlink) {
-        under_policy(ctx, index.unlink(user, key).await)?;
+        under_policy(ctx, Box::pin(index.unlink(user, key)).await)?;
     }
     let entry = saved
         .filter(|_| steps.link)
         .and_then(|(key, expires_at)| UserSession::from_data(key, &st.data, expires_at, now));
     if let Some(entry) = entry {
-        under_policy(ctx, index.link(&entry).await)?;
+        under_policy(ctx, Box::pin(index.link(&entry)).await)?;
         if steps.cap {
-            let capped = enforce_cap(ctx, index, &entry.user_id, &entry.id, now).await;
+            let capped = Box::pin(enforce_cap(ctx, index, &entry.user_id, &entry.id, now)).await;
             under_policy(ctx, capped)?;
         }
     }
