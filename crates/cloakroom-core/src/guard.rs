@@ -35,67 +35,85 @@ impl Guard {
 
 impl Decorator for Guard {
     fn wrap<T: CallOutcome>(&self, _: Operation, call: impl StoreCall<T>) -> impl StoreCall<T> {
-        async move {
-            let engine = self.engine;
-            if let Err(e) = self.breaker.admit(engine) {
-                record_error(engine, &e);
-                return Err(e);
-            }
-            let bounded = Bounded {
-                fut: call,
-                sleep: None,
-                after: self.after,
-            };
-            let result = match bounded.await {
-                Some(result) => result,
-                None => Err(StoreError::Timeout {
-                    engine,
-                    after: self.after,
-                }),
-            };
-            // A session too large for its store is the app's problem, not the store's health.
-            let healthy = !matches!(
-                result,
-                Err(StoreError::Timeout { .. }
-                    | StoreError::Backend { .. }
-                    | StoreError::MissingTable { .. })
-            );
-            self.breaker.record(healthy);
-            if let Err(e) = &result {
-                record_error(engine, e);
-            }
-            result
+        Guarded {
+            guard: self,
+            call: Some(call),
+            sleep: None,
+            admitted: false,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A store call with a time limit whose timer is armed only if the call does not finish at
-    /// once: an in-process store never pays for one, a remote one pays once. `None` when the
-    /// limit passed.
-    struct Bounded<F> {
+    /// One store call under the breaker and the time limit, as one hand-written future rather
+    /// than an `async` block around a bounded future: the block held the call twice (captured,
+    /// then inside the bound), and every `async fn` above moves the whole future it awaits. With
+    /// `observe::Observed` the core's decorated `update` future went from 584 to 232 bytes
+    /// (`size_of_val`), the request's end from 2,056 to 1,384.
+    ///
+    /// The breaker is asked at the first poll, as an `async` block would; the timer is armed
+    /// only if the call does not finish at once (an in-process store never pays for one, a
+    /// remote one pays once).
+    struct Guarded<'g, F> {
+        guard: &'g Guard,
+        // Dropped as soon as the time limit passes, so that the call is observed as
+        // `cancelled` before the timeout is counted, as it was when the bound was a future of
+        // its own.
         #[pin]
-        fut: F,
+        call: Option<F>,
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        after: Duration,
+        admitted: bool,
     }
 }
 
-impl<F: Future> Future for Bounded<F> {
-    type Output = Option<F::Output>;
+impl<T, F: Future<Output = Result<T, StoreError>>> Future for Guarded<'_, F> {
+    type Output = Result<T, StoreError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.fut.poll(cx) {
-            return Poll::Ready(Some(out));
+        let mut this = self.project();
+        let guard = *this.guard;
+        let engine = guard.engine;
+        if !*this.admitted {
+            if let Err(e) = guard.breaker.admit(engine) {
+                record_error(engine, &e);
+                return Poll::Ready(Err(e));
+            }
+            *this.admitted = true;
         }
-        let after = *this.after;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        let Some(call) = this.call.as_mut().as_pin_mut() else {
+            // Polled after it answered: the timeout's answer again.
+            return Poll::Ready(Err(StoreError::Timeout {
+                engine,
+                after: guard.after,
+            }));
+        };
+        let result = match call.poll(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                let after = guard.after;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.call.set(None);
+                        Err(StoreError::Timeout { engine, after })
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        };
+        // A session too large for its store is the app's problem, not the store's health.
+        let healthy = !matches!(
+            result,
+            Err(StoreError::Timeout { .. }
+                | StoreError::Backend { .. }
+                | StoreError::MissingTable { .. })
+        );
+        guard.breaker.record(healthy);
+        if let Err(e) = &result {
+            record_error(engine, e);
         }
+        Poll::Ready(result)
     }
 }

@@ -27,7 +27,13 @@ pub(crate) async fn fetch(ctx: &Context) -> Result<(), Error> {
     if shared.server().is_some() && !key::is_well_formed(candidate) {
         return Ok(());
     }
-    let exclusive = exclusive_turn(ctx, candidate).await?;
+    let exclusive = if ctx.exclusive.get().is_some() {
+        // Boxed: only exclusive routes wait, and the lock's future would make every load's
+        // future larger.
+        Box::pin(exclusive_turn(ctx, candidate)).await?
+    } else {
+        None
+    };
     let found = match read_record(ctx, candidate).await {
         Ok(found) => found,
         Err(e) if ctx.policy() == OnStoreError::FailOpen => {
@@ -118,7 +124,7 @@ async fn read_record(
         return Ok(None);
     }
     if moved {
-        crate::runner::link_moved(ctx, key, &record, &data, now).await?;
+        Box::pin(crate::runner::link_moved(ctx, key, &record, &data, now)).await?;
     }
     Ok(Some((key.to_owned(), record, data)))
 }

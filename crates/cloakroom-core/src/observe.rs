@@ -20,11 +20,12 @@
 //! (the same call is then counted in [`ERRORS`] as `timeout`) or the request went away.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use metrics::{Key, Label};
-use tracing::Instrument as _;
 
 use crate::decorate::{CallOutcome, Decorated, Decorator, Operation, StoreCall};
 use crate::error::StoreError;
@@ -238,15 +239,6 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Runs the store call inside the span, when there is one.
-    async fn run<T>(&self, fut: impl Future<Output = T>) -> T {
-        if self.span.is_disabled() {
-            fut.await
-        } else {
-            fut.instrument(self.span.clone()).await
-        }
-    }
-
     fn finish(&mut self, outcome: &'static str) {
         self.done = true;
         let elapsed = self.started.elapsed();
@@ -291,14 +283,52 @@ impl Decorator for Observer {
     /// Runs `call`, one `op` of the store, inside its span, and records its duration and
     /// outcome (`cancelled` if it is dropped unfinished).
     fn wrap<T: CallOutcome>(&self, op: Operation, call: impl StoreCall<T>) -> impl StoreCall<T> {
-        async move {
-            let mut observed = Call::start(&self.meters, self.engine, op);
-            let result = observed.run(call).await;
-            observed.finish(match &result {
-                Ok(done) => done.outcome(),
-                Err(_) => "error",
-            });
-            result
+        Observed {
+            observer: self,
+            op,
+            call,
+            observed: None,
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One store call observed: a hand-written future rather than an `async` block, which held
+    /// the call twice (captured, then inside the future that ran it in its span) and so made
+    /// every layer above it move more (see `guard::Guarded`).
+    ///
+    /// The span and the clock start at the first poll, as they would in an `async` block: a
+    /// call dropped before it ran is not observed at all.
+    struct Observed<'o, F> {
+        observer: &'o Observer,
+        op: Operation,
+        #[pin]
+        call: F,
+        observed: Option<Call<'o>>,
+    }
+}
+
+impl<T: CallOutcome, F: Future<Output = Result<T, StoreError>>> Future for Observed<'_, F> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let observer = *this.observer;
+        let op = *this.op;
+        let observed = this
+            .observed
+            .get_or_insert_with(|| Call::start(&observer.meters, observer.engine, op));
+        let result = if observed.span.is_disabled() {
+            ready!(this.call.poll(cx))
+        } else {
+            // As `tracing::Instrument` does: the call runs inside the span at each poll.
+            let _entered = observed.span.enter();
+            ready!(this.call.poll(cx))
+        };
+        observed.finish(match &result {
+            Ok(done) => done.outcome(),
+            Err(_) => "error",
+        });
+        Poll::Ready(result)
     }
 }

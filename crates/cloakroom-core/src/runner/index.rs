@@ -32,13 +32,13 @@ pub(super) async fn relink(
         return Ok(());
     };
     if let Some((user, key)) = st.linked.as_ref().filter(|_| steps.unlink) {
-        under_policy(ctx, index.unlink(user, key).await)?;
+        under_policy(ctx, Box::pin(index.unlink(user, key)).await)?;
     }
     let entry = saved
         .filter(|_| steps.link)
         .and_then(|(key, expires_at)| UserSession::from_data(key, &st.data, expires_at, now));
     if let Some(entry) = entry {
-        under_policy(ctx, index.link(&entry).await)?;
+        under_policy(ctx, Box::pin(index.link(&entry)).await)?;
         let before = st.linked.as_ref().map(|(user, _)| user.as_str());
         if before != Some(entry.user_id.as_str()) && shared.live.wants_events() {
             let id = shared.stored_id(&entry.id);
@@ -46,7 +46,7 @@ pub(super) async fn relink(
             shared.live.emit(EventKind::LoggedIn, &id, user, now);
         }
         if steps.cap {
-            let capped = enforce_cap(ctx, index, &entry.user_id, &entry.id, now).await;
+            let capped = Box::pin(enforce_cap(ctx, index, &entry.user_id, &entry.id, now)).await;
             under_policy(ctx, capped)?;
         }
     }

@@ -103,7 +103,10 @@ pub(crate) async fn save_now(ctx: &Context) -> Result<String, Error> {
     key.ok_or(Error::Interrupted)
 }
 
-/// Decides the end of the request and executes the decision.
+/// Decides the end of the request and executes the decision, in the plan's order.
+///
+/// One `async fn` for both: each level of `async fn` moves the whole future of the level below
+/// into its own, and the decision awaits nothing.
 async fn finish(ctx: &Context, st: &mut Recorded, status: u16) -> Result<Outcome, Error> {
     let shared = &ctx.shared;
     let now = shared.clock.now();
@@ -150,8 +153,10 @@ async fn on_server(
     let store = &*server.store;
     if plan.delete {
         for doomed in std::mem::take(&mut st.doomed) {
-            store.delete(&doomed).await?;
-            crate::ended::deleted(shared, st, &doomed, now).await;
+            // Boxed, as every call off the usual path is in the runner: its future would
+            // make every request's end a larger future, moved whole between layers.
+            Box::pin(store.delete(&doomed)).await?;
+            Box::pin(crate::ended::deleted(shared, st, &doomed, now)).await;
         }
     }
     let written = match plan.write {
@@ -179,7 +184,7 @@ async fn on_server(
     }
     if plan.snapshot {
         if let Some((old, text)) = st.cycled_from.take() {
-            write::park_snapshot(shared, store, &old, text, now).await?;
+            Box::pin(write::park_snapshot(shared, store, &old, text, now)).await?;
         }
     }
     match (plan.index, &written) {
@@ -200,7 +205,11 @@ fn cookie_action(st: &mut Recorded, cookie: Cookie, written: Option<Written>) ->
         (Cookie::Written, Some(w)) => {
             st.expires_at = Some(w.record.expires_at);
             st.token = Some(w.record.data);
-            st.key = Some(w.key.clone());
+            // An update or a touch wrote under the key the session has: no second copy of it
+            // (an allocation and a free on every save).
+            if st.key.as_deref() != Some(w.key.as_str()) {
+                st.key = Some(w.key.clone());
+            }
             CookieAction::Set {
                 value: w.key,
                 max_age: w.max_age,

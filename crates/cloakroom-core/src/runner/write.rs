@@ -155,7 +155,9 @@ pub(super) async fn update(
                 if merges > MAX_MERGES {
                     return Err(Error::Contended { attempts: merges });
                 }
-                wait_turn(shared, &key, &mut queued, merges).await;
+                // Boxed: a conflict is rare, and its lock and timer futures would make every
+                // save's future larger.
+                Box::pin(wait_turn(shared, &key, &mut queued, merges)).await;
                 let data = merge(shared, st, &current)?;
                 (record, lifetime) = record_of(shared, &data, now)?;
                 st.data = data;
