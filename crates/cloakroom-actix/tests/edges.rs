@@ -8,9 +8,13 @@ mod support;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use cloakroom::{Error, OnStoreError, Session, SessionRejection, Settings};
-use cloakroom_actix::{error_response, ExclusiveLayer, OnStoreErrorLayer, SessionMiddleware};
-use cloakroom_testkit::http::{bare, send, session as cookie, visitor, Reply, COOKIE_NAME};
+use cloakroom::{Error, OnStoreError, Session, SessionRejection, Settings, Transport};
+use cloakroom_actix::{
+    error_response, ExclusiveLayer, OnStoreErrorLayer, SessionMiddleware, TransportLayer,
+};
+use cloakroom_testkit::http::{
+    bare, send, session as cookie, visitor, Reply, COOKIE_NAME, KEY_HEADER,
+};
 use cloakroom_testkit::servers::{Redis, Server as _};
 use reqwest::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
 use support::{serve, Server};
@@ -395,4 +399,53 @@ async fn a_streaming_response_carries_the_cookie_and_the_session_is_saved_before
     );
     let reply = send(client.get(app.url("/countdown"))).await;
     assert!(reply.body.starts_with("run 2: 3\n"), "{reply:?}");
+}
+
+// ---- the key in a header, per route ----
+
+fn transport_routes(config: &mut web::ServiceConfig) {
+    config.route("/page/visits", web::get().to(visits)).service(
+        web::scope("/api")
+            .wrap(TransportLayer::new(Transport::Header))
+            .route("/visits", web::get().to(visits)),
+    );
+}
+
+#[tokio::test]
+async fn a_header_scope_takes_and_gives_the_key_in_the_header_and_the_rest_keeps_the_cookie() {
+    let app = serve(
+        in_process(),
+        Some(SessionMiddleware::new),
+        transport_routes,
+        None,
+    );
+
+    // Under the header scope: the key comes back in X-Session-Token, no cookie is set, and
+    // the response varies on the header.
+    let first = send(bare().get(app.url("/api/visits"))).await;
+    assert_eq!((first.status, first.body.as_str()), (200, "1"), "{first:?}");
+    assert!(first.headers.get(SET_COOKIE).is_none(), "{first:?}");
+    let key = first.key_in_header();
+    assert!(first.varies_on(KEY_HEADER), "{first:?}");
+
+    // The header's key is the session: the count goes on; a cookie with the same key on the
+    // header scope is not looked at.
+    let second = send(bare().get(app.url("/api/visits")).header(KEY_HEADER, &key)).await;
+    assert_eq!(second.body, "2", "{second:?}");
+    let by_cookie = send(
+        bare()
+            .get(app.url("/api/visits"))
+            .header(COOKIE, format!("{COOKIE_NAME}={key}")),
+    )
+    .await;
+    assert_eq!(
+        by_cookie.body, "1",
+        "the cookie is not the header: {by_cookie:?}"
+    );
+
+    // Outside the scope the cookie transport holds: the header's key is ignored.
+    let page = send(bare().get(app.url("/page/visits")).header(KEY_HEADER, &key)).await;
+    assert_eq!(page.body, "1", "{page:?}");
+    assert_eq!(page.key_header(), None, "{page:?}");
+    assert_ne!(session_key(&page), key);
 }
