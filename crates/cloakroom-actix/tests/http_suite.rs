@@ -72,6 +72,43 @@ mod redis_cluster {
     });
 }
 
+mod redis_sentinel {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        // A primary, a replica and three sentinels of our own for the whole test binary; the
+        // app knows only the sentinels.
+        let url = tokio::task::spawn_blocking(|| super::support::redis_sentinel::shared().url())
+            .await
+            .expect("the sentinels start");
+        super::contract_app(
+            &format!("engine = \"cache\"\ncache_url = \"{url}\""),
+            &setup,
+        )
+    });
+}
+
+mod sqlite_encrypted {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        super::contract_app(
+            "database_url = \"sqlite://{dir}/sessions.sqlite3?mode=rwc\"\n\
+             encrypt_data = true\nsecret_key = \"http-suite-secret\"",
+            &setup,
+        )
+    });
+}
+
+mod redis_encrypted {
+    cloakroom_testkit::http_suite!(|setup| async move {
+        let url = super::support::redis_url();
+        super::contract_app(
+            &format!(
+                "engine = \"cache\"\ncache_url = \"{url}\"\n\
+                 encrypt_data = true\nsecret_key = \"http-suite-secret\""
+            ),
+            &setup,
+        )
+    });
+}
+
 mod cached_db_on_sqlite_and_redis {
     cloakroom_testkit::http_suite!(|setup| async move {
         let url = super::support::redis_url();

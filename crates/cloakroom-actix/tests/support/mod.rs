@@ -18,7 +18,7 @@ use cloakroom_actix::SessionMiddleware;
 use cloakroom_testkit::http::{AppUnderTest, Setup};
 
 #[allow(unused_imports)]
-pub use cloakroom_testkit::servers::{redis_cluster, Scratch};
+pub use cloakroom_testkit::servers::{redis_cluster, redis_sentinel, Scratch};
 
 /// A running server: its base URL; stopped (and its thread joined) when dropped.
 pub struct Server {
