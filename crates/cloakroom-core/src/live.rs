@@ -512,6 +512,9 @@ async fn listen(
     listening: watch::Sender<bool>,
 ) {
     let mut delay = MIN_RECONNECT_DELAY;
+    // An outage is one WARN line (the loss, or the first failed attempt), not one per attempt:
+    // the retries of one outage go to DEBUG, and the channel's return to INFO.
+    let mut down = false;
     loop {
         let opened = tokio::select! {
             _ = &mut stop => break,
@@ -520,6 +523,9 @@ async fn listen(
         match opened {
             Ok(Ok(mut channel)) => {
                 delay = MIN_RECONNECT_DELAY;
+                if std::mem::take(&mut down) {
+                    tracing::info!("the session channel is back");
+                }
                 hub.turn(true);
                 let _ = listening.send(true);
                 let lost = loop {
@@ -536,15 +542,24 @@ async fn listen(
                 match lost {
                     None => break,
                     Some(e) => {
+                        down = true;
                         tracing::warn!(error = %e, "lost the session channel; waiters check the store until it is back")
                     }
                 }
             }
+            Ok(Err(e)) if down => {
+                tracing::debug!(error = %e, retry_in = ?delay, "could not listen on the session channel")
+            }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "could not listen on the session channel")
+                down = true;
+                tracing::warn!(error = %e, retry_in = ?delay, "could not listen on the session channel; waiters check the store until it opens")
+            }
+            Err(_) if down => {
+                tracing::debug!(retry_in = ?delay, "the session channel did not open within the store timeout")
             }
             Err(_) => {
-                tracing::warn!(retry_in = ?delay, "the session channel did not open within the store timeout")
+                down = true;
+                tracing::warn!(retry_in = ?delay, "the session channel did not open within the store timeout; waiters check the store until it opens")
             }
         }
         tokio::select! {

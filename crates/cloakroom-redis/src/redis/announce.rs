@@ -124,7 +124,12 @@ impl Announcements for Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        // Close the connection now rather than leave it to fred's task.
+        // Close the connection now rather than leave it to fred's task; a client that never
+        // connected (the attempt failed during an outage) has nothing to close, and quitting it
+        // would log a WARN line per attempt.
+        if !self.client.is_connected() {
+            return;
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let client = self.client.clone();
             runtime.spawn(async move {
