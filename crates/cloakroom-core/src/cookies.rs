@@ -139,7 +139,29 @@ pub fn set_cookie_header(
 }
 
 /// Appends an instant as an HTTP date (`Thu, 01 Jan 1970 00:01:00 GMT`, RFC 9110's IMF-fixdate).
+/// Every cookie a server sets within one second carries the same date (the expiry is now plus
+/// a fixed age), so each thread keeps the last one it wrote, as hyper does for `Date`.
 fn push_http_date(out: &mut String, at: OffsetDateTime) {
+    const LEN: usize = "Thu, 01 Jan 1970 00:01:00 GMT".len();
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(i64, [u8; LEN])>> = const { std::cell::Cell::new(None) };
+    }
+    let second = at.unix_timestamp();
+    let cached = LAST.with(std::cell::Cell::get);
+    if let Some((_, text)) = cached.filter(|(cached_second, _)| *cached_second == second) {
+        if let Ok(text) = std::str::from_utf8(&text) {
+            out.push_str(text);
+            return;
+        }
+    }
+    let start = out.len();
+    format_http_date(out, at);
+    if let Ok(text) = <[u8; LEN]>::try_from(&out.as_bytes()[start..]) {
+        LAST.with(|last| last.set(Some((second, text))));
+    }
+}
+
+fn format_http_date(out: &mut String, at: OffsetDateTime) {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -325,6 +347,29 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The per-second cache writes what formatting writes, for repeated, alternating and
+    /// far-apart instants (and a year written with fewer digits, which is not cached).
+    #[test]
+    fn cached_http_dates_are_the_formatted_ones() {
+        use time::macros::datetime;
+        let instants = [
+            datetime!(2030-01-01 12:00:00.1 UTC),
+            datetime!(2030-01-01 12:00:00.9 UTC),
+            datetime!(2030-01-01 12:00:01 UTC),
+            datetime!(2030-01-01 12:00:00.5 UTC),
+            datetime!(1970-01-01 00:01:00 UTC),
+            datetime!(2024-02-29 23:59:59 +02:00),
+            datetime!(0999-12-31 23:59:59 UTC),
+            datetime!(2030-01-01 12:00:01 UTC),
+        ];
+        for at in instants.iter().chain(instants.iter().rev()) {
+            let (mut cached, mut formatted) = (String::from("x"), String::from("x"));
+            push_http_date(&mut cached, *at);
+            format_http_date(&mut formatted, *at);
+            assert_eq!(cached, formatted, "{at}");
         }
     }
 }

@@ -145,16 +145,7 @@ impl Lifetime {
     /// the absolute deadline: the effective expiry is the earliest.
     pub(crate) fn of(data: &Data, settings: &SessionSettings, now: OffsetDateTime) -> Self {
         let mut lifetime = Self::django(data, settings, now);
-        let explicit = !matches!(lookup(data, EXPIRY_KEY), None | Some(Value::Null));
-        // Clamped like `_session_expiry`: the codec refuses stored values out of range, this
-        // keeps a value a handler just set (or any other) from overflowing the date.
-        let idle = lookup(data, IDLE_KEY)
-            .and_then(Value::as_u64)
-            .or(settings.idle_timeout)
-            .map(|s| s.min(MAX_COOKIE_AGE))
-            .and_then(|s| i64::try_from(s).ok())
-            .filter(|s| *s > 0);
-        if let (false, Some(idle)) = (explicit, idle) {
+        if let Some(idle) = Self::idle(data, settings) {
             lifetime.age = idle;
             lifetime.expires_at = after(now, idle.unsigned_abs());
             lifetime.idle = Some(idle);
@@ -169,6 +160,24 @@ impl Lifetime {
             }
         }
         lifetime
+    }
+
+    /// The idle timeout in seconds that rolls this session's expiry forward, if any: the
+    /// session's own (`_session_idle`) or the `idle_timeout` setting, unless an explicit
+    /// `_session_expiry` overrides both. `None`: the session does not roll, which a read-only
+    /// request checks before it computes a whole [`Lifetime`].
+    pub(crate) fn idle(data: &Data, settings: &SessionSettings) -> Option<i64> {
+        if !matches!(lookup(data, EXPIRY_KEY), None | Some(Value::Null)) {
+            return None;
+        }
+        // Clamped like `_session_expiry`: the codec refuses stored values out of range, this
+        // keeps a value a handler just set (or any other) from overflowing the date.
+        lookup(data, IDLE_KEY)
+            .and_then(Value::as_u64)
+            .or(settings.idle_timeout)
+            .map(|s| s.min(MAX_COOKIE_AGE))
+            .and_then(|s| i64::try_from(s).ok())
+            .filter(|s| *s > 0)
     }
 
     fn django(data: &Data, settings: &SessionSettings, now: OffsetDateTime) -> Self {

@@ -97,7 +97,16 @@ impl LazySession {
         match self.commit(status).await {
             Ok(outcome) => {
                 let shared = self.shared();
-                Ok(outcome.response_headers(&shared.settings, shared.clock.now()))
+                // The instant the request's end was planned at, which dated the expiry: the
+                // cookie's `Expires` says the same, and the clock is read once.
+                let planned = self.planned_at();
+                let now = match (planned, &outcome.cookie) {
+                    (Some(at), _) => at,
+                    // Nothing planned (the session was not used): no cookie to date.
+                    (None, CookieAction::Keep) => OffsetDateTime::UNIX_EPOCH,
+                    (None, _) => shared.clock.now(),
+                };
+                Ok(outcome.response_headers(&shared.settings, now))
             }
             Err(error) => {
                 crate::observe::warn_store_failure(

@@ -526,6 +526,12 @@ impl LazySession {
         &self.session.inner.shared
     }
 
+    /// The instant the end of this request was planned at, once [`commit`](Self::commit) ran
+    /// (for `finish.rs`, which dates the cookie with it).
+    pub(crate) fn planned_at(&self) -> Option<time::OffsetDateTime> {
+        self.session.state().planned_at
+    }
+
     /// Whether the session was loaded in this request.
     pub fn is_loaded(&self) -> bool {
         self.session.inner.load_done.initialized()

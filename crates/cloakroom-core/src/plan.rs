@@ -152,9 +152,8 @@ pub(crate) enum Cookie {
     Delete,
     /// Send the cookie of the record as loaded (or as `Session::save` wrote it), unchanged.
     Resend {
-        /// The record's expiry.
-        expires_at: OffsetDateTime,
-        /// The cookie's `Max-Age`.
+        /// The cookie's `Max-Age`: what is left of the record's expiry (`None`: a browser-session
+        /// cookie).
         max_age: Option<i64>,
     },
     /// Set the cookie of what the write stored.
@@ -294,6 +293,7 @@ fn refresh(st: &Recorded, settings: &Settings, now: OffsetDateTime) -> Option<Li
     let (Some(_), Some(_), Some(stored)) = (&st.key, &st.token, st.expires_at) else {
         return None;
     };
+    Lifetime::idle(&st.data, &settings.session)?;
     let lifetime = Lifetime::of(&st.data, &settings.session, now);
     let idle = lifetime.idle?;
     let remaining = (stored - now).as_seconds_f64();
@@ -311,7 +311,6 @@ fn resend(st: &Recorded, settings: &Settings, now: OffsetDateTime) -> Cookie {
     let expires_at = st.expires_at.unwrap_or(lifetime.expires_at);
     let age = (expires_at - now).whole_seconds();
     Cookie::Resend {
-        expires_at,
         max_age: (!lifetime.browser_close).then_some(age),
     }
 }

@@ -87,6 +87,10 @@ pub(crate) struct Recorded {
     /// `cycle_key` was called: the create at the end of the request is a rotation, not a new
     /// session (which the events tell apart).
     pub cycled: bool,
+    /// The instant the end of the request was planned at: the `now` of its expiry and of the
+    /// cookie's `Expires`, read once per request (a clock read costs more than the rest of a
+    /// read-only request's end).
+    pub planned_at: Option<OffsetDateTime>,
 }
 
 /// One request's session: the app's machinery, the keys the request carried, the

@@ -110,6 +110,7 @@ pub(crate) async fn save_now(ctx: &Context) -> Result<String, Error> {
 async fn finish(ctx: &Context, st: &mut Recorded, status: u16) -> Result<Outcome, Error> {
     let shared = &ctx.shared;
     let now = shared.clock.now();
+    st.planned_at = Some(now);
     let plan = plan(st, status, ctx.key().is_some(), &shared.settings, now);
     execute(ctx, st, plan, now).await
 }
@@ -216,7 +217,7 @@ fn cookie_action(st: &mut Recorded, cookie: Cookie, written: Option<Written>) ->
             }
         }
         // The cookie as the request brought it, or as `Session::save` wrote it.
-        (Cookie::Resend { max_age, .. }, _) => match (&st.key, &st.token) {
+        (Cookie::Resend { max_age }, _) => match (&st.key, &st.token) {
             (Some(key), Some(_)) => CookieAction::Set {
                 value: key.clone(),
                 max_age,
