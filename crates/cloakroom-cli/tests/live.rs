@@ -400,3 +400,52 @@ async fn redis_outage_leaves_one_subscriber_per_server_and_revocation_works_agai
     let probe = url.clone();
     outage_then_revocation(&mut redis, &args, move || redis_subscribers(&probe)).await;
 }
+
+/// A managed Redis refuses `CONFIG`: the listener cannot turn on the keyspace notifications
+/// of expired keys, logs one warning that names `notify-keyspace-events` (one, across a
+/// reconnection too), and carries on: it listens on the ended sessions' channel, and a
+/// revocation still ends a stream.
+#[tokio::test]
+async fn redis_refusing_config_logs_one_warning_and_live_revocation_goes_on() {
+    use support::servers::Server as _;
+    let mut redis = support::servers::Redis::without_config();
+    let url = redis.url();
+    let dir = support::Scratch::new("live-no-config");
+    let log = dir.join("demo.log");
+    let args = ["--engine", "cache", "--cache-url", url.as_str()];
+    let demo = Demo::start_logged(&dir, &args, &[], Some(&log));
+    assert!(
+        eventually(Duration::from_secs(10), || redis_subscribers(&url) == 1).await,
+        "the listener subscribes"
+    );
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.start();
+    assert!(
+        eventually(Duration::from_secs(15), || redis_subscribers(&url) == 1).await,
+        "the listener subscribes again after the outage"
+    );
+    let ana = log_in_when_back(&demo, "ana").await;
+    let mut stream = Stream::open(&demo, &ana).await;
+    let reply = send(
+        bare()
+            .post(demo.url("/api/logout-everywhere"))
+            .header("cookie", session(&ana)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        stream
+            .until("event: ended\ndata: revoked", Duration::from_secs(2))
+            .await,
+        "{:?}",
+        stream.text
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("notify-keyspace-events"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning: {warned:#?}");
+    assert!(warned[0].contains("WARN"), "{}", warned[0]);
+}
