@@ -790,3 +790,43 @@ async fn redis_expiry_ends_a_waiting_session() {
     bob_ends.abort();
     live.stop().await;
 }
+
+/// On a Redis Cluster each node publishes its keyspace notifications to its own clients
+/// only, and the listener (sharded pub/sub on one node) does not subscribe to each primary:
+/// what is done there is that a session's expiry is seen by the waits on it, at its known
+/// expiry, and reported once by them; a session nobody waits on expires without an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_expiries_are_seen_by_the_waits_only() {
+    let cluster = tokio::task::spawn_blocking(support::redis_cluster::shared)
+        .await
+        .unwrap();
+    let store = cloakroom::engines::redis::RedisStore::connect(&cluster.url())
+        .await
+        .unwrap()
+        .with_key_prefix(support::unique("expired"));
+    let store = Arc::new(store);
+    let backend = Backend::server(store.clone())
+        .with_exclusive(store.clone())
+        .with_announce(store);
+    let sessions = Sessions::from_backend(backend, Settings::default()).unwrap();
+    let live = sessions.start_live(Duration::from_secs(10)).unwrap();
+    assert!(live.wait_listening(Duration::from_secs(5)).await);
+    let mut events = sessions.events();
+    let (ana, ana_key) = short_session(&sessions, Some("ana"), 1).await;
+    let (_, cart_key) = short_session(&sessions, None, 1).await;
+    let _ = drain(&mut events);
+    let ended = tokio::time::timeout(Duration::from_secs(3), ana.ended()).await;
+    assert_eq!(ended.expect("the wait ends at the expiry"), Ended::Expired);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        drain(&mut events),
+        vec![(
+            EventKind::Expired,
+            wire_id(&ana_key),
+            Some("ana".to_owned())
+        )],
+        "the wait's report only; the cart {}… expired unheard",
+        &cart_key[..6]
+    );
+    live.stop().await;
+}
