@@ -33,6 +33,7 @@ use fred::prelude::Builder;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
+use fred::error::ErrorKind;
 use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -59,18 +60,19 @@ impl RedisStore {
     }
 
     /// Makes sure Redis publishes expired keys (`notify-keyspace-events` with `E` and `x`),
-    /// adding what is missing with `CONFIG SET`: `false` when that is refused or fails, after
-    /// one warning per store that names the setting to change.
-    async fn publish_expiries(&self) -> bool {
+    /// adding what is missing with `CONFIG SET` over `client` (the subscriber's connection,
+    /// before it subscribes): `false` when Redis refuses, after one warning per store that
+    /// names the setting to change. A lost connection is an error (the listener tries again),
+    /// not a refusal: an outage logs no warning about the setting.
+    async fn publish_expiries(&self, client: &Client) -> Result<bool, StoreError> {
         let config = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
-        let client = self.client.with_options(&self.options);
         let current = client
             .custom::<HashMap<String, String>, _>(config.clone(), vec!["GET", NOTIFY_SETTING])
             .await
             .map(|mut got| got.remove(NOTIFY_SETTING).unwrap_or_default());
         let set = match current {
             Ok(flags) => match missing_flags(&flags) {
-                None => return true,
+                None => return Ok(true),
                 Some(wanted) => client
                     .custom::<Value, _>(config, vec!["SET", NOTIFY_SETTING, &wanted])
                     .await
@@ -79,7 +81,15 @@ impl RedisStore {
             Err(e) => Err(e),
         };
         match set {
-            Ok(()) => true,
+            Ok(()) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled
+                ) =>
+            {
+                Err(self.error(e))
+            }
             Err(e) => {
                 if !self.expiry_warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
@@ -90,7 +100,7 @@ impl RedisStore {
                          events; sessions still end at their expiry"
                     );
                 }
-                false
+                Ok(false)
             }
         }
     }
@@ -164,15 +174,17 @@ impl Announce for RedisStore {
         // fred hands keyspace notifications to their own receiver, not `message_rx`.
         let keyspace = client.keyspace_event_rx();
         let clustered = self.client.is_clustered();
-        // Expiries from Redis: one server only (see the module docs for a cluster).
-        let expiries = !clustered && self.publish_expiries().await;
-        let subscriber = Subscriber {
+        let mut subscriber = Subscriber {
             client,
             errors,
             messages,
-            expired: expiries.then(|| (keyspace, self.clone())),
+            expired: None,
         };
         subscriber.client.init().await.map_err(|e| self.error(e))?;
+        // Expiries from Redis: one server only (see the module docs for a cluster).
+        if !clustered && self.publish_expiries(&subscriber.client).await? {
+            subscriber.expired = Some((keyspace, self.clone()));
+        }
         let channel = self.ended_channel();
         let subscribed = if clustered {
             subscriber.client.ssubscribe(channel).await
