@@ -491,3 +491,95 @@ async fn admin_token_guessing_is_rate_limited() {
     let page = send(client.get(demo.url("/admin/sessions"))).await;
     assert_eq!(page.status, 303, "a refused login opens nothing");
 }
+
+/// Reads `response` (an event stream) until its text holds `needle`, at most `limit`: the
+/// text read so far, and whether the needle came.
+async fn read_until(
+    response: &mut reqwest::Response,
+    text: &mut String,
+    needle: &str,
+    limit: std::time::Duration,
+) -> bool {
+    let read = async {
+        while !text.contains(needle) {
+            match response.chunk().await {
+                Ok(Some(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return false,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(limit, read).await.unwrap_or(false)
+}
+
+/// Opens the demo's live event stream under session `key` and reads its greeting.
+async fn open_stream(demo: &Demo, key: &str) -> (reqwest::Response, String) {
+    let mut response = bare()
+        .get(demo.url("/api/live/events"))
+        .header("cookie", session(key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let open = read_until(
+        &mut response,
+        &mut text,
+        "event: open",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(open, "the stream opens: {text:?}");
+    (response, text)
+}
+
+/// Two app servers on one PostgreSQL: the admin page's Revoke button on server A ends the
+/// live event stream that session holds open on server B (the revocation rides on the
+/// store's channel), within a second; ana's other session's stream on B stays open.
+#[tokio::test]
+async fn revoking_one_session_on_the_admin_page_ends_its_live_stream_on_another_server() {
+    let (url, table) = (support::postgres_url(), support::unique_table("admin_live"));
+    support::migrate(&url, &table);
+    let args = [
+        "--admin-token",
+        TOKEN,
+        "--database-url",
+        url.as_str(),
+        "--table",
+        table.as_str(),
+    ];
+    let (a, b) = (Demo::start(&args), Demo::start(&args));
+    let ana = logged_in(&a, "ana").await;
+    let ana_phone = logged_in(&a, "ana").await;
+    let (mut stream, mut text) = open_stream(&b, &ana).await;
+    let (mut phone_stream, mut phone_text) = open_stream(&b, &ana_phone).await;
+    // Let both servers' listeners settle (they connect at start).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let (client, csrf) = admin(&a).await;
+    let start = std::time::Instant::now();
+    let revoked = revoke(&a, &client, &csrf, &ana).await;
+    assert_eq!(revoked.status, 303);
+    assert_eq!(revoked.headers["location"], "/admin/sessions?revoked=1");
+    let ended = read_until(
+        &mut stream,
+        &mut text,
+        "event: ended\ndata: revoked",
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    assert!(ended, "B's stream of the revoked session ended: {text:?}");
+    println!(
+        "postgres: the admin page's revoke on A ended the stream on B in {:?}",
+        start.elapsed()
+    );
+    let other_ended = read_until(
+        &mut phone_stream,
+        &mut phone_text,
+        "event: ended",
+        std::time::Duration::from_millis(500),
+    )
+    .await;
+    assert!(!other_ended, "ana's other session goes on: {phone_text:?}");
+    assert_eq!(whoami(&b, &ana_phone).await.as_deref(), Some("ana"));
+}

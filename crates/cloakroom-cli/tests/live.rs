@@ -225,6 +225,23 @@ async fn files_two_servers_close_a_revoked_sessions_websocket_and_stream_by_poll
 }
 
 #[tokio::test]
+async fn sqlite_two_servers_on_one_file_close_a_revoked_sessions_websocket_and_stream_by_polling() {
+    let dir = support::Scratch::new("live-sqlite");
+    let url = format!("sqlite://{}", dir.join("shared.sqlite3").display());
+    let table = support::unique_table("live");
+    support::migrate(&url, &table);
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--table",
+        table.as_str(),
+        "--live-poll-ms",
+        "500",
+    ];
+    revoked_on_the_other_server("sqlite", &args, Duration::from_millis(900), "gone").await;
+}
+
+#[tokio::test]
 async fn a_visitor_not_logged_in_gets_no_live_connection() {
     let demo = Demo::start(&[]);
     let reply = send(bare().get(demo.url("/api/live/events"))).await;
@@ -268,7 +285,8 @@ fn pg_listeners(url: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// How many connections of the Redis at `url` are subscribed to a channel.
+/// How many connections of the Redis at `url` are subscribed to channels (each listener: to
+/// the ended sessions' channel and to the expired keys').
 fn redis_subscribers(url: &str) -> usize {
     let port = url
         .rsplit(':')
@@ -281,7 +299,7 @@ fn redis_subscribers(url: &str) -> usize {
         .expect("redis-cli runs");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains(" sub=1 "))
+        .filter(|l| l.contains(" sub=") && !l.contains(" sub=0 "))
         .count()
 }
 
@@ -381,4 +399,53 @@ async fn redis_outage_leaves_one_subscriber_per_server_and_revocation_works_agai
     let args = ["--engine", "cache", "--cache-url", url.as_str()];
     let probe = url.clone();
     outage_then_revocation(&mut redis, &args, move || redis_subscribers(&probe)).await;
+}
+
+/// A managed Redis refuses `CONFIG`: the listener cannot turn on the keyspace notifications
+/// of expired keys, logs one warning that names `notify-keyspace-events` (one, across a
+/// reconnection too), and carries on: it listens on the ended sessions' channel, and a
+/// revocation still ends a stream.
+#[tokio::test]
+async fn redis_refusing_config_logs_one_warning_and_live_revocation_goes_on() {
+    use support::servers::Server as _;
+    let mut redis = support::servers::Redis::without_config();
+    let url = redis.url();
+    let dir = support::Scratch::new("live-no-config");
+    let log = dir.join("demo.log");
+    let args = ["--engine", "cache", "--cache-url", url.as_str()];
+    let demo = Demo::start_logged(&dir, &args, &[], Some(&log));
+    assert!(
+        eventually(Duration::from_secs(10), || redis_subscribers(&url) == 1).await,
+        "the listener subscribes"
+    );
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.start();
+    assert!(
+        eventually(Duration::from_secs(15), || redis_subscribers(&url) == 1).await,
+        "the listener subscribes again after the outage"
+    );
+    let ana = log_in_when_back(&demo, "ana").await;
+    let mut stream = Stream::open(&demo, &ana).await;
+    let reply = send(
+        bare()
+            .post(demo.url("/api/logout-everywhere"))
+            .header("cookie", session(&ana)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        stream
+            .until("event: ended\ndata: revoked", Duration::from_secs(2))
+            .await,
+        "{:?}",
+        stream.text
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("notify-keyspace-events"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning: {warned:#?}");
+    assert!(warned[0].contains("WARN"), "{}", warned[0]);
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::exclusive::Exclusive;
+use crate::live::Live;
 use crate::store::ClearExpired;
 
 /// The name of the lock a cleanup run takes (see [`Exclusive::try_lock`]).
@@ -53,6 +54,9 @@ pub(crate) struct Cleaner {
     pub exclusive: Option<Arc<dyn Exclusive>>,
     pub timeout: Duration,
     pub clock: Arc<dyn Clock>,
+    /// Where the expiries go: an [`Expired`](crate::EventKind::Expired) event per deleted
+    /// session, and the end of the waits on it, while anybody subscribes or waits.
+    pub live: Arc<Live>,
 }
 
 impl Cleaner {
@@ -95,7 +99,7 @@ impl Cleaner {
         let now = self.clock.now();
         let mut total = 0;
         loop {
-            let went = self.bounded(self.clear.clear_expired_batch(now)).await?;
+            let went = self.clear_batch(now).await?;
             total += went;
             let stopping = stop.as_mut().is_some_and(|rx| {
                 !matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty))
@@ -104,6 +108,22 @@ impl Cleaner {
                 return Ok(total);
             }
         }
+    }
+
+    /// One batch: named where somebody wants the expiries (and the engine can name them),
+    /// counted otherwise, the statement `clearsessions` runs.
+    async fn clear_batch(&self, now: time::OffsetDateTime) -> Result<u64, StoreError> {
+        if self.live.wants_expiries() {
+            if let Some(gone) = self.bounded(self.clear.clear_expired_named(now)).await? {
+                let at = self.clock.now();
+                for session in &gone {
+                    self.live
+                        .expired(&session.id, session.user_id.as_deref(), at);
+                }
+                return Ok(gone.len() as u64);
+            }
+        }
+        self.bounded(self.clear.clear_expired_batch(now)).await
     }
 
     async fn bounded<T>(

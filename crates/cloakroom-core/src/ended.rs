@@ -114,13 +114,14 @@ pub(crate) fn wait(ctx: Arc<Context>) -> impl Future<Output = Ended> + Send + 's
                         return *why;
                     }
                     let expired = expires_at.is_some_and(|at| at <= now);
-                    let why = if expired { Ended::Expired } else { Ended::Gone };
-                    if expired {
-                        live.emit(EventKind::Expired, &id, user.as_deref(), now);
-                    }
                     // Every waiter here learns it now; other servers check on their own.
-                    live.ended_here(&id, why);
-                    return why;
+                    if expired {
+                        // The event once, though the sweep or Redis may report it too.
+                        live.expired(&id, user.as_deref(), now);
+                        return Ended::Expired;
+                    }
+                    live.ended_here(&id, Ended::Gone);
+                    return Ended::Gone;
                 }
                 // The store is down: no news is not an end. The next check waits a while.
                 Err(_) => failed = true,

@@ -71,7 +71,8 @@ pub use live::{Announce, Announcements, Ended, Event, EventKind, LiveHandle, Liv
 pub use manager::{CookieAction, LazySession, Outcome, Sessions};
 pub use session::{Session, TypedKey};
 pub use store::{
-    ClearExpired, Created, MovesOnLoad, Record, SessionStore, Updated, UserIndex, UserSession,
+    ClearExpired, ClearedSession, Created, MovesOnLoad, Record, SessionStore, Updated, UserIndex,
+    UserSession,
 };
 pub use transport::Transport;
 pub use users::{IndexEntries, IndexEntry};

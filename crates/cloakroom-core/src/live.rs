@@ -20,7 +20,7 @@
 //! ([`wire_id`]), never the key: a database or Redis user who listens on the channel learns
 //! nothing that opens a session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -43,6 +43,11 @@ pub const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 /// The longest pause between two reconnection attempts of the listener.
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
+/// How many sessions the hub remembers having reported expired: a session's expiry may be
+/// seen twice (by a wait at its expiry, then by the sweep that deletes it or by Redis's
+/// notice), and is reported once.
+const REMEMBERED_EXPIRIES: usize = 4096;
+
 /// What happened to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -60,7 +65,13 @@ pub enum EventKind {
     /// The session was revoked: one of a user's ([`Sessions::revoke`](crate::Sessions::revoke)),
     /// all of them ("log out everywhere"), or the oldest over `max_sessions_per_user`.
     Revoked,
-    /// The session expired: seen by a [`Session::ended`](crate::Session::ended) waiting on it.
+    /// The session expired: deleted by the sweep of expired sessions (SQL and files:
+    /// [`Sessions::start_cleanup`](crate::Sessions::start_cleanup) or
+    /// [`clear_expired_now`](crate::Sessions::clear_expired_now), on the server that ran
+    /// it), dropped by Redis (its keyspace notification, heard by every server that started
+    /// [`Sessions::start_live`](crate::Sessions::start_live)), or seen by a
+    /// [`Session::ended`](crate::Session::ended) waiting on it. Reported once per session and
+    /// process.
     Expired,
     /// A save met a newer record (another request saved first) and merged its changes into it.
     Merged,
@@ -197,6 +208,10 @@ pub trait Announce: Send + Sync {
     /// Opens a connection that listens on the store's channel. The core keeps one open (see
     /// [`Sessions::start_live`](crate::Sessions::start_live)) and opens another, after a
     /// pause, when [`Announcements::next`] fails.
+    ///
+    /// A store whose server drops expired sessions by itself and says so (Redis's keyspace
+    /// notifications) hands each such expiry over as `message(id, Ended::Expired)`: the
+    /// listener turns it into an [`EventKind::Expired`] event and ends the waits on it.
     async fn listen(&self) -> Result<Box<dyn Announcements>, StoreError>;
 }
 
@@ -261,6 +276,33 @@ pub(crate) struct Live {
     /// Bumped when the listener connects or loses its connection: waiters check the store
     /// once (an end may have gone unheard) and choose again whether to poll.
     turns: watch::Sender<u64>,
+    /// The digests of the sessions last reported expired (see [`REMEMBERED_EXPIRIES`]).
+    expiries: Mutex<Remembered>,
+}
+
+/// A bounded set of digests, the oldest forgotten first.
+#[derive(Default)]
+struct Remembered {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Remembered {
+    /// `false` when `digest` is already in; otherwise puts it in (forgetting the oldest
+    /// beyond [`REMEMBERED_EXPIRIES`]) and answers `true`.
+    fn first(&mut self, digest: &str) -> bool {
+        if self.set.contains(digest) {
+            return false;
+        }
+        if self.order.len() >= REMEMBERED_EXPIRIES {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+        self.set.insert(digest.to_owned());
+        self.order.push_back(digest.to_owned());
+        true
+    }
 }
 
 impl Live {
@@ -272,6 +314,7 @@ impl Live {
             started: OnceLock::new(),
             listening: AtomicBool::new(false),
             turns: watch::Sender::new(0),
+            expiries: Mutex::new(Remembered::default()),
         }
     }
 
@@ -300,6 +343,44 @@ impl Live {
             let _ = self.events.send(Event {
                 kind,
                 id: wire_id(id),
+                user_id: user_id.map(str::to_owned),
+                at,
+            });
+        }
+    }
+
+    /// Whether an expiry the store reports is wanted: somebody subscribes or waits. The
+    /// sweep of expired sessions names what it deletes only then (a dearer statement than
+    /// counting).
+    pub fn wants_expiries(&self) -> bool {
+        self.wants_events() || self.anyone_waits()
+    }
+
+    /// Session `id` (an index id) of `user_id` expired (a wait saw it, or the store's sweep
+    /// deleted it): the waits on it here end as [`Ended::Expired`], and the subscribers get
+    /// one [`EventKind::Expired`] for it, however many times it is reported. Nothing is
+    /// built when nobody subscribes or waits.
+    pub fn expired(&self, id: &str, user_id: Option<&str>, at: OffsetDateTime) {
+        if self.wants_expiries() {
+            self.expired_digest(&wire_id(id), user_id, at);
+        }
+    }
+
+    /// As [`expired`](Self::expired), for the session whose [`wire_id`] is `digest`.
+    fn expired_digest(&self, digest: &str, user_id: Option<&str>, at: OffsetDateTime) {
+        self.end_local(digest, Ended::Expired);
+        if !self.wants_events() {
+            return;
+        }
+        let first = self
+            .expiries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .first(digest);
+        if first {
+            let _ = self.events.send(Event {
+                kind: EventKind::Expired,
+                id: digest.to_owned(),
                 user_id: user_id.map(str::to_owned),
                 at,
             });
@@ -394,9 +475,16 @@ impl Live {
         self.turns.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Delivers a message from the store's channel.
+    /// Delivers a message from the store's channel. An expiry (which only the store's
+    /// server reports: Redis's keyspace notifications, see [`Announce::listen`]) is also an
+    /// [`EventKind::Expired`] event here, with no user (the notice names only the key).
     fn deliver(&self, message: &str) {
         match parse(message) {
+            Some((Ended::Expired, digest)) => {
+                if self.wants_expiries() {
+                    self.expired_digest(digest, None, OffsetDateTime::now_utc());
+                }
+            }
             Some((why, digest)) => self.end_local(digest, why),
             None => tracing::debug!("ignored a malformed message on the session channel"),
         }

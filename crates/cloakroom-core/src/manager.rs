@@ -405,6 +405,7 @@ impl Sessions {
             exclusive: self.upkeep.exclusive.clone(),
             timeout: self.shared.settings.store_timeout(),
             clock: Arc::clone(&self.shared.clock),
+            live: Arc::clone(&self.shared.live),
         })
     }
 

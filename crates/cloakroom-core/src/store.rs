@@ -223,6 +223,27 @@ pub fn user_index<'a>(
         .ok_or(StoreError::NoUserIndex { engine })
 }
 
+/// One session a sweep of expired records deleted ([`ClearExpired::clear_expired_named`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClearedSession {
+    /// Its name in the store: the index id ([`UserSession::id`]: the key, or its hash under
+    /// `hash_keys`). Events carry its digest ([`crate::live::wire_id`]), never this.
+    pub id: String,
+    /// The user the store's index linked it to, where the engine can tell in the same
+    /// statement (the SQL engines); `None` otherwise.
+    pub user_id: Option<String>,
+}
+
+impl std::fmt::Debug for ClearedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Without `hash_keys` the id is a session key (expired, but keep it out of logs).
+        f.debug_struct("ClearedSession")
+            .field("id", &format_args!("{}…", self.id.get(..6).unwrap_or("")))
+            .field("user_id", &self.user_id)
+            .finish()
+    }
+}
+
 /// An optional ability: deleting expired records (`cloakroom clearsessions`).
 ///
 /// Stores whose server expires entries by itself (Redis TTLs, the in-process cache) need not do
@@ -237,6 +258,21 @@ pub trait ClearExpired: Send + Sync {
     /// left. Lets a command show progress on a large store. The default clears them all at once.
     async fn clear_expired_batch(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         self.clear_expired(now).await
+    }
+
+    /// As [`clear_expired_batch`](Self::clear_expired_batch), naming the sessions that went,
+    /// so the scheduled cleanup can send an [`Expired`](crate::EventKind::Expired) event for
+    /// each (`DELETE … RETURNING` where the database has it). An empty list means none are
+    /// left. `None` (the default) when the engine cannot name them: the caller then counts
+    /// with `clear_expired_batch`. The core calls it only while somebody subscribes to
+    /// events or waits on a session, so the counting path (`clearsessions`) stays as cheap as
+    /// it is.
+    async fn clear_expired_named(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<ClearedSession>>, StoreError> {
+        let _ = now;
+        Ok(None)
     }
 }
 

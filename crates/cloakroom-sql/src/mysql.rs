@@ -23,10 +23,13 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlQueryResult, MyS
 use sqlx::{MySqlConnection, MySqlPool, Row as _};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use super::sql::{Dialect, Failure, Flavor, ServerOptions, SqlStore, Table};
+use super::sql::{Dialect, Failure, Flavor, Queries, ServerOptions, SqlStore, Table};
 
 /// `ER_DUP_KEYNAME`: the index already exists (another server migrated at the same time).
 const ER_DUP_KEYNAME: u16 = 1061;
+
+/// `ER_PARSE_ERROR`: MySQL proper meeting MariaDB's `DELETE … RETURNING`.
+const ER_PARSE_ERROR: u16 = 1064;
 
 /// Sessions in a MySQL or MariaDB table.
 pub type MySqlStore = SqlStore<MySql>;
@@ -99,6 +102,29 @@ impl Dialect for MySql {
         }
     }
 
+    /// MariaDB (10.5+) deletes and names in one `DELETE … RETURNING`; MySQL, which has no
+    /// `RETURNING` (`ER_PARSE_ERROR`), picks the batch `FOR UPDATE` and deletes those keys
+    /// in one transaction.
+    async fn clear_named(
+        pool: &MySqlPool,
+        q: &Queries,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+        let rows = sqlx::query(&q.clear_named)
+            .bind(utc_wall_clock(now))
+            .fetch_all(pool)
+            .await;
+        let rows = match rows {
+            Err(sqlx::Error::Database(e)) if error_number(e.as_ref()) == Some(ER_PARSE_ERROR) => {
+                return pick_then_delete(pool, q, now).await
+            }
+            rows => rows?,
+        };
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     /// A named lock (`GET_LOCK(name, 0)`: no wait), held by the connection until
     /// `RELEASE_LOCK` or its end. It answers 1 when taken, 0 when another session has it.
     async fn try_lock(conn: &mut MySqlConnection, name: &str) -> Result<bool, sqlx::Error> {
@@ -161,6 +187,34 @@ impl Dialect for MySql {
 }
 
 type SqlQuery<'q> = super::sql::SqlQuery<'q, sqlx::MySql>;
+
+/// The sweep's named batch on MySQL proper: the expired keys and their users, locked, then
+/// deleted, in one transaction (so what is named is what went).
+async fn pick_then_delete(
+    pool: &MySqlPool,
+    q: &Queries,
+    now: OffsetDateTime,
+) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(&q.clear_pick)
+        .bind(utc_wall_clock(now))
+        .fetch_all(&mut *tx)
+        .await?;
+    let picked = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<(String, Option<String>)>, sqlx::Error>>()?;
+    for keys in picked.chunks(1000) {
+        let marks = vec!["?"; keys.len()].join(", ");
+        let delete = format!("{} IN ({marks})", q.delete.trim_end_matches(" = ?"));
+        let delete = keys
+            .iter()
+            .fold(sqlx::query(&delete), |d, (key, _)| d.bind(key.as_str()));
+        delete.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(picked)
+}
 
 #[cfg(test)]
 mod tests {

@@ -330,6 +330,7 @@ impl RedisStore {
             },
             binary: false,
             local: None,
+            expiry_warned: Arc::default(),
         };
         store.head = store.head();
         Ok(store)

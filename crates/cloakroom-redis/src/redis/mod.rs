@@ -119,6 +119,9 @@ pub struct RedisStore {
     binary: bool,
     /// The client-side cache, when chosen ([`RedisOptions::with_client_cache`]).
     local: Option<Arc<Local>>,
+    /// Set once the live listener warned that Redis does not publish expired keys (and may
+    /// not be told to): one warning per store, not one per reconnection.
+    expiry_warned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisStore {

@@ -80,6 +80,24 @@ pub trait Dialect: Clone + std::fmt::Debug + Send + Sync + 'static {
         conn: &'c mut <Self::Db as Database>::Connection,
         name: &'c str,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+    /// One batch of the sweep of expired sessions that names what it deletes: each key, and
+    /// the user the index linked it to ([`Queries::clear_named`](super::Queries)).
+    fn clear_named<'a>(
+        pool: &'a Pool<Self::Db>,
+        q: &'a super::Queries,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<(String, Option<String>)>, sqlx::Error>> + Send + 'a {
+        async move {
+            let rows = Self::Db::fetch_all(
+                pool,
+                Self::Db::query::<Self>(&q.clear_named, [Arg::At(now)]),
+            )
+            .await?;
+            rows.iter()
+                .map(|row| Ok((Self::Db::text(row, 0)?, Self::Db::maybe_text(row, 1)?)))
+                .collect()
+        }
+    }
     /// Creates the tables and indexes of `table` unless they exist.
     fn migrate(
         pool: &Pool<Self::Db>,

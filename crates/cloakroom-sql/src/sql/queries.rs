@@ -52,6 +52,21 @@ impl Flavor {
         }
     }
 
+    /// One batch of the sweep from `{t}`, before `$1`, naming what went: each deleted
+    /// session's key and the user `{u}` linked it to. The user is read before the delete's
+    /// `ON DELETE CASCADE` takes the entry: PostgreSQL's data-modifying `WITH` and the
+    /// statement around it see one snapshot; MariaDB (10.5+) evaluates `RETURNING` before the
+    /// cascade. SQLite evaluates its `RETURNING` after the cascade (the user would be lost), so
+    /// it selects the batch here and deletes those keys in the same transaction (`sqlite/`);
+    /// MySQL proper (no `RETURNING`) does the same with [`Queries::clear_pick`].
+    fn clear_named(self) -> &'static str {
+        match self {
+            Self::Postgres => "WITH gone AS (DELETE FROM {t} WHERE session_key IN (SELECT session_key FROM {t} WHERE expire_date < $1 LIMIT {batch}) RETURNING session_key) SELECT gone.session_key, u.user_id FROM gone LEFT JOIN {u} u ON u.session_key = gone.session_key",
+            Self::MySql => "DELETE FROM {t} WHERE expire_date < $1 ORDER BY expire_date LIMIT {batch} RETURNING session_key, (SELECT u.user_id FROM {u} u WHERE u.session_key = {t}.session_key)",
+            Self::Sqlite => "SELECT s.session_key, u.user_id FROM {t} s LEFT JOIN {u} u ON u.session_key = s.session_key WHERE s.expire_date < $1 LIMIT {batch}",
+        }
+    }
+
     /// The live (after `$1`) and expired (not after `$2`) counts of `{t}`.
     fn count_both(self) -> &'static str {
         match self {
@@ -120,6 +135,11 @@ pub struct Queries {
     pub delete: String,
     pub exists: String,
     pub clear: String,
+    /// The sweep's batch that names what it deletes (see `Flavor::clear_named`).
+    pub clear_named: String,
+    /// MySQL without `RETURNING`: a batch of expired keys and their users, locked for the
+    /// delete that follows in the same transaction.
+    pub clear_pick: String,
     pub count: String,
     pub count_both: String,
     pub scan: String,
@@ -144,7 +164,8 @@ impl Queries {
         );
         let (dual, upsert) = dialect.upsert();
         let (same_data, same_digest) = (dialect.same_data(), dialect.same_digest());
-        let sql = |text: String| dialect.params(&text.replace("{t}", &t));
+        let sql = |text: String| dialect.params(&text.replace("{t}", &t).replace("{u}", &u));
+        let batch = CLEAR_BATCH.to_string();
         Self {
             load: sql(format!("SELECT session_data, expire_date FROM {t} WHERE session_key = $1 AND expire_date > $2")),
             create: sql(format!("INSERT INTO {t} (session_key, session_data, expire_date) VALUES ($1, $2, $3)")),
@@ -152,7 +173,9 @@ impl Queries {
             touch: sql(format!("UPDATE {t} SET expire_date = $1 WHERE session_key = $2 AND {same_digest} AND expire_date > $4")),
             delete: sql(format!("DELETE FROM {t} WHERE session_key = $1")),
             exists: sql(format!("SELECT 1 FROM {t} WHERE session_key = $1")),
-            clear: sql(dialect.clear().replace("{batch}", &CLEAR_BATCH.to_string())),
+            clear: sql(dialect.clear().replace("{batch}", &batch)),
+            clear_named: sql(dialect.clear_named().replace("{batch}", &batch)),
+            clear_pick: sql(format!("SELECT s.session_key, u.user_id FROM {t} s LEFT JOIN {u} u ON u.session_key = s.session_key WHERE s.expire_date < $1 ORDER BY s.expire_date LIMIT {batch} FOR UPDATE")),
             count: sql(format!("SELECT COUNT(*) FROM {t} WHERE expire_date > $1")),
             count_both: sql(dialect.count_both().to_owned()),
             scan: sql(format!("SELECT session_data, expire_date, session_key FROM {t} WHERE session_key > $1 AND expire_date > $2 ORDER BY session_key LIMIT $3")),

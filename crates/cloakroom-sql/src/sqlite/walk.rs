@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::{django_datetime, record, SqliteStore};
 use crate::error::StoreError;
 use crate::sql::{clear_in_batches, scan_batch, scan_limit};
-use crate::store::{Batch, ClearExpired, Counts, Scan};
+use crate::store::{Batch, ClearExpired, ClearedSession, Counts, Scan};
 
 #[async_trait]
 impl ClearExpired for SqliteStore {
@@ -25,6 +25,43 @@ impl ClearExpired for SqliteStore {
             .off_runtime(true, move |c| c.prepare_cached(&q.clear)?.execute([&now]))
             .await?;
         Ok(self.check(done, false).await? as u64)
+    }
+
+    /// Picks the batch with its users and deletes it, in one transaction on the writer.
+    /// Not `DELETE … RETURNING`: SQLite evaluates `RETURNING` after the `ON DELETE CASCADE`
+    /// has taken the index entry, so the user would always be `NULL`.
+    async fn clear_expired_named(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<ClearedSession>>, StoreError> {
+        let (q, now) = (Arc::clone(&self.q), django_datetime(now));
+        let done = self
+            .conns
+            .off_runtime(true, move |c| {
+                let tx = rusqlite::Transaction::new_unchecked(
+                    c,
+                    rusqlite::TransactionBehavior::Immediate,
+                )?;
+                let picked = tx
+                    .prepare_cached(&q.clear_named)?
+                    .query_map([&now], |row| {
+                        Ok(ClearedSession {
+                            id: row.get(0)?,
+                            user_id: row.get(1)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                {
+                    let mut delete = tx.prepare_cached(&q.delete)?;
+                    for session in &picked {
+                        delete.execute([&session.id])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(picked)
+            })
+            .await?;
+        Ok(Some(self.check(done, true).await?))
     }
 }
 

@@ -280,6 +280,8 @@ pub struct Redis {
     port: u16,
     child: Option<Child>,
     persistent: bool,
+    /// `CONFIG` renamed away, as managed Redis services refuse it.
+    no_config: bool,
 }
 
 impl Redis {
@@ -289,6 +291,21 @@ impl Redis {
             port: free_port(),
             child: None,
             persistent: false,
+            no_config: false,
+        };
+        redis.start();
+        redis
+    }
+
+    /// A server that refuses `CONFIG` (renamed away), as a managed Redis does: the app cannot
+    /// turn on keyspace notifications itself.
+    pub fn without_config() -> Self {
+        let mut redis = Self {
+            dir: Scratch::new("redis"),
+            port: free_port(),
+            child: None,
+            persistent: false,
+            no_config: true,
         };
         redis.start();
         redis
@@ -302,6 +319,7 @@ impl Redis {
             port: free_port(),
             child: None,
             persistent: true,
+            no_config: false,
         };
         redis.start();
         redis
@@ -321,6 +339,11 @@ impl Server for Redis {
                 ["--appendonly", "yes", "--appendfsync", "always"]
             } else {
                 ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
+            .args(if self.no_config {
+                &["--rename-command", "CONFIG", ""][..]
+            } else {
+                &[]
             })
             .arg("--dir")
             .arg(&*self.dir)

@@ -23,7 +23,8 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::store::{
-    user_index, ClearExpired, Created, Record, SessionStore, Updated, UserIndex, UserSession,
+    user_index, ClearExpired, ClearedSession, Created, Record, SessionStore, Updated, UserIndex,
+    UserSession,
 };
 
 mod django;
@@ -336,6 +337,16 @@ impl ClearExpired for CachedDbStore {
         match &self.clear {
             Some(clear) => clear.clear_expired_batch(now).await,
             None => self.clear_expired(now).await,
+        }
+    }
+
+    async fn clear_expired_named(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<ClearedSession>>, StoreError> {
+        match &self.clear {
+            Some(clear) => clear.clear_expired_named(now).await,
+            None => Ok(None),
         }
     }
 }

@@ -16,7 +16,13 @@ use crate::store::Record;
 const STALE_TEMP_SECS: i64 = 3600;
 
 impl Inner {
-    pub(super) fn clear_expired(&self, now: OffsetDateTime) -> io::Result<u64> {
+    /// Removes every session file expired at `now` (and stale temp files), returning how
+    /// many went; their keys go in `names` when given (for the `Expired` events).
+    pub(super) fn clear_expired(
+        &self,
+        now: OffsetDateTime,
+        mut names: Option<&mut Vec<String>>,
+    ) -> io::Result<u64> {
         let mut cleared = 0;
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -32,7 +38,12 @@ impl Inner {
                     };
                     if self.expires_at(&locked.metadata()?)? <= now {
                         match fs::remove_file(&path) {
-                            Ok(()) => cleared += 1,
+                            Ok(()) => {
+                                cleared += 1;
+                                if let Some(names) = names.as_deref_mut() {
+                                    names.push(rest.to_owned());
+                                }
+                            }
                             Err(e) if not_found(&e) => {}
                             Err(e) => return Err(e),
                         }

@@ -63,7 +63,7 @@ use self::disk::{create_new_private, random_suffix};
 use super::listed::ListAll;
 use crate::error::{ConfigError, StoreError};
 use crate::exclusive::{Exclusive, FileLock, LockGuard};
-use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
+use crate::store::{ClearExpired, ClearedSession, Created, Record, SessionStore, Updated};
 
 const ENGINE: &str = "file";
 /// Room for the key (40) within the usual 255-byte limit on file names.
@@ -269,11 +269,32 @@ impl SessionStore for FileStore {
 impl ClearExpired for FileStore {
     async fn clear_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         self.run("clear expired", move |s| {
-            let cleared = s.clear_expired(now)?;
+            let cleared = s.clear_expired(now, None)?;
             s.sweep_users(now)?;
             Ok(cleared)
         })
         .await
+    }
+
+    /// The file names of the sessions removed, as keys; no user (the index names its
+    /// folders by a hash of the user id).
+    async fn clear_expired_named(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<ClearedSession>>, StoreError> {
+        let names = self
+            .run("clear expired", move |s| {
+                let mut names = Vec::new();
+                s.clear_expired(now, Some(&mut names))?;
+                s.sweep_users(now)?;
+                Ok(names)
+            })
+            .await?;
+        let gone = names
+            .into_iter()
+            .map(|id| ClearedSession { id, user_id: None })
+            .collect();
+        Ok(Some(gone))
     }
 }
 

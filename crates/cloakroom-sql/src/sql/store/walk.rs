@@ -8,7 +8,7 @@ use super::super::driver::{Arg, Dialect, Driver as _};
 use super::super::{clear_in_batches, scan_batch, scan_limit};
 use super::SqlStore;
 use crate::error::StoreError;
-use crate::store::{Batch, ClearExpired, Counts, Scan};
+use crate::store::{Batch, ClearExpired, ClearedSession, Counts, Scan};
 
 #[async_trait]
 impl<D: Dialect> ClearExpired for SqlStore<D> {
@@ -20,6 +20,20 @@ impl<D: Dialect> ClearExpired for SqlStore<D> {
         self.run(&self.q.clear, [Arg::At(now)])
             .await
             .map_err(|e| self.error(e))
+    }
+
+    async fn clear_expired_named(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<ClearedSession>>, StoreError> {
+        let gone = D::clear_named(&self.pool, &self.q, now)
+            .await
+            .map_err(|e| self.error(e))?;
+        let gone = gone
+            .into_iter()
+            .map(|(id, user_id)| ClearedSession { id, user_id })
+            .collect();
+        Ok(Some(gone))
     }
 }
 
