@@ -145,6 +145,9 @@ pub struct SessionArgs {
     #[arg(long, env = "CLOAKROOM_REFRESH_THRESHOLD", value_name = "FRACTION",
           allow_negative_numbers = true, value_parser = non_negative::<f64>)]
     refresh_threshold: Option<f64>,
+    /// A save keeps the stored expiry until refresh_threshold of the age has passed (HOT updates on PostgreSQL).
+    #[arg(long, env = "CLOAKROOM_SAVE_KEEPS_EXPIRY", num_args = 0..=1, default_missing_value = "true")]
+    save_keeps_expiry: Option<bool>,
     /// Seconds the old key stays readable (pre-rotation, read-only) after cycle_key (0: off; max 60).
     #[arg(long, env = "CLOAKROOM_ROTATION_GRACE", value_name = "SECONDS",
           allow_negative_numbers = true, value_parser = non_negative::<u64>)]
@@ -265,6 +268,7 @@ impl StoreArgs {
                 session.idle_timeout,
                 session.absolute_lifetime,
                 session.refresh_threshold,
+                session.save_keeps_expiry,
                 session.rotation_grace,
                 resilience.on_store_error,
                 session.hash_keys,

@@ -43,9 +43,9 @@ pub fn is_well_formed(candidate: &str) -> bool {
     // few vector instructions for a 32-byte key, where a per-byte table walk with an early exit
     // cost about 200 instructions on every request's cookie.
     (MIN_KEY_LEN..=MAX_KEY_LEN).contains(&candidate.len())
-        && candidate
-            .bytes()
-            .fold(true, |ok, b| ok & (b.is_ascii_lowercase() | b.is_ascii_digit()))
+        && candidate.bytes().fold(true, |ok, b| {
+            ok & (b.is_ascii_lowercase() | b.is_ascii_digit())
+        })
 }
 
 #[cfg(test)]

@@ -185,6 +185,8 @@ impl Settings {
         with_absolute_lifetime: session.absolute_lifetime: into Option<u64>;
         /// Sets `refresh_threshold` (a fraction between 0 and 1).
         with_refresh_threshold: session.refresh_threshold: into f64;
+        /// Sets `save_keeps_expiry` (saves keep the stored expiry within `refresh_threshold`).
+        with_save_keeps_expiry: session.save_keeps_expiry: into bool;
         /// Sets `rotation_grace` in seconds (at most 60).
         with_rotation_grace: session.rotation_grace: number u64;
         /// Sets `remember_me_age` in seconds.

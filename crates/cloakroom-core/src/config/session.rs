@@ -140,6 +140,14 @@ pub struct SessionSettings {
     /// With an idle timeout, a read-only request writes the new expiry to the store only once
     /// this fraction of the idle timeout has passed since the last write (0.2: after 20%).
     pub refresh_threshold: f64,
+    /// A save that changes the data keeps the stored expiry while less than
+    /// `refresh_threshold` of the session's age has passed since it was set, instead of
+    /// moving it to now + age on every save as Django does (off by default). The expiry then
+    /// lags Django's by at most that fraction (20% of two weeks: under three days), and the
+    /// cookie's `Max-Age` says the same instant. What it buys: on PostgreSQL the row's indexed
+    /// `expire_date` stays as it was, so most saves are HOT updates (no index write); every
+    /// engine writes the same expiry it read. See the expiry guide.
+    pub save_keeps_expiry: bool,
     /// After `cycle_key()`, the old key keeps working this many seconds, read-only: it is
     /// served the session as it was before the rotation (logged out), gets no cookie, and a
     /// change under it fails as [`Error::Rotated`](crate::Error::Rotated) (0: off, the
@@ -198,6 +206,7 @@ impl Default for SessionSettings {
             idle_timeout: None,
             absolute_lifetime: None,
             refresh_threshold: 0.2,
+            save_keeps_expiry: false,
             rotation_grace: 0,
             remember_me_age: 30 * 86_400,
             hash_keys: false,
@@ -231,6 +240,7 @@ impl fmt::Debug for SessionSettings {
             idle_timeout,
             absolute_lifetime,
             refresh_threshold,
+            save_keeps_expiry,
             rotation_grace,
             remember_me_age,
             hash_keys,
@@ -257,6 +267,7 @@ impl fmt::Debug for SessionSettings {
             .field("idle_timeout", idle_timeout)
             .field("absolute_lifetime", absolute_lifetime)
             .field("refresh_threshold", refresh_threshold)
+            .field("save_keeps_expiry", save_keeps_expiry)
             .field("rotation_grace", rotation_grace)
             .field("remember_me_age", remember_me_age)
             .field("hash_keys", hash_keys)

@@ -59,6 +59,31 @@ pub(super) fn record_of(
     Ok((record, lifetime))
 }
 
+/// Under `save_keeps_expiry`, a save keeps the `stored` expiry while the new one would move it
+/// later by no more than `refresh_threshold` of the session's age (the rolling refresh's rule
+/// for reads, applied to saves): the record and the cookie keep the stored instant. A new
+/// expiry that is earlier (a shorter `set_expiry`) or much later (remember-me) applies at once.
+fn keep_expiry(
+    shared: &Shared,
+    stored: Option<OffsetDateTime>,
+    record: &mut Record,
+    lifetime: &mut Lifetime,
+    now: OffsetDateTime,
+) {
+    let settings = &shared.settings.session;
+    let Some(stored) = stored.filter(|_| settings.save_keeps_expiry) else {
+        return;
+    };
+    let later_by = (lifetime.expires_at - stored).as_seconds_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let within = later_by <= lifetime.age as f64 * settings.refresh_threshold;
+    if stored > now && later_by >= 0.0 && within {
+        record.expires_at = stored;
+        lifetime.expires_at = stored;
+        lifetime.age = (stored - now).whole_seconds();
+    }
+}
+
 /// A new session (or a cycled key): starts its absolute lifetime at `deadline`, when the plan
 /// set one, and forgets the token of the data it was loaded from.
 pub(super) fn start_new(st: &mut Recorded, deadline: Option<OffsetDateTime>) {
@@ -142,6 +167,7 @@ pub(super) async fn update(
     };
     // Computed once, and again only when a merge changes the data.
     let (mut record, mut lifetime) = record_of(shared, &st.data, now)?;
+    keep_expiry(shared, st.expires_at, &mut record, &mut lifetime, now);
     let mut merges = 0;
     // Taken only once a save has met another: the others' saves of this key in this process
     // then go one at a time, so each merges about once.
@@ -160,6 +186,13 @@ pub(super) async fn update(
                 Box::pin(wait_turn(shared, &key, &mut queued, merges)).await;
                 let data = merge(shared, st, &current)?;
                 (record, lifetime) = record_of(shared, &data, now)?;
+                keep_expiry(
+                    shared,
+                    Some(current.expires_at),
+                    &mut record,
+                    &mut lifetime,
+                    now,
+                );
                 st.data = data;
                 expected = current.data;
             }
