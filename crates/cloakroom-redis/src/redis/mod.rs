@@ -73,6 +73,7 @@ mod script;
 mod store;
 mod tracking;
 mod users;
+mod value;
 
 use std::sync::Arc;
 use std::time::Duration;
