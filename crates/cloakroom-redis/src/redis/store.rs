@@ -8,8 +8,8 @@ use fred::interfaces::{ClientLike as _, KeysInterface as _};
 use fred::types::{Expiration, Key, SetOptions, Value};
 use time::OffsetDateTime;
 
-use super::value::{self, Stored};
 use super::script::{self, error_code, sha1_hex, status, unexpected};
+use super::value::{self, Stored};
 use super::{RedisStore, ENGINE};
 use crate::error::StoreError;
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};

@@ -86,7 +86,9 @@ pub(super) fn read(binary: bool, raw: Bytes) -> Option<Stored> {
         return Some(Stored::Bare(raw));
     }
     if raw.first() != Some(&MAGIC) {
-        return std::str::from_utf8(&raw).is_ok().then_some(Stored::Bare(raw));
+        return std::str::from_utf8(&raw)
+            .is_ok()
+            .then_some(Stored::Bare(raw));
     }
     let head = raw.get(..HEADER_LEN)?;
     let mut ms = [0; 8];
@@ -122,7 +124,10 @@ mod tests {
         let value = frame(b"{\"visits\":1}", at);
         assert_eq!(value.len(), HEADER_LEN + 12);
         assert_eq!(value[0], 0xFF);
-        assert_eq!(&value[1 + EXPIRY_LEN..HEADER_LEN], &digest(b"{\"visits\":1}"));
+        assert_eq!(
+            &value[1 + EXPIRY_LEN..HEADER_LEN],
+            &digest(b"{\"visits\":1}")
+        );
         assert_eq!(
             read(false, value),
             Some(Stored::Framed {
@@ -143,7 +148,11 @@ mod tests {
         let Some(Stored::Framed { expires_at, .. }) = read(false, frame(b"{}", before)) else {
             panic!("not framed");
         };
-        assert_eq!(expires_at, OffsetDateTime::UNIX_EPOCH, "long expired, and still read");
+        assert_eq!(
+            expires_at,
+            OffsetDateTime::UNIX_EPOCH,
+            "long expired, and still read"
+        );
     }
 
     #[test]
@@ -161,9 +170,17 @@ mod tests {
     #[test]
     fn what_a_text_store_never_wrote_is_no_value() {
         assert_eq!(read(false, Bytes::from_static(&[0x80, 0x05])), None);
-        assert_eq!(read(false, Bytes::from_static(&[0xFF, 0, 0])), None, "short header");
+        assert_eq!(
+            read(false, Bytes::from_static(&[0xFF, 0, 0])),
+            None,
+            "short header"
+        );
         let mut bad = frame(b"{}", OffsetDateTime::UNIX_EPOCH).to_vec();
         bad.push(0xC3);
-        assert_eq!(read(false, Bytes::from(bad)), None, "data that is not UTF-8");
+        assert_eq!(
+            read(false, Bytes::from(bad)),
+            None,
+            "data that is not UTF-8"
+        );
     }
 }
