@@ -733,8 +733,8 @@ async fn upgrade(name: &str) {
                 "{name}: the stored data {text}"
             );
         }
-        if store.redis.is_some() {
-            // On Redis the old value had no header; the save wrote our format's (its expiry
+        if store.redis.is_some() && store.sql.is_none() {
+            // On Redis (the store of record) the old value had no header; the save wrote our format's (its expiry
             // beside the data: one GET per load), and Django's format stays Django's pickle.
             let header = fx.str("/settings/data_format") == "json";
             assert_eq!(
