@@ -19,14 +19,24 @@ async fn cart_in_db(demo: &Demo, key: &str) -> Value {
     data["cart"].clone()
 }
 
-/// The cache's copy of session `key`, as Redis holds it ("" when there is none).
+/// The cache's copy of session `key`, the data Redis holds ("" when there is none).
 fn copy_of(redis: &Redis, key: &str) -> String {
     let out = std::process::Command::new("redis-cli")
         .args(["-u", &redis.url(), "--raw", "GET"])
         .arg(format!(":1:django.contrib.sessions.cached_db{key}"))
         .output()
         .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let mut value = out.stdout;
+    if value.last() == Some(&b'\n') {
+        value.pop(); // redis-cli's newline
+    }
+    // cloakroom's own format: a 15-byte header (the expiry, a digest) before the data
+    // (docs/format.md §5).
+    let data = match value.first() {
+        Some(0xFF) => value.get(15..).unwrap_or_default(),
+        _ => &value[..],
+    };
+    String::from_utf8_lossy(data).trim().to_owned()
 }
 
 async fn cart_via(demo: &Demo, key: &str) -> (u16, Value) {

@@ -50,15 +50,53 @@ async fn keys_are_djangos_cache_keys() {
         format!("myapp:3:django.contrib.sessions.cache{key}")
     );
 
-    // What create writes sits under exactly that key, as plain data text, with a TTL.
+    // With Django's format (binary values) what create writes sits under exactly that key,
+    // as the data itself, with a TTL: what Django's cache engine reads.
+    let django = store.clone().with_binary_values(true);
     let rec = record(r#"{"a":1}"#, Duration::from_secs(600));
-    assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
+    assert_eq!(django.create(&key, &rec).await.unwrap(), Created::Stored);
     let client = support::redis::raw().await;
-    let raw: Option<String> = client.get(store.redis_key(&key)).await.unwrap();
+    let raw: Option<Vec<u8>> = client.get(store.redis_key(&key)).await.unwrap();
+    let ttl: i64 = client.pttl(store.redis_key(&key)).await.unwrap();
+    assert_eq!(raw.as_deref(), Some(&br#"{"a":1}"#[..]));
+    assert!((590_000..=600_000).contains(&ttl), "TTL {ttl} ms");
+    // Its update and touch leave it so.
+    let now = OffsetDateTime::now_utc();
+    let next = record(r#"{"a":2}"#, Duration::from_secs(700));
+    let updated = django.update(&key, br#"{"a":1}"#, &next, now).await;
+    assert_eq!(updated.unwrap(), Updated::Stored);
+    let touched = record(r#"{"a":2}"#, Duration::from_secs(800));
+    assert_eq!(
+        django.touch(&key, &touched, now).await.unwrap(),
+        Updated::Stored
+    );
+    let raw: Option<Vec<u8>> = client.get(store.redis_key(&key)).await.unwrap();
+    let ttl: i64 = client.pttl(store.redis_key(&key)).await.unwrap();
+    django.delete(&key).await.unwrap();
+    assert_eq!(raw.as_deref(), Some(&br#"{"a":2}"#[..]));
+    assert!((790_000..=800_000).contains(&ttl), "TTL {ttl} ms");
+
+    // Our own format: the 15-byte header (0xFF, the expiry, a digest), then the data; the
+    // key's TTL is set too, so Redis drops it when it ends.
+    assert_eq!(store.create(&key, &rec).await.unwrap(), Created::Stored);
+    let raw: Option<Vec<u8>> = client.get(store.redis_key(&key)).await.unwrap();
     let ttl: i64 = client.pttl(store.redis_key(&key)).await.unwrap();
     store.delete(&key).await.unwrap();
-    assert_eq!(raw.as_deref(), Some(r#"{"a":1}"#));
+    let raw = raw.expect("written");
+    assert_eq!(raw[0], 0xFF, "{raw:?}");
+    assert_eq!(&raw[15..], br#"{"a":1}"#);
     assert!((590_000..=600_000).contains(&ttl), "TTL {ttl} ms");
+}
+
+// A rolling deploy leaves values written before the header beside the new ones.
+#[tokio::test]
+async fn values_written_before_the_header_are_read_updated_and_touched() {
+    let scoped = support::redis::scoped().await;
+    support::redis::values_written_before_the_header_work(
+        scoped.inner(),
+        &support::redis::raw().await,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -184,3 +184,18 @@ async fn expired_sessions_take_their_index_entries_and_the_user_set_along() {
         "the user's set outlived all their sessions"
     );
 }
+
+// A rolling deploy leaves values written before the header beside the new ones, on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_written_before_the_header_are_read_updated_and_touched() {
+    let cluster = tokio::task::spawn_blocking(support::redis_cluster::shared)
+        .await
+        .unwrap();
+    let raw =
+        support::redis::raw_at(&format!("redis-cluster://127.0.0.1:{}", cluster.ports()[0])).await;
+    let store = store().await;
+    for _ in 0..3 {
+        // Fresh keys each time: slots on more than one node.
+        support::redis::values_written_before_the_header_work(&store, &raw).await;
+    }
+}

@@ -242,3 +242,16 @@ async fn sentinels_with_a_password_of_their_own() {
         );
     }
 }
+
+// A rolling deploy leaves values written before the header beside the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_written_before_the_header_are_read_updated_and_touched() {
+    let setup = shared().await;
+    // fred's own Sentinel URL (one sentinel): the raw client follows the primary too.
+    let raw = support::redis::raw_at(&format!(
+        "redis-sentinel://127.0.0.1:{}/0?sentinelServiceName={SERVICE}",
+        setup.sentinel_ports()[0]
+    ))
+    .await;
+    support::redis::values_written_before_the_header_work(&*store().await, &raw).await;
+}

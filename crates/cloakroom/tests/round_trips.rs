@@ -166,11 +166,12 @@ impl Drop for PrivateRedis {
 }
 
 /// Regression: the load was a Lua script (TYPE, GET and PTTL inside an EVALSHA), which cost
-/// Redis ten times a GET. Now a read is a pipelined GET and PTTL and nothing else, and a change
-/// adds one compare-and-swap script that runs GET and SET.
+/// Redis ten times a GET, then a pipelined GET and PTTL. Now our values carry their expiry in a
+/// header: a read is one GET and nothing else, and a change adds one compare-and-swap script
+/// that reads the header (GETRANGE) and writes (SET). Django's layout keeps GET and PTTL.
 #[cfg(feature = "redis")]
 #[tokio::test]
-async fn redis_reads_are_get_and_pttl_and_a_change_adds_one_script() {
+async fn redis_reads_are_one_get_and_a_change_adds_one_script() {
     use cloakroom::engines::redis::RedisStore;
     let redis = PrivateRedis::start().await;
     let url = format!("redis://127.0.0.1:{}/0", redis.port);
@@ -187,12 +188,10 @@ async fn redis_reads_are_get_and_pttl_and_a_change_adds_one_script() {
         assert_eq!(body, "2");
         assert_eq!(set_cookie, None, "a read-only request sends no Set-Cookie");
     }
-    let count =
-        |n: u64| -> Vec<(String, u64)> { vec![("get".to_owned(), n), ("pttl".to_owned(), n)] };
     assert_eq!(
         redis.commands(&store).await,
-        count(10),
-        "10 reads: one GET and one PTTL each, no write"
+        vec![("get".to_owned(), 10)],
+        "10 reads: one GET each, no write"
     );
 
     for _ in 0..10 {
@@ -202,14 +201,31 @@ async fn redis_reads_are_get_and_pttl_and_a_change_adds_one_script() {
     assert_eq!(body, "12");
     let mut expected = vec![
         ("evalsha".to_owned(), 10),
-        ("get".to_owned(), 10 + 10 + 1),
-        ("pttl".to_owned(), 10 + 1),
+        ("get".to_owned(), 10 + 1),
+        ("getrange".to_owned(), 10),
         ("set".to_owned(), 10),
     ];
     expected.sort();
     assert_eq!(
         redis.commands(&store).await,
         expected,
-        "10 changes: the load's GET and PTTL, then one script (its GET and SET), then a read"
+        "10 changes: the load's GET, then one script (its GETRANGE and SET), then a read"
+    );
+
+    // Django's layout (binary values): the expiry is the TTL alone, read beside the value.
+    let django = store.with_binary_values(true);
+    let key = "djangolayout0000000000000000000a";
+    let record = cloakroom::Record {
+        data: "{}".into(),
+        expires_at: time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(60),
+    };
+    django.create(key, &record).await.unwrap();
+    redis.commands(&django).await;
+    let now = time::OffsetDateTime::now_utc();
+    assert!(django.load(key, now).await.unwrap().is_some());
+    assert_eq!(
+        redis.commands(&django).await,
+        vec![("get".to_owned(), 1), ("pttl".to_owned(), 1)],
+        "Django's layout: GET and PTTL"
     );
 }

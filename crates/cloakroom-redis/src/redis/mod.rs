@@ -16,12 +16,19 @@
 //! - **Keys** are Django's (`docs/format.md` §5): `<prefix>:<version>:django.contrib.sessions.cache<key>`,
 //!   with prefix `""` and version `1` unless set, so a Django app with the same cache settings
 //!   sees the same keys.
-//! - **Expiry** is the server's own TTL, set from the record's expiry on every write, so the
-//!   server drops dead sessions by itself and [`ClearExpired`] has nothing to do.
+//! - **Values** (`value.rs`): with Django's format (binary values) the data itself, a pickle,
+//!   as Django's `RedisCache` reads and writes it. Otherwise a 15-byte header (`0xFF`, the
+//!   expiry in ms, 8 bytes of the data's SHA-1) then the data, so that `load` is one `GET`;
+//!   values written before the header are still read (their expiry with a `PTTL`) and get it at
+//!   their next save or touch.
+//! - **Expiry** is also the server's own TTL, set from the record's expiry on every write, so
+//!   the server drops dead sessions by itself and [`ClearExpired`] has nothing to do.
 //! - **Compare-and-swap**: `update` is one Lua script that compares and writes atomically, and
-//!   `touch` one that compares the value's SHA-1 and sets only the TTL; each touches one key, so
-//!   it runs on whichever cluster node owns that key's slot. `load` is a plain `GET` and `PTTL`,
-//!   pipelined in one round trip.
+//!   `touch` one that compares and sets only the expiry; each touches one key, so it runs on
+//!   whichever cluster node owns that key's slot. On our values they compare the header's
+//!   digest with the digest of what the caller loaded (`GETRANGE` of 15 bytes); on Django's the
+//!   whole value (`update`) or its SHA-1 (`touch`). Django's `load` is a plain `GET` and
+//!   `PTTL`, pipelined in one round trip.
 //! - **Lock across app servers** ([`Exclusive`](cloakroom_core::Exclusive), for the scheduled
 //!   cleanup): `SET <prefix>:<version>:cloakroom.lock:<name> <token> NX PX 60000`, let go of
 //!   by a script that deletes it only while it holds the holder's token (`lua/release.lua`).
@@ -59,8 +66,9 @@
 //! # Where each part lives
 //!
 //! `connect.rs` (URLs, constructors, options, errors), `store.rs` (load, create, the
-//! compare-and-swap update, touch, delete), `scan.rs`, `users.rs` (the user index), `django.rs`
-//! (Django's key layout and value format), `lock.rs` (the lock across servers), `script.rs` with the scripts in `lua/`, and the
+//! compare-and-swap update, touch, delete), `value.rs` (what a value holds: Django's layout or
+//! ours with its header), `scan.rs`, `users.rs` (the user index), `django.rs` (Django's key
+//! layout), `lock.rs` (the lock across servers), `script.rs` with the scripts in `lua/`, and the
 //! client-side cache in `client_cache.rs` (its memory) and `tracking.rs` (its start and task).
 
 mod announce;
@@ -73,6 +81,7 @@ mod script;
 mod store;
 mod tracking;
 mod users;
+mod value;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -54,6 +54,10 @@ pub(super) static UPDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/update.lua")));
 pub(super) static TOUCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/touch.lua")));
+pub(super) static UPDATE_FRAMED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/update_framed.lua")));
+pub(super) static TOUCH_FRAMED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/touch_framed.lua")));
 pub(super) static LINK: LazyLock<Script> =
     LazyLock::new(|| Script::with_prune(include_str!("lua/link.lua")));
 pub(super) static UNLINK: LazyLock<Script> =

@@ -8,8 +8,8 @@ use fred::interfaces::{ClientLike as _, KeysInterface as _};
 use fred::types::{Expiration, Key, SetOptions, Value};
 use time::OffsetDateTime;
 
-use super::django::decode_value;
 use super::script::{self, error_code, sha1_hex, status, unexpected};
+use super::value::{self, Stored};
 use super::{RedisStore, ENGINE};
 use crate::error::StoreError;
 use crate::store::{ClearExpired, Created, Record, SessionStore, Updated};
@@ -46,8 +46,59 @@ fn expiry_of(pttl: i64, wall: OffsetDateTime) -> OffsetDateTime {
 }
 
 impl RedisStore {
-    /// `GET` and `PTTL` of the session `key`, from Redis (the load without the local cache).
+    /// The record of the session `key`, from Redis (the load without the local cache).
+    ///
+    /// Our values carry their expiry in a header (`value.rs`): one `GET`. Django's layout,
+    /// and our values written before the header, keep it only in the key's TTL: `PTTL` too.
     async fn fetch(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
+        if self.binary {
+            return self.fetch_with_ttl(key, now).await;
+        }
+        let redis_key = self.redis_key(key);
+        let reply: Result<Value, _> = self
+            .client
+            .with_options(&self.options)
+            .get(redis_key.as_str())
+            .await;
+        let raw = match reply {
+            Ok(Value::Null) => return Ok(None),
+            Ok(value) => value,
+            Err(e) if error_code(&e) == "WRONGTYPE" => return Ok(not_a_string()),
+            Err(e) => return Err(self.error(e)),
+        };
+        let Some(raw) = value::bytes_of(raw) else {
+            return Err(unexpected("GET", &[]));
+        };
+        match value::read(false, raw) {
+            Some(Stored::Framed { data, expires_at }) => {
+                Ok((expires_at > now).then_some(Record { data, expires_at }))
+            }
+            // Written before the header: its expiry is the key's TTL. The next save writes
+            // the header.
+            Some(Stored::Bare(data)) => {
+                let pttl: i64 = self
+                    .client
+                    .with_options(&self.options)
+                    .pttl(redis_key)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                if pttl == -2 {
+                    // Deleted or expired between the two commands.
+                    return Ok(None);
+                }
+                let expires_at = expiry_of(pttl, OffsetDateTime::now_utc());
+                Ok((expires_at > now).then_some(Record { data, expires_at }))
+            }
+            None => Ok(not_session_data()),
+        }
+    }
+
+    /// `GET` and `PTTL` of the session `key`: Django's layout, where the TTL is the expiry.
+    async fn fetch_with_ttl(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Record>, StoreError> {
         let redis_key = Key::from(self.redis_key(key));
         // `GET` and `PTTL`, pipelined: one round trip and two of Redis's cheapest commands,
         // where a Lua script cost Redis about ten times as much. They are not atomic, and
@@ -66,13 +117,7 @@ impl RedisStore {
         let raw = match replies.next() {
             Some(Ok(Value::Null)) => return Ok(None),
             Some(Ok(value)) => value,
-            Some(Err(e)) if error_code(&e) == "WRONGTYPE" => {
-                tracing::warn!(
-                    engine = ENGINE,
-                    "a session key holds another Redis type, not a string; treating it as absent"
-                );
-                return Ok(None);
-            }
+            Some(Err(e)) if error_code(&e) == "WRONGTYPE" => return Ok(not_a_string()),
             Some(Err(e)) => return Err(self.error(e)),
             None => return Err(unexpected("GET", &[])),
         };
@@ -81,49 +126,49 @@ impl RedisStore {
             Some(Err(e)) => return Err(self.error(e)),
             None => return Err(unexpected("PTTL", &[])),
         };
-        let (Some(bytes), Some(pttl)) = (raw.as_bytes(), pttl.as_i64()) else {
+        let Some(pttl) = pttl.as_i64() else {
             return Err(unexpected("GET and PTTL", &[raw, pttl]));
+        };
+        let Some(raw) = value::bytes_of(raw) else {
+            return Err(unexpected("GET", &[]));
         };
         if pttl == -2 {
             // Deleted or expired between the two commands.
             return Ok(None);
         }
-        let Some(data) = decode_value(self.binary, bytes) else {
-            tracing::warn!(
-                engine = ENGINE,
-                "a session key holds a value that is not session data; treating it as absent"
-            );
-            return Ok(None);
+        let Some(Stored::Bare(data)) = value::read(true, raw) else {
+            return Ok(not_session_data());
         };
         let expires_at = expiry_of(pttl, wall);
         Ok((expires_at > now).then_some(Record { data, expires_at }))
     }
 
     /// The answer of the update or touch script (`script` names it in errors).
-    fn updated(&self, reply: &[Value], script: &str) -> Result<Updated, StoreError> {
-        match status(reply) {
+    fn updated(&self, reply: Vec<Value>, script: &str) -> Result<Updated, StoreError> {
+        match status(&reply) {
             Some(0) => Ok(Updated::Missing),
             Some(1) => Ok(Updated::Stored),
             Some(2) => {
-                let (Some(raw), Some(pttl)) = (
-                    reply.get(1).and_then(Value::as_bytes),
-                    reply.get(2).and_then(Value::as_i64),
-                ) else {
-                    return Err(unexpected(script, reply));
+                let pttl = reply.get(2).and_then(Value::as_i64);
+                let Some(raw) = reply.get(1).cloned().and_then(value::bytes_of) else {
+                    return Err(unexpected(script, &reply));
                 };
-                match decode_value(self.binary, raw) {
-                    Some(data) => Ok(Updated::Conflict(Record {
+                let record = match (value::read(self.binary, raw), pttl) {
+                    (Some(Stored::Framed { data, expires_at }), _) => Record { data, expires_at },
+                    (Some(Stored::Bare(data)), Some(pttl)) => Record {
                         data,
                         expires_at: expiry_of(pttl, OffsetDateTime::now_utc()),
-                    })),
-                    None => {
+                    },
+                    (Some(Stored::Bare(_)), None) => return Err(unexpected(script, &reply)),
+                    (None, _) => {
                         tracing::warn!(
                             engine = ENGINE,
                             "a session key holds a value that is not session data; not updating it"
                         );
-                        Ok(Updated::Missing)
+                        return Ok(Updated::Missing);
                     }
-                }
+                };
+                Ok(Updated::Conflict(record))
             }
             Some(3) => {
                 tracing::warn!(
@@ -132,9 +177,27 @@ impl RedisStore {
                 );
                 Ok(Updated::Missing)
             }
-            _ => Err(unexpected(script, reply)),
+            _ => Err(unexpected(script, &reply)),
         }
     }
+}
+
+/// A session key holding a hash, a set …: no session (logged, as it is no key we wrote).
+fn not_a_string() -> Option<Record> {
+    tracing::warn!(
+        engine = ENGINE,
+        "a session key holds another Redis type, not a string; treating it as absent"
+    );
+    None
+}
+
+/// A value that no codec of this store wrote: no session.
+fn not_session_data() -> Option<Record> {
+    tracing::warn!(
+        engine = ENGINE,
+        "a session key holds a value that is not session data; treating it as absent"
+    );
+    None
 }
 
 #[async_trait]
@@ -170,12 +233,17 @@ impl SessionStore for RedisStore {
         // new visitors filled it with hundreds of thousands of them), and a returning one is
         // kept at its first load. Whatever was kept under this key is stale now.
         self.forget(key);
+        let stored = if self.binary {
+            record.data.clone()
+        } else {
+            value::frame(&record.data, record.expires_at)
+        };
         let reply: Result<Value, _> = self
             .client
             .with_options(&self.options)
             .set(
                 self.redis_key(key),
-                record.data.clone(),
+                stored,
                 Some(Expiration::PX(ttl)),
                 Some(SetOptions::NX),
                 false,
@@ -196,21 +264,36 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
-        let args = || {
-            [
-                Value::Bytes(Bytes::copy_from_slice(expected)),
-                Value::Bytes(record.data.clone()),
-                Value::Integer(ttl),
-                Value::Integer(ahead),
-            ]
-        };
         // Redis 7.0 notifies a script's own writes even under `NOLOOP`: keeping the new record
         // would only be undone by that notice.
         self.forget(key);
-        let reply = self
-            .run(&script::UPDATE, &self.redis_key(key), args)
-            .await?;
-        self.updated(&reply, "the update script")
+        let reply = if self.binary {
+            let args = || {
+                [
+                    Value::Bytes(Bytes::copy_from_slice(expected)),
+                    Value::Bytes(record.data.clone()),
+                    Value::Integer(ttl),
+                    Value::Integer(ahead),
+                ]
+            };
+            self.run(&script::UPDATE, &self.redis_key(key), args)
+                .await?
+        } else {
+            // The digest of what was loaded stands for it: 8 bytes sent, not the whole value.
+            let expected = Bytes::copy_from_slice(&value::digest(expected));
+            let stored = value::frame(&record.data, record.expires_at);
+            let args = || {
+                [
+                    Value::Bytes(expected.clone()),
+                    Value::Bytes(stored.clone()),
+                    Value::Integer(ttl),
+                    Value::Integer(ahead),
+                ]
+            };
+            self.run(&script::UPDATE_FRAMED, &self.redis_key(key), args)
+                .await?
+        };
+        self.updated(reply, "the update script")
     }
 
     async fn touch(
@@ -220,17 +303,32 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<Updated, StoreError> {
         let (ttl, ahead) = ttl_and_lead(record.expires_at, now);
-        let digest = sha1_hex(&record.data.clone());
-        let args = || {
-            [
-                Value::from(digest.as_str()),
-                Value::Integer(ttl),
-                Value::Integer(ahead),
-            ]
-        };
         self.forget(key);
-        let reply = self.run(&script::TOUCH, &self.redis_key(key), args).await?;
-        self.updated(&reply, "the touch script")
+        let reply = if self.binary {
+            let digest = sha1_hex(&record.data);
+            let args = || {
+                [
+                    Value::from(digest.as_str()),
+                    Value::Integer(ttl),
+                    Value::Integer(ahead),
+                ]
+            };
+            self.run(&script::TOUCH, &self.redis_key(key), args).await?
+        } else {
+            let digest = value::digest(&record.data);
+            let header = value::header(&digest, record.expires_at);
+            let args = || {
+                [
+                    Value::Bytes(Bytes::copy_from_slice(&digest)),
+                    Value::Integer(ttl),
+                    Value::Integer(ahead),
+                    Value::Bytes(Bytes::copy_from_slice(&header)),
+                ]
+            };
+            self.run(&script::TOUCH_FRAMED, &self.redis_key(key), args)
+                .await?
+        };
+        self.updated(reply, "the touch script")
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
