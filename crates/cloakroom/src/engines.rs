@@ -113,7 +113,8 @@ async fn open_cache_server(settings: &Settings) -> Result<Backend, OpenError> {
             .await?
             .with_command_timeout(settings.store_timeout())
             // Django's pickles, the records of `Codec::DjangoCache` (see Settings::codec).
-            .with_binary_values(settings.session.data_format == cloakroom_core::DataFormat::Django);
+            .with_binary_values(settings.session.data_format == cloakroom_core::DataFormat::Django)
+            .with_legacy_values(settings.store.redis_legacy_values);
         // Started here, explicitly: its task ends when the store is dropped.
         store.start_client_cache().await?;
         let store = Arc::new(store);
@@ -149,6 +150,7 @@ async fn open_db_cache(settings: &Settings) -> Result<Arc<dyn SessionStore>, Ope
                 .with_session_prefix(redis::CACHED_DB_SESSION_PREFIX)
                 .with_fail_fast(true)
                 .with_binary_values(django)
+                .with_legacy_values(settings.store.redis_legacy_values)
                 .with_command_timeout(
                     (settings.store_timeout() / 4).max(std::time::Duration::from_millis(50)),
                 );

@@ -99,6 +99,90 @@ async fn values_written_before_the_header_are_read_updated_and_touched() {
     .await;
 }
 
+/// `redis_legacy_values`, the first step of a rolling deploy: a store so set writes values
+/// without the header (what servers of an earlier release read), moves only the TTL on a
+/// touch, still reads and updates values with the header, and a store without it reads what
+/// it wrote.
+#[tokio::test]
+async fn legacy_values_keep_the_old_shape_for_older_servers() {
+    let prefix = support::unique("cloakroom-test");
+    let legacy = support::redis::scope(
+        support::redis::connect().await.with_legacy_values(true),
+        prefix.clone(),
+    );
+    let framed = support::redis::scope(support::redis::connect().await, prefix);
+    let (legacy, framed) = (legacy.inner(), framed.inner());
+    let raw = support::redis::raw().await;
+    let stored = |key: String| {
+        let raw = raw.clone();
+        async move {
+            let value: Vec<u8> = raw.get(&key).await.unwrap();
+            let pttl: i64 = raw.pttl(&key).await.unwrap();
+            (value, pttl)
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+
+    // Create, update and touch by the legacy store: the bare data, the expiry in the TTL.
+    let key = fresh_key();
+    let created = record(r#"{"n":1}"#, minutes(10));
+    assert_eq!(
+        legacy.create(&key, &created).await.unwrap(),
+        Created::Stored
+    );
+    assert_eq!(stored(legacy.redis_key(&key)).await.0, br#"{"n":1}"#);
+    let saved = record(r#"{"n":2}"#, minutes(20));
+    let done = legacy
+        .update(&key, br#"{"n":1}"#, &saved, now)
+        .await
+        .unwrap();
+    assert_eq!(done, Updated::Stored);
+    let stale = legacy
+        .update(&key, br#"{"n":1}"#, &saved, now)
+        .await
+        .unwrap();
+    assert!(matches!(stale, Updated::Conflict(_)), "{stale:?}");
+    let touched = record(r#"{"n":2}"#, minutes(30));
+    assert_eq!(
+        legacy.touch(&key, &touched, now).await.unwrap(),
+        Updated::Stored
+    );
+    let (value, pttl) = stored(legacy.redis_key(&key)).await;
+    assert_eq!(value, br#"{"n":2}"#, "the legacy touch wrote the header");
+    assert!((1_790_000..=1_800_000).contains(&pttl), "TTL {pttl} ms");
+    // What an upgraded server without the setting reads of it.
+    let loaded = framed.load(&key, now).await.unwrap().expect("read");
+    assert_eq!(loaded.data, r#"{"n":2}"#);
+    assert!((loaded.expires_at - touched.expires_at).abs() < Duration::from_secs(2));
+
+    // A value with the header (written by a server without the setting): the legacy store
+    // reads it, touches it keeping its shape, and its save writes the old shape back.
+    let key = fresh_key();
+    let created = record(r#"{"m":1}"#, minutes(10));
+    assert_eq!(
+        framed.create(&key, &created).await.unwrap(),
+        Created::Stored
+    );
+    assert_eq!(stored(framed.redis_key(&key)).await.0[0], 0xFF);
+    let loaded = legacy.load(&key, now).await.unwrap().expect("read");
+    assert_eq!(loaded.data, r#"{"m":1}"#);
+    let touched = record(r#"{"m":1}"#, minutes(40));
+    assert_eq!(
+        legacy.touch(&key, &touched, now).await.unwrap(),
+        Updated::Stored
+    );
+    let reloaded = framed.load(&key, now).await.unwrap().expect("read");
+    assert!((reloaded.expires_at - touched.expires_at).abs() < Duration::from_secs(2));
+    let saved = record(r#"{"m":2}"#, minutes(20));
+    let done = legacy
+        .update(&key, &loaded.data, &saved, now)
+        .await
+        .unwrap();
+    assert_eq!(done, Updated::Stored);
+    assert_eq!(stored(legacy.redis_key(&key)).await.0, br#"{"m":2}"#);
+}
+
 #[tokio::test]
 async fn clear_expired_is_a_no_op() {
     use cloakroom::ClearExpired;

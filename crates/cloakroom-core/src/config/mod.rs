@@ -229,6 +229,8 @@ impl Settings {
         with_cache_max_bytes: store.cache_max_bytes: number u64;
         /// Sets `redis_client_cache_ms` (0 turns the Redis client-side cache off).
         with_redis_client_cache_ms: store.redis_client_cache_ms: number u64;
+        /// Sets `redis_legacy_values` (Redis values without the header, for a rolling deploy).
+        with_redis_legacy_values: store.redis_legacy_values: into bool;
         /// Sets `cleanup_interval_secs` (0 turns the scheduled cleanup off).
         with_cleanup_interval_secs: store.cleanup_interval_secs: number u64;
     }

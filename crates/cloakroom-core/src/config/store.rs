@@ -207,6 +207,13 @@ pub struct StoreSettings {
     /// cache); see
     /// `engines::redis`.
     pub redis_client_cache_ms: u64,
+    /// The `cache` engine on Redis (and `cached_db`'s Redis cache) writes values without the
+    /// header that carries their expiry and digest, as releases before 0.2 did, so that app
+    /// servers still running such a release read them. Off by default. Values of both shapes
+    /// are read either way. A rolling deploy onto a Redis store shared with older servers
+    /// takes two steps: deploy with this on, then turn it off once no older server runs. With
+    /// `data_format = "django"` it changes nothing (values are Django's).
+    pub redis_legacy_values: bool,
     /// How often, in seconds, the app clears expired sessions itself
     /// ([`Sessions::start_cleanup`](crate::Sessions::start_cleanup); the `cloakroom demo`
     /// starts it when set). 0, the default: never (run `cloakroom clearsessions` from cron
@@ -225,6 +232,7 @@ impl Default for StoreSettings {
             cache_capacity: 1_000_000,
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             redis_client_cache_ms: 0,
+            redis_legacy_values: false,
             cleanup_interval_secs: 0,
         }
     }
@@ -242,6 +250,7 @@ impl fmt::Debug for StoreSettings {
             cache_capacity,
             cache_max_bytes,
             redis_client_cache_ms,
+            redis_legacy_values,
             cleanup_interval_secs,
         } = self;
         f.debug_struct("StoreSettings")
@@ -253,6 +262,7 @@ impl fmt::Debug for StoreSettings {
             .field("cache_capacity", cache_capacity)
             .field("cache_max_bytes", cache_max_bytes)
             .field("redis_client_cache_ms", redis_client_cache_ms)
+            .field("redis_legacy_values", redis_legacy_values)
             .field("cleanup_interval_secs", cleanup_interval_secs)
             .finish()
     }

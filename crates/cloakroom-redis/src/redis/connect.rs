@@ -329,6 +329,7 @@ impl RedisStore {
                 ..Options::default()
             },
             binary: false,
+            legacy: false,
             local: None,
             expiry_warned: Arc::default(),
         };

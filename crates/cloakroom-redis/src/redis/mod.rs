@@ -126,6 +126,8 @@ pub struct RedisStore {
     options: Options,
     /// Values may be any bytes (Django's pickled sessions), not only UTF-8 text.
     binary: bool,
+    /// Own-format values are written without their header (`with_legacy_values`).
+    legacy: bool,
     /// The client-side cache, when chosen ([`RedisOptions::with_client_cache`]).
     local: Option<Arc<Local>>,
     /// Set once the live listener warned that Redis does not publish expired keys (and may
@@ -169,6 +171,17 @@ impl RedisStore {
     #[must_use]
     pub fn with_binary_values(mut self, binary: bool) -> Self {
         self.binary = binary;
+        self
+    }
+
+    /// Writes our own format's values without their header (the `redis_legacy_values`
+    /// setting), as releases before 0.2 wrote them, so that app servers still running one read
+    /// them during a rolling deploy. Loads read both shapes either way; a save still compares
+    /// digests (the update script takes either shape), and a touch leaves a value's shape as
+    /// it found it. No effect with [`with_binary_values`](Self::with_binary_values).
+    #[must_use]
+    pub fn with_legacy_values(mut self, legacy: bool) -> Self {
+        self.legacy = legacy;
         self
     }
 

@@ -233,7 +233,7 @@ impl SessionStore for RedisStore {
         // new visitors filled it with hundreds of thousands of them), and a returning one is
         // kept at its first load. Whatever was kept under this key is stale now.
         self.forget(key);
-        let stored = if self.binary {
+        let stored = if self.binary || self.legacy {
             record.data.clone()
         } else {
             value::frame(&record.data, record.expires_at)
@@ -281,7 +281,11 @@ impl SessionStore for RedisStore {
         } else {
             // The digest of what was loaded stands for it: 8 bytes sent, not the whole value.
             let expected = Bytes::copy_from_slice(&value::digest(expected));
-            let stored = value::frame(&record.data, record.expires_at);
+            let stored = if self.legacy {
+                record.data.clone()
+            } else {
+                value::frame(&record.data, record.expires_at)
+            };
             let args = || {
                 [
                     Value::Bytes(expected.clone()),
@@ -323,6 +327,7 @@ impl SessionStore for RedisStore {
                     Value::Integer(ttl),
                     Value::Integer(ahead),
                     Value::Bytes(Bytes::copy_from_slice(&header)),
+                    Value::Integer(i64::from(self.legacy)),
                 ]
             };
             self.run(&script::TOUCH_FRAMED, &self.redis_key(key), args)

@@ -9,6 +9,7 @@
 -- ARGV[2]  the new TTL in ms (0: the record has already expired)
 -- ARGV[3]  how many ms the caller's clock runs ahead of the wall clock (as in update.lua)
 -- ARGV[4]  the new header (15 bytes: its expiry, and the digest ARGV[1])
+-- ARGV[5]  1 to leave a value without the header as it is (redis_legacy_values), else 0
 --
 -- Replies as update_framed.lua does: {0} missing, {1} stored, {2, current} or
 -- {2, current, pttl} conflict, {3} not a string.
@@ -38,6 +39,11 @@ else
   local want = string.gsub(ARGV[1], '.', function(c) return string.format('%02x', string.byte(c)) end)
   if string.sub(redis.sha1hex(current), 1, 16) ~= want then
     return {2, current, ttl or redis.call('PTTL', KEYS[1])}
+  end
+  if live and ARGV[5] == '1' then
+    -- Legacy values (redis_legacy_values): the value keeps its shape, only its TTL moves.
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1}
   end
   if live then
     redis.call('SET', KEYS[1], ARGV[4] .. current, 'PX', ARGV[2])
