@@ -22,6 +22,12 @@ fn settings_toml(args: &ServeArgs) -> Option<String> {
             let url = super::postgres_url();
             format!("database_url = \"{url}\"\ntable = \"{{tag}}_cr\"")
         }
+        // Saves keep the stored expiry until refresh_threshold says it must move, so that
+        // PostgreSQL's updates leave the indexed expire_date alone (HOT updates).
+        "cloakroom-postgres-hot" => {
+            let url = super::postgres_url();
+            format!("database_url = \"{url}\"\ntable = \"{{tag}}_cr\"\nsave_keeps_expiry = true")
+        }
         "cloakroom-redis" => format!("engine = \"cache\"\ncache_url = \"{}\"", args.redis_url()),
         // The data encrypted into the cookie, as actix-session's cookie store keeps it by
         // default (`CookieContentSecurity::Private`).
@@ -143,7 +149,10 @@ async fn prefill(
         pool.close().await;
         return Ok(n);
     }
-    if axum_twin(&args.server) == "cloakroom-postgres" {
+    if matches!(
+        axum_twin(&args.server),
+        "cloakroom-postgres" | "cloakroom-postgres-hot"
+    ) {
         let pool = sqlx::PgPool::connect(url).await?;
         let sql = format!(
             r#"INSERT INTO "{t}" (session_key, session_data, expire_date)

@@ -65,6 +65,7 @@ pub const SERVERS: &[Spec] = &[
     spec("cloakroom-actix-sqlite", "sqlite", true),
     spec("tower-sessions-postgres", "postgres", false),
     spec("cloakroom-postgres", "postgres", true),
+    spec("cloakroom-postgres-hot", "postgres", true),
     spec("cloakroom-actix-postgres", "postgres", true),
     spec("tower-sessions-redis", "redis", false),
     spec("actix-session-redis", "redis", false),
