@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ pub(crate) struct KeyLocks {
 
 struct Shards {
     shards: Box<[Mutex<Table>]>,
+    /// How many entries exist (keys held or awaited), so that [`KeyLocks::busy`] costs one
+    /// atomic load while nobody queues.
+    entries: AtomicUsize,
     /// Seeded per process, so a client cannot aim its keys at one shard.
     hasher: foldhash::quality::RandomState,
 }
@@ -42,6 +46,7 @@ impl Default for Shards {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Table::new())).collect(),
+            entries: AtomicUsize::new(0),
             hasher: foldhash::quality::RandomState::default(),
         }
     }
@@ -62,6 +67,7 @@ impl Shards {
         // Clones are only made under this shard lock, so the count cannot grow meanwhile.
         if table.get(key).is_some_and(|m| Arc::strong_count(m) == 1) {
             table.remove(key);
+            self.entries.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -103,7 +109,10 @@ impl KeyLocks {
                 .shard(key)
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(table.entry(key.into()).or_default())
+            Arc::clone(table.entry(key.into()).or_insert_with(|| {
+                self.inner.entries.fetch_add(1, Ordering::Relaxed);
+                Arc::default()
+            }))
         };
         // From here on, dropping `entry` (a timeout, a cancelled request) cleans up.
         let entry = Entry {
@@ -119,6 +128,20 @@ impl KeyLocks {
             guard: Some(guard),
             _entry: entry,
         })
+    }
+
+    /// Whether `key`'s lock is held or awaited: a saver that has not met a conflict yet joins
+    /// the queue when it is, rather than overtake the savers waiting in it. One atomic load
+    /// while no key of the process is queued.
+    pub(crate) fn busy(&self, key: &str) -> bool {
+        if self.inner.entries.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.inner
+            .shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
     }
 
     /// How many keys have an entry (held or awaited): zero when nobody waits.
@@ -152,6 +175,18 @@ mod tests {
             .is_none());
         drop(held);
         assert!(locks.lock("alpha", Duration::ZERO).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_key_is_busy_while_held_or_awaited_and_not_after() {
+        let locks = KeyLocks::default();
+        assert!(!locks.busy("a"));
+        let held = locks.lock("a", Duration::from_secs(1)).await.unwrap();
+        assert!(locks.busy("a"));
+        assert!(!locks.busy("b"), "another key is not busy");
+        drop(held);
+        assert!(!locks.busy("a"));
+        assert_eq!(locks.inner.entries.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -169,9 +169,19 @@ pub(super) async fn update(
     let (mut record, mut lifetime) = record_of(shared, &st.data, now)?;
     keep_expiry(shared, st.expires_at, &mut record, &mut lifetime, now);
     let mut merges = 0;
-    // Taken only once a save has met another: the others' saves of this key in this process
-    // then go one at a time, so each merges about once.
+    // Taken once a save has met another: the others' saves of this key in this process then
+    // go one at a time, so each merges about once. A save that finds the queue there joins
+    // it before its first try, so that a stream of new saves cannot overtake (and starve)
+    // the queued ones.
     let mut queued = None;
+    if shared.save_locks.busy(&key) {
+        queued = Box::pin(
+            shared
+                .save_locks
+                .lock(&key, shared.settings.store_timeout()),
+        )
+        .await;
+    }
     loop {
         match store.update(&key, &expected, &record, now).await? {
             Updated::Stored => break,
