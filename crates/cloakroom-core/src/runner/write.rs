@@ -174,15 +174,13 @@ pub(super) async fn update(
     // it before its first try, so that a stream of new saves cannot overtake (and starve)
     // the queued ones.
     let mut queued = None;
-    if shared.save_locks.busy(&key) {
-        queued = Box::pin(
-            shared
-                .save_locks
-                .lock(&key, shared.settings.store_timeout()),
-        )
-        .await;
-    }
+    let mut wait = shared.save_locks.busy(&key);
     loop {
+        if wait {
+            // Boxed, and one await point for both waits: a conflict is rare, and its lock and
+            // timer futures would make every save's future larger.
+            Box::pin(wait_turn(shared, &key, &mut queued, merges)).await;
+        }
         match store.update(&key, &expected, &record, now).await? {
             Updated::Stored => break,
             Updated::Missing => return Err(Error::Interrupted),
@@ -191,9 +189,6 @@ pub(super) async fn update(
                 if merges > MAX_MERGES {
                     return Err(Error::Contended { attempts: merges });
                 }
-                // Boxed: a conflict is rare, and its lock and timer futures would make every
-                // save's future larger.
-                Box::pin(wait_turn(shared, &key, &mut queued, merges)).await;
                 let data = merge(shared, st, &current)?;
                 (record, lifetime) = record_of(shared, &data, now)?;
                 keep_expiry(
@@ -205,6 +200,7 @@ pub(super) async fn update(
                 );
                 st.data = data;
                 expected = current.data;
+                wait = true;
             }
         }
     }
@@ -223,9 +219,9 @@ pub(super) async fn update(
     })
 }
 
-/// Before a merge: the first conflict queues behind the key's other savers (bounded like a
-/// store call; past it the merge goes on unqueued, and the compare-and-swap still loses
-/// nothing); later ones back off.
+/// Before a try: the first wait (a first conflict, or a queue found before the first try)
+/// queues behind the key's other savers (bounded like a store call; past it the save goes on
+/// unqueued, and the compare-and-swap still loses nothing); later ones back off.
 async fn wait_turn(shared: &Shared, key: &str, queued: &mut Option<KeyGuard>, merges: u32) {
     if queued.is_none() {
         let wait = shared.settings.store_timeout();
