@@ -683,14 +683,28 @@ async fn file_expired_delay_is_within_the_sweep_interval() {
 
 /// Sessions on the test Redis under a key prefix of this run's own, with its abilities
 /// (the channel, the lock), as `engines::open` wires them.
+/// The test Redis's database 9, which only these tests use. Redis reports an expiry when
+/// it deletes the key: on its next access, or when its active expiry cycle samples it (20
+/// random keys with a TTL, ten times a second), so in a database that other tests fill with
+/// TTL keys a key can stay undeleted, and unreported, for seconds.
+fn expiry_db_url() -> String {
+    let url = support::redis::url();
+    match url.rsplit_once('/') {
+        Some((base, db)) if db.chars().all(|c| c.is_ascii_digit()) && !base.ends_with('/') => {
+            format!("{base}/9")
+        }
+        _ => format!("{}/9", url.trim_end_matches('/')),
+    }
+}
+
 async fn redis_sessions(
     settings: &Settings,
 ) -> (Arc<cloakroom::engines::redis::RedisStore>, Sessions) {
-    let store = Arc::new(
-        support::redis::connect()
-            .await
-            .with_key_prefix(support::unique("expired")),
-    );
+    let url = expiry_db_url();
+    let store = cloakroom::engines::redis::RedisStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("the test Redis at {url} is unreachable: {e}"));
+    let store = Arc::new(store.with_key_prefix(support::unique("expired")));
     let backend = Backend::server(store.clone())
         .with_exclusive(store.clone())
         .with_announce(store.clone());
