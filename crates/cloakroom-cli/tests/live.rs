@@ -375,7 +375,13 @@ async fn outage_then_revocation(
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let close = closed(&mut socket, Duration::from_secs(1)).await;
-    assert_eq!(close, Some((SESSION_ENDED, "revoked".to_owned())));
+    // Within a second with a 10 s poll: the channel, or a late turn of the listener's
+    // reconnection, after which the waits check the store once and may see the revoke before
+    // its notice ("gone": the store does not say why a session went).
+    assert!(
+        matches!(&close, Some((SESSION_ENDED, why)) if why == "revoked" || why == "gone"),
+        "{close:?}"
+    );
     println!(
         "after the outage: closed {:?} after the request began",
         start.elapsed()
