@@ -21,6 +21,14 @@ use crate::shared::{Shared, Travel};
 /// After a failed check (the store is down), the next one waits at least this long.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// How long a wait that finds its session missing listens for the reason, while the channel
+/// between servers is connected. The server that ends a session deletes it first and then
+/// announces why, so a check can fall between the two (the first check of a wait that began a
+/// moment before a revoke, say, or one slowed by an outage): the notice, a millisecond or two
+/// later, says "revoked" or "logged out" where the store alone could only say "gone". A
+/// session removed without a notice (by Django, or `clearsessions`) ends this much later.
+const REASON_GRACE: Duration = Duration::from_millis(250);
+
 /// How long from `now` until `at`; zero once it passed.
 fn until(at: OffsetDateTime, now: OffsetDateTime) -> Duration {
     Duration::try_from(at - now).unwrap_or(Duration::ZERO)
@@ -110,6 +118,12 @@ pub(crate) fn wait(ctx: Arc<Context>) -> impl Future<Output = Ended> + Send + 's
                     expires_at = Some(record.expires_at);
                 }
                 Ok(None) => {
+                    if live.hears_others() && watching.watch.ended.get().is_none() {
+                        tokio::select! {
+                            () = &mut notified => {}
+                            () = tokio::time::sleep(REASON_GRACE) => {}
+                        }
+                    }
                     if let Some(why) = watching.watch.ended.get() {
                         return *why;
                     }

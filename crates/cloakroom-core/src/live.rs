@@ -465,6 +465,12 @@ impl Live {
         (!self.listening.load(Ordering::Acquire)).then_some(every)
     }
 
+    /// Whether the listener is connected now, so that another server's end reaches this one
+    /// as a message with its reason.
+    pub fn hears_others(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
     /// A receiver that changes whenever the listener connects or disconnects.
     pub fn turns(&self) -> watch::Receiver<u64> {
         self.turns.subscribe()

@@ -813,6 +813,33 @@ async fn redis_expiry_ends_a_waiting_session() {
     live.stop().await;
 }
 
+/// Another server deletes a session, then announces why: a wait whose check falls between
+/// the two (here the wait begins after the delete, so its first check finds nothing) still
+/// ends with the announced reason, `Revoked`, not `Gone`. A session deleted with no notice at
+/// all (by Django, say) ends as `Gone`, a moment later.
+#[tokio::test]
+async fn a_wait_that_finds_its_session_deleted_tells_the_announced_reason() {
+    use cloakroom::{Announce as _, SessionStore as _};
+    let (store, sessions) = redis_sessions(&Settings::default()).await;
+    let live = sessions.start_live(Duration::from_secs(10)).unwrap();
+    assert!(live.wait_listening(Duration::from_secs(5)).await);
+    let (ana, ana_key) = short_session(&sessions, Some("ana"), 3600).await;
+    let (bob, bob_key) = short_session(&sessions, Some("bob"), 3600).await;
+    for key in [&ana_key, &bob_key] {
+        store.delete(key).await.unwrap();
+    }
+    let (ana_ends, bob_ends) = (tokio::spawn(ana.ended()), tokio::spawn(bob.ended()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let notice = cloakroom::live::message(&ana_key, Ended::Revoked);
+    store.announce(&notice).await.unwrap();
+    let within = Duration::from_secs(2);
+    let ana_ended = tokio::time::timeout(within, ana_ends).await;
+    assert_eq!(ana_ended.expect("ana's wait ends").unwrap(), Ended::Revoked);
+    let bob_ended = tokio::time::timeout(within, bob_ends).await;
+    assert_eq!(bob_ended.expect("bob's wait ends").unwrap(), Ended::Gone);
+    live.stop().await;
+}
+
 /// On a Redis Cluster each node publishes its keyspace notifications to its own clients
 /// only, and the listener (sharded pub/sub on one node) does not subscribe to each primary:
 /// what is done there is that a session's expiry is seen by the waits on it, at its known

@@ -15,6 +15,10 @@ use crate::error::StoreError;
 /// `prune(set, now)`, which the index scripts that call it carry at their head.
 const PRUNE_LUA: &str = include_str!("lua/prune.lua");
 
+/// The checks the compare-and-swap scripts share (`check_whole`, `check_framed`), carried at
+/// their head.
+const CHECK_LUA: &str = include_str!("lua/check.lua");
+
 /// A Lua script and its SHA-1, the name `EVALSHA` knows it by.
 pub(super) struct Script {
     /// The source, sent once per server (`EVAL`) when it does not know the script yet.
@@ -31,9 +35,10 @@ impl Script {
         }
     }
 
-    /// A script that calls `prune` (see `lua/prune.lua`).
-    fn with_prune(lua: &'static str) -> Self {
-        let source = format!("{PRUNE_LUA}{lua}");
+    /// A script that calls the functions `prelude` defines (`lua/prune.lua`, `lua/check.lua`),
+    /// sent as one source: Redis scripts cannot load one another.
+    fn with(prelude: &'static str, lua: &'static str) -> Self {
+        let source = format!("{prelude}{lua}");
         let sha1 = Bytes::from(sha1_hex(source.as_bytes()));
         Self {
             lua: Value::from(source),
@@ -51,19 +56,19 @@ pub(super) fn sha1_hex(bytes: &[u8]) -> String {
 }
 
 pub(super) static UPDATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/update.lua")));
+    LazyLock::new(|| Script::with(CHECK_LUA, include_str!("lua/update.lua")));
 pub(super) static TOUCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/touch.lua")));
+    LazyLock::new(|| Script::with(CHECK_LUA, include_str!("lua/touch.lua")));
 pub(super) static UPDATE_FRAMED: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/update_framed.lua")));
+    LazyLock::new(|| Script::with(CHECK_LUA, include_str!("lua/update_framed.lua")));
 pub(super) static TOUCH_FRAMED: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/touch_framed.lua")));
+    LazyLock::new(|| Script::with(CHECK_LUA, include_str!("lua/touch_framed.lua")));
 pub(super) static LINK: LazyLock<Script> =
-    LazyLock::new(|| Script::with_prune(include_str!("lua/link.lua")));
+    LazyLock::new(|| Script::with(PRUNE_LUA, include_str!("lua/link.lua")));
 pub(super) static UNLINK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/unlink.lua")));
 pub(super) static LIST: LazyLock<Script> =
-    LazyLock::new(|| Script::with_prune(include_str!("lua/list.lua")));
+    LazyLock::new(|| Script::with(PRUNE_LUA, include_str!("lua/list.lua")));
 pub(super) static OWNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/owns.lua")));
 pub(super) static RELEASE: LazyLock<Script> =

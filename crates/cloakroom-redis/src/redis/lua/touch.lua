@@ -1,10 +1,11 @@
 -- The TTL-only refresh behind `touch`: sets a TTL of ARGV[2] ms (deletes the key when that is
 -- 0) only if the key's value still has the SHA-1 ARGV[1]; the session itself is never sent.
+-- check.lua comes first.
 --
 -- KEYS[1]  the session's Redis key
 -- ARGV[1]  the SHA-1 (40 lower-case hex digits) of the value the caller loaded
 -- ARGV[2]  the new TTL in ms (0: the record has already expired)
--- ARGV[3]  how many ms the caller's clock runs ahead of the wall clock (as in update.lua)
+-- ARGV[3]  how many ms the caller's clock runs ahead of the wall clock (see check.lua)
 --
 -- Replies as update.lua does: {0} missing, {1} stored, {2, current, pttl} conflict, {3} not a
 -- string.
@@ -13,13 +14,9 @@
 -- and reads is relative to the app's clock (SET ... PX on writes, PTTL on loads), so a skew
 -- between the app's and the server's clocks never moves an expiry; an absolute instant would
 -- bring the server's clock in.
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind == 'none' then return {0} end
-if kind ~= 'string' then return {3} end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl >= 0 and ttl <= tonumber(ARGV[3]) then return {0} end
-local current = redis.call('GET', KEYS[1])
-if redis.sha1hex(current) ~= ARGV[1] then return {2, current, ttl} end
+local reply = check_whole(function(current) return redis.sha1hex(current) == ARGV[1] end,
+  tonumber(ARGV[3]))
+if reply then return reply end
 if tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 else
