@@ -83,22 +83,65 @@ pub fn set_cookie_header(
     settings: &Settings,
     now: OffsetDateTime,
 ) -> Option<String> {
-    let (value, max_age) = match action {
-        CookieAction::Keep => return None,
-        CookieAction::Set { value, max_age } => (value.as_str(), *max_age),
-        CookieAction::Delete => ("", Some(0)),
-    };
+    let (value, _) = parts(action)?;
+    let session = &settings.session;
     let mut out = String::with_capacity(
-        settings.session.cookie_name.len()
+        session.cookie_name.len()
             + value.len()
-            + settings.session.cookie_path.len()
-            + settings
-                .session
-                .cookie_domain
-                .as_ref()
-                .map_or(0, String::len)
+            + session.cookie_path.len()
+            + session.cookie_domain.as_ref().map_or(0, String::len)
             + 112,
     );
+    write_set_cookie(&mut out, action, settings, now);
+    Some(out)
+}
+
+/// [`set_cookie_header`] as the header value an adapter sends: written into a buffer this
+/// thread keeps and copied once, so the value holds exactly its bytes. From a `String` with
+/// room to spare, `HeaderValue` would allocate a second time (`Bytes` shares a vector whose
+/// capacity is not its length through a header of its own).
+pub(crate) fn set_cookie_value(
+    action: &CookieAction,
+    settings: &Settings,
+    now: OffsetDateTime,
+) -> Option<http::HeaderValue> {
+    /// A buffer grown past this (a long signed cookie) is not kept.
+    const KEEP: usize = 8 * 1024;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    parts(action)?;
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        write_set_cookie(out, action, settings, now);
+        let value = http::HeaderValue::from_str(out).ok();
+        if out.capacity() > KEEP {
+            *out = String::new();
+        }
+        value
+    })
+}
+
+/// The cookie value and `Max-Age` of `action`; `None` when no cookie goes out.
+fn parts(action: &CookieAction) -> Option<(&str, Option<i64>)> {
+    match action {
+        CookieAction::Keep => None,
+        CookieAction::Set { value, max_age } => Some((value.as_str(), *max_age)),
+        CookieAction::Delete => Some(("", Some(0))),
+    }
+}
+
+/// Writes the `Set-Cookie` value of `action` at the end of `out` (nothing for
+/// [`CookieAction::Keep`]).
+fn write_set_cookie(
+    out: &mut String,
+    action: &CookieAction,
+    settings: &Settings,
+    now: OffsetDateTime,
+) {
+    let Some((value, max_age)) = parts(action) else {
+        return;
+    };
     out.push_str(&settings.session.cookie_name);
     out.push('=');
     out.push_str(value);
@@ -131,11 +174,10 @@ pub fn set_cookie_header(
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH)
         };
         out.push_str("; Max-Age=");
-        push_int(&mut out, age);
+        push_int(out, age);
         out.push_str("; Expires=");
-        push_http_date(&mut out, expires);
+        push_http_date(out, expires);
     }
-    Some(out)
 }
 
 /// Appends an instant as an HTTP date (`Thu, 01 Jan 1970 00:01:00 GMT`, RFC 9110's IMF-fixdate).
@@ -341,13 +383,32 @@ mod tests {
                         .with_cookie_path("/app");
                 }
                 for action in &actions {
-                    assert_eq!(
-                        set_cookie_header(action, &s, now).unwrap(),
-                        via_cookie_crate(action, &s, now)
-                    );
+                    let header = set_cookie_header(action, &s, now).unwrap();
+                    assert_eq!(header, via_cookie_crate(action, &s, now));
+                    let value = set_cookie_value(action, &s, now).unwrap();
+                    assert_eq!(value.as_bytes(), header.as_bytes(), "the value sent");
                 }
             }
         }
+    }
+
+    /// The per-thread buffer behind [`set_cookie_value`] holds nothing over from a long cookie
+    /// (which it does not keep) to a short one, and `Keep` sends nothing.
+    #[test]
+    fn header_values_do_not_carry_over_between_cookies() {
+        let (s, now) = (Settings::default(), OffsetDateTime::UNIX_EPOCH);
+        for value in ["a".repeat(10_000), "b".repeat(32), "c".into()] {
+            let action = CookieAction::Set {
+                value,
+                max_age: None,
+            };
+            let sent = set_cookie_value(&action, &s, now).unwrap();
+            assert_eq!(
+                sent.as_bytes(),
+                set_cookie_header(&action, &s, now).unwrap().as_bytes()
+            );
+        }
+        assert_eq!(set_cookie_value(&CookieAction::Keep, &s, now), None);
     }
 
     /// The per-second cache writes what formatting writes, for repeated, alternating and

@@ -66,9 +66,8 @@ impl Outcome {
         } else {
             None
         };
-        let set_cookie = cookies::set_cookie_header(&self.cookie, settings, now)
-            .and_then(|value| HeaderValue::try_from(value).ok())
-            .map(|value| (SET_COOKIE, value));
+        let set_cookie =
+            cookies::set_cookie_value(&self.cookie, settings, now).map(|value| (SET_COOKIE, value));
         let key = match &self.header {
             CookieAction::Keep => None,
             CookieAction::Set { value, .. } => HeaderValue::from_str(value).ok(),
