@@ -3,8 +3,13 @@
 //! (the tower layer, the actix-web middleware) calls [`LazySession::finish`] and only copies
 //! what it returns into its own response type, so the rules stay here.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use http::header::{HeaderName, HeaderValue, SET_COOKIE, VARY};
 use time::OffsetDateTime;
+
+use crate::error::Error;
 
 use crate::config::Settings;
 use crate::cookies;
@@ -80,6 +85,28 @@ impl Outcome {
     }
 }
 
+/// The end of a request as [`LazySession::finishing`] starts it: over already, or a save to
+/// await. Either way the answer is the one [`LazySession::finish`] gives.
+// `Ready` is large and `Saving` a pointer: boxing `Ready` would put back the allocation that
+// this type exists to spare every read-only request.
+#[allow(clippy::large_enum_variant)]
+pub enum Finishing {
+    /// Nothing to ask of the store (the session was not used, only read, or travels in the
+    /// cookie): the headers to append, or the replacement response.
+    Ready(Result<ResponseHeaders, http::Response<String>>),
+    /// The store's part (a save, a touch, a deletion), boxed with what it needs: await it.
+    Saving(Pin<Box<dyn Future<Output = Result<ResponseHeaders, http::Response<String>>> + Send>>),
+}
+
+impl std::fmt::Debug for Finishing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ready(result) => f.debug_tuple("Ready").field(result).finish(),
+            Self::Saving(_) => f.write_str("Saving(..)"),
+        }
+    }
+}
+
 impl LazySession {
     /// Ends the request's session after the handler ran ([`commit`](Self::commit)) and says
     /// what the response gets: `Ok` with the headers to append to the handler's response, or
@@ -93,7 +120,44 @@ impl LazySession {
     /// # Errors
     /// The replacement response, as above.
     pub async fn finish(&self, status: u16) -> Result<ResponseHeaders, http::Response<String>> {
-        match self.commit(status).await {
+        let committed = self.commit(status).await;
+        self.respond(committed)
+    }
+
+    /// [`finish`](Self::finish) for an adapter's own future: the answer at once when the end
+    /// of the request asks nothing of the store, which is every request that only read its
+    /// session, else the save to await. The tower layer uses it so that such a request costs
+    /// no allocation and no future at its end.
+    pub fn finishing(&self, status: u16) -> Finishing {
+        let inner = self.context();
+        if !self.is_loaded() {
+            let settings = &inner.shared.settings.session;
+            if !(settings.save_every_request && inner.key().is_some()) {
+                return Finishing::Ready(self.respond(self.commit_unused()));
+            }
+            let this = self.clone();
+            return Finishing::Saving(Box::pin(async move { this.finish(status).await }));
+        }
+        match crate::runner::begin(inner, status) {
+            crate::runner::Begun::Done(result) => Finishing::Ready(self.respond(result)),
+            crate::runner::Begun::Store(mut rest) => {
+                let this = self.clone();
+                Finishing::Saving(Box::pin(async move {
+                    let result = rest.run(this.context()).await;
+                    this.respond(result)
+                }))
+            }
+        }
+    }
+
+    /// What the response gets for a committed (or failed) end of the request.
+    // The error is the response itself, as `finish` returns it.
+    #[allow(clippy::result_large_err)]
+    fn respond(
+        &self,
+        committed: Result<Outcome, Error>,
+    ) -> Result<ResponseHeaders, http::Response<String>> {
+        match committed {
             Ok(outcome) => {
                 let shared = self.shared();
                 // The instant the request's end was planned at, which dated the expiry: the

@@ -66,7 +66,7 @@ pub use exclusive::{Exclusive, LockGuard};
 pub use expiry::Expiry;
 #[cfg(any(feature = "axum", feature = "actix"))]
 pub use extract::SessionRejection;
-pub use finish::ResponseHeaders;
+pub use finish::{Finishing, ResponseHeaders};
 pub use live::{Announce, Announcements, Ended, Event, EventKind, LiveHandle, LiveMode};
 pub use manager::{CookieAction, LazySession, Outcome, Sessions};
 pub use session::{Session, TypedKey};

@@ -527,6 +527,11 @@ impl LazySession {
         &self.session.inner.shared
     }
 
+    /// The request's session state (for `finish.rs`, which runs its end).
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.session.inner
+    }
+
     /// The instant the end of this request was planned at, once [`commit`](Self::commit) ran
     /// (for `finish.rs`, which dates the cookie with it).
     pub(crate) fn planned_at(&self) -> Option<time::OffsetDateTime> {
@@ -554,11 +559,16 @@ impl LazySession {
         let had_key = inner.key().is_some();
         if !self.is_loaded() {
             if !(settings.session.save_every_request && had_key) {
-                self.session.state().closed = true;
-                return Ok(Outcome::untouched(inner.transport()));
+                return self.commit_unused();
             }
             self.load().await?;
         }
         crate::runner::end(inner, status).await
+    }
+
+    /// The end of a request that did not use its session: closed, nothing to send.
+    pub(crate) fn commit_unused(&self) -> Result<Outcome, Error> {
+        self.session.state().closed = true;
+        Ok(Outcome::untouched(self.session.inner.transport()))
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cloakroom::codec::Codec;
 use cloakroom::engines::memory::MemoryStore;
-use cloakroom::{Sessions, Settings};
+use cloakroom::{Finishing, Sessions, Settings};
 
 /// Counts allocation calls.
 struct Counting;
@@ -54,7 +54,13 @@ fn allocations<T>(mut f: impl FnMut() -> T) -> usize {
 /// been two).
 const COUNTER_REQUEST_BUDGET: usize = 18;
 
+/// One test function: the counter is the process's, so nothing else may allocate meanwhile.
 #[test]
+fn the_end_of_a_request_allocates_only_what_it_sends() {
+    saved_data_and_its_cookie_are_one_allocation_each();
+    a_read_only_request_ends_without_a_future_or_an_allocation();
+}
+
 fn saved_data_and_its_cookie_are_one_allocation_each() {
     let mut data = serde_json::Map::new();
     data.insert("visits".into(), serde_json::Value::from(41));
@@ -66,13 +72,17 @@ fn saved_data_and_its_cookie_are_one_allocation_each() {
         .build()
         .unwrap();
     let sessions = Sessions::new(MemoryStore::new(10_000), Settings::default()).unwrap();
+    // Counted inside the future: `block_on` may box a large future, which is the test's
+    // doing, not the request's.
     let mut cookie = None;
     let mut request = || {
         runtime.block_on(async {
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
             let lazy = sessions.start(cookie.as_deref());
             let session = lazy.load().await.unwrap();
             session.update("visits", |n: &mut u64| *n += 1).unwrap();
             let headers = lazy.finish(200).await.unwrap();
+            let made = ALLOCATIONS.load(Ordering::Relaxed) - before;
             if cookie.is_none() {
                 let set = headers
                     .into_iter()
@@ -81,13 +91,50 @@ fn saved_data_and_its_cookie_are_one_allocation_each() {
                 let value = set.1.to_str().unwrap();
                 cookie = Some(value["sessionid=".len()..value.find(';').unwrap()].to_owned());
             }
+            made
         })
     };
     request();
-    let made = allocations(&mut request);
+    let made = request();
     println!("a counter request made {made} allocations");
     assert!(
         made <= COUNTER_REQUEST_BUDGET,
         "a counter request made {made} allocations, over its budget of {COUNTER_REQUEST_BUDGET}"
     );
+}
+
+/// A request that only reads its session ends at once, without a future or an allocation
+/// (`LazySession::finishing`, as the tower layer ends every request); one that saves gets the
+/// save to await, and it stores.
+fn a_read_only_request_ends_without_a_future_or_an_allocation() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(MemoryStore::new(10_000), Settings::default()).unwrap();
+    let cookie = runtime.block_on(async {
+        let lazy = sessions.start(None);
+        lazy.load().await.unwrap().insert("visits", 1).unwrap();
+        let Finishing::Saving(saving) = lazy.finishing(200) else {
+            panic!("a new session is saved")
+        };
+        let headers: Vec<_> = saving.await.unwrap().into_iter().collect();
+        let value = headers[1].1.to_str().unwrap().to_owned();
+        value["sessionid=".len()..value.find(';').unwrap()].to_owned()
+    });
+    for _ in 0..2 {
+        let (made, ended) = runtime.block_on(async {
+            let lazy = sessions.start(Some(&cookie));
+            let visits: u64 = lazy.load().await.unwrap().get_or("visits", 0).unwrap();
+            assert_eq!(visits, 1);
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let ended = lazy.finishing(200);
+            (ALLOCATIONS.load(Ordering::Relaxed) - before, ended)
+        });
+        let Finishing::Ready(Ok(headers)) = ended else {
+            panic!("a read ends at once: {ended:?}")
+        };
+        let sent: Vec<_> = headers.into_iter().collect();
+        assert_eq!(sent.len(), 1, "Vary: Cookie only: {sent:?}");
+        assert_eq!(made, 0, "the end of a read-only request allocates nothing");
+    }
 }

@@ -14,6 +14,12 @@ use crate::recorded::{Context, Recorded};
 use crate::shared::CoreStore;
 use crate::store::{Record, UserSession};
 
+/// Whether the user index may have anything to do for this session: it is linked under a
+/// user, or its data names one. Without either, [`relink`] would do nothing.
+pub(super) fn concerns_a_user(st: &Recorded) -> bool {
+    st.linked.is_some() || crate::data::lookup(&st.data, crate::keys::AUTH_USER_ID).is_some()
+}
+
 /// Keeps the store's user index in step with what this request wrote: `saved` is the key and
 /// expiry the session was just written under (`None`: it ended). See [`index_steps`].
 pub(super) async fn relink(

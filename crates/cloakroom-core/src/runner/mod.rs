@@ -31,6 +31,34 @@ struct Written {
 /// [`LazySession::commit`](crate::LazySession::commit)): closes it to changes, runs the plan
 /// and, under the fail-open policy, turns a store failure into an unsaved response.
 pub(crate) async fn end(ctx: &Arc<Context>, status: u16) -> Result<Outcome, Error> {
+    match begin(ctx, status) {
+        Begun::Done(result) => result,
+        Begun::Store(mut rest) => rest.run(ctx).await,
+    }
+}
+
+/// A request's end once planned: done, when the plan asks nothing of the store (a session
+/// only read, or kept in the cookie), or the store's part still to run.
+// Both variants live on the stack for an instant; boxing `Rest` would cost every save an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Begun {
+    /// What [`end`] answers.
+    Done(Result<Outcome, Error>),
+    /// The closed session and its plan: [`Rest::run`] executes it.
+    Store(Rest),
+}
+
+/// The state and plan of a request's end that waits for the store.
+pub(crate) struct Rest {
+    st: Recorded,
+    plan: Plan,
+    now: OffsetDateTime,
+}
+
+/// Closes the session to changes and plans its end; executes the plan at once when it makes no
+/// store call, so a request that only read its session ends without a future.
+pub(crate) fn begin(ctx: &Arc<Context>, status: u16) -> Begun {
     let mut st = {
         let mut current = ctx.state();
         // A handler that kept a clone (a streaming body) may read while the save runs: it
@@ -48,7 +76,49 @@ pub(crate) async fn end(ctx: &Arc<Context>, status: u16) -> Result<Outcome, Erro
         std::mem::replace(&mut *current, closed)
     };
     st.closed = true;
-    let result = match finish(ctx, &mut st, status).await {
+    let shared = &ctx.shared;
+    let now = shared.clock.now();
+    st.planned_at = Some(now);
+    let plan = plan(&st, status, ctx.key().is_some(), &shared.settings, now);
+    if matches!(shared.travel, Travel::Server(_)) && calls_store(&plan) {
+        return Begun::Store(Rest { st, plan, now });
+    }
+    let result = prepare(ctx, &st, &plan).and_then(|()| {
+        let written = match &shared.travel {
+            Travel::Server(_) => None,
+            Travel::Cookie(cookies) => cookie::write(shared, cookies, &mut st, plan.write, now)?,
+        };
+        Ok(conclude(ctx, &mut st, &plan, written))
+    });
+    Begun::Done(settle(ctx, st, result))
+}
+
+impl Rest {
+    /// Executes the plan, store calls included. By reference: the future then holds the
+    /// state once, where a `self` moved into it would be held twice (a future keeps room for
+    /// its arguments beside the futures they move into).
+    pub(crate) async fn run(&mut self, ctx: &Arc<Context>) -> Result<Outcome, Error> {
+        let result = execute(ctx, &mut self.st, self.plan, self.now).await;
+        settle(ctx, std::mem::take(&mut self.st), result)
+    }
+}
+
+/// Whether `plan` (on a server store) calls the store.
+fn calls_store(plan: &Plan) -> bool {
+    plan.delete
+        || plan.snapshot
+        || plan.index == Index::Unlink
+        || !matches!(plan.write, Write::Nothing | Write::Refuse)
+}
+
+/// Under the fail-open policy a store failure becomes an unsaved response; the state goes back
+/// for a handler that kept a clone, and the exclusive turn ends.
+fn settle(
+    ctx: &Context,
+    mut st: Recorded,
+    result: Result<Outcome, Error>,
+) -> Result<Outcome, Error> {
+    let result = match result {
         Err(Error::Store(e)) if ctx.policy() == crate::OnStoreError::FailOpen => {
             crate::observe::warn_store_failure(
                 ctx.shared.engine(),
@@ -59,7 +129,6 @@ pub(crate) async fn end(ctx: &Arc<Context>, status: u16) -> Result<Outcome, Erro
         }
         other => other,
     };
-    // Put back what a handler that kept a clone may still look at; the exclusive turn ends.
     let exclusive = st.exclusive.take();
     *ctx.state() = st;
     drop(exclusive);
@@ -123,22 +192,33 @@ async fn execute(
     now: OffsetDateTime,
 ) -> Result<Outcome, Error> {
     let shared = &ctx.shared;
-    if plan.write == Write::Refuse {
-        return Err(Error::Rotated);
-    }
-    if plan.check_size {
-        shared.encode_bounded(&st.data)?;
-    }
+    prepare(ctx, st, &plan)?;
     let written = match &shared.travel {
         Travel::Server(server) => on_server(ctx, server, st, &plan, now).await?,
         Travel::Cookie(cookies) => cookie::write(shared, cookies, st, plan.write, now)?,
     };
+    Ok(conclude(ctx, st, &plan, written))
+}
+
+/// The plan's checks before anything is written: a refused write, a session too large.
+fn prepare(ctx: &Context, st: &Recorded, plan: &Plan) -> Result<(), Error> {
+    if plan.write == Write::Refuse {
+        return Err(Error::Rotated);
+    }
+    if plan.check_size {
+        ctx.shared.encode_bounded(&st.data)?;
+    }
+    Ok(())
+}
+
+/// The outcome after the write: the cookie the plan asked for, given what was written.
+fn conclude(ctx: &Context, st: &mut Recorded, plan: &Plan, written: Option<Written>) -> Outcome {
     let cookie = match (plan.write, &written) {
         (Write::Touch { otherwise, .. }, None) => otherwise,
         _ => plan.cookie,
     };
     let action = cookie_action(st, cookie, written);
-    Ok(outcome(ctx, action, st.accessed))
+    outcome(ctx, action, st.accessed)
 }
 
 /// The store's part of `plan`: the deletions, the write, the rotation snapshot and the user
@@ -188,11 +268,13 @@ async fn on_server(
             Box::pin(write::park_snapshot(shared, store, &old, text, now)).await?;
         }
     }
+    // Boxed, and only for a session that is or was a user's: the index has nothing to do
+    // for an anonymous one (most saves), whose future then carries no room for it.
     match (plan.index, &written) {
-        (Index::Unlink, _) => index::relink(ctx, st, None, now).await?,
-        (Index::Relink, Some(w)) => {
+        (Index::Unlink, _) => Box::pin(index::relink(ctx, st, None, now)).await?,
+        (Index::Relink, Some(w)) if index::concerns_a_user(st) => {
             let saved = (w.key.as_str(), w.record.expires_at);
-            index::relink(ctx, st, Some(saved), now).await?;
+            Box::pin(index::relink(ctx, st, Some(saved), now)).await?;
         }
         _ => {}
     }

@@ -12,5 +12,5 @@ pub use self::layer::{ErrorHandler, SessionLayer};
 pub use self::route::{ExclusiveLayer, OnStoreErrorLayer, RouteService, TransportLayer};
 #[allow(deprecated)]
 pub use self::route::{ExclusiveService, OnStoreErrorService, TransportService};
-pub use self::service::SessionService;
+pub use self::service::{SessionFuture, SessionService};
 pub use crate::response::error_response;
