@@ -637,11 +637,16 @@ async fn named_store(name: &str, options: &cloakroom::engines::sql::ServerOption
     store
 }
 
-/// Fills the pool with `n` open connections (each used once, at the same time).
+/// Bursts of loads until the pool holds `n` open connections.
 async fn open_connections(store: &PostgresStore, n: u32, now: OffsetDateTime) {
-    let loads = (0..n).map(|_| store.load("nobody", now));
-    for loaded in futures_util::future::join_all(loads).await {
-        loaded.unwrap();
+    for _ in 0..50 {
+        if store.pool_status().size >= n {
+            break;
+        }
+        let loads = (0..32).map(|_| store.load("nobody", now));
+        for loaded in futures_util::future::join_all(loads).await {
+            loaded.unwrap();
+        }
     }
     settle(store).await;
 }
@@ -707,10 +712,8 @@ fn store_table(name: &str) -> String {
 /// it reads its own answer, not the cancelled one's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_statement_does_not_answer_the_next_call() {
-    let options = cloakroom::engines::sql::ServerOptions {
-        max_connections: 1,
-        ..Default::default()
-    };
+    let mut options = cloakroom::engines::sql::ServerOptions::default();
+    options.max_connections = 1;
     let name = format!("cr_cancel_{}", std::process::id());
     let store = named_store(&name, &options).await;
     let table = store_table(&name);
@@ -733,12 +736,8 @@ async fn a_cancelled_statement_does_not_answer_the_next_call() {
     .execute(&mut *blocker)
     .await
     .unwrap();
-    let update = store.update(
-        &a,
-        br#"{"a":1}"#,
-        &record(r#"{"a":2}"#, expires),
-        now,
-    );
+    let newer = record(r#"{"a":2}"#, expires);
+    let update = store.update(&a, br#"{"a":1}"#, &newer, now);
     assert!(
         tokio::time::timeout(Duration::from_millis(300), update)
             .await
