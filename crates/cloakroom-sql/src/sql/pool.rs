@@ -104,10 +104,16 @@ impl Breakage {
             _ => false,
         };
         if suspicious {
-            let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-            self.last
-                .store(at.saturating_add(1), std::sync::atomic::Ordering::Release);
+            self.note();
         }
+    }
+
+    /// Notes, as of now, that the server may have dropped its connections: a connection
+    /// beside the pool (the listener's) found its own closed.
+    pub(crate) fn note(&self) {
+        let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last
+            .store(at.saturating_add(1), std::sync::atomic::Ordering::Release);
     }
 
     /// Whether a connection idle for `idle_for` went idle before the last noted failure.
@@ -256,6 +262,12 @@ impl<DB: Database> Pool<DB> {
             u32::try_from(status.size).unwrap_or(u32::MAX),
             status.available,
         )
+    }
+
+    /// How long a request waits for a connection.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
     }
 
     /// The options new connections are opened with (for a connection of its own beside

@@ -47,6 +47,7 @@ impl Announce for SqlStore<Postgres> {
         let one = sqlx::pool::PoolOptions::<sqlx::Postgres>::new()
             .max_connections(1)
             .min_connections(0)
+            .acquire_timeout(self.pool.acquire_timeout())
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_lazy_with(self.pool.connect_options().clone());
@@ -84,7 +85,12 @@ impl Announcements for Listening {
     async fn next(&mut self) -> Result<String, StoreError> {
         match self.listener.try_recv().await {
             Ok(Some(notification)) => Ok(notification.payload().to_owned()),
-            Ok(None) => Err(StoreError::backend("postgres", Closed)),
+            Ok(None) => {
+                // The server dropped this connection, and perhaps the pool's idle ones with
+                // it (a restart): those are pinged before their next use.
+                self.store.breakage.note();
+                Err(StoreError::backend("postgres", Closed))
+            }
             Err(e) => Err(self.store.error(e)),
         }
     }
