@@ -624,7 +624,10 @@ async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
 
 /// A store whose connections carry `name` as their `application_name`, so that the test can
 /// find (and terminate) exactly its backends in `pg_stat_activity`.
-async fn named_store(name: &str, options: &cloakroom::engines::sql::ServerOptions) -> PostgresStore {
+async fn named_store(
+    name: &str,
+    options: &cloakroom::engines::sql::ServerOptions,
+) -> PostgresStore {
     let url = url();
     let sep = if url.contains('?') { '&' } else { '?' };
     let table = unique(&format!("_{name}"));
@@ -692,7 +695,10 @@ async fn terminated_connections_cost_one_failed_call_and_are_replaced() {
             failed += 1;
         }
     }
-    assert!(failed <= 1, "{failed} calls failed on terminated connections");
+    assert!(
+        failed <= 1,
+        "{failed} calls failed on terminated connections"
+    );
     let key = cloakroom::key::generate().unwrap();
     let expires = now + time::Duration::hours(1);
     assert_eq!(
@@ -723,8 +729,14 @@ async fn a_cancelled_statement_does_not_answer_the_next_call() {
         cloakroom::key::generate().unwrap(),
         cloakroom::key::generate().unwrap(),
     );
-    store.create(&a, &record(r#"{"a":1}"#, expires)).await.unwrap();
-    store.create(&b, &record(r#"{"b":2}"#, expires)).await.unwrap();
+    store
+        .create(&a, &record(r#"{"a":1}"#, expires))
+        .await
+        .unwrap();
+    store
+        .create(&b, &record(r#"{"b":2}"#, expires))
+        .await
+        .unwrap();
 
     // Another transaction holds `a`'s row, so the store's update of it waits until cancelled.
     let db = db().await;
