@@ -768,3 +768,69 @@ async fn a_cancelled_statement_does_not_answer_the_next_call() {
     );
     drop_table(&table).await;
 }
+
+/// The pool pings a connection only when it is suspect: a statement on a connection used a
+/// moment ago is one `Sync`, on one idle past `ping_after_idle` two (the ping, then the
+/// statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_connection_idle_past_ping_after_idle_is_pinged() {
+    let wire = WireCounter::start().await;
+    let mut options = cloakroom::engines::sql::ServerOptions::default();
+    options.max_connections = 1;
+    options.ping_after_idle = Duration::from_millis(300);
+    let table = unique("_idle_ping");
+    let store = PostgresStore::connect_with(&wire.url, &options)
+        .await
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    // Prepared on first use.
+    store.load("nobody", now).await.unwrap();
+
+    let before = wire.sent();
+    store.load("nobody", now).await.unwrap();
+    assert_eq!(wire.sent().since(before).syncs, 1, "a busy connection");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = wire.sent();
+    store.load("nobody", now).await.unwrap();
+    assert_eq!(
+        wire.sent().since(before).syncs,
+        2,
+        "idle past ping_after_idle: a ping first"
+    );
+    drop_table(&table).await;
+}
+
+/// Idle connections beyond `min_connections` close after `idle_timeout` (the pool's reaper),
+/// and the store opens new ones when it needs them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_after_idle_timeout_down_to_min_connections() {
+    let mut options = cloakroom::engines::sql::ServerOptions::default();
+    options.idle_timeout = Duration::from_millis(400);
+    options.min_connections = 1;
+    let name = format!("cr_idle_{}", std::process::id());
+    let store = named_store(&name, &options).await;
+    let now = OffsetDateTime::now_utc();
+    open_connections(&store, 3, now).await;
+    assert!(store.pool_status().size >= 3, "{:?}", store.pool_status());
+
+    let mut size = store.pool_status().size;
+    for _ in 0..40 {
+        size = store.pool_status().size;
+        if size == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        size,
+        1,
+        "idle connections left open: {:?}",
+        store.pool_status()
+    );
+    open_connections(&store, 2, now).await;
+    drop_table(&store_table(&name)).await;
+}
