@@ -237,7 +237,7 @@ impl<DB: Database> Conn<DB> {
 
 impl<DB: Database> Pool<DB> {
     /// A connection, within the acquire timeout: an idle one (checked as
-    /// [`Manager::recycle`] says) or a new one while the pool is under its size.
+    /// `Manager`'s `recycle` says) or a new one while the pool is under its size.
     pub(crate) async fn get(&self) -> Result<Conn<DB>, sqlx::Error> {
         let mut object = self.object().await?;
         // Unclean until released: a use that fails or is cancelled leaves it so.
