@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use sqlx::error::DatabaseError;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlQueryResult, MySqlRow};
-use sqlx::{MySqlConnection, MySqlPool, Row as _};
+use sqlx::{MySqlConnection, Row as _};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::sql::{Dialect, Failure, Flavor, Queries, ServerOptions, SqlStore, Table};
@@ -106,17 +106,17 @@ impl Dialect for MySql {
     /// `RETURNING` (`ER_PARSE_ERROR`), picks the batch `FOR UPDATE` and deletes those keys
     /// in one transaction.
     async fn clear_named(
-        pool: &MySqlPool,
+        conn: &mut MySqlConnection,
         q: &Queries,
         now: OffsetDateTime,
     ) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
         let rows = sqlx::query(&q.clear_named)
             .bind(utc_wall_clock(now))
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await;
         let rows = match rows {
             Err(sqlx::Error::Database(e)) if error_number(e.as_ref()) == Some(ER_PARSE_ERROR) => {
-                return pick_then_delete(pool, q, now).await
+                return pick_then_delete(conn, q, now).await
             }
             rows => rows?,
         };
@@ -144,13 +144,13 @@ impl Dialect for MySql {
     }
 
     /// The table takes the database's default charset and collation, as Django's does.
-    async fn migrate(pool: &MySqlPool, table: &Table) -> Result<(), sqlx::Error> {
+    async fn migrate(conn: &mut MySqlConnection, table: &Table) -> Result<(), sqlx::Error> {
         let t = table.name();
         let index = table.expiry_index();
         let create_table = format!(
             "CREATE TABLE IF NOT EXISTS `{t}` (`session_key` varchar(40) NOT NULL PRIMARY KEY, `session_data` longtext NOT NULL, `expire_date` datetime(6) NOT NULL)"
         );
-        sqlx::query(&create_table).execute(pool).await?;
+        sqlx::query(&create_table).execute(&mut *conn).await?;
         // MySQL 8 has no CREATE INDEX IF NOT EXISTS (MariaDB does): look first.
         let has_index: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.statistics \
@@ -158,11 +158,11 @@ impl Dialect for MySql {
         )
         .bind(t)
         .bind(&index)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
         if has_index == 0 {
             let create_index = format!("CREATE INDEX `{index}` ON `{t}` (`expire_date`)");
-            match sqlx::query(&create_index).execute(pool).await {
+            match sqlx::query(&create_index).execute(&mut *conn).await {
                 Ok(_) => {}
                 // Another server created it between our look and our CREATE.
                 Err(sqlx::Error::Database(e))
@@ -182,7 +182,7 @@ impl Dialect for MySql {
              KEY `{user_index}` (`user_id`), \
              CONSTRAINT `{users}_session_fk` FOREIGN KEY (`session_key`) REFERENCES `{t}` (`session_key`) ON DELETE CASCADE)"
         );
-        sqlx::query(&create_users).execute(pool).await.map(drop)
+        sqlx::query(&create_users).execute(conn).await.map(drop)
     }
 }
 
@@ -191,11 +191,11 @@ type SqlQuery<'q> = super::sql::SqlQuery<'q, sqlx::MySql>;
 /// The sweep's named batch on MySQL proper: the expired keys and their users, locked, then
 /// deleted, in one transaction (so what is named is what went).
 async fn pick_then_delete(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     q: &Queries,
     now: OffsetDateTime,
 ) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = sqlx::Connection::begin(conn).await?;
     let rows = sqlx::query(&q.clear_pick)
         .bind(utc_wall_clock(now))
         .fetch_all(&mut *tx)

@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow};
-use sqlx::{PgConnection, PgPool, Row as _};
+use sqlx::{PgConnection, Row as _};
 use time::OffsetDateTime;
 
 use super::sql::{Dialect, Failure, Flavor, ServerOptions, SqlStore, Table};
@@ -104,7 +104,7 @@ impl Dialect for Postgres {
             .map(drop)
     }
 
-    async fn migrate(pool: &PgPool, table: &Table) -> Result<(), sqlx::Error> {
+    async fn migrate(conn: &mut PgConnection, table: &Table) -> Result<(), sqlx::Error> {
         let t = table.name();
         let like = like_index(table);
         let expiry = table.expiry_index();
@@ -120,7 +120,9 @@ CREATE INDEX IF NOT EXISTS "{user_index}" ON "{users}" ("user_id");"#
         );
         // One simple-query string runs as one implicit transaction: the advisory lock is held
         // until all of it has committed, and a failure leaves nothing half made.
-        sqlx::raw_sql(&ddl).execute(pool).await.map(drop)
+        sqlx::Executor::execute(conn, sqlx::raw_sql(&ddl))
+            .await
+            .map(drop)
     }
 }
 

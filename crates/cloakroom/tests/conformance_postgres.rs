@@ -531,8 +531,8 @@ async fn get(app: &axum::Router, path: &str, cookie: Option<&str>) -> Option<Str
         .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
 }
 
-/// Waits until every connection of the store's pool is back in it: sqlx releases a connection
-/// (and pings it) in a task of its own after the query.
+/// Waits until every connection of the store's pool is back in it (the pool takes a
+/// connection back as its statement ends; sqlx's own pool did so in a task of its own).
 async fn settle(store: &PostgresStore) {
     for _ in 0..500 {
         if store.pool_status().idle == store.pool_status().size as usize {
@@ -546,9 +546,9 @@ async fn settle(store: &PostgresStore) {
 /// The pool `connect` builds spends one statement per store call: no ping before each use
 /// (sqlx's default), no transaction around a statement, no statement prepared twice on a
 /// connection. A returning visitor's counter is one load and one compare-and-swap save; a
-/// read-only page is one load. sqlx 0.8 pings every connection it takes back into the pool
-/// (a bare `Sync`, unconditional in `PoolConnection`'s release), so each statement is two
-/// round trips; the counts below say so, and change if that ping ever goes.
+/// read-only page is one load. Each statement is one round trip, one `Sync`: sqlx 0.8's own
+/// pool pinged every connection it took back (a bare `Sync`, unconditional in
+/// `PoolConnection`'s release), two per statement; the store's pool does not.
 #[tokio::test]
 async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
     use axum::routing::get as route;
@@ -591,14 +591,14 @@ async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
     settle(&store).await;
     let counter = wire.sent().since(before);
     let expected = Sent {
-        syncs: 4,
+        syncs: 2,
         binds: 2,
         parses: 0,
         queries: 0,
     };
     assert_eq!(
         counter, expected,
-        "counter: a SELECT and an UPDATE, each with sqlx's release ping"
+        "counter: a SELECT and an UPDATE, one round trip each"
     );
 
     let before = wire.sent();
@@ -610,14 +610,227 @@ async fn a_request_costs_one_statement_per_store_call_and_nothing_else() {
     settle(&store).await;
     let read_only = wire.sent().since(before);
     let expected = Sent {
-        syncs: 2,
+        syncs: 1,
         binds: 1,
         parses: 0,
         queries: 0,
     };
     assert_eq!(
         read_only, expected,
-        "read-only page: one SELECT with sqlx's release ping"
+        "read-only page: one SELECT, one round trip"
     );
     drop_table(&table).await;
+}
+
+/// A store whose connections carry `name` as their `application_name`, so that the test can
+/// find (and terminate) exactly its backends in `pg_stat_activity`.
+async fn named_store(
+    name: &str,
+    options: &cloakroom::engines::sql::ServerOptions,
+) -> PostgresStore {
+    let url = url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let table = unique(&format!("_{name}"));
+    let store = PostgresStore::connect_with(&format!("{url}{sep}application_name={name}"), options)
+        .await
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+/// Bursts of loads until the pool holds `n` open connections.
+async fn open_connections(store: &PostgresStore, n: u32, now: OffsetDateTime) {
+    for _ in 0..50 {
+        if store.pool_status().size >= n {
+            break;
+        }
+        let loads = (0..32).map(|_| store.load("nobody", now));
+        for loaded in futures_util::future::join_all(loads).await {
+            loaded.unwrap();
+        }
+    }
+    settle(store).await;
+}
+
+/// The pool takes connections back without a round trip, so nothing proves an idle one alive
+/// until it is used. Connections killed by the server (here `pg_terminate_backend`, as a
+/// restart or an administrator would) cost at most the one call that met the first of them:
+/// that failure marks the others suspect, and each is pinged, found dead and replaced as it
+/// is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_cost_one_failed_call_and_are_replaced() {
+    let name = format!("cr_term_{}", std::process::id());
+    let store = named_store(&name, &Default::default()).await;
+    let now = OffsetDateTime::now_utc();
+    open_connections(&store, 4, now).await;
+    assert!(store.pool_status().size >= 4, "{:?}", store.pool_status());
+
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&db().await)
+    .await
+    .unwrap();
+    assert!(killed.len() >= 4, "terminated {} backends", killed.len());
+    // Until the backends have gone: their sockets are closed by then.
+    for _ in 0..200 {
+        let left: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&name)
+                .fetch_one(&db().await)
+                .await
+                .unwrap();
+        if left.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut failed = 0;
+    for _ in 0..20 {
+        if store.load("nobody", now).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!(
+        failed <= 1,
+        "{failed} calls failed on terminated connections"
+    );
+    let key = cloakroom::key::generate().unwrap();
+    let expires = now + time::Duration::hours(1);
+    assert_eq!(
+        store.create(&key, &record("{}", expires)).await.unwrap(),
+        Created::Stored
+    );
+    drop_table(&store_table(&name)).await;
+}
+
+/// The table [`named_store`] made for `name`.
+fn store_table(name: &str) -> String {
+    unique(&format!("_{name}"))
+}
+
+/// A statement cancelled while it waits (the core's `store_timeout` drops its future) leaves
+/// its reply on the way; the connection goes back into the pool unclean, and the next call on
+/// it reads its own answer, not the cancelled one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_statement_does_not_answer_the_next_call() {
+    let mut options = cloakroom::engines::sql::ServerOptions::default();
+    options.max_connections = 1;
+    let name = format!("cr_cancel_{}", std::process::id());
+    let store = named_store(&name, &options).await;
+    let table = store_table(&name);
+    let now = OffsetDateTime::now_utc();
+    let expires = now + time::Duration::hours(1);
+    let (a, b) = (
+        cloakroom::key::generate().unwrap(),
+        cloakroom::key::generate().unwrap(),
+    );
+    store
+        .create(&a, &record(r#"{"a":1}"#, expires))
+        .await
+        .unwrap();
+    store
+        .create(&b, &record(r#"{"b":2}"#, expires))
+        .await
+        .unwrap();
+
+    // Another transaction holds `a`'s row, so the store's update of it waits until cancelled.
+    let db = db().await;
+    let mut blocker = db.begin().await.unwrap();
+    sqlx::query(&format!(
+        r#"SELECT 1 FROM "{table}" WHERE session_key = $1 FOR UPDATE"#
+    ))
+    .bind(&a)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let newer = record(r#"{"a":2}"#, expires);
+    let update = store.update(&a, br#"{"a":1}"#, &newer, now);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), update)
+            .await
+            .is_err(),
+        "the update did not wait for the row lock"
+    );
+    blocker.rollback().await.unwrap();
+
+    // The pool's one connection still has the update's reply to read.
+    let loaded = store.load(&b, now).await.unwrap().unwrap();
+    assert_eq!(&*loaded.data, br#"{"b":2}"#);
+    let loaded = store.load(&a, now).await.unwrap().unwrap();
+    assert_eq!(
+        &*loaded.data, br#"{"a":2}"#,
+        "the cancelled update still ran once the lock was free"
+    );
+    drop_table(&table).await;
+}
+
+/// The pool pings a connection only when it is suspect: a statement on a connection used a
+/// moment ago is one `Sync`, on one idle past `ping_after_idle` two (the ping, then the
+/// statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_connection_idle_past_ping_after_idle_is_pinged() {
+    let wire = WireCounter::start().await;
+    let mut options = cloakroom::engines::sql::ServerOptions::default();
+    options.max_connections = 1;
+    options.ping_after_idle = Duration::from_millis(300);
+    let table = unique("_idle_ping");
+    let store = PostgresStore::connect_with(&wire.url, &options)
+        .await
+        .unwrap()
+        .with_table(&table)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    // Prepared on first use.
+    store.load("nobody", now).await.unwrap();
+
+    let before = wire.sent();
+    store.load("nobody", now).await.unwrap();
+    assert_eq!(wire.sent().since(before).syncs, 1, "a busy connection");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = wire.sent();
+    store.load("nobody", now).await.unwrap();
+    assert_eq!(
+        wire.sent().since(before).syncs,
+        2,
+        "idle past ping_after_idle: a ping first"
+    );
+    drop_table(&table).await;
+}
+
+/// Idle connections beyond `min_connections` close after `idle_timeout` (the pool's reaper),
+/// and the store opens new ones when it needs them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_after_idle_timeout_down_to_min_connections() {
+    let mut options = cloakroom::engines::sql::ServerOptions::default();
+    options.idle_timeout = Duration::from_millis(400);
+    options.min_connections = 1;
+    let name = format!("cr_idle_{}", std::process::id());
+    let store = named_store(&name, &options).await;
+    let now = OffsetDateTime::now_utc();
+    open_connections(&store, 3, now).await;
+    assert!(store.pool_status().size >= 3, "{:?}", store.pool_status());
+
+    let mut size = store.pool_status().size;
+    for _ in 0..40 {
+        size = store.pool_status().size;
+        if size == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        size,
+        1,
+        "idle connections left open: {:?}",
+        store.pool_status()
+    );
+    open_connections(&store, 2, now).await;
+    drop_table(&store_table(&name)).await;
 }

@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use sqlx::error::DatabaseError;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type};
 use time::OffsetDateTime;
 
 use super::pool::ServerOptions;
@@ -83,13 +83,13 @@ pub trait Dialect: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// One batch of the sweep of expired sessions that names what it deletes: each key, and
     /// the user the index linked it to ([`Queries::clear_named`](super::Queries)).
     fn clear_named<'a>(
-        pool: &'a Pool<Self::Db>,
+        conn: &'a mut <Self::Db as Database>::Connection,
         q: &'a super::Queries,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<(String, Option<String>)>, sqlx::Error>> + Send + 'a {
         async move {
             let rows = Self::Db::fetch_all(
-                pool,
+                conn,
                 Self::Db::query::<Self>(&q.clear_named, [Arg::At(now)]),
             )
             .await?;
@@ -99,13 +99,13 @@ pub trait Dialect: Clone + std::fmt::Debug + Send + Sync + 'static {
         }
     }
     /// Creates the tables and indexes of `table` unless they exist.
-    fn migrate(
-        pool: &Pool<Self::Db>,
-        table: &Table,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    fn migrate<'a>(
+        conn: &'a mut <Self::Db as Database>::Connection,
+        table: &'a Table,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 }
 
-/// The sqlx operations the store runs, written once for every database that has them (the
+/// The sqlx operations the store runs on a pooled connection, written once for every database that has them (the
 /// bounds sqlx needs live here, not on each `impl` of the store).
 pub trait Driver: Database {
     /// `sql` with `args` bound, instants and digests by the dialect `D`.
@@ -114,20 +114,20 @@ pub trait Driver: Database {
         args: impl IntoIterator<Item = Arg<'q>>,
     ) -> SqlQuery<'q, Self>;
     /// Runs a statement.
-    fn execute<'q>(
-        pool: &'q Pool<Self>,
+    fn execute<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
         q: SqlQuery<'q, Self>,
-    ) -> impl Future<Output = Result<Self::QueryResult, sqlx::Error>> + Send + 'q;
+    ) -> impl Future<Output = Result<Self::QueryResult, sqlx::Error>> + Send + 'c;
     /// Runs a query for at most one row.
-    fn fetch_optional<'q>(
-        pool: &'q Pool<Self>,
+    fn fetch_optional<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
         q: SqlQuery<'q, Self>,
-    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send + 'q;
+    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send + 'c;
     /// Runs a query for all its rows.
-    fn fetch_all<'q>(
-        pool: &'q Pool<Self>,
+    fn fetch_all<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
         q: SqlQuery<'q, Self>,
-    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'q;
+    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'c;
     /// Column `i` as text.
     fn text(row: &Self::Row, i: usize) -> Result<String, sqlx::Error>;
     /// Column `i` as text or `NULL`.
@@ -159,25 +159,25 @@ where
         })
     }
 
-    fn execute<'q>(
-        pool: &'q Pool<Self>,
+    fn execute<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
         q: SqlQuery<'q, Self>,
-    ) -> impl Future<Output = Result<Self::QueryResult, sqlx::Error>> + Send + 'q {
-        pool.execute(q)
+    ) -> impl Future<Output = Result<Self::QueryResult, sqlx::Error>> + Send + 'c {
+        conn.execute(q)
     }
 
-    fn fetch_optional<'q>(
-        pool: &'q Pool<Self>,
+    fn fetch_optional<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
         q: SqlQuery<'q, Self>,
-    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send + 'q {
-        pool.fetch_optional(q)
+    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send + 'c {
+        conn.fetch_optional(q)
     }
 
-    fn fetch_all<'q>(
-        pool: &'q Pool<Self>,
+    fn fetch_all<'c, 'q: 'c>(
+        conn: &'c mut Self::Connection,
         q: SqlQuery<'q, Self>,
-    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'q {
-        pool.fetch_all(q)
+    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'c {
+        conn.fetch_all(q)
     }
 
     fn text(row: &Self::Row, i: usize) -> Result<String, sqlx::Error> {

@@ -3,9 +3,9 @@
 //! `try_lock`) on a pooled connection held for as long as the lock is.
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
 
 use super::super::driver::Dialect;
+use super::super::pool::Conn;
 use super::SqlStore;
 use crate::error::StoreError;
 use crate::exclusive::{Exclusive, LockGuard, Release};
@@ -14,24 +14,26 @@ use crate::exclusive::{Exclusive, LockGuard, Release};
 impl<D: Dialect> Exclusive for SqlStore<D> {
     async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, StoreError> {
         let name = self.table.lock_name(name);
-        let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
-        let taken = D::try_lock(&mut conn, &name)
+        let mut conn = self.pool.get().await.map_err(|e| self.error(e))?;
+        let taken = D::try_lock(conn.raw(), &name)
             .await
             .map_err(|e| self.error(e))?;
-        // Not taken: the connection goes back to the pool holding nothing.
-        Ok(taken.then(|| {
-            LockGuard::new(SqlLock {
-                conn: Some(conn),
-                name,
-                store: self.clone(),
-            })
-        }))
+        if !taken {
+            // The connection goes back to the pool holding nothing.
+            conn.release();
+            return Ok(None);
+        }
+        Ok(Some(LockGuard::new(SqlLock {
+            conn: Some(conn),
+            name,
+            store: self.clone(),
+        })))
     }
 }
 
 /// A held lock and the connection whose session holds it.
 struct SqlLock<D: Dialect> {
-    conn: Option<PoolConnection<D::Db>>,
+    conn: Option<Conn<D::Db>>,
     name: String,
     store: SqlStore<D>,
 }
@@ -42,12 +44,15 @@ impl<D: Dialect> Release for SqlLock<D> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
-        match D::unlock(&mut conn, &self.name).await {
+        match D::unlock(conn.raw(), &self.name).await {
             // The connection goes back to the pool free of the lock.
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                conn.release();
+                Ok(())
+            }
             Err(e) => {
                 // Closed instead, so that its session's end lets go of the lock.
-                drop(conn.detach());
+                conn.discard();
                 Err(self.store.error(e))
             }
         }
@@ -59,7 +64,7 @@ impl<D: Dialect> Drop for SqlLock<D> {
         // Dropped while held (its task was cancelled): back in the pool the connection would
         // keep the lock for good, so it is closed, and the server ends its session's locks.
         if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
+            conn.discard();
         }
     }
 }

@@ -5,11 +5,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::{Database, Pool};
+use sqlx::Database;
 use time::OffsetDateTime;
 
 use super::driver::{Arg, Dialect, Driver as _, Failure};
-use super::pool::{connect_pool, Breakage, ServerOptions};
+use super::pool::{connect_pool, Breakage, Pool, ServerOptions};
 use super::{data_digest, guarded_write, Queries, Table};
 use crate::error::{ConfigError, OpenError, StoreError};
 use crate::store::{Created, Record, SessionStore, Updated, UserSession};
@@ -118,9 +118,12 @@ impl<D: Dialect> SqlStore<D> {
     /// # Errors
     /// [`StoreError::Backend`] when the database refuses.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        D::migrate(&self.pool, &self.table)
+        let mut conn = self.pool.get().await.map_err(|e| self.error(e))?;
+        D::migrate(conn.raw(), &self.table)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        conn.release();
+        Ok(())
     }
 
     /// How many live sessions the table holds.
@@ -135,10 +138,8 @@ impl<D: Dialect> SqlStore<D> {
 
     /// The pool's connections, open and idle (for health checks and metrics).
     pub fn pool_status(&self) -> PoolStatus {
-        PoolStatus {
-            size: self.pool.size(),
-            idle: self.pool.num_idle(),
-        }
+        let (size, idle) = self.pool.status();
+        PoolStatus { size, idle }
     }
 
     /// A failed statement's error, noted for the pool's acquire checks.
@@ -171,8 +172,22 @@ impl<D: Dialect> SqlStore<D> {
         sql: &'q str,
         args: impl IntoIterator<Item = Arg<'q>>,
     ) -> Result<u64, sqlx::Error> {
-        let done = D::Db::execute(&self.pool, D::Db::query::<D>(sql, args)).await?;
+        let mut conn = self.pool.get().await?;
+        let done = D::Db::execute(conn.raw(), D::Db::query::<D>(sql, args)).await?;
+        conn.release();
         Ok(D::rows_affected(&done))
+    }
+
+    /// Runs a query for at most one row.
+    async fn optional<'q>(
+        &'q self,
+        sql: &'q str,
+        args: impl IntoIterator<Item = Arg<'q>>,
+    ) -> Result<Option<<D::Db as Database>::Row>, sqlx::Error> {
+        let mut conn = self.pool.get().await?;
+        let row = D::Db::fetch_optional(conn.raw(), D::Db::query::<D>(sql, args)).await?;
+        conn.release();
+        Ok(row)
     }
 
     async fn one<'q>(
@@ -180,7 +195,7 @@ impl<D: Dialect> SqlStore<D> {
         sql: &'q str,
         args: impl IntoIterator<Item = Arg<'q>>,
     ) -> Result<<D::Db as Database>::Row, StoreError> {
-        D::Db::fetch_optional(&self.pool, D::Db::query::<D>(sql, args))
+        self.optional(sql, args)
             .await
             .map_err(|e| self.error(e))?
             .ok_or_else(|| self.error(sqlx::Error::RowNotFound))
@@ -191,7 +206,10 @@ impl<D: Dialect> SqlStore<D> {
         sql: &'q str,
         args: impl IntoIterator<Item = Arg<'q>>,
     ) -> Result<Vec<<D::Db as Database>::Row>, sqlx::Error> {
-        D::Db::fetch_all(&self.pool, D::Db::query::<D>(sql, args)).await
+        let mut conn = self.pool.get().await?;
+        let rows = D::Db::fetch_all(conn.raw(), D::Db::query::<D>(sql, args)).await?;
+        conn.release();
+        Ok(rows)
     }
 
     /// A session row's record: `session_data` at column `at`, `expire_date` after it.
@@ -210,8 +228,8 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
     }
 
     async fn load(&self, key: &str, now: OffsetDateTime) -> Result<Option<Record>, StoreError> {
-        let q = D::Db::query::<D>(&self.q.load, [Arg::Text(key), Arg::At(now)]);
-        let row = D::Db::fetch_optional(&self.pool, q)
+        let row = self
+            .optional(&self.q.load, [Arg::Text(key), Arg::At(now)])
             .await
             .map_err(|e| self.error(e))?;
         row.map(|row| self.record(&row, 0)).transpose()

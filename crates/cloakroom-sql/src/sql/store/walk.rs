@@ -26,9 +26,11 @@ impl<D: Dialect> ClearExpired for SqlStore<D> {
         &self,
         now: OffsetDateTime,
     ) -> Result<Option<Vec<ClearedSession>>, StoreError> {
-        let gone = D::clear_named(&self.pool, &self.q, now)
+        let mut conn = self.pool.get().await.map_err(|e| self.error(e))?;
+        let gone = D::clear_named(conn.raw(), &self.q, now)
             .await
             .map_err(|e| self.error(e))?;
+        conn.release();
         let gone = gone
             .into_iter()
             .map(|(id, user_id)| ClearedSession { id, user_id })
@@ -77,8 +79,8 @@ impl<D: Dialect> SqlStore<D> {
     /// Whether any record (live or expired) holds `key`: for tests and tools that look at
     /// the store itself (the core never asks).
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let q = D::Db::query::<D>(&self.q.exists, [Arg::Text(key)]);
-        let row = D::Db::fetch_optional(&self.pool, q)
+        let row = self
+            .optional(&self.q.exists, [Arg::Text(key)])
             .await
             .map_err(|e| self.error(e))?;
         Ok(row.is_some())
