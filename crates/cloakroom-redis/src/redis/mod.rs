@@ -65,7 +65,8 @@
 //!
 //! # Where each part lives
 //!
-//! `connect.rs` (URLs, constructors, options, errors), `store.rs` (load, create, the
+//! `url.rs` (`cache_url` to a configuration: topology, node lists, redaction), `connect.rs`
+//! (constructors, options, the reconnection policy, errors), `store.rs` (load, create, the
 //! compare-and-swap update, touch, delete), `value.rs` (what a value holds: Django's layout or
 //! ours with its header), `scan.rs`, `users.rs` (the user index), `django.rs` (Django's key
 //! layout), `lock.rs` (the lock across servers), `script.rs` with the scripts in `lua/`, and the
@@ -80,6 +81,7 @@ mod scan;
 mod script;
 mod store;
 mod tracking;
+mod url;
 mod users;
 mod value;
 
@@ -92,9 +94,9 @@ use fred::types::config::Options;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
 use self::client_cache::Local;
-pub use self::connect::check_url;
 pub use self::connect::{ClientCache, RedisOptions};
 pub use self::django::{CACHED_DB_SESSION_PREFIX, CACHE_SESSION_PREFIX};
+pub use self::url::check_url;
 use crate::error::StoreError;
 
 const ENGINE: &str = "redis";
