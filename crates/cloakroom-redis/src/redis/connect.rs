@@ -13,6 +13,7 @@ use fred::types::Builder;
 
 use super::client_cache::Local;
 use super::django::CACHE_SESSION_PREFIX;
+use super::io_thread::IoThread;
 use super::url::{config_of, redact};
 use super::{RedisStore, DEFAULT_COMMAND_TIMEOUT, ENGINE};
 use crate::error::{ConfigError, OpenError, StoreError};
@@ -118,7 +119,15 @@ impl RedisStore {
         if let Some(cache) = options.client_cache {
             store.local = Some(Arc::new(Local::new(cache, store.head.clone())));
         }
-        store.client.init().await.map_err(|source| {
+        // `init` spawns the connection task where it runs: on the store's own thread.
+        let client = store.client.clone();
+        let connected = store
+            .io
+            .handle()
+            .spawn(async move { client.init().await })
+            .await
+            .map_err(|e| StoreError::backend(ENGINE, e))?;
+        connected.map_err(|source| {
             StoreError::backend(
                 ENGINE,
                 Unreachable {
@@ -141,7 +150,8 @@ impl RedisStore {
         let config = config_of(url)?;
         let store = Self::build_from(config, url, false)?;
         // fred's connection task retries with the reconnect policy until the server answers;
-        // dropping its handle only detaches it.
+        // dropping its handle only detaches it. It is spawned on the store's own thread.
+        let _on_io_thread = store.io.handle().enter();
         drop(store.client.connect());
         Ok(store)
     }
@@ -198,6 +208,7 @@ impl RedisStore {
             legacy: false,
             local: None,
             expiry_warned: Arc::default(),
+            io: IoThread::start().map_err(|e| StoreError::backend(ENGINE, e))?,
         };
         store.head = store.head();
         Ok(store)

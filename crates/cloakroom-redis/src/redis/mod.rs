@@ -76,6 +76,7 @@ mod announce;
 mod client_cache;
 mod connect;
 mod django;
+mod io_thread;
 mod lock;
 mod scan;
 mod script;
@@ -135,6 +136,8 @@ pub struct RedisStore {
     /// Set once the live listener warned that Redis does not publish expired keys (and may
     /// not be told to): one warning per store, not one per reconnection.
     expiry_warned: Arc<std::sync::atomic::AtomicBool>,
+    /// The thread the connection task runs on (`io_thread.rs`), ended with the last copy.
+    io: Arc<io_thread::IoThread>,
 }
 
 impl std::fmt::Debug for RedisStore {
