@@ -9,6 +9,7 @@
 use std::future::Future;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+mod breakage;
 mod driver;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod pool;
