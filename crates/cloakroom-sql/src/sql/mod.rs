@@ -10,6 +10,7 @@ use std::future::Future;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod breakage;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod driver;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod pool;
