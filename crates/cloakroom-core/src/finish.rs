@@ -130,11 +130,10 @@ impl LazySession {
     /// no allocation and no future at its end.
     pub fn finishing(&self, status: u16) -> Finishing {
         let inner = self.context();
+        if let Some(outcome) = self.end_if_unused() {
+            return Finishing::Ready(self.respond(Ok(outcome)));
+        }
         if !self.is_loaded() {
-            let settings = &inner.shared.settings.session;
-            if !(settings.save_every_request && inner.key().is_some()) {
-                return Finishing::Ready(self.respond(self.commit_unused()));
-            }
             let this = self.clone();
             return Finishing::Saving(Box::pin(async move { this.finish(status).await }));
         }

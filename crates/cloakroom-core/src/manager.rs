@@ -554,21 +554,26 @@ impl LazySession {
     /// [`Error::Interrupted`] when another request deleted the session meanwhile,
     /// [`Error::Store`] when the store fails.
     pub async fn commit(&self, status: u16) -> Result<Outcome, Error> {
-        let inner = &self.session.inner;
-        let settings = &inner.shared.settings;
-        let had_key = inner.key().is_some();
+        if let Some(outcome) = self.end_if_unused() {
+            return Ok(outcome);
+        }
         if !self.is_loaded() {
-            if !(settings.session.save_every_request && had_key) {
-                return self.commit_unused();
-            }
             self.load().await?;
         }
-        crate::runner::end(inner, status).await
+        crate::runner::end(&self.session.inner, status).await
     }
 
-    /// The end of a request that did not use its session: closed, nothing to send.
-    pub(crate) fn commit_unused(&self) -> Result<Outcome, Error> {
+    /// The end of a request that did not load its session and need not (only
+    /// `save_every_request` loads one to save a key the request carried): closed, nothing to
+    /// send. `None` when the end must load and run the plan.
+    pub(crate) fn end_if_unused(&self) -> Option<Outcome> {
+        let inner = &self.session.inner;
+        let saves_anyway =
+            inner.shared.settings.session.save_every_request && inner.key().is_some();
+        if self.is_loaded() || saves_anyway {
+            return None;
+        }
         self.session.state().closed = true;
-        Ok(Outcome::untouched(self.session.inner.transport()))
+        Some(Outcome::untouched(inner.transport()))
     }
 }
