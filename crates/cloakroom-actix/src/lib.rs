@@ -96,5 +96,5 @@ pub use cloakroom_core::{
     Error, LazySession, OnStoreError, Session, SessionRejection, Sessions, Transport,
 };
 
-pub use self::middleware::{SessionMiddleware, SessionService};
+pub use self::middleware::{ActixResponses, SessionMiddleware, SessionService};
 pub use self::route::{ExclusiveLayer, OnStoreErrorLayer, RouteService, TransportLayer};

@@ -2,8 +2,8 @@
 //! returned its response, as the tower layer does, through the same core calls.
 
 use std::fmt;
-use std::future::{ready, Future, Ready};
-use std::pin::Pin;
+use std::future::{ready, Ready};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -12,7 +12,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
 use actix_web::HttpMessage as _;
 use cloakroom_core::actix::into_actix;
 use cloakroom_core::response::ErrorHandler;
-use cloakroom_core::{Error, LazySession, ResponseHeaders, Sessions};
+use cloakroom_core::{Ending, Error, LazySession, Respond, ResponseHeaders, Sessions};
 
 /// Adds sessions to every request of the app, scope or resource it wraps: the actix-web
 /// counterpart of the tower `SessionLayer`, with the same rules (lazy load, Django's cookie
@@ -142,7 +142,8 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+    /// The handler's future, then the end of the session: the tower layer's future, not boxed.
+    type Future = Ending<S::Future, ActixResponses<B>>;
 
     forward_ready!(inner);
 
@@ -152,21 +153,36 @@ where
             session.set_error_handler(handler);
         }
         request.extensions_mut().insert(session.clone());
-        let handled = self.inner.call(request);
-        Box::pin(async move {
-            // An error from the inner service is not a response yet: it passes through and
-            // nothing is saved, as in the tower layer.
-            let mut response = handled.await?;
-            Ok(match session.finish(response.status().as_u16()).await {
-                Ok(added) => {
-                    write(response.headers_mut(), added);
-                    response.map_into_left_body()
-                }
-                Err(replacement) => response
-                    .into_response(into_actix(replacement))
-                    .map_into_right_body(),
-            })
-        })
+        Ending::new(self.inner.call(request), session)
+    }
+}
+
+/// How actix-web's responses take the end of the session ([`Respond`]): the headers are
+/// appended (the left body), or the replacement response goes out instead (the right body).
+#[derive(Debug)]
+pub struct ActixResponses<B>(PhantomData<fn() -> B>);
+
+impl<B> Respond for ActixResponses<B> {
+    type Response = ServiceResponse<B>;
+    type Output = ServiceResponse<EitherBody<B>>;
+
+    fn status(response: &Self::Response) -> u16 {
+        response.status().as_u16()
+    }
+
+    fn respond(
+        mut response: Self::Response,
+        ended: Result<ResponseHeaders, http::Response<String>>,
+    ) -> Self::Output {
+        match ended {
+            Ok(added) => {
+                write(response.headers_mut(), added);
+                response.map_into_left_body()
+            }
+            Err(replacement) => response
+                .into_response(into_actix(replacement))
+                .map_into_right_body(),
+        }
     }
 }
 

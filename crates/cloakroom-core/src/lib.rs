@@ -28,6 +28,7 @@ pub mod decorate;
 #[doc(hidden)]
 pub mod digits;
 mod ended;
+mod ending;
 pub mod engines;
 mod error;
 pub mod exclusive;
@@ -61,6 +62,7 @@ pub use backend::{Backend, Migrate};
 pub use backing::{Backing, ClientSide};
 pub use cleanup::{CleanupHandle, CleanupRun};
 pub use config::{DataFormat, Engine, OnStoreError, SameSite, Secret, Settings};
+pub use ending::{Ending, HttpResponses, Respond};
 pub use error::{BoxError, ConfigError, Error, FileError, OpenError, StoreError};
 pub use exclusive::{Exclusive, LockGuard};
 pub use expiry::Expiry;

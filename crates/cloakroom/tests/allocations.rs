@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cloakroom::codec::Codec;
 use cloakroom::engines::memory::MemoryStore;
-use cloakroom::{Finishing, Sessions, Settings};
+use cloakroom::{Ending, Finishing, HttpResponses, Sessions, Settings};
 
 /// Counts allocation calls.
 struct Counting;
@@ -59,6 +59,7 @@ const COUNTER_REQUEST_BUDGET: usize = 18;
 fn the_end_of_a_request_allocates_only_what_it_sends() {
     saved_data_and_its_cookie_are_one_allocation_each();
     a_read_only_request_ends_without_a_future_or_an_allocation();
+    the_adapters_future_adds_no_allocation_to_a_read();
 }
 
 fn saved_data_and_its_cookie_are_one_allocation_each() {
@@ -135,6 +136,46 @@ fn a_read_only_request_ends_without_a_future_or_an_allocation() {
         };
         let sent: Vec<_> = headers.into_iter().collect();
         assert_eq!(sent.len(), 1, "Vary: Cookie only: {sent:?}");
+        assert_eq!(made, 0, "the end of a read-only request allocates nothing");
+    }
+}
+
+/// The future both adapters return (`Ending`: the tower layer's `SessionFuture`, the actix-web
+/// middleware's future) runs the handler's future in place and ends a read-only request in the
+/// same poll: from the handler's answer to the response sent, nothing is allocated.
+fn the_adapters_future_adds_no_allocation_to_a_read() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(MemoryStore::new(10_000), Settings::default()).unwrap();
+    let cookie = runtime.block_on(async {
+        let lazy = sessions.start(None);
+        lazy.load().await.unwrap().insert("visits", 1).unwrap();
+        let headers: Vec<_> = lazy.finish(200).await.unwrap().into_iter().collect();
+        let value = headers[1].1.to_str().unwrap().to_owned();
+        value["sessionid=".len()..value.find(';').unwrap()].to_owned()
+    });
+    for _ in 0..2 {
+        let (made, response) = runtime.block_on(async {
+            let lazy = sessions.start(Some(&cookie));
+            let visits: u64 = lazy.load().await.unwrap().get_or("visits", 0).unwrap();
+            // With a header, as a handler's response has: a first header would allocate the
+            // response's own map.
+            let answered = http::Response::builder()
+                .header("content-type", "text/plain")
+                .body(visits.to_string())
+                .unwrap();
+            // The handler has answered (its future is ready): what is counted is the end.
+            let handler = std::future::ready(Ok::<_, std::convert::Infallible>(answered));
+            let ending = Ending::<_, HttpResponses<String>>::new(handler, lazy);
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let response = ending.await;
+            (ALLOCATIONS.load(Ordering::Relaxed) - before, response)
+        });
+        let Ok(response) = response;
+        assert_eq!(response.body(), "1");
+        assert_eq!(response.headers()["vary"], "Cookie");
+        assert!(response.headers().get("set-cookie").is_none());
         assert_eq!(made, 0, "the end of a read-only request allocates nothing");
     }
 }

@@ -1,14 +1,11 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::header::{HeaderName, HeaderValue, COOKIE};
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::ErrorHandler;
-use crate::{Finishing, LazySession, ResponseHeaders, Sessions};
+use crate::{Ending, HttpResponses, LazySession, Sessions};
 
 /// The service made by [`SessionLayer`](super::SessionLayer).
 #[derive(Clone)]
@@ -76,100 +73,14 @@ where
         // The service that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        SessionFuture {
-            state: State::Handler {
-                handler: inner.call(request),
-                session: Some(session),
-            },
-        }
+        Ending::new(inner.call(request), session)
     }
 }
 
-pin_project! {
-    /// The future of [`SessionService`]: the handler's future, then the end of the session.
-    ///
-    /// Not boxed: the handler's future runs in place, and a request whose end asks nothing of
-    /// the store (its session unused or only read) finishes in the same poll, without another
-    /// future; only a save is boxed (see [`LazySession::finishing`]).
-    pub struct SessionFuture<F, B> {
-        #[pin]
-        state: State<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B> {
-        Handler {
-            #[pin]
-            handler: F,
-            session: Option<LazySession>,
-        },
-        Saving {
-            saving: Pin<Box<dyn Future<Output = Result<ResponseHeaders, Response<String>>> + Send>>,
-            response: Option<Response<B>>,
-        },
-        Done,
-    }
-}
-
-impl<F, B, E> Future for SessionFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: From<String>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Handler { handler, session } => {
-                    let response = std::task::ready!(handler.poll(cx))?;
-                    let Some(session) = session.take() else {
-                        state.set(State::Done);
-                        return Poll::Ready(Ok(response));
-                    };
-                    match session.finishing(response.status().as_u16()) {
-                        Finishing::Ready(ended) => {
-                            state.set(State::Done);
-                            return Poll::Ready(Ok(respond(response, ended)));
-                        }
-                        Finishing::Saving(saving) => state.set(State::Saving {
-                            saving,
-                            response: Some(response),
-                        }),
-                    }
-                }
-                StateProj::Saving { saving, response } => {
-                    let ended = std::task::ready!(saving.as_mut().poll(cx));
-                    let response = response.take();
-                    state.set(State::Done);
-                    // Taken once, here: the state is `Done` from now on.
-                    return match response {
-                        Some(response) => Poll::Ready(Ok(respond(response, ended))),
-                        None => Poll::Pending,
-                    };
-                }
-                StateProj::Done => return Poll::Pending,
-            }
-        }
-    }
-}
-
-/// The handler's response with the session's headers added, or the response that replaces it.
-fn respond<B: From<String>>(
-    mut response: Response<B>,
-    ended: Result<ResponseHeaders, Response<String>>,
-) -> Response<B> {
-    match ended {
-        Ok(added) => {
-            let headers = response.headers_mut();
-            for (name, value) in added {
-                headers.append(name, value);
-            }
-            response
-        }
-        Err(replacement) => replacement.map(B::from),
-    }
-}
+/// The future of [`SessionService`]: the handler's future, then the end of the session
+/// ([`Ending`], the one the actix-web middleware returns too).
+///
+/// Not boxed: the handler's future runs in place, and a request whose end asks nothing of the
+/// store (its session unused or only read) finishes in the same poll, without another future;
+/// only a save is boxed (see [`LazySession::finishing`]).
+pub type SessionFuture<F, B> = Ending<F, HttpResponses<B>>;
