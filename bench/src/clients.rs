@@ -73,17 +73,13 @@ pub fn run(args: &ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
         let found: usize = match args.client {
             Client::Store => {
                 let store = Arc::new(store);
-                spread(
-                    args.concurrency,
-                    move || {
-                        let store = store.clone();
-                        async move {
-                            let now = time::OffsetDateTime::now_utc();
-                            store.load(KEY, now).await.ok().flatten().is_some()
-                        }
-                    },
-                    per_task,
-                )
+                spread(args.concurrency, per_task, move || {
+                    let store = store.clone();
+                    async move {
+                        let now = time::OffsetDateTime::now_utc();
+                        store.load(KEY, now).await.ok().flatten().is_some()
+                    }
+                })
                 .await
             }
             Client::Fred => {
@@ -91,34 +87,26 @@ pub fn run(args: &ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
                 let client = fred::clients::Client::new(config, None, None, None);
                 client.init().await?;
                 let redis_key = store.redis_key(KEY);
-                spread(
-                    args.concurrency,
-                    move || {
-                        let (client, key) = (client.clone(), redis_key.clone());
-                        async move {
-                            let got: Option<bytes::Bytes> = client.get(key).await.ok().flatten();
-                            got.is_some()
-                        }
-                    },
-                    per_task,
-                )
+                spread(args.concurrency, per_task, move || {
+                    let (client, key) = (client.clone(), redis_key.clone());
+                    async move {
+                        let got: Option<bytes::Bytes> = client.get(key).await.ok().flatten();
+                        got.is_some()
+                    }
+                })
                 .await
             }
             Client::RedisRs => {
                 let client = redis::Client::open(url.as_str())?;
                 let connection = client.get_multiplexed_async_connection().await?;
                 let redis_key = store.redis_key(KEY);
-                spread(
-                    args.concurrency,
-                    move || {
-                        let (mut connection, key) = (connection.clone(), redis_key.clone());
-                        async move {
-                            let got: Option<Vec<u8>> = connection.get(key).await.ok().flatten();
-                            got.is_some()
-                        }
-                    },
-                    per_task,
-                )
+                spread(args.concurrency, per_task, move || {
+                    let (mut connection, key) = (connection.clone(), redis_key.clone());
+                    async move {
+                        let got: Option<Vec<u8>> = connection.get(key).await.ok().flatten();
+                        got.is_some()
+                    }
+                })
                 .await
             }
         };
@@ -128,8 +116,9 @@ pub fn run(args: &ClientArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Runs `load` `per_task` times in each of `tasks` tasks; counts the loads that found it.
-async fn spread<F, Fut>(tasks: usize, load: F, per_task: usize) -> usize
+/// Runs `load` `per_task` times in each of `tasks` tasks; counts the loads that found the
+/// session.
+async fn spread<F, Fut>(tasks: usize, per_task: usize, load: F) -> usize
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send + 'static,
