@@ -104,28 +104,32 @@ fn saved_data_and_its_cookie_are_one_allocation_each() {
     );
 }
 
-/// A visitor with one visit saved: the key its cookie carries. The save goes through
-/// `finishing`, which hands a new session's save over to await.
-async fn returning_visitor(sessions: &Sessions) -> String {
-    let lazy = sessions.start(None);
-    lazy.load().await.unwrap().insert("visits", 1).unwrap();
-    let Finishing::Saving(saving) = lazy.finishing(200) else {
-        panic!("a new session is saved")
-    };
-    let headers: Vec<_> = saving.await.unwrap().into_iter().collect();
-    let value = headers[1].1.to_str().unwrap().to_owned();
-    value["sessionid=".len()..value.find(';').unwrap()].to_owned()
+/// A runtime, the in-process store, and a visitor with one visit saved there: the key its
+/// cookie carries. The save goes through `finishing`, which hands a new session's save over to
+/// await.
+fn returning_visitor() -> (tokio::runtime::Runtime, Sessions, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let sessions = Sessions::new(MemoryStore::new(10_000), Settings::default()).unwrap();
+    let cookie = runtime.block_on(async {
+        let lazy = sessions.start(None);
+        lazy.load().await.unwrap().insert("visits", 1).unwrap();
+        let Finishing::Saving(saving) = lazy.finishing(200) else {
+            panic!("a new session is saved")
+        };
+        let headers: Vec<_> = saving.await.unwrap().into_iter().collect();
+        let value = headers[1].1.to_str().unwrap().to_owned();
+        value["sessionid=".len()..value.find(';').unwrap()].to_owned()
+    });
+    (runtime, sessions, cookie)
 }
 
 /// A request that only reads its session ends at once, without a future or an allocation
 /// (`LazySession::finishing`, as the tower layer ends every request); one that saves gets the
 /// save to await, and it stores.
 fn a_read_only_request_ends_without_a_future_or_an_allocation() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let sessions = Sessions::new(MemoryStore::new(10_000), Settings::default()).unwrap();
-    let cookie = runtime.block_on(returning_visitor(&sessions));
+    let (runtime, sessions, cookie) = returning_visitor();
     for _ in 0..2 {
         let (made, ended) = runtime.block_on(async {
             let lazy = sessions.start(Some(&cookie));
@@ -148,11 +152,7 @@ fn a_read_only_request_ends_without_a_future_or_an_allocation() {
 /// middleware's future) runs the handler's future in place and ends a read-only request in the
 /// same poll: from the handler's answer to the response sent, nothing is allocated.
 fn the_adapters_future_adds_no_allocation_to_a_read() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let sessions = Sessions::new(MemoryStore::new(10_000), Settings::default()).unwrap();
-    let cookie = runtime.block_on(returning_visitor(&sessions));
+    let (runtime, sessions, cookie) = returning_visitor();
     for _ in 0..2 {
         let (made, response) = runtime.block_on(async {
             let lazy = sessions.start(Some(&cookie));
